@@ -1,0 +1,286 @@
+//! The configuration file (TOML): structure, defaults and validation.
+//!
+//! Every key is documented in `docs/config.md`. Unknown keys are errors, so a typo never
+//! silently falls back to a default.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::protocol::auth;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub proxy: ProxyConfig,
+    #[serde(default)]
+    pub users: Vec<UserConfig>,
+    pub backend: BackendConfig,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Address to listen on, `host:port`.
+    pub listen: String,
+    /// Client connections beyond this get ER_CON_COUNT_ERROR (1040).
+    #[serde(default = "defaults::max_connections")]
+    pub max_connections: usize,
+    /// Largest packet accepted from a client, in bytes (ER_NET_PACKET_TOO_LARGE beyond).
+    #[serde(default = "defaults::max_allowed_packet")]
+    pub max_allowed_packet: usize,
+    /// On SIGTERM: how long running commands may take to finish before connections close.
+    #[serde(default = "defaults::shutdown_timeout_ms")]
+    pub shutdown_timeout_ms: u64,
+    /// A client must complete its login within this time.
+    #[serde(default = "defaults::handshake_timeout_ms")]
+    pub handshake_timeout_ms: u64,
+    /// Server version announced to clients; default: the primary's own version string.
+    #[serde(default)]
+    pub server_version: Option<String>,
+    /// Plugin announced in the initial handshake and used for users without their own.
+    #[serde(default = "defaults::auth_plugin")]
+    pub default_auth_plugin: String,
+    /// caching_sha2_password: after a user's first full authentication, later logins may
+    /// use the fast path (like the server's cache). When false, every login does full
+    /// authentication.
+    #[serde(default = "defaults::yes")]
+    pub caching_sha2_cache: bool,
+    /// PEM file with the RSA private key for caching_sha2_password full authentication
+    /// without TLS. When absent a key pair is generated at startup.
+    #[serde(default)]
+    pub rsa_private_key: Option<PathBuf>,
+    /// Client-side TLS.
+    #[serde(default)]
+    pub tls: Option<ServerTlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerTlsConfig {
+    /// PEM certificate chain presented to clients.
+    pub cert: PathBuf,
+    /// PEM private key of `cert`.
+    pub key: PathBuf,
+    /// Refuse clients that do not switch to TLS (like `require_secure_transport=ON`).
+    #[serde(default)]
+    pub require_secure_transport: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+    /// `mysql_native_password` or `caching_sha2_password`; default: `proxy.default_auth_plugin`.
+    #[serde(default)]
+    pub auth_plugin: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendConfig {
+    /// Account Sluice logs in to the backends with.
+    pub user: String,
+    #[serde(default)]
+    pub password: String,
+    /// Backend servers, `host:port`. Roles (primary/replica) are discovered.
+    pub nodes: Vec<String>,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    /// How often each node's role is checked.
+    #[serde(default = "defaults::monitor_interval_ms")]
+    pub monitor_interval_ms: u64,
+    /// A role check slower than this counts as a failed check.
+    #[serde(default = "defaults::monitor_timeout_ms")]
+    pub monitor_timeout_ms: u64,
+    /// TLS to the backends.
+    #[serde(default)]
+    pub tls: Option<BackendTlsConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendTlsConfig {
+    /// PEM file of the CA(s) that signed the backends' certificates.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// Name to verify in the backend certificate; default: the host part of the node address.
+    #[serde(default)]
+    pub server_name: Option<String>,
+    /// Verify the backend certificate (default true). `false` encrypts without
+    /// authenticating the server: only for testing.
+    #[serde(default = "defaults::yes")]
+    pub verify: bool,
+}
+
+mod defaults {
+    pub fn max_connections() -> usize {
+        4096
+    }
+    pub fn max_allowed_packet() -> usize {
+        64 << 20
+    }
+    pub fn shutdown_timeout_ms() -> u64 {
+        30_000
+    }
+    pub fn handshake_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn auth_plugin() -> String {
+        crate::protocol::auth::NATIVE.to_string()
+    }
+    pub fn yes() -> bool {
+        true
+    }
+    pub fn connect_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn monitor_interval_ms() -> u64 {
+        1_000
+    }
+    pub fn monitor_timeout_ms() -> u64 {
+        3_000
+    }
+}
+
+impl Config {
+    /// Parses and validates TOML text.
+    pub fn parse(text: &str) -> Result<Self> {
+        let cfg: Config = toml::from_str(text).map_err(|e| Error::Config(one_line(&e.to_string())))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+        Self::parse(&text).map_err(|e| match e {
+            Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    fn validate(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Config(m));
+        if self.proxy.listen.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+            return bad(format!("proxy.listen: expected host:port, got {:?}", self.proxy.listen));
+        }
+        if self.backend.nodes.is_empty() {
+            return bad("backend.nodes: at least one node is required".into());
+        }
+        for n in &self.backend.nodes {
+            if n.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+                return bad(format!("backend.nodes: expected host:port, got {n:?}"));
+            }
+        }
+        let mut seen = BTreeSet::new();
+        for n in &self.backend.nodes {
+            if !seen.insert(n) {
+                return bad(format!("backend.nodes: {n} is listed twice"));
+            }
+        }
+        if self.users.is_empty() {
+            return bad("users: at least one [[users]] entry is required".into());
+        }
+        let mut names = BTreeSet::new();
+        for u in &self.users {
+            if u.name.is_empty() {
+                return bad("users: a user has an empty name".into());
+            }
+            if !names.insert(&u.name) {
+                return bad(format!("users: {} is listed twice", u.name));
+            }
+            check_plugin(u.auth_plugin.as_deref().unwrap_or(&self.proxy.default_auth_plugin), &format!("users.{}.auth_plugin", u.name))?;
+        }
+        check_plugin(&self.proxy.default_auth_plugin, "proxy.default_auth_plugin")?;
+        if self.proxy.max_allowed_packet < 1024 || self.proxy.max_allowed_packet > 1 << 30 {
+            return bad("proxy.max_allowed_packet: must be between 1024 and 1073741824".into());
+        }
+        if self.proxy.max_connections == 0 {
+            return bad("proxy.max_connections: must be at least 1".into());
+        }
+        if self.backend.monitor_interval_ms == 0 || self.backend.monitor_timeout_ms == 0 {
+            return bad("backend.monitor_interval_ms and monitor_timeout_ms must be positive".into());
+        }
+        if let Some(t) = &self.backend.tls {
+            if t.verify && t.ca.is_none() {
+                return bad("backend.tls: `ca` is required when `verify` is true".into());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn user(&self, name: &[u8]) -> Option<&UserConfig> {
+        self.users.iter().find(|u| u.name.as_bytes() == name)
+    }
+
+    pub fn user_plugin<'a>(&'a self, u: &'a UserConfig) -> &'a str {
+        u.auth_plugin.as_deref().unwrap_or(&self.proxy.default_auth_plugin)
+    }
+}
+
+fn check_plugin(p: &str, key: &str) -> Result<()> {
+    if p == auth::NATIVE || p == auth::CACHING_SHA2 {
+        Ok(())
+    } else {
+        Err(Error::Config(format!("{key}: unsupported auth plugin {p:?} (use {} or {})", auth::NATIVE, auth::CACHING_SHA2)))
+    }
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+[proxy]
+listen = "127.0.0.1:15306"
+[[users]]
+name = "app"
+password = "app"
+[backend]
+user = "app"
+password = "app"
+nodes = ["127.0.0.1:3310", "127.0.0.1:3311"]
+"#;
+
+    #[test]
+    fn minimal_config_from_the_issue_parses_with_defaults() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert_eq!(c.proxy.max_allowed_packet, 64 << 20);
+        assert_eq!(c.backend.nodes.len(), 2);
+        assert_eq!(c.user_plugin(c.user(b"app").unwrap()), auth::NATIVE);
+    }
+
+    #[test]
+    fn unknown_key_is_a_one_line_error_naming_it() {
+        let e = Config::parse(&MINIMAL.replace("[backend]", "[backend]\nnodez = 1")).unwrap_err().to_string();
+        assert!(e.contains("nodez"), "{e}");
+        assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn bad_toml_is_an_error() {
+        assert!(Config::parse("[proxy\nlisten=").is_err());
+    }
+
+    #[test]
+    fn unsupported_plugin_is_rejected() {
+        let e = Config::parse(&MINIMAL.replace("password = \"app\"\n[backend]", "password = \"app\"\nauth_plugin = \"ed25519\"\n[backend]"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("ed25519"), "{e}");
+    }
+
+    #[test]
+    fn bad_node_address_is_rejected() {
+        assert!(Config::parse(&MINIMAL.replace("127.0.0.1:3311", "nohostport")).is_err());
+    }
+}

@@ -1,0 +1,19 @@
+//! Sluice: a MySQL-protocol proxy.
+//!
+//! Layers, bottom up: bytes and packets ([`protocol`]), the command/response state
+//! machines ([`protocol::response`]), sessions ([`server`]), and backends
+//! ([`backend`]). All I/O goes through the [`net::Net`] abstraction and `tokio` (which is
+//! `madsim-tokio`), so the same code runs for real and in deterministic simulation.
+
+pub mod backend;
+pub mod config;
+pub mod error;
+pub mod net;
+pub mod protocol;
+pub mod proxy;
+pub mod server;
+pub mod tls;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use proxy::{start, ProxyHandle};

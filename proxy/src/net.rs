@@ -1,0 +1,75 @@
+//! The network abstraction every socket in Sluice goes through.
+//!
+//! Proxy code never names a concrete socket type: it is generic over [`Net`], which can
+//! bind a listener, accept connections and connect out. [`TokioNet`] is the production
+//! implementation (on `tokio`, which is `madsim-tokio` renamed, so the very same type runs
+//! on madsim's simulated network under `--cfg madsim`); `sim/` provides a turmoil one.
+//! Addresses are strings (`"host:port"`) so simulated hosts can have names.
+
+use std::future::Future;
+use std::io;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// A byte stream to a peer.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// Binds listeners and opens outgoing connections.
+pub trait Net: Clone + Send + Sync + 'static {
+    type Stream: Stream;
+    type Listener: Listener<Stream = Self::Stream>;
+
+    /// Binds a listening socket on `addr` (`"host:port"`).
+    fn bind(&self, addr: &str) -> impl Future<Output = io::Result<Self::Listener>> + Send;
+
+    /// Opens a connection to `addr` (`"host:port"`), with Nagle's algorithm off.
+    fn connect(&self, addr: &str) -> impl Future<Output = io::Result<Self::Stream>> + Send;
+}
+
+/// A bound listening socket.
+pub trait Listener: Send + 'static {
+    type Stream: Stream;
+
+    /// Waits for the next connection; returns it with the peer's address as text.
+    fn accept(&mut self) -> impl Future<Output = io::Result<(Self::Stream, String)>> + Send;
+
+    /// The address actually bound (useful after binding port 0).
+    fn local_addr(&self) -> io::Result<String>;
+}
+
+/// The production network: TCP through `tokio` (or madsim's simulated TCP under `--cfg madsim`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokioNet;
+
+/// A listener of [`TokioNet`].
+pub struct TokioListener(tokio::net::TcpListener);
+
+impl Net for TokioNet {
+    type Stream = tokio::net::TcpStream;
+    type Listener = TokioListener;
+
+    async fn bind(&self, addr: &str) -> io::Result<TokioListener> {
+        Ok(TokioListener(tokio::net::TcpListener::bind(addr).await?))
+    }
+
+    async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
+        let s = tokio::net::TcpStream::connect(addr).await?;
+        s.set_nodelay(true)?;
+        Ok(s)
+    }
+}
+
+impl Listener for TokioListener {
+    type Stream = tokio::net::TcpStream;
+
+    async fn accept(&mut self) -> io::Result<(tokio::net::TcpStream, String)> {
+        let (s, peer) = self.0.accept().await?;
+        s.set_nodelay(true)?;
+        Ok((s, peer.to_string()))
+    }
+
+    fn local_addr(&self) -> io::Result<String> {
+        Ok(self.0.local_addr()?.to_string())
+    }
+}

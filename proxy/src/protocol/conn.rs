@@ -1,0 +1,248 @@
+//! A packet connection: a byte stream (plain or TLS) with a bounded read buffer, read as
+//! whole logical packets or as raw bytes for pass-through.
+//!
+//! Framing follows <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_packets.html>;
+//! the TLS switch follows <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_packets_protocol_ssl_request.html>.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+
+use super::packet::{frame_packet, join_payload, write_packet, FrameError, Framed, HEADER_LEN};
+use crate::net::Stream;
+
+/// Bytes asked of the socket per read.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The byte stream under a packet connection.
+pub enum Transport<S> {
+    Plain(S),
+    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
+    ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
+    /// Only while switching to TLS.
+    Switching,
+}
+
+impl<S: Stream> AsyncRead for Transport<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Transport::ServerTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::ClientTls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Transport::Switching => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl<S: Stream> AsyncWrite for Transport<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Transport::ServerTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::ClientTls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Transport::Switching => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_flush(cx),
+            Transport::ServerTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::ClientTls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Transport::Switching => Poll::Ready(Ok(())),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Transport::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Transport::ServerTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::ClientTls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Transport::Switching => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// One whole logical packet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Packet {
+    /// Sequence id of its first frame.
+    pub seq: u8,
+    /// Sequence id of its last frame (differs for packets of 16 MiB and more).
+    pub last_seq: u8,
+    pub payload: Bytes,
+}
+
+impl Packet {
+    /// The sequence id a reply to this packet must carry.
+    pub fn next_seq(&self) -> u8 {
+        self.last_seq.wrapping_add(1)
+    }
+}
+
+/// Why reading a packet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("connection closed")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("packet larger than {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("packets out of order (expected sequence id {expected}, got {got})")]
+    OutOfOrder { expected: u8, got: u8 },
+}
+
+impl From<FrameError> for ReadError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::TooLarge { limit } => ReadError::TooLarge { limit },
+            FrameError::OutOfOrder { expected, got } => ReadError::OutOfOrder { expected, got },
+        }
+    }
+}
+
+/// A packet connection over a [`Transport`].
+pub struct PacketConn<S> {
+    io: Transport<S>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    /// Largest logical packet [`Self::read_packet`] accepts.
+    pub max_packet: usize,
+}
+
+impl<S: Stream> PacketConn<S> {
+    pub fn new(stream: S, max_packet: usize) -> Self {
+        PacketConn { io: Transport::Plain(stream), rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::new(), max_packet }
+    }
+
+    pub fn is_tls(&self) -> bool {
+        matches!(self.io, Transport::ServerTls(_) | Transport::ClientTls(_))
+    }
+
+    /// Reads one whole logical packet (joining frames of 16 MiB and more).
+    pub async fn read_packet(&mut self) -> Result<Packet, ReadError> {
+        loop {
+            match frame_packet(&self.rbuf, self.max_packet)? {
+                Framed::Packet { seq, last_seq, wire_len, payload_len } => {
+                    let wire = self.rbuf.split_to(wire_len);
+                    let payload = if wire_len == payload_len + HEADER_LEN {
+                        wire.freeze().slice(HEADER_LEN..)
+                    } else {
+                        Bytes::from(join_payload(&wire, payload_len))
+                    };
+                    return Ok(Packet { seq, last_seq, payload });
+                }
+                Framed::Incomplete => {
+                    if self.fill().await? == 0 {
+                        return Err(ReadError::Closed);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads more bytes from the socket into the buffer; `0` means end of stream.
+    pub async fn fill(&mut self) -> io::Result<usize> {
+        self.rbuf.reserve(READ_CHUNK);
+        self.io.read_buf(&mut self.rbuf).await
+    }
+
+    /// Bytes read from the socket and not yet consumed.
+    pub fn buffered(&self) -> &[u8] {
+        &self.rbuf
+    }
+
+    /// Drops `n` buffered bytes.
+    pub fn consume(&mut self, n: usize) {
+        let _ = self.rbuf.split_to(n);
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+            // Give back memory after a huge packet went through.
+            self.rbuf = BytesMut::with_capacity(READ_CHUNK);
+        }
+    }
+
+    /// Queues one logical packet for writing; returns the next sequence id.
+    pub fn queue(&mut self, seq: u8, payload: &[u8]) -> u8 {
+        write_packet(&mut self.wbuf, seq, payload)
+    }
+
+    /// Writes queued packets and flushes.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let out = self.wbuf.split();
+            self.io.write_all(&out).await?;
+            if self.wbuf.capacity() < out.capacity() && out.capacity() <= 4 * READ_CHUNK {
+                // Reuse the allocation for the next write.
+                let mut out = out;
+                out.clear();
+                self.wbuf = out;
+            }
+        }
+        self.io.flush().await
+    }
+
+    /// Queues a packet and flushes.
+    pub async fn send(&mut self, seq: u8, payload: &[u8]) -> io::Result<u8> {
+        let next = self.queue(seq, payload);
+        self.flush().await?;
+        Ok(next)
+    }
+
+    /// Writes raw, already framed bytes (pass-through), after anything queued.
+    pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if !self.wbuf.is_empty() {
+            let out = self.wbuf.split();
+            self.io.write_all(&out).await?;
+        }
+        self.io.write_all(bytes).await
+    }
+
+    pub async fn flush_raw(&mut self) -> io::Result<()> {
+        self.io.flush().await
+    }
+
+    /// Switches to TLS as the server side (after the client's SSLRequest).
+    pub async fn accept_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<()> {
+        if !self.rbuf.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "data after SSLRequest before TLS handshake"));
+        }
+        match std::mem::replace(&mut self.io, Transport::Switching) {
+            Transport::Plain(s) => {
+                self.io = Transport::ServerTls(Box::new(acceptor.accept(s).await?));
+                Ok(())
+            }
+            other => {
+                self.io = other;
+                Err(io::Error::other("TLS already active"))
+            }
+        }
+    }
+
+    /// Switches to TLS as the client side (after sending our SSLRequest).
+    pub async fn connect_tls(
+        &mut self,
+        config: Arc<rustls::ClientConfig>,
+        server_name: rustls::pki_types::ServerName<'static>,
+    ) -> io::Result<()> {
+        match std::mem::replace(&mut self.io, Transport::Switching) {
+            Transport::Plain(s) => {
+                let connector = tokio_rustls::TlsConnector::from(config);
+                self.io = Transport::ClientTls(Box::new(connector.connect(server_name, s).await?));
+                Ok(())
+            }
+            other => {
+                self.io = other;
+                Err(io::Error::other("TLS already active"))
+            }
+        }
+    }
+
+    /// Closes the write side.
+    pub async fn shutdown(&mut self) {
+        let _ = self.flush().await;
+        let _ = self.io.shutdown().await;
+    }
+}

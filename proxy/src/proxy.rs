@@ -1,0 +1,219 @@
+//! Assembling a running proxy: TLS material, the backend monitor, the listener and the
+//! accept loop, connection limits and graceful shutdown.
+//!
+//! Everything a proxy instance uses (config, network, RNG) is passed in, so several
+//! proxies can live in one process or one simulation.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{watch, Semaphore};
+
+use crate::backend::conn::Login;
+use crate::backend::topology::{Monitor, Observation, Topology};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::net::{Listener, Net};
+use crate::protocol::auth::RsaKeys;
+use crate::protocol::constants::{cap, err};
+use crate::protocol::conn::PacketConn;
+use crate::protocol::packets::err_payload;
+use crate::server::registry::Registry;
+use crate::server::session;
+use crate::tls::BackendTls;
+
+/// State shared by every session of one proxy instance.
+pub struct Shared<N: Net> {
+    pub cfg: Config,
+    pub net: N,
+    pub rng: Arc<Mutex<ChaCha8Rng>>,
+    pub topology: watch::Receiver<Option<Topology>>,
+    pub registry: Registry,
+    pub acceptor: Option<tokio_rustls::TlsAcceptor>,
+    pub backend_tls: Option<BackendTls>,
+    pub rsa: RsaKeys,
+    /// Users whose caching_sha2_password full authentication succeeded (fast path next time).
+    pub sha2_cache: Mutex<BTreeSet<String>>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl<N: Net> Shared<N> {
+    /// `(server version, capabilities, charset)` to announce to clients, from the primary.
+    pub fn handshake_facts(&self) -> (String, u32, u8) {
+        let topo = self.topology.borrow();
+        let facts = topo.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, ch)| (v.to_string(), c, ch));
+        let (version, caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 45));
+        (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, charset)
+    }
+
+    pub fn primary(&self) -> Option<String> {
+        self.topology.borrow().as_ref().and_then(|t| t.primary.clone())
+    }
+
+    /// The login Sluice uses towards backends, with the client's session parameters.
+    pub fn backend_login(&self, database: Option<Vec<u8>>, charset: u8, caps: u32, attrs: Option<Vec<u8>>) -> Login {
+        Login {
+            user: self.cfg.backend.user.clone(),
+            password: self.cfg.backend.password.clone(),
+            database,
+            charset,
+            caps,
+            attrs,
+            tls: self.backend_tls.clone(),
+            timeout: Duration::from_millis(self.cfg.backend.connect_timeout_ms),
+        }
+    }
+}
+
+/// A running proxy.
+pub struct ProxyHandle {
+    local_addr: String,
+    shutdown: watch::Sender<bool>,
+    sessions: Arc<Semaphore>,
+    max_sessions: usize,
+    timeout: Duration,
+}
+
+impl ProxyHandle {
+    /// The address the listener is bound to.
+    pub fn local_addr(&self) -> &str {
+        &self.local_addr
+    }
+
+    /// Stops accepting, closes idle sessions, lets running commands finish up to the
+    /// configured timeout. Returns the number of sessions still open at the deadline.
+    pub async fn shutdown(&self) -> usize {
+        let _ = self.shutdown.send(true);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        loop {
+            let open = self.max_sessions - self.sessions.available_permits();
+            if open == 0 || tokio::time::Instant::now() >= deadline {
+                return open;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// Starts a proxy: discovers the backends, binds the listener and serves clients.
+/// `seed` seeds the proxy's RNG (nonces, RSA padding, key generation).
+pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let acceptor = cfg.proxy.tls.as_ref().map(crate::tls::acceptor).transpose()?;
+    let backend_tls = cfg.backend.tls.as_ref().map(BackendTls::from_config).transpose()?;
+    let rsa = match &cfg.proxy.rsa_private_key {
+        Some(path) => {
+            let pem = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
+            RsaKeys::from_private_pem(&pem).map_err(|e| Error::Config(format!("{}: {e}", path.display())))?
+        }
+        None => RsaKeys::generate(&mut rng).map_err(|e| Error::Config(e.to_string()))?,
+    };
+    let rng = Arc::new(Mutex::new(rng));
+    let monitor_login = Login {
+        user: cfg.backend.user.clone(),
+        password: cfg.backend.password.clone(),
+        database: None,
+        charset: 45,
+        caps: cap::SUPPORTED,
+        attrs: None,
+        tls: backend_tls.clone(),
+        timeout: Duration::from_millis(cfg.backend.connect_timeout_ms),
+    };
+    let mut topology = Monitor::start(
+        net.clone(),
+        cfg.backend.nodes.clone(),
+        monitor_login,
+        Duration::from_millis(cfg.backend.monitor_interval_ms),
+        Duration::from_millis(cfg.backend.monitor_timeout_ms),
+        rng.clone(),
+    );
+    let first_wait = Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms) + 1000);
+    let topo = match tokio::time::timeout(first_wait, topology.wait_for(|t| t.is_some())).await {
+        Ok(Ok(t)) => t.clone().expect("some"),
+        _ => return Err(Error::Config("backend discovery did not finish in time".into())),
+    };
+    check_startup_topology(&topo)?;
+
+    let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen)))?;
+    let local_addr = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let max_sessions = cfg.proxy.max_connections;
+    let sessions = Arc::new(Semaphore::new(max_sessions));
+    let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
+    let shared = Arc::new(Shared {
+        cfg,
+        net,
+        rng,
+        topology,
+        registry: Registry::default(),
+        acceptor,
+        backend_tls,
+        rsa,
+        sha2_cache: Mutex::new(BTreeSet::new()),
+        shutdown: shutdown_rx,
+    });
+    tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
+    tokio::spawn(accept_loop(shared, listener, sessions.clone()));
+    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout })
+}
+
+/// Startup refuses to run when no node answers or none is the primary.
+fn check_startup_topology(t: &Topology) -> Result<()> {
+    let describe = || {
+        t.nodes
+            .iter()
+            .map(|(a, n)| match &n.observation {
+                Observation::Down { error } => format!("{a}: {error}"),
+                Observation::Up { .. } => format!("{a}: {:?}", n.role).to_lowercase(),
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    if t.nodes.values().all(|n| matches!(n.observation, Observation::Down { .. })) {
+        return Err(Error::Config(format!("none of the backend nodes is reachable ({})", describe())));
+    }
+    if t.primary.is_none() {
+        return Err(Error::Config(format!("no primary among the backend nodes ({})", describe())));
+    }
+    Ok(())
+}
+
+async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>) {
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break,
+            a = listener.accept() => a,
+        };
+        let (stream, peer) = match accepted {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        match sessions.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    session::run(shared, stream, peer).await;
+                    drop(permit);
+                });
+            }
+            Err(_) => {
+                tracing::warn!(%peer, "too many connections");
+                tokio::spawn(async move {
+                    let mut conn = PacketConn::new(stream, 1024);
+                    let _ = conn.send(0, &err_payload(err::ER_CON_COUNT_ERROR, "08004", "Too many connections")).await;
+                    conn.shutdown().await;
+                });
+            }
+        }
+    }
+    tracing::info!("listener closed");
+}

@@ -1,0 +1,205 @@
+//! The client-facing connection phase: Sluice's Handshake v10, the optional switch to
+//! TLS, and verifying the client's credentials against the accounts in the config with
+//! mysql_native_password or caching_sha2_password (fast path when cached, otherwise full
+//! authentication: clear text over TLS, or RSA key exchange).
+//!
+//! Implements the server side of
+//! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase.html> and
+//! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_caching_sha2_authentication_exchanges.html>.
+
+use rand::Rng;
+
+use crate::error::{Error, Result};
+use crate::net::{Net, Stream};
+use crate::protocol::auth;
+use crate::protocol::conn::{PacketConn, ReadError};
+use crate::protocol::constants::{cap, err, status};
+use crate::protocol::handshake::{auth_switch_request, HandshakeResponse, ServerHandshake};
+use crate::protocol::packets::err_payload;
+use crate::proxy::Shared;
+
+/// A client that passed the connection phase (the final OK is not sent yet).
+#[derive(Debug, Clone)]
+pub struct ClientLogin {
+    pub user: String,
+    pub caps: u32,
+    pub charset: u8,
+    pub database: Option<Vec<u8>>,
+    pub attrs: Option<Vec<u8>>,
+    pub nonce: Vec<u8>,
+    /// Sequence id for the next packet to the client.
+    pub seq: u8,
+}
+
+/// A 20-byte nonce of printable characters, as servers generate them.
+pub fn new_nonce<N: Net>(shared: &Shared<N>) -> Vec<u8> {
+    let mut rng = shared.rng.lock().expect("rng lock");
+    (0..20)
+        .map(|_| loop {
+            let b: u8 = rng.gen_range(33..127);
+            if b != b'$' {
+                break b;
+            }
+        })
+        .collect()
+}
+
+pub async fn send_err<S: Stream>(conn: &mut PacketConn<S>, seq: u8, code: u16, state: &str, msg: &str) {
+    let _ = conn.send(seq, &err_payload(code, state, msg)).await;
+}
+
+fn client_read_err(e: ReadError) -> Error {
+    match e {
+        ReadError::Io(e) => Error::ClientIo(e),
+        ReadError::Closed => Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()),
+        ReadError::TooLarge { .. } => Error::client_protocol(err::ER_NET_PACKET_TOO_LARGE, e.to_string()),
+        ReadError::OutOfOrder { .. } => Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, e.to_string()),
+    }
+}
+
+/// Runs the connection phase up to (not including) the final OK.
+pub async fn accept<N: Net>(
+    shared: &Shared<N>,
+    conn: &mut PacketConn<N::Stream>,
+    connection_id: u32,
+    peer_host: &str,
+) -> Result<ClientLogin> {
+    let (version, primary_caps, charset) = shared.handshake_facts();
+    let mut caps = primary_caps & cap::SUPPORTED & !cap::SSL;
+    if shared.acceptor.is_some() {
+        caps |= cap::SSL;
+    }
+    let nonce = new_nonce(shared);
+    let hs = ServerHandshake {
+        server_version: version.into_bytes(),
+        connection_id,
+        nonce: nonce.clone(),
+        caps,
+        charset,
+        status: status::AUTOCOMMIT,
+        auth_plugin: shared.cfg.proxy.default_auth_plugin.clone().into_bytes(),
+    };
+    conn.send(0, &hs.write()).await.map_err(Error::ClientIo)?;
+    let mut p = conn.read_packet().await.map_err(client_read_err)?;
+    if HandshakeResponse::is_ssl_request(&p.payload) {
+        let Some(acceptor) = &shared.acceptor else {
+            send_err(conn, p.next_seq(), err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake").await;
+            return Err(Error::client_protocol(err::ER_HANDSHAKE_ERROR, "SSLRequest but TLS is not configured"));
+        };
+        conn.accept_tls(acceptor).await.map_err(|e| Error::Tls(format!("client TLS handshake: {e}")))?;
+        p = conn.read_packet().await.map_err(client_read_err)?;
+    }
+    let Some(resp) = HandshakeResponse::parse(&p.payload) else {
+        send_err(conn, p.next_seq(), err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake").await;
+        return Err(Error::client_protocol(err::ER_HANDSHAKE_ERROR, "malformed handshake response"));
+    };
+    let mut seq = p.next_seq();
+    let user = String::from_utf8_lossy(&resp.user).into_owned();
+    if shared.cfg.proxy.tls.as_ref().is_some_and(|t| t.require_secure_transport) && !conn.is_tls() {
+        let msg = "Connections using insecure transport are prohibited while --require_secure_transport=ON.";
+        send_err(conn, seq, err::ER_SECURE_TRANSPORT_REQUIRED, "HY000", msg).await;
+        return Err(Error::AccessDenied(format!("user {user}: {msg}")));
+    }
+    let user_cfg = shared.cfg.user(&resp.user);
+    let plugin = user_cfg.map(|u| shared.cfg.user_plugin(u)).unwrap_or(&shared.cfg.proxy.default_auth_plugin).to_string();
+    let client_plugin = match (&resp.auth_plugin, resp.caps & cap::PLUGIN_AUTH != 0) {
+        (Some(p), true) if !p.is_empty() => String::from_utf8_lossy(p).into_owned(),
+        _ => auth::NATIVE.to_string(),
+    };
+    let mut response = resp.auth_response.clone();
+    let mut nonce = nonce;
+    if client_plugin != plugin {
+        if resp.caps & cap::PLUGIN_AUTH == 0 {
+            deny(conn, seq, &user, peer_host, !response.is_empty()).await;
+            return Err(Error::AccessDenied(format!("user {user}: client cannot switch to {plugin}")));
+        }
+        nonce = new_nonce(shared);
+        conn.send(seq, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
+        let p = conn.read_packet().await.map_err(client_read_err)?;
+        response = p.payload.to_vec();
+        seq = p.next_seq();
+    }
+    let ok = match user_cfg {
+        Some(u) => verify(shared, conn, &plugin, &u.name, &u.password, &nonce, &response, &mut seq).await?,
+        None => false,
+    };
+    if !ok {
+        deny(conn, seq, &user, peer_host, !response.is_empty()).await;
+        return Err(Error::AccessDenied(format!("user {user} from {peer_host}: wrong credentials")));
+    }
+    Ok(ClientLogin {
+        user,
+        caps: resp.caps & (caps | cap::SSL),
+        charset: resp.charset,
+        database: resp.database.filter(|d| !d.is_empty()),
+        attrs: resp.attrs,
+        nonce,
+        seq,
+    })
+}
+
+async fn deny<S: Stream>(conn: &mut PacketConn<S>, seq: u8, user: &str, host: &str, with_password: bool) {
+    let msg = format!(
+        "Access denied for user '{user}'@'{host}' (using password: {})",
+        if with_password { "YES" } else { "NO" }
+    );
+    send_err(conn, seq, err::ER_ACCESS_DENIED_ERROR, "28000", &msg).await;
+}
+
+/// Verifies `response` for `plugin`; may exchange more packets (caching_sha2 full auth).
+#[allow(clippy::too_many_arguments)]
+pub async fn verify<N: Net>(
+    shared: &Shared<N>,
+    conn: &mut PacketConn<N::Stream>,
+    plugin: &str,
+    user: &str,
+    password: &str,
+    nonce: &[u8],
+    response: &[u8],
+    seq: &mut u8,
+) -> Result<bool> {
+    let pw = password.as_bytes();
+    if plugin == auth::NATIVE {
+        let stage2 = (!pw.is_empty()).then(|| auth::native_stage2(pw));
+        return Ok(auth::native_verify(stage2.as_ref(), nonce, response));
+    }
+    // caching_sha2_password
+    if pw.is_empty() {
+        return Ok(response.is_empty());
+    }
+    if response.is_empty() {
+        return Ok(false);
+    }
+    let cached = shared.cfg.proxy.caching_sha2_cache && shared.sha2_cache.lock().expect("cache lock").contains(user);
+    if cached {
+        if !auth::sha2_verify(pw, nonce, response) {
+            return Ok(false);
+        }
+        *seq = conn.send(*seq, &[0x01, auth::SHA2_FAST_OK]).await.map_err(Error::ClientIo)?;
+        return Ok(true);
+    }
+    *seq = conn.send(*seq, &[0x01, auth::SHA2_FULL_AUTH]).await.map_err(Error::ClientIo)?;
+    let mut p = conn.read_packet().await.map_err(client_read_err)?;
+    *seq = p.next_seq();
+    let clear: Vec<u8> = if conn.is_tls() {
+        let v = &p.payload[..];
+        v.strip_suffix(&[0]).unwrap_or(v).to_vec()
+    } else {
+        if p.payload[..] == [auth::SHA2_REQUEST_PUBLIC_KEY] {
+            let mut msg = vec![0x01];
+            msg.extend_from_slice(shared.rsa.public_pem().as_bytes());
+            *seq = conn.send(*seq, &msg).await.map_err(Error::ClientIo)?;
+            p = conn.read_packet().await.map_err(client_read_err)?;
+            *seq = p.next_seq();
+        }
+        match shared.rsa.decrypt_password(&p.payload, nonce) {
+            Some(pw) => pw,
+            None => return Ok(false),
+        }
+    };
+    let ok = clear == pw;
+    if ok && shared.cfg.proxy.caching_sha2_cache {
+        shared.sha2_cache.lock().expect("cache lock").insert(user.to_string());
+    }
+    Ok(ok)
+}

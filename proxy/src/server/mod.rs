@@ -1,0 +1,5 @@
+//! The client-facing side: login, sessions and the connection registry.
+
+pub mod login;
+pub mod registry;
+pub mod session;

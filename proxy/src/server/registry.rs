@@ -1,0 +1,199 @@
+//! Client connection ids and the sessions behind them, for `KILL [QUERY] <id>` and
+//! COM_PROCESS_KILL.
+//!
+//! Clients only ever see the ids Sluice hands out in its handshake; the registry maps such
+//! an id to the backend connection currently serving that session, so a kill acts on the
+//! right backend thread (<https://mariadb.com/kb/en/kill/>).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::Notify;
+
+/// What the registry knows about one session.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub user: String,
+    /// `(backend address, backend thread id)` while the session holds a backend connection.
+    pub backend: Option<(String, u32)>,
+    /// Notified when the session is killed with `KILL CONNECTION`.
+    pub killed: Arc<Notify>,
+}
+
+/// Parsed `KILL` statement that Sluice must answer itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kill {
+    Query(u64),
+    Connection(u64),
+    /// `KILL ... USER name`: would act on every session of a backend account.
+    User,
+}
+
+/// Session registry; ids are allocated from 1 upward, skipping ids still in use.
+#[derive(Debug, Default)]
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    next: u32,
+    sessions: BTreeMap<u32, Entry>,
+}
+
+impl Registry {
+    pub fn register(&self, user: String) -> (u32, Arc<Notify>) {
+        let mut g = self.inner.lock().expect("registry lock");
+        loop {
+            g.next = g.next.wrapping_add(1).max(1);
+            let id = g.next;
+            if !g.sessions.contains_key(&id) {
+                let killed = Arc::new(Notify::new());
+                g.sessions.insert(id, Entry { user, backend: None, killed: killed.clone() });
+                return (id, killed);
+            }
+        }
+    }
+
+    pub fn set_user(&self, id: u32, user: &str) {
+        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+            e.user = user.to_string();
+        }
+    }
+
+    pub fn set_backend(&self, id: u32, backend: Option<(String, u32)>) {
+        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+            e.backend = backend;
+        }
+    }
+
+    pub fn get(&self, id: u32) -> Option<Entry> {
+        self.inner.lock().expect("registry lock").sessions.get(&id).cloned()
+    }
+
+    pub fn remove(&self, id: u32) {
+        self.inner.lock().expect("registry lock").sessions.remove(&id);
+    }
+
+    pub fn len(&self) -> usize {
+        self.inner.lock().expect("registry lock").sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Recognises `KILL [HARD|SOFT] [CONNECTION|QUERY] <number>` (and `KILL ... USER ...`)
+/// with a cheap token scan; anything else is not a kill Sluice handles.
+pub fn parse_kill(sql: &[u8]) -> Option<Kill> {
+    let mut toks = Tokens { s: sql, i: 0 };
+    if !toks.next()?.eq_ignore_ascii_case(b"KILL") {
+        return None;
+    }
+    let mut t = toks.next()?;
+    if t.eq_ignore_ascii_case(b"HARD") || t.eq_ignore_ascii_case(b"SOFT") {
+        t = toks.next()?;
+    }
+    let mut query = false;
+    if t.eq_ignore_ascii_case(b"CONNECTION") {
+        t = toks.next()?;
+    } else if t.eq_ignore_ascii_case(b"QUERY") {
+        query = true;
+        t = toks.next()?;
+        if t.eq_ignore_ascii_case(b"ID") {
+            // KILL QUERY ID <query id>: names a query, not a connection; left to the server.
+            return None;
+        }
+    }
+    if t.eq_ignore_ascii_case(b"USER") {
+        return Some(Kill::User);
+    }
+    let id: u64 = std::str::from_utf8(t).ok()?.parse().ok()?;
+    match toks.next() {
+        None => {}
+        Some(b";") if toks.next().is_none() => {}
+        _ => return None,
+    }
+    Some(if query { Kill::Query(id) } else { Kill::Connection(id) })
+}
+
+/// Whitespace/comment-skipping tokenizer: words, numbers and single punctuation bytes.
+struct Tokens<'a> {
+    s: &'a [u8],
+    i: usize,
+}
+
+impl<'a> Tokens<'a> {
+    fn skip_space(&mut self) {
+        loop {
+            while self.i < self.s.len() && self.s[self.i].is_ascii_whitespace() {
+                self.i += 1;
+            }
+            let rest = &self.s[self.i..];
+            if rest.starts_with(b"/*") {
+                match rest[2..].windows(2).position(|w| w == b"*/") {
+                    Some(p) => self.i += p + 4,
+                    None => self.i = self.s.len(),
+                }
+            } else if rest.starts_with(b"#") || rest.starts_with(b"-- ") {
+                match rest.iter().position(|&b| b == b'\n') {
+                    Some(p) => self.i += p + 1,
+                    None => self.i = self.s.len(),
+                }
+            } else {
+                return;
+            }
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        self.skip_space();
+        let start = self.i;
+        let b = *self.s.get(start)?;
+        if b.is_ascii_alphanumeric() || b == b'_' {
+            while self.i < self.s.len() && (self.s[self.i].is_ascii_alphanumeric() || self.s[self.i] == b'_') {
+                self.i += 1;
+            }
+        } else {
+            self.i += 1;
+        }
+        Some(&self.s[start..self.i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kill_forms_are_recognised() {
+        assert_eq!(parse_kill(b"KILL 5"), Some(Kill::Connection(5)));
+        assert_eq!(parse_kill(b"kill connection 7;"), Some(Kill::Connection(7)));
+        assert_eq!(parse_kill(b"  /* c */ KILL QUERY 9"), Some(Kill::Query(9)));
+        assert_eq!(parse_kill(b"KILL HARD QUERY 3"), Some(Kill::Query(3)));
+        assert_eq!(parse_kill(b"KILL USER app"), Some(Kill::User));
+    }
+
+    #[test]
+    fn non_kill_statements_are_left_alone() {
+        assert_eq!(parse_kill(b"SELECT 1"), None);
+        assert_eq!(parse_kill(b"KILL QUERY ID 5"), None);
+        assert_eq!(parse_kill(b"KILL CONNECTION_ID()"), None);
+        assert_eq!(parse_kill(b"KILL 5; SELECT 1"), None);
+        assert_eq!(parse_kill(b"KILLER 5"), None);
+    }
+
+    #[test]
+    fn ids_are_unique_and_reused_only_after_removal() {
+        let r = Registry::default();
+        let (a, _) = r.register("u".into());
+        let (b, _) = r.register("u".into());
+        assert_ne!(a, b);
+        r.set_backend(a, Some(("x:1".into(), 77)));
+        assert_eq!(r.get(a).unwrap().backend, Some(("x:1".into(), 77)));
+        r.remove(a);
+        assert!(r.get(a).is_none());
+        assert_eq!(r.len(), 1);
+    }
+}

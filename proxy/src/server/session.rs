@@ -1,0 +1,376 @@
+//! One client session: login, then a loop that reads each command, relays it to the
+//! session's backend connection (the primary) and passes the response back byte for byte.
+//!
+//! Commands follow <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html>;
+//! Sluice answers a few itself: COM_QUIT, `KILL` and COM_PROCESS_KILL (mapped to the right
+//! backend thread), COM_CHANGE_USER (re-authenticated against the config, then the backend
+//! session is reset), and commands it does not relay (ER_UNKNOWN_COM_ERROR).
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use super::login::{self, send_err, ClientLogin};
+use super::registry::{parse_kill, Kill};
+use crate::backend::conn::{connect, BackendConn};
+use crate::error::Error;
+use crate::net::Net;
+use crate::protocol::conn::{PacketConn, ReadError};
+use crate::protocol::constants::{com, err};
+use crate::protocol::handshake::{auth_switch_request, ChangeUser};
+use crate::protocol::response::{Event, Expect, ResponseTracker};
+use crate::proxy::Shared;
+
+/// How a command is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Relay(Expect),
+    /// Sent to the backend; the protocol defines no response.
+    NoResponse,
+    Quit,
+    ProcessKill,
+    ChangeUser,
+    Unsupported,
+}
+
+fn route(cmd: u8) -> Route {
+    match cmd {
+        com::QUERY | com::PROCESS_INFO => Route::Relay(Expect::Query),
+        com::STMT_EXECUTE => Route::Relay(Expect::Execute),
+        com::STMT_PREPARE => Route::Relay(Expect::Prepare),
+        com::STMT_FETCH => Route::Relay(Expect::Fetch),
+        com::FIELD_LIST => Route::Relay(Expect::FieldList),
+        com::INIT_DB | com::PING | com::STATISTICS | com::SET_OPTION | com::RESET_CONNECTION | com::STMT_RESET
+        | com::REFRESH | com::DEBUG | com::CREATE_DB | com::DROP_DB | com::SHUTDOWN => Route::Relay(Expect::OnePacket),
+        com::STMT_SEND_LONG_DATA | com::STMT_CLOSE => Route::NoResponse,
+        com::QUIT => Route::Quit,
+        com::PROCESS_KILL => Route::ProcessKill,
+        com::CHANGE_USER => Route::ChangeUser,
+        _ => Route::Unsupported,
+    }
+}
+
+/// Why a session ends.
+enum End {
+    /// Normal end (COM_QUIT, client closed, shutdown, killed).
+    Closed(&'static str),
+    Failed(Error),
+}
+
+struct Session<N: Net> {
+    shared: Arc<Shared<N>>,
+    id: u32,
+    peer: String,
+    client: PacketConn<N::Stream>,
+    backend: BackendConn<N::Stream>,
+    login: ClientLogin,
+    killed: Arc<Notify>,
+}
+
+/// Serves one accepted client connection until it ends.
+pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
+    let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
+    let (id, killed) = shared.registry.register(String::new());
+    let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
+    let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
+    let login = match tokio::time::timeout(handshake, login::accept(&shared, &mut client, id, &host)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            tracing::info!(conn = id, %peer, error = %e, "login failed");
+            client.shutdown().await;
+            shared.registry.remove(id);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(conn = id, %peer, "login timed out");
+            send_err(&mut client, 0, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake").await;
+            shared.registry.remove(id);
+            return;
+        }
+    };
+    shared.registry.set_user(id, &login.user);
+    let backend = match open_backend(&shared, &login).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(conn = id, %peer, error = %e, "cannot open backend connection");
+            let (code, state, msg) = match &e {
+                Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
+                _ => (err::CR_SERVER_LOST, "HY000".to_string(), format!("Sluice cannot reach the primary: {e}")),
+            };
+            send_err(&mut client, login.seq, code, &state, &msg).await;
+            client.shutdown().await;
+            shared.registry.remove(id);
+            return;
+        }
+    };
+    shared.registry.set_backend(id, Some((backend.addr.clone(), backend.thread_id)));
+    if let Err(e) = client.send(login.seq, &backend.login_ok).await {
+        tracing::debug!(conn = id, error = %e, "client left after login");
+        backend.quit().await;
+        shared.registry.remove(id);
+        return;
+    }
+    tracing::debug!(conn = id, %peer, user = %login.user, backend = %backend.addr, thread = backend.thread_id, "session open");
+    let mut s = Session { shared: shared.clone(), id, peer, client, backend, login, killed };
+    let end = s.serve().await;
+    match end {
+        End::Closed(why) => tracing::debug!(conn = id, why, "session closed"),
+        End::Failed(e) => tracing::info!(conn = id, peer = %s.peer, error = %e, origin = ?e.origin(), "session ended by error"),
+    }
+    s.client.shutdown().await;
+    s.backend.quit().await;
+    shared.registry.remove(id);
+}
+
+async fn open_backend<N: Net>(shared: &Shared<N>, login: &ClientLogin) -> Result<BackendConn<N::Stream>, Error> {
+    let primary = shared.primary().ok_or(Error::NoBackend("primary"))?;
+    let blogin = shared.backend_login(login.database.clone(), login.charset, login.caps, login.attrs.clone());
+    connect(&shared.net, &primary, &blogin, &shared.rng).await
+}
+
+impl<N: Net> Session<N> {
+    async fn serve(&mut self) -> End {
+        let mut shutdown = self.shared.shutdown.clone();
+        let killed = self.killed.clone();
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = killed.notified() => return End::Closed("killed"),
+                _ = shutdown.wait_for(|s| *s) => return End::Closed("proxy shutting down"),
+                r = self.client.read_packet() => r,
+            };
+            let p = match read {
+                Ok(p) => p,
+                Err(ReadError::Closed) => return End::Closed("client closed the connection"),
+                Err(ReadError::Io(e)) => return End::Failed(Error::ClientIo(e)),
+                Err(ReadError::TooLarge { .. }) => {
+                    let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
+                    send_err(&mut self.client, 1, err::ER_NET_PACKET_TOO_LARGE, "08S01", msg).await;
+                    return End::Failed(Error::client_protocol(err::ER_NET_PACKET_TOO_LARGE, msg));
+                }
+                Err(ReadError::OutOfOrder { got, .. }) => {
+                    send_err(&mut self.client, got.wrapping_add(1), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                    return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, "continuation frame out of order"));
+                }
+            };
+            if p.seq != 0 {
+                send_err(&mut self.client, p.next_seq(), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, format!("command with sequence id {}", p.seq)));
+            }
+            let Some(&cmd) = p.payload.first() else {
+                send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                continue;
+            };
+            let outcome = match route(cmd) {
+                Route::Quit => return End::Closed("COM_QUIT"),
+                Route::Unsupported => {
+                    tracing::info!(conn = self.id, cmd, "unknown or unsupported command");
+                    send_err(&mut self.client, 1, err::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command").await;
+                    Ok(())
+                }
+                Route::ProcessKill => match p.payload.get(1..5) {
+                    Some(b) => self.kill(Kill::Connection(u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)).await,
+                    None => {
+                        send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                        Ok(())
+                    }
+                },
+                Route::ChangeUser => self.change_user(&p.payload).await,
+                Route::Relay(Expect::Query) if cmd == com::QUERY => match parse_kill(&p.payload[1..]) {
+                    Some(k) => self.kill(k).await,
+                    None => self.relay(&p.payload, Expect::Query).await,
+                },
+                Route::Relay(expect) => self.relay(&p.payload, expect).await,
+                Route::NoResponse => self
+                    .backend
+                    .conn
+                    .send(0, &p.payload)
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source }),
+            };
+            if let Err(e) = outcome {
+                return End::Failed(e);
+            }
+        }
+    }
+
+    /// Sends `payload` to the backend and passes the response through.
+    async fn relay(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
+        let addr = self.backend.addr.clone();
+        if let Err(source) = self.backend.conn.send(0, payload).await {
+            self.lost_backend(None).await;
+            return Err(Error::BackendIo { addr, sent: true, source });
+        }
+        let mut t = ResponseTracker::new(expect, self.backend.caps);
+        loop {
+            let (n, ev) = match t.advance(self.backend.conn.buffered()) {
+                Ok(x) => x,
+                Err(m) => {
+                    self.lost_backend(t.last_seq()).await;
+                    return Err(Error::backend_protocol(&addr, m.0));
+                }
+            };
+            if n > 0 {
+                let res = self.client.write_raw(&self.backend.conn.buffered()[..n]).await;
+                self.backend.conn.consume(n);
+                if let Err(e) = res {
+                    // The client is gone mid-response; the backend connection is closed
+                    // with the session, which makes the server abort the statement.
+                    return Err(Error::ClientIo(e));
+                }
+            }
+            match ev {
+                Event::Done => return self.client.flush_raw().await.map_err(Error::ClientIo),
+                Event::LocalInfile => {
+                    self.client.flush_raw().await.map_err(Error::ClientIo)?;
+                    self.relay_infile(&mut t).await?;
+                }
+                Event::More => {
+                    self.client.flush_raw().await.map_err(Error::ClientIo)?;
+                    match self.backend.conn.fill().await {
+                        Ok(0) => {
+                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
+                            return Err(Error::BackendIo { addr, sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });
+                        }
+                        Ok(_) => {}
+                        Err(source) => {
+                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
+                            return Err(Error::BackendIo { addr, sent: true, source });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Relays the client's LOCAL INFILE data packets (ending with an empty packet).
+    async fn relay_infile(&mut self, t: &mut ResponseTracker) -> Result<(), Error> {
+        loop {
+            let p = self.client.read_packet().await.map_err(|e| match e {
+                ReadError::Io(e) => Error::ClientIo(e),
+                ReadError::Closed => Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()),
+                other => Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, other.to_string()),
+            })?;
+            self.backend
+                .conn
+                .send(p.seq, &p.payload)
+                .await
+                .map_err(|source| Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source })?;
+            if p.payload.is_empty() {
+                t.resume_after_infile(p.last_seq);
+                return Ok(());
+            }
+        }
+    }
+
+    /// The backend failed mid-command: tell the client when the protocol still allows
+    /// an ERR packet (at a packet boundary), with the next sequence id.
+    async fn lost_backend(&mut self, last_seq: Option<u8>) {
+        if let Some(seq) = last_seq {
+            let msg = format!("Lost connection to backend server {} during query", self.backend.addr);
+            send_err(&mut self.client, seq.wrapping_add(1), err::CR_SERVER_LOST, "HY000", &msg).await;
+        }
+    }
+
+    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL with a Sluice connection id.
+    async fn kill(&mut self, kill: Kill) -> Result<(), Error> {
+        let (id, query) = match kill {
+            Kill::Query(id) => (id, true),
+            Kill::Connection(id) => (id, false),
+            Kill::User => {
+                let msg = "KILL USER is not supported through Sluice (it would reach other clients' sessions)";
+                send_err(&mut self.client, 1, 1235, "42000", msg).await;
+                return Ok(());
+            }
+        };
+        let entry = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
+        let Some((target, entry)) = entry else {
+            send_err(&mut self.client, 1, err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")).await;
+            return Ok(());
+        };
+        if entry.user != self.login.user {
+            send_err(&mut self.client, 1, err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")).await;
+            return Ok(());
+        }
+        if target == self.id && !query {
+            // Killing oneself: the server answers nothing and closes; do the same.
+            self.killed.notify_one();
+            return Ok(());
+        }
+        if let Some((addr, thread)) = &entry.backend {
+            let sql = format!("KILL {}{thread}", if query { "QUERY " } else { "" });
+            let login = self.shared.backend_login(None, self.login.charset, crate::protocol::constants::cap::SUPPORTED, None);
+            let result = async {
+                let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
+                let r = c.query(&sql).await;
+                c.quit().await;
+                r
+            }
+            .await;
+            match result {
+                Ok(_) => {}
+                // The backend thread already ended: the session is going away anyway.
+                Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+                Err(e) => {
+                    tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
+                    send_err(&mut self.client, 1, err::CR_SERVER_LOST, "HY000", &format!("Sluice could not reach backend {addr} to kill: {e}")).await;
+                    return Ok(());
+                }
+            }
+        }
+        if !query {
+            entry.killed.notify_one();
+        }
+        tracing::info!(conn = self.id, target, query, "kill");
+        let ok = crate::protocol::packets::ok_payload(self.backend.server_status, self.backend.caps);
+        self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
+        Ok(())
+    }
+
+    /// COM_CHANGE_USER: re-authenticate the client against the config, then reset the
+    /// backend session with COM_CHANGE_USER as Sluice's backend account.
+    async fn change_user(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(cu) = ChangeUser::parse(&payload[1..], self.login.caps) else {
+            send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+            return Ok(());
+        };
+        let name = String::from_utf8_lossy(&cu.user).into_owned();
+        let user = self.shared.cfg.user(&cu.user).cloned();
+        let plugin = user.as_ref().map(|u| self.shared.cfg.user_plugin(u).to_string()).unwrap_or_else(|| self.shared.cfg.proxy.default_auth_plugin.clone());
+        let nonce = login::new_nonce(&self.shared);
+        self.client.send(1, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
+        let reply = self.client.read_packet().await.map_err(|e| Error::ClientIo(std::io::Error::other(e.to_string())))?;
+        let mut seq = reply.next_seq();
+        let ok = match &user {
+            Some(u) => login::verify(&self.shared, &mut self.client, &plugin, &u.name, &u.password, &nonce, &reply.payload, &mut seq).await?,
+            None => false,
+        };
+        if !ok {
+            let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).to_string();
+            let msg = format!("Access denied for user '{name}'@'{host}' (using password: {})", if reply.payload.is_empty() { "NO" } else { "YES" });
+            send_err(&mut self.client, seq, err::ER_ACCESS_DENIED_ERROR, "28000", &msg).await;
+            return Err(Error::AccessDenied(format!("COM_CHANGE_USER to {name}")));
+        }
+        let database = (!cu.database.is_empty()).then(|| cu.database.clone());
+        let charset = cu.charset.unwrap_or(self.login.charset as u16);
+        let blogin = self.shared.backend_login(database.clone(), charset as u8, self.backend.caps, cu.attrs.clone());
+        match self.backend.change_user(&blogin, charset, &self.shared.rng).await {
+            Ok(ok_payload) => {
+                self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
+                self.login.user = name.clone();
+                self.login.database = database;
+                self.shared.registry.set_user(self.id, &name);
+                Ok(())
+            }
+            Err(Error::BackendErr { code, state, message, .. }) => {
+                send_err(&mut self.client, seq, code, &state, &message).await;
+                Ok(())
+            }
+            Err(e) => {
+                self.lost_backend(Some(seq.wrapping_sub(1))).await;
+                Err(e)
+            }
+        }
+    }
+}
