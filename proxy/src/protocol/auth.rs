@@ -182,7 +182,13 @@ impl RsaKeys {
 
     /// Decrypts a client's encrypted password; `None` if it does not decrypt.
     pub fn decrypt_password(&self, cipher: &[u8], nonce: &[u8]) -> Option<Vec<u8>> {
-        let mut pw = self.private.decrypt(Oaep::new::<Sha1>(), cipher).ok()?;
+        // Clients use RSA-OAEP (SHA-1) as the server expects; some builds of MariaDB
+        // Connector/C (GnuTLS) pad with PKCS#1 v1.5 instead, which is accepted too.
+        let mut pw = self
+            .private
+            .decrypt(Oaep::new::<Sha1>(), cipher)
+            .or_else(|_| self.private.decrypt(rsa::Pkcs1v15Encrypt, cipher))
+            .ok()?;
         let nonce = nonce20(nonce);
         if !nonce.is_empty() {
             for (i, b) in pw.iter_mut().enumerate() {
@@ -249,5 +255,14 @@ mod tests {
         let cipher = rsa_encrypt_password(keys.public_pem().as_bytes(), b"hunter2", NONCE, &mut rng).unwrap();
         assert_eq!(keys.decrypt_password(&cipher, NONCE).as_deref(), Some(&b"hunter2"[..]));
         assert_eq!(keys.decrypt_password(&[1, 2, 3], NONCE), None);
+    }
+
+    #[test]
+    fn rsa_full_auth_accepts_pkcs1_v15_padding_too() {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(8);
+        let keys = RsaKeys::generate(&mut rng).unwrap();
+        let public = RsaPublicKey::from_public_key_pem(keys.public_pem()).unwrap();
+        let cipher = public.encrypt(&mut rng, rsa::Pkcs1v15Encrypt, &xor_password(b"pw", NONCE)).unwrap();
+        assert_eq!(keys.decrypt_password(&cipher, NONCE).as_deref(), Some(&b"pw"[..]));
     }
 }

@@ -18,10 +18,41 @@ use crate::net::Stream;
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
 
+/// A stream that first replays bytes already read from it: a client may send its TLS
+/// ClientHello right behind the SSLRequest, in the same segment.
+pub struct Rewind<S> {
+    prefix: Bytes,
+    inner: S,
+}
+
+impl<S: Stream> AsyncRead for Rewind<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let me = self.get_mut();
+        if !me.prefix.is_empty() {
+            let n = me.prefix.len().min(buf.remaining());
+            buf.put_slice(&me.prefix.split_to(n));
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: Stream> AsyncWrite for Rewind<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
 /// The byte stream under a packet connection.
 pub enum Transport<S> {
     Plain(S),
-    ServerTls(Box<tokio_rustls::server::TlsStream<S>>),
+    ServerTls(Box<tokio_rustls::server::TlsStream<Rewind<S>>>),
     ClientTls(Box<tokio_rustls::client::TlsStream<S>>),
     /// Only while switching to TLS.
     Switching,
@@ -206,12 +237,10 @@ impl<S: Stream> PacketConn<S> {
 
     /// Switches to TLS as the server side (after the client's SSLRequest).
     pub async fn accept_tls(&mut self, acceptor: &tokio_rustls::TlsAcceptor) -> io::Result<()> {
-        if !self.rbuf.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "data after SSLRequest before TLS handshake"));
-        }
+        let prefix = self.rbuf.split().freeze();
         match std::mem::replace(&mut self.io, Transport::Switching) {
             Transport::Plain(s) => {
-                self.io = Transport::ServerTls(Box::new(acceptor.accept(s).await?));
+                self.io = Transport::ServerTls(Box::new(acceptor.accept(Rewind { prefix, inner: s }).await?));
                 Ok(())
             }
             other => {

@@ -170,17 +170,17 @@ pub async fn verify<N: Net>(
     if response.is_empty() {
         return Ok(false);
     }
+    // Fast path: the user is cached and the proof matches. Anything else falls back to
+    // full authentication, as the server does.
     let cached = shared.cfg.proxy.caching_sha2_cache && shared.sha2_cache.lock().expect("cache lock").contains(user);
-    if cached {
-        if !auth::sha2_verify(pw, nonce, response) {
-            return Ok(false);
-        }
+    if cached && auth::sha2_verify(pw, nonce, response) {
         *seq = conn.send(*seq, &[0x01, auth::SHA2_FAST_OK]).await.map_err(Error::ClientIo)?;
         return Ok(true);
     }
     *seq = conn.send(*seq, &[0x01, auth::SHA2_FULL_AUTH]).await.map_err(Error::ClientIo)?;
     let mut p = conn.read_packet().await.map_err(client_read_err)?;
     *seq = p.next_seq();
+    tracing::debug!(user, tls = conn.is_tls(), reply_len = p.payload.len(), "caching_sha2_password full authentication");
     let clear: Vec<u8> = if conn.is_tls() {
         let v = &p.payload[..];
         v.strip_suffix(&[0]).unwrap_or(v).to_vec()
@@ -198,6 +198,9 @@ pub async fn verify<N: Net>(
         }
     };
     let ok = clear == pw;
+    if !ok && !conn.is_tls() && p.payload.last() == Some(&0) && &p.payload[..p.payload.len() - 1] == pw {
+        tracing::info!(user, "client sent its password in clear text over an unencrypted connection; refused (use TLS)");
+    }
     if ok && shared.cfg.proxy.caching_sha2_cache {
         shared.sha2_cache.lock().expect("cache lock").insert(user.to_string());
     }
