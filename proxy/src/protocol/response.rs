@@ -19,6 +19,9 @@ use super::constants::{cap, status};
 use super::packet::{parse_header, Reader, HEADER_LEN, MAX_FRAME};
 use super::packets::{self, terminator_status};
 
+/// Packets up to this size are passed on only once complete; larger ones stream through.
+const WHOLE_UP_TO: usize = 32 * 1024;
+
 /// What kind of response a command produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Expect {
@@ -175,6 +178,11 @@ impl ResponseTracker {
                     return Ok((pos, ev));
                 }
             } else {
+                if len <= WHOLE_UP_TO && body.len() < len {
+                    // Small packets go through whole, so that the stream is at a packet
+                    // boundary whenever the backend stops (and an ERR can still follow).
+                    return Ok((pos, Event::More));
+                }
                 self.judge_streamed(first)?;
                 self.last_seq = Some(seq);
                 self.continuing = len == MAX_FRAME;
@@ -517,6 +525,19 @@ mod tests {
             let (consumed, ev) = run(&mut t, &w.buf, chunk);
             assert_eq!((consumed, ev.last()), (w.buf.len(), Some(&Event::Done)));
         }
+    }
+
+    #[test]
+    fn small_rows_are_released_only_whole() {
+        let mut w = Wire::new();
+        w.p(&[1]).coldef().p(b"\x05hello");
+        let row_start = w.buf.len() - 10;
+        let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS);
+        let (n, ev) = t.advance(&w.buf[..w.buf.len() - 2]).unwrap();
+        assert_eq!((n, ev), (row_start, Event::More));
+        assert!(t.at_packet_boundary());
+        let (n, ev) = t.advance(&w.buf[row_start..]).unwrap();
+        assert_eq!((n, ev), (10, Event::More));
     }
 
     #[test]

@@ -217,6 +217,9 @@ pub fn trailing_err(resp: &[u8]) -> Option<(u16, String)> {
     let mut last = None;
     while pos + 4 <= resp.len() {
         let len = resp[pos] as usize | (resp[pos + 1] as usize) << 8 | (resp[pos + 2] as usize) << 16;
+        if pos + 4 + len > resp.len() {
+            return None;
+        }
         last = Some(&resp[pos + 4..pos + 4 + len]);
         pos += 4 + len;
     }
