@@ -1,0 +1,107 @@
+//! The `sluice` binary: startup errors are one clear line with a non-zero exit, a down
+//! replica does not stop it, and SIGTERM lets running queries finish before exiting.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use mysql_async::prelude::*;
+
+fn sluice_with(config: &str) -> (tempfile::TempDir, Command) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("--config").arg(&path).env("SLUICE_LOG", "warn");
+    (dir, cmd)
+}
+
+/// Runs the binary to completion; returns (exit code, stderr).
+fn run_to_exit(config: &str) -> (i32, String) {
+    let (_dir, mut cmd) = sluice_with(config);
+    let out = cmd.output().unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn with_nodes(nodes: &[String]) -> String {
+    let text = config_text("", "");
+    let line = text.lines().find(|l| l.starts_with("nodes = ")).unwrap().to_string();
+    let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
+    text.replace(&line, &format!("nodes = [{}]\nconnect_timeout_ms = 1000\nmonitor_timeout_ms = 1000", list.join(", ")))
+}
+
+fn free_port() -> u16 {
+    // Binding port 0 and dropping it gives a port with nothing listening.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn assert_one_line_error(code: i32, stderr: &str, needle: &str) {
+    assert_ne!(code, 0);
+    let lines: Vec<&str> = stderr.lines().filter(|l| l.starts_with("sluice:")).collect();
+    assert_eq!(lines.len(), 1, "one error line expected, got: {stderr}");
+    assert!(lines[0].contains(needle), "{:?} should mention {needle:?}", lines[0]);
+}
+
+#[test]
+fn bad_toml_unknown_key_and_bad_values_are_one_line_errors() {
+    let (code, err) = run_to_exit("[proxy\nlisten = ");
+    assert_one_line_error(code, &err, "sluice.toml");
+    let (code, err) = run_to_exit(&config_text("colour = \"blue\"", ""));
+    assert_one_line_error(code, &err, "colour");
+    let (code, err) = run_to_exit(&config_text("", "").replace("auth_plugin = \"caching_sha2_password\"", "auth_plugin = \"gssapi\""));
+    assert_one_line_error(code, &err, "gssapi");
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "missing --config is a usage error");
+}
+
+#[test]
+fn unreachable_nodes_and_missing_primary_stop_startup() {
+    let (code, err) = run_to_exit(&with_nodes(&[format!("127.0.0.1:{}", free_port()), format!("127.0.0.1:{}", free_port())]));
+    assert_one_line_error(code, &err, "none of the backend nodes is reachable");
+    let replica = shared().cluster.replicas()[0].addr();
+    let (code, err) = run_to_exit(&with_nodes(&[replica]));
+    assert_one_line_error(code, &err, "no primary");
+}
+
+fn spawn_ready(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("sluice listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_replica_does_not_stop_the_proxy() {
+    let config = with_nodes(&[primary_addr(), format!("127.0.0.1:{}", free_port())]);
+    let (_dir, mut cmd) = sluice_with(&config);
+    let (mut child, addr) = spawn_ready(&mut cmd);
+    let mut c = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    let v: i64 = c.query_first("SELECT 11").await.unwrap().unwrap();
+    assert_eq!(v, 11);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_queries_finish_then_exits() {
+    let (_dir, mut cmd) = sluice_with(&config_text("", ""));
+    let (mut child, addr) = spawn_ready(&mut cmd);
+    let mut busy = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    let _idle = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    let running = tokio::spawn(async move { busy.query_first::<i64, _>("SELECT SLEEP(1.5)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert!(Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap().success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.is_err(), "no new connections after SIGTERM");
+    let r = running.await.unwrap();
+    assert_eq!(r.unwrap(), Some(0), "the running query finished normally");
+    let status = tokio::task::block_in_place(|| child.wait()).unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "exited soon after the last query");
+}
