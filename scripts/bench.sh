@@ -1,0 +1,484 @@
+#!/usr/bin/env bash
+# Sluice throughput / CPU benchmark against HAProxy and a direct connection.
+#
+# Starts a real MariaDB cluster (`chaos cluster --replicas 1`), fills sysbench tables,
+# puts HAProxy (TCP mode) and Sluice in front of the primary, and runs sysbench
+# against all three for each workload x thread count x prepared-statement mode, in one
+# run. For each sysbench run it records transactions/s, queries/s, average and 95th
+# percentile latency, and the CPU time (utime+stime from /proc/PID/stat) that the proxy
+# process and the primary mariadbd used during the run, per query. At the end it prints
+# a markdown table, the Sluice/HAProxy and Sluice/direct ratios with pass/fail against
+# the targets, and Sluice's peak RSS, and writes the same to --out FILE.
+#
+# Usage: scripts/bench.sh [--out FILE] [--no-install] [--no-build] [-h]
+#
+# Environment knobs (defaults in brackets):
+#   BENCH_SECONDS    duration of each sysbench run [20]
+#   BENCH_THREADS    sysbench thread counts [8 64]
+#   BENCH_WORKLOADS  sysbench workloads [oltp_point_select oltp_read_only]
+#   BENCH_PS_MODES   --db-ps-mode values [auto disable]; auto = server-side prepared
+#                    statements (COM_STMT_PREPARE/EXECUTE, binary rows), disable =
+#                    COM_QUERY (text protocol)
+#   BENCH_TABLES     sysbench tables [4];  BENCH_TABLE_SIZE  rows per table [10000]
+#   BENCH_PIN        1 = pin the proxies to the last CPU and sysbench + MariaDB to the
+#                    others with taskset [0]
+#   BENCH_PAUSE      seconds of idle between runs [1]
+#
+# The default run (2 workloads x 2 thread counts x 2 ps modes x 3 targets x 20 s) takes
+# about 9 minutes plus the build. See docs/benchmarks.md.
+
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+export PATH="$PATH:/usr/sbin:/sbin"
+
+BENCH_SECONDS=${BENCH_SECONDS:-20}
+BENCH_THREADS=${BENCH_THREADS:-"8 64"}
+BENCH_WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only"}
+BENCH_PS_MODES=${BENCH_PS_MODES:-"auto disable"}
+BENCH_TABLES=${BENCH_TABLES:-4}
+BENCH_TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
+BENCH_PIN=${BENCH_PIN:-0}
+BENCH_PAUSE=${BENCH_PAUSE:-1}
+
+# Targets: Sluice CPU per query <= CPU_TARGET x HAProxy's; Sluice QPS >= QPS_TARGET x HAProxy's.
+CPU_TARGET=1.2
+QPS_TARGET=0.95
+
+DATE=$(date +%Y-%m-%d)
+OUT="$ROOT/.bench-out/results-$DATE.md"
+DO_INSTALL=1
+DO_BUILD=1
+
+usage() {
+    sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
+}
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --out) OUT=${2:?--out needs a file}; shift 2 ;;
+        --out=*) OUT=${1#--out=}; shift ;;
+        --no-install) DO_INSTALL=0; shift ;;
+        --no-build) DO_BUILD=0; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+    esac
+done
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
+
+# ---------------------------------------------------------------------------------------
+# Dependencies.
+
+missing_packages() {
+    local need=()
+    command -v sysbench >/dev/null || need+=(sysbench)
+    command -v haproxy >/dev/null || need+=(haproxy)
+    command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
+    command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
+    echo "${need[@]:-}"
+}
+
+install_deps() {
+    local need
+    need=$(missing_packages)
+    [ -z "$need" ] && return 0
+    if [ "$DO_INSTALL" = 0 ]; then
+        die "missing: $need (run without --no-install, or install them)"
+    fi
+    local sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo=sudo
+    if [ -x "$ROOT/scripts/install-deps.sh" ] && grep -q -- '--bench' "$ROOT/scripts/install-deps.sh"; then
+        log "missing: $need; running scripts/install-deps.sh --bench"
+        "$ROOT/scripts/install-deps.sh" --bench
+    else
+        log "missing: $need; installing with apt-get"
+        # shellcheck disable=SC2086
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        # shellcheck disable=SC2086
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need
+    fi
+    need=$(missing_packages)
+    [ -z "$need" ] || die "still missing after install: $need"
+}
+
+install_deps
+command -v cargo >/dev/null || [ "$DO_BUILD" = 0 ] || die "cargo not found: install Rust (rustup) first"
+MYSQL_CLIENT=$(command -v mariadb || command -v mysql)
+
+# ---------------------------------------------------------------------------------------
+# Build.
+
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+if [ "$DO_BUILD" = 1 ]; then
+    log "building release binaries (sluice, chaos)"
+    (cd "$ROOT" && cargo build --release -p sluice-proxy -p chaos)
+fi
+SLUICE_BIN="$TARGET_DIR/release/sluice"
+CHAOS_BIN="$TARGET_DIR/release/chaos"
+[ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN not found (build failed?)"
+[ -x "$CHAOS_BIN" ] || die "$CHAOS_BIN not found (build failed?)"
+
+# ---------------------------------------------------------------------------------------
+# Pinning.
+
+NCPU=$(nproc)
+PIN_PROXY=()
+PIN_LOAD=()
+PIN_DESC="none (all processes free to use all $NCPU CPUs)"
+if [ "$BENCH_PIN" = 1 ]; then
+    if [ "$NCPU" -ge 2 ]; then
+        last=$((NCPU - 1))
+        PIN_PROXY=(taskset -c "$last")
+        PIN_LOAD=(taskset -c "0-$((last - 1))")
+        PIN_DESC="taskset: proxies (HAProxy, Sluice) on CPU $last; sysbench and MariaDB on CPU 0-$((last - 1))"
+    else
+        log "BENCH_PIN=1 ignored: only $NCPU CPU"
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------
+# Work directory and teardown.
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-bench.XXXXXX")
+RAW="$ROOT/.bench-out/raw-$(date +%Y%m%d-%H%M%S)"
+mkdir -p "$RAW" "$(dirname "$OUT")"
+CHAOS_PID=""
+HAPROXY_PID=""
+SLUICE_PID=""
+SYSBENCH_PID=""
+
+stop_pid() { # pid name seconds
+    local pid=$1 name=$2 secs=$3 i
+    [ -n "$pid" ] || return 0
+    kill -0 "$pid" 2>/dev/null || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < secs * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+        sleep 0.1
+    done
+    log "$name (pid $pid) did not stop within ${secs}s; killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+TORN_DOWN=0
+teardown() {
+    [ "$TORN_DOWN" = 1 ] && return 0
+    TORN_DOWN=1
+    set +e
+    stop_pid "$SYSBENCH_PID" sysbench 5
+    stop_pid "$SLUICE_PID" sluice 10
+    stop_pid "$HAPROXY_PID" haproxy 5
+    # chaos stops its mariadbd processes and removes its directory on SIGTERM.
+    stop_pid "$CHAOS_PID" chaos 60
+    [ -d "$WORK" ] && cp -f "$WORK"/*.log "$WORK"/*.cfg "$WORK"/*.toml "$RAW"/ 2>/dev/null
+    rm -rf "$WORK"
+}
+trap teardown EXIT
+trap 'log "interrupted"; teardown; exit 130' INT
+trap 'log "terminated"; teardown; exit 143' TERM
+
+# ---------------------------------------------------------------------------------------
+# Helpers.
+
+# CPU time (utime + stime, clock ticks) of a process and all its threads.
+cpu_ticks() {
+    local s
+    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( ${12} + ${13} ))
+}
+CLK_TCK=$(getconf CLK_TCK)
+
+status_kb() { # pid field -> value in kB
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || true
+}
+
+free_port() {
+    if command -v python3 >/dev/null; then
+        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+        return
+    fi
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
+    done
+}
+
+wait_sql() { # port user password seconds
+    local i
+    for ((i = 0; i < $4 * 10; i++)); do
+        if "$MYSQL_CLIENT" -h127.0.0.1 -P"$1" -u"$2" -p"$3" -N -e 'SELECT 1' >/dev/null 2>&1; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------
+# Cluster.
+
+log "starting the MariaDB cluster (chaos cluster --replicas 1)"
+"${PIN_LOAD[@]}" "$CHAOS_BIN" cluster --replicas 1 --state-file "$WORK/cluster.json" \
+    >"$WORK/chaos.log" 2>"$WORK/chaos-stderr.log" &
+CHAOS_PID=$!
+for ((i = 0; i < 1200; i++)); do
+    [ -f "$WORK/cluster.json" ] && break
+    kill -0 "$CHAOS_PID" 2>/dev/null || { cat "$WORK/chaos-stderr.log" >&2; die "chaos exited before the cluster was ready"; }
+    sleep 0.1
+done
+[ -f "$WORK/cluster.json" ] || die "cluster not ready after 120s"
+CLUSTER_LINE=$(grep '^SLUICE_CLUSTER ' "$WORK/chaos.log" || true)
+[ -n "$CLUSTER_LINE" ] || die "no SLUICE_CLUSTER line in chaos output"
+PRIMARY=$(sed -n 's/.* primary=\([^ ]*\).*/\1/p' <<<"$CLUSTER_LINE")
+REPLICAS=$(sed -n 's/.* replicas=\([^ ]*\).*/\1/p' <<<"$CLUSTER_LINE")
+PRIMARY_PORT=${PRIMARY##*:}
+# The primary's mariadbd pid: the "pid" that follows "role": "primary" in the state file.
+MARIADB_PID=$(awk '/"role": *"primary"/ { p = 1 } p && /"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
+log "primary $PRIMARY (mariadbd pid ${MARIADB_PID:-?}), replicas $REPLICAS"
+
+"$MYSQL_CLIENT" -h127.0.0.1 -P"$PRIMARY_PORT" -uroot -e 'CREATE DATABASE IF NOT EXISTS sbtest'
+
+SB_COMMON=(--mysql-user=app --mysql-password=app --mysql-db=sbtest
+    --tables="$BENCH_TABLES" --table-size="$BENCH_TABLE_SIZE")
+log "preparing sysbench tables ($BENCH_TABLES x $BENCH_TABLE_SIZE rows)"
+"${PIN_LOAD[@]}" sysbench oltp_read_only --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" \
+    "${SB_COMMON[@]}" prepare >"$WORK/sysbench-prepare.log" 2>&1 \
+    || { cat "$WORK/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
+# Warm the buffer pool so the first measured run does not pay for it.
+"${PIN_LOAD[@]}" sysbench oltp_read_only --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" \
+    "${SB_COMMON[@]}" prewarm >>"$WORK/sysbench-prepare.log" 2>&1 || true
+
+# ---------------------------------------------------------------------------------------
+# HAProxy (our own foreground instance; the Debian service is not used).
+
+HAPROXY_PORT=$(free_port)
+cat >"$WORK/haproxy.cfg" <<EOF
+global
+    maxconn 4096
+
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+
+frontend mysql
+    bind 127.0.0.1:$HAPROXY_PORT
+    default_backend primary
+
+backend primary
+    server primary $PRIMARY
+EOF
+haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected $WORK/haproxy.cfg"
+"${PIN_PROXY[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
+HAPROXY_PID=$!
+wait_sql "$HAPROXY_PORT" app app 15 || { cat "$WORK/haproxy.log" >&2; die "no MySQL answer through HAProxy"; }
+log "haproxy on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID)"
+
+# ---------------------------------------------------------------------------------------
+# Sluice.
+
+NODES="\"$PRIMARY\""
+IFS=, read -r -a replica_list <<<"$REPLICAS"
+for r in "${replica_list[@]}"; do
+    [ -n "$r" ] && NODES="$NODES, \"$r\""
+done
+cat >"$WORK/sluice.toml" <<EOF
+[proxy]
+listen = "127.0.0.1:0"
+shutdown_timeout_ms = 2000
+
+[[users]]
+name = "app"
+password = "app"
+
+[backend]
+user = "app"
+password = "app"
+nodes = [$NODES]
+EOF
+"${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/sluice.toml" >"$WORK/sluice-stdout.log" 2>"$WORK/sluice.log" &
+SLUICE_PID=$!
+SLUICE_ADDR=""
+for ((i = 0; i < 300; i++)); do
+    SLUICE_ADDR=$(sed -n 's/^sluice listening on //p' "$WORK/sluice-stdout.log")
+    [ -n "$SLUICE_ADDR" ] && break
+    kill -0 "$SLUICE_PID" 2>/dev/null || { cat "$WORK/sluice.log" >&2; die "sluice exited at startup"; }
+    sleep 0.1
+done
+[ -n "$SLUICE_ADDR" ] || die "sluice did not report its address"
+SLUICE_PORT=${SLUICE_ADDR##*:}
+wait_sql "$SLUICE_PORT" app app 15 || { cat "$WORK/sluice.log" >&2; die "no MySQL answer through Sluice"; }
+log "sluice on $SLUICE_ADDR (pid $SLUICE_PID)"
+
+# ---------------------------------------------------------------------------------------
+# Runs.
+
+RESULTS="$WORK/results.tsv"
+: >"$RESULTS"
+ncombo=0
+for _w in $BENCH_WORKLOADS; do for _m in $BENCH_PS_MODES; do for _t in $BENCH_THREADS; do
+    ncombo=$((ncombo + 1))
+done; done; done
+log "running $((ncombo * 3)) sysbench runs of ${BENCH_SECONDS}s (about $((ncombo * 3 * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
+
+# Extracts "tps qps queries avg_ms p95_ms errors" from a sysbench log.
+parse_sysbench() {
+    awk '
+        /^ *transactions:/   { gsub(/[()]/, ""); tps = $3 }
+        /^ *queries:/        { gsub(/[()]/, ""); q = $2; qps = $3 }
+        /^ *ignored errors:/ { err = $3 }
+        /^ *avg:/            { avg = $2 }
+        /95th percentile:/   { p95 = $3 }
+        END { if (qps == "") exit 1; printf "%s %s %s %s %s %s\n", tps, qps, q, avg, p95, err }
+    ' "$1"
+}
+
+run=0
+combo=0
+for workload in $BENCH_WORKLOADS; do
+    for mode in $BENCH_PS_MODES; do
+        for threads in $BENCH_THREADS; do
+            # Alternate the order of the targets so that a slow drift of the machine's
+            # background load does not always favour the same one.
+            combo=$((combo + 1))
+            order="direct haproxy sluice"
+            [ $((combo % 2)) -eq 0 ] && order="sluice haproxy direct"
+            for target in $order; do
+                run=$((run + 1))
+                case $target in
+                    direct) port=$PRIMARY_PORT; ppid="" ;;
+                    haproxy) port=$HAPROXY_PORT; ppid=$HAPROXY_PID ;;
+                    sluice) port=$SLUICE_PORT; ppid=$SLUICE_PID ;;
+                esac
+                logf="$RAW/$workload-$mode-t$threads-$target.log"
+                log "[$run/$((ncombo * 3))] $workload ps-mode=$mode threads=$threads -> $target"
+                p0=0; [ -n "$ppid" ] && p0=$(cpu_ticks "$ppid")
+                m0=0; [ -n "$MARIADB_PID" ] && m0=$(cpu_ticks "$MARIADB_PID")
+                set +e
+                "${PIN_LOAD[@]}" sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="$port" \
+                    "${SB_COMMON[@]}" --threads="$threads" --time="$BENCH_SECONDS" \
+                    --db-ps-mode="$mode" --report-interval=0 run >"$logf" 2>&1 &
+                SYSBENCH_PID=$!
+                wait "$SYSBENCH_PID"
+                rc=$?
+                SYSBENCH_PID=""
+                set -e
+                p1=0; [ -n "$ppid" ] && p1=$(cpu_ticks "$ppid")
+                m1=0; [ -n "$MARIADB_PID" ] && m1=$(cpu_ticks "$MARIADB_PID")
+                if [ "$rc" -ne 0 ] || ! stats=$(parse_sysbench "$logf"); then
+                    log "sysbench failed (exit $rc); last lines of $logf:"
+                    tail -n 5 "$logf" >&2
+                    stats="- - 0 - - failed"
+                fi
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
+                    "$stats" "$((p1 - p0))" "$((m1 - m0))" >>"$RESULTS"
+                sleep "$BENCH_PAUSE"
+            done
+        done
+    done
+done
+
+SLUICE_HWM=$(status_kb "$SLUICE_PID" VmHWM)
+SLUICE_RSS=$(status_kb "$SLUICE_PID" VmRSS)
+SLUICE_THREADS=$(status_kb "$SLUICE_PID" Threads)
+HAPROXY_HWM=$(status_kb "$HAPROXY_PID" VmHWM)
+SLUICE_ALIVE=yes
+kill -0 "$SLUICE_PID" 2>/dev/null || SLUICE_ALIVE="no (exited during the run)"
+
+# ---------------------------------------------------------------------------------------
+# Report.
+
+report() {
+    local cpu_model kernel rev dirty
+    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    kernel=$(uname -r)
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+    echo "# Sluice benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
+    echo
+    echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
+    echo "- Settings: ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
+    echo "- Pinning: $PIN_DESC"
+    echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
+    echo
+    echo "## Results"
+    echo
+    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | mariadbd CPU µs/query | errors |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v tck="$CLK_TCK" '
+        function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
+        {
+            split($5, s, " ")
+            pc = ($4 == "direct") ? "-" : per_q($6, s[3])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, per_q($7, s[3]), s[6]
+        }' "$RESULTS"
+    echo
+    echo "## Ratios and targets"
+    echo
+    echo "Targets: Sluice CPU/query <= $CPU_TARGET x HAProxy's; Sluice QPS >= $QPS_TARGET x HAProxy's."
+    echo
+    echo "| workload | ps mode | threads | Sluice/HAProxy QPS | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
+    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    awk -F'\t' -v tck="$CLK_TCK" -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" '
+        {
+            split($5, s, " ")
+            key = $1 "\t" $2 "\t" $3
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            qps[key, $4] = s[2]; q[key, $4] = s[3]; ticks[key, $4] = $6
+        }
+        function num(x) { return x != "" && x != "-" }
+        END {
+            pass_q = 0; pass_c = 0
+            for (i = 1; i <= n; i++) {
+                k = order[i]; split(k, f, "\t")
+                d = qps[k, "direct"]; h = qps[k, "haproxy"]; sl = qps[k, "sluice"]
+                rsh = (num(h) && num(sl) && h > 0) ? sl / h : -1
+                rsd = (num(d) && num(sl) && d > 0) ? sl / d : -1
+                rhd = (num(d) && num(h) && d > 0) ? h / d : -1
+                ch = (q[k, "haproxy"] > 0) ? ticks[k, "haproxy"] / q[k, "haproxy"] : -1
+                cs = (q[k, "sluice"] > 0) ? ticks[k, "sluice"] / q[k, "sluice"] : -1
+                rc = (ch > 0 && cs >= 0) ? cs / ch : -1
+                tq = (rsh < 0) ? "n/a" : (rsh >= qps_t ? "PASS" : sprintf("FAIL (short by %.2f)", qps_t - rsh))
+                tc = (rc < 0) ? "n/a" : (rc <= cpu_t ? "PASS" : sprintf("FAIL (over by %.2f)", rc - cpu_t))
+                if (tq == "PASS") pass_q++
+                if (tc == "PASS") pass_c++
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3],
+                    fmt(rsh), fmt(rsd), fmt(rhd), fmt(rc), tq, tc
+            }
+            printf "\nThroughput target met in %d of %d cases; CPU target met in %d of %d cases.\n", pass_q, n, pass_c, n
+        }
+        function fmt(x) { return x < 0 ? "-" : sprintf("%.2f", x) }' "$RESULTS"
+    echo
+    echo "## Memory and logs"
+    echo
+    echo "- Sluice peak RSS (VmHWM): ${SLUICE_HWM:-?} kB; RSS at the end: ${SLUICE_RSS:-?} kB; threads: ${SLUICE_THREADS:-?}; still running at the end: $SLUICE_ALIVE"
+    echo "- HAProxy peak RSS (VmHWM): ${HAPROXY_HWM:-?} kB"
+    local nwarn
+    nwarn=$(grep -c -E 'WARN|ERROR' "$WORK/sluice.log" || true)
+    echo "- Sluice log: $nwarn WARN/ERROR lines"
+    if [ "${nwarn:-0}" -gt 0 ]; then
+        echo
+        echo '```'
+        grep -E 'WARN|ERROR' "$WORK/sluice.log" | sed 's/\x1b\[[0-9;]*m//g' | head -n 20
+        echo '```'
+    fi
+    echo
+    echo "Raw sysbench output: \`${RAW#"$ROOT"/}/\`"
+}
+
+report >"$OUT"
+cp -f "$RESULTS" "$RAW/results.tsv"
+echo
+cat "$OUT"
+echo
+log "results written to $OUT"
