@@ -106,9 +106,15 @@ async fn mariadb_cli_logs_in_with_both_plugins_with_and_without_tls() {
     let tls_args = ["--ssl".to_string(), format!("--ssl-ca={ca}"), "--ssl-verify-server-cert".to_string()];
     let tls_args: Vec<&str> = tls_args.iter().map(String::as_str).collect();
     for (user, pass) in [("app", "app"), ("sha", "shapw")] {
-        let (ok, out, err) = mariadb_cli(proxy.local_addr(), user, pass, &tls_args, "SELECT 'hi', 1+1; SHOW STATUS LIKE 'Ssl_version'");
+        let (ok, out, err) = mariadb_cli(
+            proxy.local_addr(),
+            user,
+            pass,
+            &tls_args,
+            "SELECT 'hi', 1+1; PREPARE s FROM 'SELECT ? * 2'; SET @a = 21; EXECUTE s USING @a; DEALLOCATE PREPARE s",
+        );
         assert!(ok, "{user} TLS: {err}");
-        assert!(out.starts_with("hi\t2"), "{out}");
+        assert_eq!(out, "hi\t2\n42\n", "{out}");
         // After the first full authentication the caching_sha2 user takes the fast path,
         // which needs no TLS.
         let (ok, out, err) = mariadb_cli(proxy.local_addr(), user, pass, &["--skip-ssl"], "SELECT 'plain'");
@@ -143,6 +149,11 @@ for user, pw in [("app", "app"), ("sha", "shapw")]:
         os.unlink(f.name)
         cur.execute("SELECT COUNT(*), MAX(v) FROM {t}")
         assert cur.fetchall() == ((1000, "row999"),), "count"
+        cur.execute("PREPARE s FROM 'SELECT CONCAT(?, ?)'")
+        cur.execute("SET @a = 'pre', @b = 'pared'")
+        cur.execute("EXECUTE s USING @a, @b")
+        assert cur.fetchall() == (("prepared",),)
+        cur.execute("DEALLOCATE PREPARE s")
         cur.execute("SELECT 1; SELECT 2")
         assert cur.fetchall() == ((1,),)
         assert cur.nextset()
