@@ -13,9 +13,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
 use crate::node::{pick_port, LaunchError, Node, NodeState, ServerConfig, LOG_TAIL_LINES};
-use crate::process::Spawner;
+use crate::process::{signal, Spawner};
 use crate::spec::ClusterSpec;
 use crate::sql::{client_command, log_tail, quote, rows_by_column, run_sql, Credentials, SqlError};
+use crate::template;
 use crate::tls::TlsFiles;
 
 /// The replication account created on the primary.
@@ -53,7 +54,8 @@ const MAX_SOCKET_PATH: usize = 107;
 ///
 /// Dropping the cluster SIGKILLs its servers and, unless
 /// [`ClusterSpec::base_dir`] was given, removes its directory. Servers also
-/// die if the process dies without dropping it (see the
+/// die if the process ends without dropping it, and the directory is then
+/// removed by a later `Cluster::start` (see the
 /// [crate documentation](crate#teardown)).
 pub struct Cluster {
     nodes: Vec<Node>,
@@ -83,9 +85,10 @@ impl Cluster {
     /// has replayed the primary's setup (accounts and the `test` and `sbtest`
     /// databases).
     ///
-    /// One data directory is bootstrapped (while the certificates are made)
-    /// and copied for the other nodes; the servers start in parallel. A server whose port was taken in the meantime is
-    /// started again on another port.
+    /// Each node gets a copy of a shared bootstrapped data directory (made
+    /// while the certificates are, the first time; see the crate
+    /// documentation) and the servers start in parallel. A server whose port
+    /// was taken in the meantime is started again on another port.
     pub fn start(spec: ClusterSpec) -> Result<Cluster> {
         spec.validate()?;
         let started = Instant::now();
@@ -114,10 +117,9 @@ impl Cluster {
             let tls = spec
                 .tls
                 .then(|| scope.spawn(|| TlsFiles::generate(&dir.join("tls"))));
-            let (template, copies) = nodes.split_first().expect("a cluster has a primary");
-            template.install(spec.startup_timeout)?;
-            for node in copies {
-                node.copy_datadir_from(template)?;
+            let template = template::datadir(spec.startup_timeout)?;
+            for node in &nodes {
+                node.copy_datadir_from(&template)?;
             }
             tls.map(|t| {
                 t.join()
@@ -125,7 +127,7 @@ impl Cluster {
             })
             .transpose()
         })?;
-        tracing::debug!(elapsed = ?started.elapsed(), "data directories bootstrapped");
+        tracing::debug!(elapsed = ?started.elapsed(), "data directories ready");
 
         let mut cluster = Cluster {
             nodes,
@@ -577,7 +579,10 @@ impl Cluster {
     ///
     /// 1. If the old primary is running, it is made read-only and `index`
     ///    waits until it has applied all of the old primary's transactions
-    ///    (a switchover loses nothing).
+    ///    (a switchover loses nothing). A stopped or paused old primary is
+    ///    left as it is: a paused one still accepts writes once resumed (a
+    ///    split brain) until [`follow_primary`](Self::follow_primary) is
+    ///    called for it.
     /// 2. `index` applies what it has already received (`Gtid_IO_Pos`), then
     ///    `STOP SLAVE; RESET SLAVE ALL; SET GLOBAL read_only=0` (and enables
     ///    semi-sync if the cluster uses it).
@@ -657,15 +662,58 @@ fn change_master_sql(port: u16) -> String {
     )
 }
 
+/// Start of the names of temporary cluster directories, followed by the id
+/// of the process that owns the cluster and a random part.
+pub(crate) const TEMP_PREFIX: &str = "sluice-chaos-";
+
+/// Removes the temporary directories of clusters whose process is gone.
+///
+/// A cluster that is never dropped (kept in a `static`, or its process
+/// killed) leaves its directory behind; its servers died with the process
+/// (see the crate documentation), so nothing uses the directory any more.
+fn remove_abandoned_dirs(parent: &Path) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let owner = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok());
+        let Some(owner) = owner else {
+            continue;
+        };
+        if owner != std::process::id() && !process_exists(owner) {
+            tracing::info!(dir = %entry.path().display(), "removing an abandoned cluster directory");
+            if let Err(err) = fs::remove_dir_all(entry.path()) {
+                tracing::warn!(dir = %entry.path().display(), %err, "cannot remove");
+            }
+        }
+    }
+}
+
+/// Whether a process with id `pid` exists (signal 0 probes without sending).
+fn process_exists(pid: u32) -> bool {
+    match signal(pid, 0) {
+        Ok(()) => true,
+        Err(err) => err.raw_os_error() == Some(libc::EPERM),
+    }
+}
+
 /// Creates the cluster directory: a temporary one, or the spec's
 /// `base_dir`, which must be missing or empty.
 fn cluster_dir(spec: &ClusterSpec) -> Result<(Option<TempDir>, PathBuf)> {
     match &spec.base_dir {
         None => {
             let temp = tempfile::Builder::new()
-                .prefix("sluice-chaos-")
+                .prefix(&format!("{TEMP_PREFIX}{}-", std::process::id()))
                 .tempdir()
                 .context("creating a temporary directory")?;
+            if let Some(parent) = temp.path().parent() {
+                remove_abandoned_dirs(parent);
+            }
             let path = temp.path().to_path_buf();
             Ok((Some(temp), path))
         }

@@ -1,10 +1,10 @@
 //! Real MariaDB primary/replica clusters for Sluice's integration, chaos and
 //! benchmark tests.
 //!
-//! [`Cluster::start`] bootstraps one data directory per node with
-//! `mariadb-install-db` in a temporary directory, starts a `mariadbd` for
-//! each on a free port of 127.0.0.1, creates the accounts and databases on
-//! the primary and attaches the replicas with GTID replication. The
+//! [`Cluster::start`] gives each node a freshly bootstrapped data directory
+//! in a temporary directory, starts a `mariadbd` for each on a free port of
+//! 127.0.0.1, creates the accounts and databases on the primary and attaches
+//! the replicas with GTID replication. The
 //! [`Cluster`] then offers SQL access through the `mariadb` command-line
 //! client and fault injection: clean stops, crashes, freezes, restarts and
 //! promotions. This is a test tool: it shells out to the MariaDB and OpenSSL
@@ -39,6 +39,9 @@
 //!   `log_slave_updates`, `gtid_strict_mode`), so any replica can be
 //!   promoted. Replicas use `MASTER_USE_GTID=slave_pos` and retry a lost
 //!   primary every second; `slave_net_timeout` is 10 s.
+//! * Each node has its own directory (`node<i>/`: data directory, private
+//!   `tmpdir`, socket, pid file, `error.log`); nothing is shared with other
+//!   servers on the machine.
 //! * Speed over durability: `innodb_flush_log_at_trx_commit=2`,
 //!   `sync_binlog=0`, a 64 MiB buffer pool. Killing a server loses nothing
 //!   (the data is in the OS page cache); only a machine crash would.
@@ -58,8 +61,14 @@
 //! * With [`ClusterSpec::semi_sync`], replicas acknowledge transactions and
 //!   the primary waits for an acknowledgement before a commit returns.
 //!
-//! Bootstrapping, certificate generation and server starts run in parallel;
-//! a 1+2 cluster is ready in about two seconds on a two-core machine.
+//! # Startup time
+//!
+//! Bootstrapping a data directory with `mariadb-install-db` is the slow part,
+//! so it is done once per machine (and server version) into
+//! `$TMPDIR/sluice-chaos-template-<key>/` and every node gets a sparse copy
+//! of that template. The servers start in parallel. On a two-core machine a
+//! 1+2 cluster is ready in about a second when the template exists (about
+//! two the first time); a busy machine can make that several times longer.
 //!
 //! # Ports
 //!
@@ -78,6 +87,11 @@
 //! signal to the forking *thread*, servers are forked by a dedicated thread
 //! owned by the cluster (see `process.rs`), not by the caller's thread.
 //!
+//! A cluster that is never dropped (kept in a `static`, or its process
+//! killed) still leaves its temporary directory, `sluice-chaos-<pid>-…`,
+//! behind. [`Cluster::start`] removes such directories once the process
+//! named in them no longer exists.
+//!
 //! # Command line
 //!
 //! The `chaos` binary starts a cluster and keeps it up until SIGINT or
@@ -89,6 +103,7 @@ mod node;
 mod process;
 mod spec;
 mod sql;
+mod template;
 mod tls;
 
 pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT};
@@ -96,3 +111,12 @@ pub use node::{Node, NodeState};
 pub use spec::ClusterSpec;
 pub use sql::{Credentials, SqlError};
 pub use tls::TlsFiles;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn clusters_can_be_shared_between_threads() {
+        fn shareable<T: Send + Sync>() {}
+        shareable::<crate::Cluster>();
+    }
+}

@@ -206,8 +206,9 @@ fn print_summary(cluster: &Cluster, seconds: f64, print_env: bool) {
     let dir = cluster.dir().display().to_string();
 
     println!(
-        "chaos: cluster ready in {seconds:.1}s: 1 primary + {} replicas, {}, {} replication",
+        "chaos: cluster ready in {seconds:.1}s: 1 primary + {} replica{}, {}, {} replication",
         spec.replicas,
+        if spec.replicas == 1 { "" } else { "s" },
         if spec.tls { "TLS" } else { "no TLS" },
         if spec.semi_sync {
             "semi-synchronous"

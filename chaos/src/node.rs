@@ -1,8 +1,10 @@
 //! One MariaDB server of a cluster: its files, its process, and the signals
 //! used to inject faults into it.
 
-use std::fs::{self, File};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::collections::BTreeSet;
+use std::env;
+use std::fs;
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -10,12 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::thread;
 use std::time::{Duration, Instant};
-use std::{collections::BTreeSet, env};
 
 use anyhow::{anyhow, bail, Context, Result};
 
-use crate::process::{append_file, run_logged, signal, wait_until, Spawner};
+use crate::process::{append_file, signal, wait_until, Spawner};
 use crate::sql::{client_command, log_tail, run_sql, Credentials};
+use crate::template::copy_tree;
 use crate::tls::TlsFiles;
 
 /// Lines of `error.log` quoted in error messages.
@@ -23,7 +25,7 @@ pub(crate) const LOG_TAIL_LINES: usize = 30;
 
 /// InnoDB sizing shared by the bootstrap and the server, so the server never
 /// has to resize the redo log on its first start.
-const INNODB_SIZING: [&str; 2] = [
+pub(crate) const INNODB_SIZING: [&str; 2] = [
     "--innodb-buffer-pool-size=64M",
     "--innodb-log-file-size=48M",
 ];
@@ -74,8 +76,7 @@ struct Process {
 ///
 /// A node's directory holds `data/` (the data directory, with the binary and
 /// relay logs), `tmp/` (the server's `tmpdir`), `mysql.sock`, `mysqld.pid`,
-/// `error.log` (server log, also receiving the server's stderr) and
-/// `install.log` (bootstrap output).
+/// and `error.log` (server log, also receiving the server's stderr).
 pub struct Node {
     index: usize,
     port: u16,
@@ -204,56 +205,15 @@ impl Node {
         }
     }
 
-    /// Creates the node directory and bootstraps an empty data directory with
-    /// `mariadb-install-db` (system tables, `root` without password on
-    /// `localhost`, `127.0.0.1` and `::1`; no binary log).
-    pub(crate) fn install(&self, timeout: Duration) -> Result<()> {
+    /// Creates the node directory with a copy of a freshly bootstrapped
+    /// data directory (see [`crate::template`]). Nothing in a MariaDB data
+    /// directory identifies the server (the `server_id` is an option), so
+    /// the copies are independent servers.
+    pub(crate) fn copy_datadir_from(&self, template: &Path) -> Result<()> {
         fs::create_dir_all(&self.tmpdir)
             .with_context(|| format!("creating {}", self.tmpdir.display()))?;
-        let mut cmd = Command::new("mariadb-install-db");
-        cmd.arg("--no-defaults")
-            .arg(format!("--datadir={}", self.datadir.display()))
-            .arg(self.tmpdir_option())
-            .args([
-                "--auth-root-authentication-method=normal",
-                "--skip-test-db",
-                "--skip-name-resolve",
-                "--user=root",
-            ])
-            .args(INNODB_SIZING);
-        let log = self.dir.join("install.log");
-        let status = run_logged(cmd, &log, timeout)
-            .with_context(|| format!("node {}: running mariadb-install-db", self.index))?;
-        if !status.success() {
-            // The server's own messages come before a long generic advice text.
-            let text = fs::read_to_string(&log).unwrap_or_default();
-            let cause = match text.find("Installation of system tables failed") {
-                Some(end) => text[..end].trim_end().to_owned(),
-                None => log_tail(&log, LOG_TAIL_LINES),
-            };
-            bail!(
-                "node {}: mariadb-install-db failed ({status}); from {}:\n{cause}",
-                self.index,
-                log.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Gives this node a copy of `template`'s freshly bootstrapped data
-    /// directory, which is much faster than bootstrapping again. Nothing in
-    /// a MariaDB data directory identifies the server (the `server_id` is an
-    /// option), so the copies are independent servers.
-    pub(crate) fn copy_datadir_from(&self, template: &Node) -> Result<()> {
-        fs::create_dir_all(&self.tmpdir)
-            .with_context(|| format!("creating {}", self.tmpdir.display()))?;
-        copy_tree(&template.datadir, &self.datadir).with_context(|| {
-            format!(
-                "node {}: copying {}",
-                self.index,
-                template.datadir.display()
-            )
-        })
+        copy_tree(template, &self.datadir)
+            .with_context(|| format!("node {}: copying {}", self.index, template.display()))
     }
 
     /// A private `tmpdir`: a starting server deletes every `#sql*` file in
@@ -496,47 +456,6 @@ impl Node {
     }
 }
 
-/// Copies the directory tree `from` to `to` (which must not exist).
-fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            copy_sparse(&entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
-/// Copies a file, leaving holes where it has blocks of zeros. A fresh data
-/// directory is mostly preallocated, still-zero redo log and system
-/// tablespace: this writes a tenth of the bytes a plain copy would.
-fn copy_sparse(from: &Path, to: &Path) -> io::Result<()> {
-    const BLOCK: usize = 64 * 1024;
-    let mut source = File::open(from)?;
-    let mut target = File::create(to)?;
-    let mut block = vec![0u8; BLOCK];
-    let mut length = 0u64;
-    loop {
-        let n = source.read(&mut block)?;
-        if n == 0 {
-            break;
-        }
-        if block[..n].iter().all(|&b| b == 0) {
-            target.seek(SeekFrom::Current(n as i64))?;
-        } else {
-            target.write_all(&block[..n])?;
-        }
-        length += n as u64;
-    }
-    // Sets the size when the file ends in a hole.
-    target.set_len(length)?;
-    target.set_permissions(source.metadata()?.permissions())
-}
-
 /// Whether something on `127.0.0.1:port` sends a MySQL protocol-10 greeting.
 fn greets(port: u16) -> bool {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
@@ -544,7 +463,7 @@ fn greets(port: u16) -> bool {
         return false;
     };
     if stream
-        .set_read_timeout(Some(Duration::from_secs(2)))
+        .set_read_timeout(Some(Duration::from_millis(500)))
         .is_err()
     {
         return false;
@@ -574,7 +493,7 @@ fn new_log_text(path: &Path, from: u64) -> String {
 
 /// Finds `mariadbd` on `PATH`, falling back to the usual `sbin` directories
 /// (which non-login shells often leave out of `PATH`).
-fn server_binary() -> PathBuf {
+pub(crate) fn server_binary() -> PathBuf {
     let path = env::var_os("PATH").unwrap_or_default();
     env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from))
@@ -601,5 +520,38 @@ pub(crate) fn pick_port() -> Result<u16> {
         if handed_out.insert(port) {
             return Ok(port);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_are_never_handed_out_twice() {
+        let ports: BTreeSet<u16> = (0..50).map(|_| pick_port().unwrap()).collect();
+        assert_eq!(ports.len(), 50);
+        assert!(!ports.contains(&3306));
+    }
+
+    #[test]
+    fn a_taken_port_is_reported_as_address_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = holder.local_addr().unwrap().port();
+        let node = Node::new(0, dir.path().join("node0"), port, true);
+        let template = crate::template::datadir(Duration::from_secs(60)).unwrap();
+        node.copy_datadir_from(&template).unwrap();
+        let spawner = Spawner::new().unwrap();
+        let config = ServerConfig {
+            read_only: false,
+            semi_sync: false,
+            tls: None,
+            extra: &[],
+        };
+        let root = Credentials::new("root", "");
+        let result = node.launch(&spawner, &config, &root, Duration::from_secs(60));
+        assert!(matches!(result, Err(LaunchError::AddressInUse)));
+        assert_eq!(node.state(), NodeState::Stopped);
     }
 }

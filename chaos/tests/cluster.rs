@@ -176,6 +176,18 @@ fn restarted_and_resumed_replicas_catch_up() {
     assert_eq!(count(&cluster, 2, "test.r"), 3);
     assert_read_only(&cluster, 1, "test.r");
 
+    // A crashed primary comes back writable and the replicas reconnect.
+    cluster.kill_node(0).unwrap();
+    cluster.start_node(0).unwrap();
+    cluster
+        .app_sql(0, "INSERT INTO test.r VALUES (10)")
+        .unwrap();
+    cluster.wait_replicas_caught_up(CATCH_UP).unwrap();
+    assert_eq!(count(&cluster, 2, "test.r"), 4);
+    cluster
+        .app_sql(0, "DELETE FROM test.r WHERE id = 10")
+        .unwrap();
+
     // A freeze: a paused replica answers nothing, then catches up.
     cluster.pause_node(1).unwrap();
     assert_eq!(cluster.node(1).state(), NodeState::Paused);
@@ -277,11 +289,22 @@ fn tls_query(cluster: &Cluster, host: &str, ca: &Path) -> (bool, String) {
 
 #[test]
 fn tls_cluster_accepts_verified_connections() {
+    // A directory left behind by a process that is gone gets removed.
+    let mut finished = Command::new("true").spawn().unwrap();
+    finished.wait().unwrap();
+    let abandoned = std::env::temp_dir().join(format!("sluice-chaos-{}-abandoned", finished.id()));
+    std::fs::create_dir_all(abandoned.join("node0")).unwrap();
+
     let cluster = start(ClusterSpec {
         replicas: 1,
         tls: true,
         ..ClusterSpec::default()
     });
+    assert!(
+        !abandoned.exists(),
+        "{} was not removed",
+        abandoned.display()
+    );
     let ca = cluster.ca_cert_path().expect("a CA").to_path_buf();
     assert!(ca.is_file());
     for host in ["127.0.0.1", "localhost"] {

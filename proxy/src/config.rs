@@ -55,6 +55,23 @@ pub struct ProxyConfig {
     /// Client-side TLS.
     #[serde(default)]
     pub tls: Option<ServerTlsConfig>,
+    /// Where client accounts come from: `config` (the `[[users]]` entries; Sluice logs in
+    /// to backends with `[backend]`'s account) or `passthrough` (the backend's own
+    /// accounts; Sluice logs in to backends as the client's user).
+    #[serde(default)]
+    pub auth_mode: AuthMode,
+    /// `passthrough`: how often the account table is re-read from the primary (it is
+    /// also re-read on demand when an unknown user logs in).
+    #[serde(default = "defaults::accounts_refresh_ms")]
+    pub accounts_refresh_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    #[default]
+    Config,
+    Passthrough,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -136,6 +153,9 @@ mod defaults {
     pub fn yes() -> bool {
         true
     }
+    pub fn accounts_refresh_ms() -> u64 {
+        30_000
+    }
     pub fn connect_timeout_ms() -> u64 {
         5_000
     }
@@ -183,8 +203,14 @@ impl Config {
                 return bad(format!("backend.nodes: {n} is listed twice"));
             }
         }
-        if self.users.is_empty() {
-            return bad("users: at least one [[users]] entry is required".into());
+        if self.users.is_empty() && self.proxy.auth_mode == AuthMode::Config {
+            return bad("users: at least one [[users]] entry is required (or set proxy.auth_mode = \"passthrough\")".into());
+        }
+        if self.proxy.auth_mode == AuthMode::Passthrough && !self.users.is_empty() {
+            return bad("users: [[users]] entries are not used with proxy.auth_mode = \"passthrough\"; remove them".into());
+        }
+        if self.proxy.accounts_refresh_ms == 0 {
+            return bad("proxy.accounts_refresh_ms must be positive".into());
         }
         let mut names = BTreeSet::new();
         for u in &self.users {

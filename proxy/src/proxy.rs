@@ -12,7 +12,9 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use tokio::sync::{watch, Semaphore};
 
-use crate::backend::conn::Login;
+use crate::backend::accounts::{self, Accounts};
+use crate::backend::conn::{Login, Secret};
+use crate::config::AuthMode;
 use crate::backend::topology::{Monitor, Observation, Topology};
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -38,6 +40,9 @@ pub struct Shared<N: Net> {
     /// Users whose caching_sha2_password full authentication succeeded (fast path next time).
     pub sha2_cache: Mutex<BTreeSet<String>>,
     pub shutdown: watch::Receiver<bool>,
+    /// Pass-through mode: the backend's accounts.
+    pub accounts: Accounts,
+    accounts_loaded: Mutex<Option<tokio::time::Instant>>,
 }
 
 impl<N: Net> Shared<N> {
@@ -53,11 +58,11 @@ impl<N: Net> Shared<N> {
         self.topology.borrow().as_ref().and_then(|t| t.primary.clone())
     }
 
-    /// The login Sluice uses towards backends, with the client's session parameters.
-    pub fn backend_login(&self, database: Option<Vec<u8>>, charset: u8, caps: u32, attrs: Option<Vec<u8>>) -> Login {
+    /// A backend login as `user` with `secret`, with the client's session parameters.
+    pub fn backend_login(&self, user: &str, secret: &Secret, database: Option<Vec<u8>>, charset: u8, caps: u32, attrs: Option<Vec<u8>>) -> Login {
         Login {
-            user: self.cfg.backend.user.clone(),
-            password: self.cfg.backend.password.clone(),
+            user: user.to_string(),
+            secret: secret.clone(),
             database,
             charset,
             caps,
@@ -65,6 +70,55 @@ impl<N: Net> Shared<N> {
             tls: self.backend_tls.clone(),
             timeout: Duration::from_millis(self.cfg.backend.connect_timeout_ms),
         }
+    }
+
+    /// A login as Sluice's own backend account (monitoring, KILL, account reads).
+    pub fn service_login(&self) -> Login {
+        service_login(&self.cfg, self.backend_tls.clone())
+    }
+
+    /// Re-reads the backend's accounts now (pass-through mode), at most once a second;
+    /// returns whether a fresh table was loaded.
+    pub async fn refresh_accounts_on_demand(&self) -> bool {
+        {
+            let mut last = self.accounts_loaded.lock().expect("accounts lock");
+            let now = tokio::time::Instant::now();
+            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
+                return false;
+            }
+            *last = Some(now);
+        }
+        match self.load_accounts().await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot re-read backend accounts");
+                false
+            }
+        }
+    }
+
+    async fn load_accounts(&self) -> Result<()> {
+        let primary = self.primary().ok_or(Error::NoBackend("primary"))?;
+        let mut c = crate::backend::conn::connect(&self.net, &primary, &self.service_login(), &self.rng).await?;
+        let list = accounts::load(&mut c).await;
+        c.quit().await;
+        let list = list?;
+        tracing::debug!(accounts = list.len(), "backend accounts loaded");
+        self.accounts.replace(list);
+        Ok(())
+    }
+}
+
+fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
+    Login {
+        user: cfg.backend.user.clone(),
+        secret: Secret::Password(cfg.backend.password.clone()),
+        database: None,
+        charset: 45,
+        caps: cap::SERVICE,
+        attrs: None,
+        tls,
+        timeout: Duration::from_millis(cfg.backend.connect_timeout_ms),
     }
 }
 
@@ -112,16 +166,7 @@ pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle
         None => RsaKeys::generate(&mut rng).map_err(|e| Error::Config(e.to_string()))?,
     };
     let rng = Arc::new(Mutex::new(rng));
-    let monitor_login = Login {
-        user: cfg.backend.user.clone(),
-        password: cfg.backend.password.clone(),
-        database: None,
-        charset: 45,
-        caps: cap::SUPPORTED,
-        attrs: None,
-        tls: backend_tls.clone(),
-        timeout: Duration::from_millis(cfg.backend.connect_timeout_ms),
-    };
+    let monitor_login = service_login(&cfg, backend_tls.clone());
     let mut topology = Monitor::start(
         net.clone(),
         cfg.backend.nodes.clone(),
@@ -154,7 +199,14 @@ pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle
         rsa,
         sha2_cache: Mutex::new(BTreeSet::new()),
         shutdown: shutdown_rx,
+        accounts: Accounts::default(),
+        accounts_loaded: Mutex::new(None),
     });
+    if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
+        shared.load_accounts().await.map_err(|e| Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}")))?;
+        *shared.accounts_loaded.lock().expect("accounts lock") = Some(tokio::time::Instant::now());
+        tokio::spawn(refresh_accounts(shared.clone()));
+    }
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
     tokio::spawn(accept_loop(shared, listener, sessions.clone()));
     Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout })
@@ -179,6 +231,22 @@ fn check_startup_topology(t: &Topology) -> Result<()> {
         return Err(Error::Config(format!("no primary among the backend nodes ({})", describe())));
     }
     Ok(())
+}
+
+/// Pass-through mode: re-reads the account table periodically until shutdown.
+async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
+    let every = Duration::from_millis(shared.cfg.proxy.accounts_refresh_ms);
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        if let Err(e) = shared.load_accounts().await {
+            tracing::warn!(error = %e, "cannot re-read backend accounts; keeping the previous table");
+        }
+    }
 }
 
 async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>) {

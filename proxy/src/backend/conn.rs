@@ -27,11 +27,39 @@ use crate::tls::BackendTls;
 /// without this limit).
 const BACKEND_MAX_PACKET: usize = 1 << 30;
 
+/// How Sluice proves an account's identity to a backend.
+#[derive(Clone)]
+pub enum Secret {
+    /// The account's password (Sluice's own backend account).
+    Password(String),
+    /// `SHA1(password)` recovered from a client's mysql_native_password proof
+    /// (pass-through identity): enough to answer mysql_native_password challenges only.
+    NativeStage1([u8; 20]),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Secret::Password(_) => "Password(..)",
+            Secret::NativeStage1(_) => "NativeStage1(..)",
+        })
+    }
+}
+
+impl Secret {
+    fn password(&self) -> Option<&[u8]> {
+        match self {
+            Secret::Password(p) => Some(p.as_bytes()),
+            Secret::NativeStage1(_) => None,
+        }
+    }
+}
+
 /// What a backend login needs.
 #[derive(Clone, Debug)]
 pub struct Login {
     pub user: String,
-    pub password: String,
+    pub secret: Secret,
     pub database: Option<Vec<u8>>,
     pub charset: u8,
     /// Capabilities wanted (intersected with the server's and Sluice's).
@@ -156,9 +184,9 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
             .await
             .map_err(|e| Error::Tls(format!("backend {addr}: {e}")))?;
     }
-    resp.auth_response = scramble_for(&plugin, login.password.as_bytes(), &hs.nonce, addr)?;
+    resp.auth_response = scramble_for(&plugin, &login.secret, &hs.nonce, addr)?;
     conn.send(seq, &resp.write()).await.map_err(io_err(addr, false))?;
-    let login_ok = finish_auth(&mut conn, addr, &plugin, &login.password, &hs.nonce, rng).await?;
+    let login_ok = finish_auth(&mut conn, addr, &plugin, &login.secret, &hs.nonce, rng).await?;
     let server_status = packets::Ok::parse(&login_ok, resp.caps).map(|o| o.status).unwrap_or(hs.status);
     Ok(BackendConn {
         conn,
@@ -174,11 +202,12 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
     })
 }
 
-fn scramble_for(plugin: &str, password: &[u8], nonce: &[u8], addr: &str) -> Result<Vec<u8>> {
-    match plugin {
-        auth::NATIVE => Ok(auth::native_scramble(password, nonce)),
-        auth::CACHING_SHA2 => Ok(auth::sha2_scramble(password, nonce)),
-        other => Err(Error::BackendErr {
+fn scramble_for(plugin: &str, secret: &Secret, nonce: &[u8], addr: &str) -> Result<Vec<u8>> {
+    match (plugin, secret) {
+        (auth::NATIVE, Secret::Password(pw)) => Ok(auth::native_scramble(pw.as_bytes(), nonce)),
+        (auth::NATIVE, Secret::NativeStage1(stage1)) => Ok(auth::native_scramble_from_stage1(stage1, nonce)),
+        (auth::CACHING_SHA2, Secret::Password(pw)) => Ok(auth::sha2_scramble(pw.as_bytes(), nonce)),
+        (other, _) => Err(Error::BackendErr {
             addr: addr.to_string(),
             code: crate::protocol::constants::err::ER_PLUGIN_IS_NOT_LOADED,
             state: "HY000".into(),
@@ -192,7 +221,7 @@ async fn finish_auth<S: crate::net::Stream>(
     conn: &mut PacketConn<S>,
     addr: &str,
     plugin: &str,
-    password: &str,
+    secret: &Secret,
     nonce: &[u8],
     rng: &Arc<Mutex<ChaCha8Rng>>,
 ) -> Result<Vec<u8>> {
@@ -209,14 +238,18 @@ async fn finish_auth<S: crate::net::Stream>(
                     parse_auth_switch(&p.payload).ok_or_else(|| Error::backend_protocol(addr, "malformed auth switch request"))?;
                 plugin = String::from_utf8_lossy(new_plugin).into_owned();
                 nonce = data.to_vec();
-                let answer = scramble_for(&plugin, password.as_bytes(), &nonce, addr)?;
+                let answer = scramble_for(&plugin, secret, &nonce, addr)?;
                 conn.send(seq, &answer).await.map_err(io_err(addr, true))?;
             }
             Some(0x01) if plugin == auth::CACHING_SHA2 => match p.payload.get(1) {
+                Some(&auth::SHA2_FULL_AUTH) if secret.password().is_none() => {
+                    return Err(Error::backend_protocol(addr, "full authentication needs the password, which pass-through identity does not have"));
+                }
                 Some(&auth::SHA2_FAST_OK) => {}
                 Some(&auth::SHA2_FULL_AUTH) => {
+                    let password = secret.password().unwrap_or_default();
                     if conn.is_tls() {
-                        let mut pw = password.as_bytes().to_vec();
+                        let mut pw = password.to_vec();
                         pw.push(0);
                         conn.send(seq, &pw).await.map_err(io_err(addr, true))?;
                     } else {
@@ -230,7 +263,7 @@ async fn finish_auth<S: crate::net::Stream>(
                         }
                         let cipher = {
                             let mut rng = rng.lock().expect("rng lock");
-                            auth::rsa_encrypt_password(&key.payload[1..], password.as_bytes(), &nonce, &mut *rng)
+                            auth::rsa_encrypt_password(&key.payload[1..], password, &nonce, &mut *rng)
                                 .map_err(|e| Error::backend_protocol(addr, e.to_string()))?
                         };
                         conn.send(key.next_seq(), &cipher).await.map_err(io_err(addr, true))?;
@@ -319,7 +352,7 @@ impl<S: crate::net::Stream> BackendConn<S> {
         let plugin = auth::NATIVE;
         let cu = ChangeUser {
             user: login.user.as_bytes().to_vec(),
-            auth_response: auth::native_scramble(login.password.as_bytes(), &self.nonce),
+            auth_response: scramble_for(plugin, &login.secret, &self.nonce, &self.addr)?,
             database: login.database.clone().unwrap_or_default(),
             charset: Some(charset),
             auth_plugin: Some(plugin.as_bytes().to_vec()),
@@ -327,7 +360,7 @@ impl<S: crate::net::Stream> BackendConn<S> {
         };
         self.conn.send(0, &cu.write(self.caps)).await.map_err(io_err(&self.addr, false))?;
         let nonce = self.nonce.clone();
-        finish_auth(&mut self.conn, &self.addr, plugin, &login.password, &nonce, rng).await
+        finish_auth(&mut self.conn, &self.addr, plugin, &login.secret, &nonce, rng).await
     }
 
     /// Sends COM_QUIT and closes.

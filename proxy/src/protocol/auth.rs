@@ -83,6 +83,40 @@ pub fn native_verify(stage2: Option<&[u8; 20]>, nonce: &[u8], response: &[u8]) -
     }
 }
 
+/// mysql_native_password proof computed from `SHA1(password)` alone (what pass-through
+/// identity recovers from a client's proof), for any nonce.
+pub fn native_scramble_from_stage1(stage1: &[u8; 20], nonce: &[u8]) -> Vec<u8> {
+    let stage2 = sha1(&[stage1]);
+    let mut out = sha1(&[nonce20(nonce), &stage2]);
+    xor_in_place(&mut out, stage1);
+    out.to_vec()
+}
+
+/// Verifies a mysql_native_password proof against the stored `SHA1(SHA1(pw))` and, when
+/// it is right, returns `SHA1(pw)`, which lets Sluice answer a backend's challenge as the
+/// same account without knowing the password.
+pub fn native_recover_stage1(stage2: &[u8; 20], nonce: &[u8], response: &[u8]) -> Option<[u8; 20]> {
+    if response.len() != 20 {
+        return None;
+    }
+    let mut stage1 = sha1(&[nonce20(nonce), stage2]);
+    xor_in_place(&mut stage1, response);
+    constant_time_eq(&sha1(&[&stage1]), stage2).then_some(stage1)
+}
+
+/// Parses the `*<40 hex digits>` form servers store for mysql_native_password.
+pub fn parse_native_hash(s: &str) -> Option<[u8; 20]> {
+    let hex = s.strip_prefix('*')?;
+    if hex.len() != 40 {
+        return None;
+    }
+    let mut out = [0u8; 20];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
 /// Client proof for caching_sha2_password's fast path:
 /// `SHA256(pw) XOR SHA256(SHA256(SHA256(pw)) + nonce)`.
 pub fn sha2_scramble(password: &[u8], nonce: &[u8]) -> Vec<u8> {
@@ -230,6 +264,25 @@ mod tests {
                 0x34, 0x6b, 0xcf, 0x68, 0xc8, 0x79, 0xa0, 0x8f, 0x68, 0x22, 0x74, 0x0b
             ]
         );
+    }
+
+    #[test]
+    fn stage1_recovered_from_a_client_proof_answers_any_other_challenge() {
+        let stage2 = native_stage2(b"secret");
+        let proof = native_scramble(b"secret", NONCE);
+        let stage1 = native_recover_stage1(&stage2, NONCE, &proof).unwrap();
+        let other = b"01234567890123456789";
+        assert_eq!(native_scramble_from_stage1(&stage1, other), native_scramble(b"secret", other));
+        assert_eq!(native_recover_stage1(&native_stage2(b"wrong"), NONCE, &proof), None);
+    }
+
+    #[test]
+    fn stored_native_hash_parses_from_server_text() {
+        // SELECT PASSWORD('app') on MariaDB.
+        let h = parse_native_hash("*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3").unwrap();
+        assert_eq!(h, native_stage2(b"app"));
+        assert_eq!(parse_native_hash("5BCB"), None);
+        assert_eq!(parse_native_hash("*ZZCB3E6AC345B435C7C2E6B7949A04CE6F6563D3"), None);
     }
 
     #[test]

@@ -61,6 +61,20 @@ pub mod cap {
         | CAN_HANDLE_EXPIRED_PASSWORDS
         | SESSION_TRACK
         | DEPRECATE_EOF;
+
+    /// What Sluice's own connections (monitor, KILL, account reads) ask for: plain
+    /// semantics, none of the flags that change how the server parses statements
+    /// (NO_SCHEMA, IGNORE_SPACE, ODBC) or reports rows (FOUND_ROWS).
+    pub const SERVICE: u32 = LONG_PASSWORD
+        | LONG_FLAG
+        | PROTOCOL_41
+        | TRANSACTIONS
+        | SECURE_CONNECTION
+        | MULTI_RESULTS
+        | PLUGIN_AUTH
+        | PLUGIN_AUTH_LENENC_CLIENT_DATA
+        | SESSION_TRACK
+        | DEPRECATE_EOF;
 }
 
 /// Server status flags (`SERVER_*`) carried in OK and EOF packets.

@@ -9,6 +9,9 @@
 
 use rand::Rng;
 
+use crate::backend::accounts::Verifier;
+use crate::backend::conn::Secret;
+use crate::config::AuthMode;
 use crate::error::{Error, Result};
 use crate::net::{Net, Stream};
 use crate::protocol::auth;
@@ -22,6 +25,9 @@ use crate::proxy::Shared;
 #[derive(Debug, Clone)]
 pub struct ClientLogin {
     pub user: String,
+    /// The account and proof Sluice uses on the backends for this client.
+    pub backend_user: String,
+    pub backend_secret: Secret,
     pub caps: u32,
     pub charset: u8,
     pub database: Option<Vec<u8>>,
@@ -100,35 +106,23 @@ pub async fn accept<N: Net>(
         send_err(conn, seq, err::ER_SECURE_TRANSPORT_REQUIRED, "HY000", msg).await;
         return Err(Error::AccessDenied(format!("user {user}: {msg}")));
     }
-    let user_cfg = shared.cfg.user(&resp.user);
-    let plugin = user_cfg.map(|u| shared.cfg.user_plugin(u)).unwrap_or(&shared.cfg.proxy.default_auth_plugin).to_string();
     let client_plugin = match (&resp.auth_plugin, resp.caps & cap::PLUGIN_AUTH != 0) {
         (Some(p), true) if !p.is_empty() => String::from_utf8_lossy(p).into_owned(),
         _ => auth::NATIVE.to_string(),
     };
-    let mut response = resp.auth_response.clone();
-    let mut nonce = nonce;
-    if client_plugin != plugin {
-        if resp.caps & cap::PLUGIN_AUTH == 0 {
-            deny(conn, seq, &user, peer_host, !response.is_empty()).await;
-            return Err(Error::AccessDenied(format!("user {user}: client cannot switch to {plugin}")));
+    let can_switch = resp.caps & cap::PLUGIN_AUTH != 0;
+    let (verdict, nonce) = authenticate(shared, conn, &user, peer_host, &client_plugin, can_switch, nonce, resp.auth_response.clone(), &mut seq).await?;
+    let (backend_user, backend_secret) = match verdict {
+        Verdict::Accepted { backend_user, secret } => (backend_user, secret),
+        Verdict::Refused { code, message } => {
+            send_err(conn, seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
+            return Err(Error::AccessDenied(message));
         }
-        nonce = new_nonce(shared);
-        conn.send(seq, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
-        let p = conn.read_packet().await.map_err(client_read_err)?;
-        response = p.payload.to_vec();
-        seq = p.next_seq();
-    }
-    let ok = match user_cfg {
-        Some(u) => verify(shared, conn, &plugin, &u.name, &u.password, &nonce, &response, &mut seq).await?,
-        None => false,
     };
-    if !ok {
-        deny(conn, seq, &user, peer_host, !response.is_empty()).await;
-        return Err(Error::AccessDenied(format!("user {user} from {peer_host}: wrong credentials")));
-    }
     Ok(ClientLogin {
         user,
+        backend_user,
+        backend_secret,
         caps: resp.caps & (caps | cap::SSL),
         charset: resp.charset,
         database: resp.database.filter(|d| !d.is_empty()),
@@ -138,12 +132,93 @@ pub async fn accept<N: Net>(
     })
 }
 
-async fn deny<S: Stream>(conn: &mut PacketConn<S>, seq: u8, user: &str, host: &str, with_password: bool) {
-    let msg = format!(
-        "Access denied for user '{user}'@'{host}' (using password: {})",
-        if with_password { "YES" } else { "NO" }
-    );
-    send_err(conn, seq, err::ER_ACCESS_DENIED_ERROR, "28000", &msg).await;
+pub fn access_denied(user: &str, host: &str, with_password: bool) -> String {
+    format!("Access denied for user '{user}'@'{host}' (using password: {})", if with_password { "YES" } else { "NO" })
+}
+
+/// The outcome of checking a client's credentials.
+pub enum Verdict {
+    Accepted { backend_user: String, secret: Secret },
+    /// Refused with this error (already logged by the caller).
+    Refused { code: u16, message: String },
+}
+
+/// Checks a client's credentials for `user` (from the config's users or, in pass-through
+/// mode, the backend's accounts), asking the client to switch plugins when its
+/// `client_plugin` is not the account's. `response` is the client's first auth response
+/// (for `nonce`). Returns the verdict and the nonce finally used.
+#[allow(clippy::too_many_arguments)]
+pub async fn authenticate<N: Net>(
+    shared: &Shared<N>,
+    conn: &mut PacketConn<N::Stream>,
+    user: &str,
+    host: &str,
+    client_plugin: &str,
+    can_switch: bool,
+    mut nonce: Vec<u8>,
+    mut response: Vec<u8>,
+    seq: &mut u8,
+) -> Result<(Verdict, Vec<u8>)> {
+    let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, host, !response.is_empty()) };
+    // Which plugin the account needs, and how to check it.
+    enum Check {
+        Config { password: String },
+        Native(Option<[u8; 20]>),
+        Unknown,
+    }
+    let (plugin, check) = match shared.cfg.proxy.auth_mode {
+        AuthMode::Config => match shared.cfg.user(user.as_bytes()) {
+            Some(u) => (shared.cfg.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),
+            None => (shared.cfg.proxy.default_auth_plugin.clone(), Check::Unknown),
+        },
+        AuthMode::Passthrough => {
+            let mut account = shared.accounts.find(user, host);
+            if account.is_none() && shared.refresh_accounts_on_demand().await {
+                account = shared.accounts.find(user, host);
+            }
+            match account.map(|a| (a.verifier(), a)) {
+                None => (auth::NATIVE.to_string(), Check::Unknown),
+                Some((Verifier::Native(stage2), _)) => (auth::NATIVE.to_string(), Check::Native(stage2)),
+                Some((Verifier::Unsupported(p), a)) => {
+                    let message = format!(
+                        "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password)",
+                        a.user, a.host
+                    );
+                    return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
+                }
+            }
+        }
+    };
+    if client_plugin != plugin {
+        if !can_switch {
+            return Ok((denied(&response), nonce));
+        }
+        nonce = new_nonce(shared);
+        conn.send(*seq, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
+        let p = conn.read_packet().await.map_err(client_read_err)?;
+        response = p.payload.to_vec();
+        *seq = p.next_seq();
+    }
+    let verdict = match check {
+        Check::Unknown => denied(&response),
+        Check::Config { password } => {
+            if verify(shared, conn, &plugin, user, &password, &nonce, &response, seq).await? {
+                Verdict::Accepted {
+                    backend_user: shared.cfg.backend.user.clone(),
+                    secret: Secret::Password(shared.cfg.backend.password.clone()),
+                }
+            } else {
+                denied(&response)
+            }
+        }
+        Check::Native(None) if response.is_empty() => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) },
+        Check::Native(None) => denied(&response),
+        Check::Native(Some(stage2)) => match auth::native_recover_stage1(&stage2, &nonce, &response) {
+            Some(stage1) => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) },
+            None => denied(&response),
+        },
+    };
+    Ok((verdict, nonce))
 }
 
 /// Verifies `response` for `plugin`; may exchange more packets (caching_sha2 full auth).

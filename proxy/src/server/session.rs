@@ -17,7 +17,7 @@ use crate::error::Error;
 use crate::net::Net;
 use crate::protocol::conn::{PacketConn, ReadError};
 use crate::protocol::constants::{com, err};
-use crate::protocol::handshake::{auth_switch_request, ChangeUser};
+use crate::protocol::handshake::ChangeUser;
 use crate::protocol::response::{Event, Expect, ResponseTracker};
 use crate::proxy::Shared;
 
@@ -124,7 +124,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
 
 async fn open_backend<N: Net>(shared: &Shared<N>, login: &ClientLogin) -> Result<BackendConn<N::Stream>, Error> {
     let primary = shared.primary().ok_or(Error::NoBackend("primary"))?;
-    let blogin = shared.backend_login(login.database.clone(), login.charset, login.caps, login.attrs.clone());
+    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.attrs.clone());
     connect(&shared.net, &primary, &blogin, &shared.rng).await
 }
 
@@ -300,7 +300,7 @@ impl<N: Net> Session<N> {
         }
         if let Some((addr, thread)) = &entry.backend {
             let sql = format!("KILL {}{thread}", if query { "QUERY " } else { "" });
-            let login = self.shared.backend_login(None, self.login.charset, crate::protocol::constants::cap::SUPPORTED, None);
+            let login = self.shared.service_login();
             let result = async {
                 let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
                 let r = c.query(&sql).await;
@@ -336,29 +336,26 @@ impl<N: Net> Session<N> {
             return Ok(());
         };
         let name = String::from_utf8_lossy(&cu.user).into_owned();
-        let user = self.shared.cfg.user(&cu.user).cloned();
-        let plugin = user.as_ref().map(|u| self.shared.cfg.user_plugin(u).to_string()).unwrap_or_else(|| self.shared.cfg.proxy.default_auth_plugin.clone());
-        let nonce = login::new_nonce(&self.shared);
-        self.client.send(1, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
-        let reply = self.client.read_packet().await.map_err(|e| Error::ClientIo(std::io::Error::other(e.to_string())))?;
-        let mut seq = reply.next_seq();
-        let ok = match &user {
-            Some(u) => login::verify(&self.shared, &mut self.client, &plugin, &u.name, &u.password, &nonce, &reply.payload, &mut seq).await?,
-            None => false,
+        let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).trim_matches(['[', ']']).to_string();
+        // Always start with a fresh challenge: the client answers it for the account's plugin.
+        let mut seq = 1;
+        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, Vec::new(), Vec::new(), &mut seq).await?;
+        let (backend_user, secret) = match verdict {
+            login::Verdict::Accepted { backend_user, secret } => (backend_user, secret),
+            login::Verdict::Refused { code, message } => {
+                send_err(&mut self.client, seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
+                return Err(Error::AccessDenied(format!("COM_CHANGE_USER to {name}: {message}")));
+            }
         };
-        if !ok {
-            let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).to_string();
-            let msg = format!("Access denied for user '{name}'@'{host}' (using password: {})", if reply.payload.is_empty() { "NO" } else { "YES" });
-            send_err(&mut self.client, seq, err::ER_ACCESS_DENIED_ERROR, "28000", &msg).await;
-            return Err(Error::AccessDenied(format!("COM_CHANGE_USER to {name}")));
-        }
         let database = (!cu.database.is_empty()).then(|| cu.database.clone());
         let charset = cu.charset.unwrap_or(self.login.charset as u16);
-        let blogin = self.shared.backend_login(database.clone(), charset as u8, self.backend.caps, cu.attrs.clone());
+        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, self.backend.caps, cu.attrs.clone());
         match self.backend.change_user(&blogin, charset, &self.shared.rng).await {
             Ok(ok_payload) => {
                 self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
                 self.login.user = name.clone();
+                self.login.backend_user = backend_user;
+                self.login.backend_secret = secret;
                 self.login.database = database;
                 self.shared.registry.set_user(self.id, &name);
                 Ok(())

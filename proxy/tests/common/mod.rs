@@ -144,7 +144,7 @@ pub async fn raw(addr: &str, caps: u32) -> BackendConn<tokio::net::TcpStream> {
 pub async fn raw_as(addr: &str, user: &str, pass: &str, caps: u32) -> BackendConn<tokio::net::TcpStream> {
     let login = Login {
         user: user.into(),
-        password: pass.into(),
+        secret: sluice::backend::conn::Secret::Password(pass.into()),
         database: Some(b"test".to_vec()),
         charset: 45,
         caps,

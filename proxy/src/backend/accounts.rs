@@ -1,0 +1,152 @@
+//! Pass-through identity: the backend's own accounts, read from the primary
+//! (`mysql.global_priv` on MariaDB, `mysql.user` on MySQL), so Sluice can verify a client
+//! exactly as the server would and log in to the backends *as that client*.
+//!
+//! Only `mysql_native_password` accounts (and accounts without a password) can be proxied
+//! this way: the stored `SHA1(SHA1(pw))` verifies the client's proof, and the proof yields
+//! `SHA1(pw)`, which answers any later native challenge
+//! (<https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html>).
+//! Host matching follows the server's rules for `%` and `_` wildcards, most specific
+//! host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
+
+use std::sync::RwLock;
+
+use crate::error::Result;
+use crate::net::Stream;
+use crate::protocol::auth;
+
+use super::conn::BackendConn;
+
+/// One backend account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub user: String,
+    pub host: String,
+    pub plugin: String,
+    pub auth_string: String,
+}
+
+/// How a client's login can be checked for an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verifier {
+    /// mysql_native_password with the stored `SHA1(SHA1(pw))`; `None` = empty password.
+    Native(Option<[u8; 20]>),
+    /// An account Sluice cannot proxy (the plugin is named).
+    Unsupported(String),
+}
+
+impl Account {
+    pub fn verifier(&self) -> Verifier {
+        let plugin = if self.plugin.is_empty() { auth::NATIVE } else { self.plugin.as_str() };
+        if self.auth_string.is_empty() && (plugin == auth::NATIVE || plugin == "mysql_old_password" || plugin == auth::CACHING_SHA2) {
+            return Verifier::Native(None);
+        }
+        match (plugin, auth::parse_native_hash(&self.auth_string)) {
+            (auth::NATIVE, Some(h)) => Verifier::Native(Some(h)),
+            _ => Verifier::Unsupported(plugin.to_string()),
+        }
+    }
+}
+
+/// Whether a `%`/`_` host pattern matches `host` (case-insensitive, like the server).
+pub fn host_matches(pattern: &str, host: &str) -> bool {
+    fn rec(p: &[u8], h: &[u8]) -> bool {
+        match p.split_first() {
+            None => h.is_empty(),
+            Some((b'%', rest)) => (0..=h.len()).any(|i| rec(rest, &h[i..])),
+            Some((b'_', rest)) => !h.is_empty() && rec(rest, &h[1..]),
+            Some((c, rest)) => h.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && rec(rest, &h[1..]),
+        }
+    }
+    if pattern == "localhost" {
+        return host == "localhost" || host == "127.0.0.1" || host == "::1";
+    }
+    rec(pattern.as_bytes(), host.as_bytes())
+}
+
+/// How specific a host pattern is: literal hosts before wildcards, longer literal
+/// prefixes first, `%` alone last.
+fn specificity(pattern: &str) -> (bool, usize) {
+    let wild = pattern.find(['%', '_']);
+    (wild.is_none(), wild.unwrap_or(pattern.len()))
+}
+
+/// The account table, sorted the way the server searches it.
+#[derive(Debug, Default)]
+pub struct Accounts {
+    list: RwLock<Vec<Account>>,
+}
+
+impl Accounts {
+    pub fn replace(&self, mut list: Vec<Account>) {
+        list.sort_by(|a, b| specificity(&b.host).cmp(&specificity(&a.host)).then_with(|| a.host.cmp(&b.host)).then_with(|| a.user.cmp(&b.user)));
+        *self.list.write().expect("accounts lock") = list;
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.read().expect("accounts lock").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The account a connection from `host` as `user` logs in to.
+    pub fn find(&self, user: &str, host: &str) -> Option<Account> {
+        self.list.read().expect("accounts lock").iter().find(|a| a.user == user && host_matches(&a.host, host)).cloned()
+    }
+}
+
+/// Reads the account table from a backend (the primary).
+pub async fn load<S: Stream>(conn: &mut BackendConn<S>) -> Result<Vec<Account>> {
+    let mariadb = String::from_utf8_lossy(&conn.server_version).contains("MariaDB");
+    let sql = if mariadb {
+        "SELECT User, Host, JSON_VALUE(Priv, '$.plugin'), JSON_VALUE(Priv, '$.authentication_string') FROM mysql.global_priv"
+    } else {
+        "SELECT user, host, plugin, authentication_string FROM mysql.user"
+    };
+    let r = conn.query(sql).await?;
+    let text = |v: &Option<Vec<u8>>| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    Ok(r.rows
+        .iter()
+        .map(|row| Account { user: text(&row[0]), host: text(&row[1]), plugin: text(&row[2]), auth_string: text(&row[3]) })
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acct(user: &str, host: &str, plugin: &str, auth: &str) -> Account {
+        Account { user: user.into(), host: host.into(), plugin: plugin.into(), auth_string: auth.into() }
+    }
+
+    #[test]
+    fn host_patterns_match_like_the_server() {
+        assert!(host_matches("%", "10.1.2.3"));
+        assert!(host_matches("10.1.%", "10.1.2.3"));
+        assert!(!host_matches("10.2.%", "10.1.2.3"));
+        assert!(host_matches("127.0.0._", "127.0.0.1"));
+        assert!(host_matches("localhost", "127.0.0.1"));
+        assert!(!host_matches("db1", "db12"));
+    }
+
+    #[test]
+    fn most_specific_host_wins() {
+        let a = Accounts::default();
+        a.replace(vec![acct("u", "%", "mysql_native_password", "*A"), acct("u", "127.0.0.1", "mysql_native_password", "*B"), acct("u", "127.%", "", "*C")]);
+        assert_eq!(a.find("u", "127.0.0.1").unwrap().auth_string, "*B");
+        assert_eq!(a.find("u", "127.0.0.2").unwrap().auth_string, "*C");
+        assert_eq!(a.find("u", "10.0.0.1").unwrap().auth_string, "*A");
+        assert_eq!(a.find("v", "10.0.0.1"), None);
+    }
+
+    #[test]
+    fn only_native_and_passwordless_accounts_can_be_proxied() {
+        let h = "*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3";
+        assert_eq!(acct("u", "%", "mysql_native_password", h).verifier(), Verifier::Native(Some(auth::native_stage2(b"app"))));
+        assert_eq!(acct("u", "%", "mysql_native_password", "").verifier(), Verifier::Native(None));
+        assert_eq!(acct("u", "%", "ed25519", "xyz").verifier(), Verifier::Unsupported("ed25519".into()));
+        assert_eq!(acct("u", "%", "unix_socket", "").verifier(), Verifier::Unsupported("unix_socket".into()));
+    }
+}
