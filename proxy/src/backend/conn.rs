@@ -18,7 +18,8 @@ use crate::net::Net;
 use crate::protocol::auth;
 use crate::protocol::conn::{Packet, PacketConn, ReadError};
 use crate::protocol::constants::{cap, com, status};
-use crate::protocol::handshake::{parse_auth_switch, ChangeUser, HandshakeResponse, ServerHandshake};
+use crate::protocol::authflow::{AuthFailure, ClientAuth, ClientStep};
+use crate::protocol::handshake::{ChangeUser, HandshakeResponse, ServerHandshake};
 use crate::protocol::packet::Reader;
 use crate::protocol::packets;
 use crate::tls::BackendTls;
@@ -27,33 +28,7 @@ use crate::tls::BackendTls;
 /// without this limit).
 const BACKEND_MAX_PACKET: usize = 1 << 30;
 
-/// How Sluice proves an account's identity to a backend.
-#[derive(Clone)]
-pub enum Secret {
-    /// The account's password (Sluice's own backend account).
-    Password(String),
-    /// `SHA1(password)` recovered from a client's mysql_native_password proof
-    /// (pass-through identity): enough to answer mysql_native_password challenges only.
-    NativeStage1([u8; 20]),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Secret::Password(_) => "Password(..)",
-            Secret::NativeStage1(_) => "NativeStage1(..)",
-        })
-    }
-}
-
-impl Secret {
-    fn password(&self) -> Option<&[u8]> {
-        match self {
-            Secret::Password(p) => Some(p.as_bytes()),
-            Secret::NativeStage1(_) => None,
-        }
-    }
-}
+pub use crate::protocol::authflow::Secret;
 
 /// What a backend login needs.
 #[derive(Clone, Debug)]
@@ -184,9 +159,9 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
             .await
             .map_err(|e| Error::Tls(format!("backend {addr}: {e}")))?;
     }
-    resp.auth_response = scramble_for(&plugin, &login.secret, &hs.nonce, addr)?;
-    conn.send(seq, &resp.write()).await.map_err(io_err(addr, false))?;
-    let login_ok = finish_auth(&mut conn, addr, &plugin, &login.secret, &hs.nonce, rng).await?;
+    let auth = ClientAuth::new(&plugin, &hs.nonce, login.secret.clone(), conn.is_tls());
+    resp.auth_response = auth.response().map_err(|f| auth_failure(addr, f))?;
+    let login_ok = run_auth(&mut conn, addr, auth, (seq, resp.write()), rng).await?;
     let server_status = packets::Ok::parse(&login_ok, resp.caps).map(|o| o.status).unwrap_or(hs.status);
     Ok(BackendConn {
         conn,
@@ -202,76 +177,42 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
     })
 }
 
-fn scramble_for(plugin: &str, secret: &Secret, nonce: &[u8], addr: &str) -> Result<Vec<u8>> {
-    match (plugin, secret) {
-        (auth::NATIVE, Secret::Password(pw)) => Ok(auth::native_scramble(pw.as_bytes(), nonce)),
-        (auth::NATIVE, Secret::NativeStage1(stage1)) => Ok(auth::native_scramble_from_stage1(stage1, nonce)),
-        (auth::CACHING_SHA2, Secret::Password(pw)) => Ok(auth::sha2_scramble(pw.as_bytes(), nonce)),
-        (other, _) => Err(Error::BackendErr {
+fn auth_failure(addr: &str, f: AuthFailure) -> Error {
+    match f {
+        AuthFailure::Refused { code, state, message } => Error::BackendErr { addr: addr.to_string(), code, state, message },
+        AuthFailure::Unsupported(what) => Error::BackendErr {
             addr: addr.to_string(),
             code: crate::protocol::constants::err::ER_PLUGIN_IS_NOT_LOADED,
             state: "HY000".into(),
-            message: format!("Sluice cannot log in with authentication plugin '{other}'"),
-        }),
+            message: format!("Sluice cannot log in with authentication plugin '{what}'"),
+        },
+        AuthFailure::Protocol(m) => Error::backend_protocol(addr, m),
     }
 }
 
-/// Follows the server's answers after an auth response until OK (returned) or ERR.
-async fn finish_auth<S: crate::net::Stream>(
+/// Sends `first` (the auth response) and follows the server's answers until OK
+/// (returned) or failure, driving [`ClientAuth`].
+async fn run_auth<S: crate::net::Stream>(
     conn: &mut PacketConn<S>,
     addr: &str,
-    plugin: &str,
-    secret: &Secret,
-    nonce: &[u8],
+    mut auth: ClientAuth,
+    first: (u8, Vec<u8>),
     rng: &Arc<Mutex<ChaCha8Rng>>,
 ) -> Result<Vec<u8>> {
-    let mut plugin = plugin.to_string();
-    let mut nonce = nonce.to_vec();
+    conn.send(first.0, &first.1).await.map_err(io_err(addr, false))?;
     loop {
         let p: Packet = conn.read_packet().await.map_err(|e| read_err(addr, true, e))?;
-        let seq = p.next_seq();
-        match p.payload.first() {
-            Some(0x00) => return Ok(p.payload.to_vec()),
-            Some(0xFF) => return Err(err_packet(addr, &p.payload)),
-            Some(0xFE) => {
-                let (new_plugin, data) =
-                    parse_auth_switch(&p.payload).ok_or_else(|| Error::backend_protocol(addr, "malformed auth switch request"))?;
-                plugin = String::from_utf8_lossy(new_plugin).into_owned();
-                nonce = data.to_vec();
-                let answer = scramble_for(&plugin, secret, &nonce, addr)?;
-                conn.send(seq, &answer).await.map_err(io_err(addr, true))?;
+        let step = {
+            let mut rng = rng.lock().expect("rng lock");
+            auth.on_packet(&p.payload, &mut *rng)
+        };
+        match step {
+            ClientStep::Send(answer) => {
+                conn.send(p.next_seq(), &answer).await.map_err(io_err(addr, true))?;
             }
-            Some(0x01) if plugin == auth::CACHING_SHA2 => match p.payload.get(1) {
-                Some(&auth::SHA2_FULL_AUTH) if secret.password().is_none() => {
-                    return Err(Error::backend_protocol(addr, "full authentication needs the password, which pass-through identity does not have"));
-                }
-                Some(&auth::SHA2_FAST_OK) => {}
-                Some(&auth::SHA2_FULL_AUTH) => {
-                    let password = secret.password().unwrap_or_default();
-                    if conn.is_tls() {
-                        let mut pw = password.to_vec();
-                        pw.push(0);
-                        conn.send(seq, &pw).await.map_err(io_err(addr, true))?;
-                    } else {
-                        conn.send(seq, &[auth::SHA2_REQUEST_PUBLIC_KEY]).await.map_err(io_err(addr, true))?;
-                        let key = conn.read_packet().await.map_err(|e| read_err(addr, true, e))?;
-                        if key.payload.first() != Some(&0x01) {
-                            if key.payload.first() == Some(&0xFF) {
-                                return Err(err_packet(addr, &key.payload));
-                            }
-                            return Err(Error::backend_protocol(addr, "expected RSA public key"));
-                        }
-                        let cipher = {
-                            let mut rng = rng.lock().expect("rng lock");
-                            auth::rsa_encrypt_password(&key.payload[1..], password, &nonce, &mut *rng)
-                                .map_err(|e| Error::backend_protocol(addr, e.to_string()))?
-                        };
-                        conn.send(key.next_seq(), &cipher).await.map_err(io_err(addr, true))?;
-                    }
-                }
-                _ => return Err(Error::backend_protocol(addr, "unexpected caching_sha2_password message")),
-            },
-            _ => return Err(Error::backend_protocol(addr, "unexpected packet during login")),
+            ClientStep::Wait => {}
+            ClientStep::Done(ok) => return Ok(ok),
+            ClientStep::Failed(f) => return Err(auth_failure(addr, f)),
         }
     }
 }
@@ -350,17 +291,16 @@ impl<S: crate::net::Stream> BackendConn<S> {
     /// OK payload.
     pub async fn change_user(&mut self, login: &Login, charset: u16, rng: &Arc<Mutex<ChaCha8Rng>>) -> Result<Vec<u8>> {
         let plugin = auth::NATIVE;
+        let flow = ClientAuth::new(plugin, &self.nonce, login.secret.clone(), self.conn.is_tls());
         let cu = ChangeUser {
             user: login.user.as_bytes().to_vec(),
-            auth_response: scramble_for(plugin, &login.secret, &self.nonce, &self.addr)?,
+            auth_response: flow.response().map_err(|f| auth_failure(&self.addr, f))?,
             database: login.database.clone().unwrap_or_default(),
             charset: Some(charset),
             auth_plugin: Some(plugin.as_bytes().to_vec()),
             attrs: login.attrs.clone(),
         };
-        self.conn.send(0, &cu.write(self.caps)).await.map_err(io_err(&self.addr, false))?;
-        let nonce = self.nonce.clone();
-        finish_auth(&mut self.conn, &self.addr, plugin, &login.secret, &nonce, rng).await
+        run_auth(&mut self.conn, &self.addr, flow, (0, cu.write(self.caps)), rng).await
     }
 
     /// Sends COM_QUIT and closes.

@@ -3,6 +3,7 @@
 //! async [`conn`] layer that moves packets over a socket.
 
 pub mod auth;
+pub mod authflow;
 pub mod conn;
 pub mod constants;
 pub mod handshake;

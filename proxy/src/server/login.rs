@@ -15,6 +15,7 @@ use crate::config::AuthMode;
 use crate::error::{Error, Result};
 use crate::net::{Net, Stream};
 use crate::protocol::auth;
+use crate::protocol::authflow::{ServerStep, Sha2Server};
 use crate::protocol::conn::{PacketConn, ReadError};
 use crate::protocol::constants::{cap, err, status};
 use crate::protocol::handshake::{auth_switch_request, HandshakeResponse, ServerHandshake};
@@ -238,46 +239,31 @@ pub async fn verify<N: Net>(
         let stage2 = (!pw.is_empty()).then(|| auth::native_stage2(pw));
         return Ok(auth::native_verify(stage2.as_ref(), nonce, response));
     }
-    // caching_sha2_password
-    if pw.is_empty() {
-        return Ok(response.is_empty());
-    }
-    if response.is_empty() {
-        return Ok(false);
-    }
-    // Fast path: the user is cached and the proof matches. Anything else falls back to
-    // full authentication, as the server does.
+    // caching_sha2_password, driven through its state machine.
     let cached = shared.cfg.proxy.caching_sha2_cache && shared.sha2_cache.lock().expect("cache lock").contains(user);
-    if cached && auth::sha2_verify(pw, nonce, response) {
-        *seq = conn.send(*seq, &[0x01, auth::SHA2_FAST_OK]).await.map_err(Error::ClientIo)?;
-        return Ok(true);
-    }
-    *seq = conn.send(*seq, &[0x01, auth::SHA2_FULL_AUTH]).await.map_err(Error::ClientIo)?;
-    let mut p = conn.read_packet().await.map_err(client_read_err)?;
-    *seq = p.next_seq();
-    tracing::debug!(user, tls = conn.is_tls(), reply_len = p.payload.len(), "caching_sha2_password full authentication");
-    let clear: Vec<u8> = if conn.is_tls() {
-        let v = &p.payload[..];
-        v.strip_suffix(&[0]).unwrap_or(v).to_vec()
-    } else {
-        if p.payload[..] == [auth::SHA2_REQUEST_PUBLIC_KEY] {
-            let mut msg = vec![0x01];
-            msg.extend_from_slice(shared.rsa.public_pem().as_bytes());
-            *seq = conn.send(*seq, &msg).await.map_err(Error::ClientIo)?;
-            p = conn.read_packet().await.map_err(client_read_err)?;
-            *seq = p.next_seq();
+    let mut flow = Sha2Server::new(pw, nonce, conn.is_tls(), &shared.rsa);
+    let mut step = flow.start(response, cached);
+    loop {
+        match step {
+            ServerStep::Reject => return Ok(false),
+            ServerStep::Accept(last) => {
+                if !last.is_empty() {
+                    *seq = conn.send(*seq, &last).await.map_err(Error::ClientIo)?;
+                }
+                if flow.proved_by_full_auth() && shared.cfg.proxy.caching_sha2_cache {
+                    shared.sha2_cache.lock().expect("cache lock").insert(user.to_string());
+                }
+                return Ok(true);
+            }
+            ServerStep::Send(msg) => {
+                conn.send(*seq, &msg).await.map_err(Error::ClientIo)?;
+                let p = conn.read_packet().await.map_err(client_read_err)?;
+                *seq = p.next_seq();
+                if !conn.is_tls() && p.payload.last() == Some(&0) && p.payload[..p.payload.len() - 1] == *pw {
+                    tracing::info!(user, "client sent its password in clear text over an unencrypted connection; refused (use TLS)");
+                }
+                step = flow.on_packet(&p.payload);
+            }
         }
-        match shared.rsa.decrypt_password(&p.payload, nonce) {
-            Some(pw) => pw,
-            None => return Ok(false),
-        }
-    };
-    let ok = clear == pw;
-    if !ok && !conn.is_tls() && p.payload.last() == Some(&0) && &p.payload[..p.payload.len() - 1] == pw {
-        tracing::info!(user, "client sent its password in clear text over an unencrypted connection; refused (use TLS)");
     }
-    if ok && shared.cfg.proxy.caching_sha2_cache {
-        shared.sha2_cache.lock().expect("cache lock").insert(user.to_string());
-    }
-    Ok(ok)
 }
