@@ -9,7 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 
 use super::packet::{frame_packet, join_payload, write_packet, FrameError, Framed, HEADER_LEN};
@@ -17,6 +17,8 @@ use crate::net::Stream;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// Packets up to this size are copied out of the read buffer rather than shared.
+const SMALL_PACKET: usize = 16 * 1024;
 
 /// A stream that first replays bytes already read from it: a client may send its TLS
 /// ClientHello right behind the SSLRequest, in the same segment.
@@ -158,11 +160,17 @@ impl<S: Stream> PacketConn<S> {
         loop {
             match frame_packet(&self.rbuf, self.max_packet)? {
                 Framed::Packet { seq, last_seq, wire_len, payload_len } => {
-                    let wire = self.rbuf.split_to(wire_len);
-                    let payload = if wire_len == payload_len + HEADER_LEN {
-                        wire.freeze().slice(HEADER_LEN..)
+                    let payload = if wire_len != payload_len + HEADER_LEN {
+                        let p = Bytes::from(join_payload(&self.rbuf[..wire_len], payload_len));
+                        self.rbuf.advance(wire_len);
+                        p
+                    } else if payload_len <= SMALL_PACKET {
+                        // Copied, so the read buffer stays unshared and is reused.
+                        let p = Bytes::copy_from_slice(&self.rbuf[HEADER_LEN..wire_len]);
+                        self.rbuf.advance(wire_len);
+                        p
                     } else {
-                        Bytes::from(join_payload(&wire, payload_len))
+                        self.rbuf.split_to(wire_len).freeze().slice(HEADER_LEN..)
                     };
                     return Ok(Packet { seq, last_seq, payload });
                 }
@@ -188,7 +196,7 @@ impl<S: Stream> PacketConn<S> {
 
     /// Drops `n` buffered bytes.
     pub fn consume(&mut self, n: usize) {
-        let _ = self.rbuf.split_to(n);
+        self.rbuf.advance(n);
         if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
             // Give back memory after a huge packet went through.
             self.rbuf = BytesMut::with_capacity(READ_CHUNK);
