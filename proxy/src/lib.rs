@@ -8,6 +8,7 @@
 pub mod backend;
 pub mod config;
 pub mod error;
+pub mod faults;
 pub mod net;
 pub mod protocol;
 pub mod proxy;
@@ -16,4 +17,4 @@ pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use proxy::{start, ProxyHandle};
+pub use proxy::{start, start_with_faults, ProxyHandle};

@@ -18,6 +18,7 @@ use crate::config::AuthMode;
 use crate::backend::topology::{Monitor, Observation, Topology};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::faults::{Faults, NoFaults};
 use crate::net::{Listener, Net};
 use crate::protocol::auth::RsaKeys;
 use crate::protocol::constants::{cap, err};
@@ -43,6 +44,8 @@ pub struct Shared<N: Net> {
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
     accounts_loaded: Mutex<Option<tokio::time::Instant>>,
+    /// Injected misbehaviour (simulation only; [`NoFaults`] in production).
+    pub faults: Arc<dyn Faults>,
 }
 
 impl<N: Net> Shared<N> {
@@ -155,6 +158,11 @@ impl ProxyHandle {
 /// Starts a proxy: discovers the backends, binds the listener and serves clients.
 /// `seed` seeds the proxy's RNG (nonces, RSA padding, key generation).
 pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle> {
+    start_with_faults(net, cfg, seed, Arc::new(NoFaults)).await
+}
+
+/// [`start`] with injected fault hooks (simulation only).
+pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>) -> Result<ProxyHandle> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let acceptor = cfg.proxy.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let backend_tls = cfg.backend.tls.as_ref().map(BackendTls::from_config).transpose()?;
@@ -201,6 +209,7 @@ pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle
         shutdown: shutdown_rx,
         accounts: Accounts::default(),
         accounts_loaded: Mutex::new(None),
+        faults,
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         shared.load_accounts().await.map_err(|e| Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}")))?;

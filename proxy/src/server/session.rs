@@ -199,9 +199,10 @@ impl<N: Net> Session<N> {
     async fn relay(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
         let addr = self.backend.addr.clone();
         if let Err(source) = self.backend.conn.send(0, payload).await {
-            self.lost_backend(None).await;
+            self.lost_backend(Some(0)).await;
             return Err(Error::BackendIo { addr, sent: true, source });
         }
+        let mut resent = false;
         let mut t = ResponseTracker::new(expect, self.backend.caps);
         loop {
             let (n, ev) = match t.advance(self.backend.conn.buffered()) {
@@ -228,7 +229,21 @@ impl<N: Net> Session<N> {
                 }
                 Event::More => {
                     self.client.flush_raw().await.map_err(Error::ClientIo)?;
-                    match self.backend.conn.fill().await {
+                    let filled = self.backend.conn.fill().await;
+                    if matches!(filled, Ok(0) | Err(_)) && t.last_seq().is_none() && !resent && self.shared.faults.resend_after_lost_backend() {
+                        // Injected bug (simulation only): resend a command that may
+                        // already have been applied.
+                        if let Ok(b) = open_backend(&self.shared, &self.login).await {
+                            self.backend = b;
+                            self.shared.registry.set_backend(self.id, Some((self.backend.addr.clone(), self.backend.thread_id)));
+                            if self.backend.conn.send(0, payload).await.is_ok() {
+                                resent = true;
+                                t = ResponseTracker::new(expect, self.backend.caps);
+                                continue;
+                            }
+                        }
+                    }
+                    match filled {
                         Ok(0) => {
                             self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
                             return Err(Error::BackendIo { addr, sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });

@@ -1,0 +1,21 @@
+//! Fault hooks: deliberate misbehaviour that tests and simulations switch on to prove
+//! their checkers catch it. Production passes [`NoFaults`]; nothing here is reachable
+//! from the config file.
+
+/// Deliberate bugs a simulation can inject into the proxy.
+pub trait Faults: Send + Sync + 'static {
+    /// When a backend connection fails after a command was sent and before any of its
+    /// response reached the client, open a new backend connection and send the command
+    /// again. This is exactly the unsafe retry Sluice must never do (the first attempt may
+    /// have been applied); the simulation suite turns it on to show its checkers report
+    /// the resulting duplicate writes.
+    fn resend_after_lost_backend(&self) -> bool {
+        false
+    }
+}
+
+/// No injected faults (production).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoFaults;
+
+impl Faults for NoFaults {}
