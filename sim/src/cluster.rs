@@ -33,7 +33,7 @@ use sluice::protocol::packets;
 use crate::engine::{
     BinlogEvent, ExecOutcome, Flavour, Gtid, GtidPosition, QueryResult, Server, ServerConfig, SimError, SqlError, Uuid,
 };
-use crate::wire::{self, Account, Clock, ServerOpts, SimServer, DUMP_MARKER};
+use crate::wire::{self, Account, Clock, ServerOpts, SimServer, Watcher, DUMP_MARKER};
 
 /// How a cluster is built.
 #[derive(Clone, Debug)]
@@ -66,6 +66,9 @@ pub struct ClusterConfig {
     pub connect_retry_ms: u64,
     /// Bits of each server's RSA key (caching_sha2_password full authentication).
     pub rsa_bits: usize,
+    /// A replica's IO thread stops reading while its relay log holds this many events
+    /// (like `relay_log_space_limit`).
+    pub relay_limit: usize,
 }
 
 impl ClusterConfig {
@@ -88,6 +91,7 @@ impl ClusterConfig {
             net_timeout_ms: 2_000,
             connect_retry_ms: 200,
             rsa_bits: 1024,
+            relay_limit: 10_000,
         }
     }
 
@@ -367,14 +371,15 @@ impl SimCluster {
         let mut pos = GtidPosition::empty(self.inner.cfg.flavour);
         for j in (0..self.len()).filter(|&j| j != i) {
             let s = self.server(j);
-            if s.life() == wire::Life::Crashed {
-                continue;
-            }
+            let up = s.life() != wire::Life::Crashed;
             let e = s.engine();
             let from_i = e.replica_source().is_some_and(|src| self.index_of(&src.host, src.port) == Some(i));
             if from_i {
+                // Applied events are durable; a relay log only counts on a running replica.
                 pos.merge(&e.executed_position());
-                pos.merge(&e.received_position());
+                if up {
+                    pos.merge(&e.received_position());
+                }
             }
         }
         pos
@@ -446,7 +451,7 @@ async fn io_thread<N: Net>(cluster: SimCluster, i: usize, net: N, clock: Clock) 
                 // Wait out the retry pause unless the configuration changes first.
                 let until = tokio::time::Instant::now() + Duration::from_millis(cfg.connect_retry_ms);
                 loop {
-                    rx.borrow_and_update();
+                    rx.mark_seen();
                     if io_target(&srv, inc).as_ref() != Some(&target) || srv.state_for(inc).is_err() {
                         break;
                     }
@@ -467,7 +472,7 @@ async fn dump_session<N: Net>(
     net: &N,
     clock: Clock,
     target: &IoTarget,
-    rx: &mut tokio::sync::watch::Receiver<u64>,
+    rx: &mut Watcher,
 ) -> DumpEnd {
     let node = &cluster.inner.nodes[i];
     let srv = &node.server;
@@ -492,7 +497,7 @@ async fn dump_session<N: Net>(
         let fut = connect(net, &addr, &login, &node.login_rng);
         tokio::pin!(fut);
         loop {
-            rx.borrow_and_update();
+            rx.mark_seen();
             if !still(srv) {
                 return DumpEnd::Changed;
             }
@@ -548,6 +553,14 @@ async fn dump_session<N: Net>(
             }
             stalled_until = None;
             silent_until = tokio::time::Instant::now() + timeout;
+        }
+        if srv.engine().replica_state().relay.len() >= cfg.relay_limit {
+            // Relay log full: stop reading until the SQL thread makes room.
+            if rx.changed().await.is_err() {
+                return DumpEnd::Changed;
+            }
+            silent_until = tokio::time::Instant::now() + timeout;
+            continue;
         }
         let got = tokio::select! {
             biased;

@@ -101,7 +101,10 @@ pub enum Op {
 
 impl Op {
     pub fn write(key: impl Into<Key>, value: Val) -> Op {
-        Op::Write { key: key.into(), value }
+        Op::Write {
+            key: key.into(),
+            value,
+        }
     }
     pub fn read(key: impl Into<Key>) -> Op {
         Op::Read { key: key.into() }
@@ -122,7 +125,10 @@ impl Op {
 
 impl TxnOp {
     pub fn write(key: impl Into<Key>, value: Val) -> TxnOp {
-        TxnOp::Write { key: key.into(), value }
+        TxnOp::Write {
+            key: key.into(),
+            value,
+        }
     }
     pub fn read(key: impl Into<Key>) -> TxnOp {
         TxnOp::Read { key: key.into() }
@@ -145,7 +151,10 @@ pub enum OpResult {
     Read(Option<Val>),
     /// A [`Op::Txn`] ran to its end: `committed` is false when the client
     /// itself rolled it back. `results` is aligned with the txn's ops.
-    Txn { committed: bool, results: Vec<TxnOpResult> },
+    Txn {
+        committed: bool,
+        results: Vec<TxnOpResult>,
+    },
 }
 
 /// How an operation ended.
@@ -155,7 +164,11 @@ pub enum Outcome {
     /// An error. `definite` means the operation was certainly *not* applied
     /// (an error before the statement was sent, a rollback, a constraint
     /// error…); an indefinite error is treated like [`Outcome::Unknown`].
-    Err { code: u16, message: String, definite: bool },
+    Err {
+        code: u16,
+        message: String,
+        definite: bool,
+    },
     /// Connection cut, timeout…: the operation may or may not have been
     /// applied.
     Unknown,
@@ -194,7 +207,10 @@ pub struct Backend {
 
 impl Backend {
     pub fn new(name: impl Into<String>, role: Option<Role>) -> Self {
-        Backend { name: name.into(), role }
+        Backend {
+            name: name.into(),
+            role,
+        }
     }
     pub fn primary(name: impl Into<String>) -> Self {
         Backend::new(name, Some(Role::Primary))
@@ -220,11 +236,17 @@ pub struct OpMeta {
 impl OpMeta {
     /// Routed to the primary, backend not (yet) known.
     pub fn primary() -> Self {
-        OpMeta { routed_to_primary: true, served_by: Vec::new() }
+        OpMeta {
+            routed_to_primary: true,
+            served_by: Vec::new(),
+        }
     }
     /// May be served by any backend (e.g. a read eligible for a replica).
     pub fn any() -> Self {
-        OpMeta { routed_to_primary: false, served_by: Vec::new() }
+        OpMeta {
+            routed_to_primary: false,
+            served_by: Vec::new(),
+        }
     }
     pub fn served_by(mut self, b: Backend) -> Self {
         self.served_by.push(b);
@@ -282,7 +304,10 @@ impl Operation {
     /// Completion time if the operation completed with `Ok`.
     pub fn ok_at(&self) -> Option<Time> {
         match &self.completion {
-            Some(Completion { at, outcome: Outcome::Ok(_) }) => Some(*at),
+            Some(Completion {
+                at,
+                outcome: Outcome::Ok(_),
+            }) => Some(*at),
             _ => None,
         }
     }
@@ -305,16 +330,28 @@ impl Operation {
 
     /// Unknown outcome, indefinite error or never completed.
     pub fn is_unknown(&self) -> bool {
-        matches!(self.outcome(), Outcome::Unknown | Outcome::Err { definite: false, .. })
+        matches!(
+            self.outcome(),
+            Outcome::Unknown
+                | Outcome::Err {
+                    definite: false,
+                    ..
+                }
+        )
     }
 
     /// Whether this operation's writes (if any) took effect.
     pub fn write_effect(&self) -> WriteEffect {
         match self.outcome() {
-            Outcome::Ok(OpResult::Txn { committed: false, .. }) => WriteEffect::NotApplied,
+            Outcome::Ok(OpResult::Txn {
+                committed: false, ..
+            }) => WriteEffect::NotApplied,
             Outcome::Ok(_) => WriteEffect::Acked,
             Outcome::Err { definite: true, .. } => WriteEffect::NotApplied,
-            Outcome::Err { definite: false, .. } | Outcome::Unknown => WriteEffect::Indeterminate,
+            Outcome::Err {
+                definite: false, ..
+            }
+            | Outcome::Unknown => WriteEffect::Indeterminate,
         }
     }
 
@@ -336,7 +373,13 @@ fn fmt_val(v: Option<Val>) -> String {
 
 impl fmt::Display for Operation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:>5} {:<9} t={}..", self.id.to_string(), self.session.to_string(), self.invoked_at)?;
+        write!(
+            f,
+            "{:>5} {:<9} t={}..",
+            self.id.to_string(),
+            self.session.to_string(),
+            self.invoked_at
+        )?;
         match &self.completion {
             Some(c) => write!(f, "{}", c.at)?,
             None => f.write_str("?")?,
@@ -376,10 +419,18 @@ impl fmt::Display for Operation {
         }
         f.write_str(" -> ")?;
         match self.outcome() {
-            Outcome::Ok(OpResult::Txn { committed: true, .. }) => f.write_str("committed")?,
-            Outcome::Ok(OpResult::Txn { committed: false, .. }) => f.write_str("rolled back")?,
+            Outcome::Ok(OpResult::Txn {
+                committed: true, ..
+            }) => f.write_str("committed")?,
+            Outcome::Ok(OpResult::Txn {
+                committed: false, ..
+            }) => f.write_str("rolled back")?,
             Outcome::Ok(_) => f.write_str("ok")?,
-            Outcome::Err { code, message, definite } => write!(
+            Outcome::Err {
+                code,
+                message,
+                definite,
+            } => write!(
                 f,
                 "err {code} ({}) {message:?}",
                 if *definite { "definite" } else { "indefinite" }
@@ -387,7 +438,15 @@ impl fmt::Display for Operation {
             Outcome::Unknown if self.completion.is_none() => f.write_str("pending/unknown")?,
             Outcome::Unknown => f.write_str("unknown")?,
         }
-        write!(f, "  [{}", if self.meta.routed_to_primary { "to primary" } else { "any backend" })?;
+        write!(
+            f,
+            "  [{}",
+            if self.meta.routed_to_primary {
+                "to primary"
+            } else {
+                "any backend"
+            }
+        )?;
         if !self.meta.served_by.is_empty() {
             f.write_str("; served by ")?;
             for (i, b) in self.meta.served_by.iter().enumerate() {
@@ -454,7 +513,14 @@ impl History {
     /// Records an invocation and returns its id.
     pub fn invoke(&mut self, session: SessionRef, op: Op, meta: OpMeta, at: Time) -> OpId {
         let id = OpId(self.ops.len());
-        self.ops.push(Operation { id, session, op, meta, invoked_at: at, completion: None });
+        self.ops.push(Operation {
+            id,
+            session,
+            op,
+            meta,
+            invoked_at: at,
+            completion: None,
+        });
         id
     }
 
@@ -465,9 +531,19 @@ impl History {
     /// invocation, or if an `Ok` result does not match the operation's kind —
     /// all harness bugs.
     pub fn complete(&mut self, id: OpId, outcome: Outcome, at: Time) {
-        let op = self.ops.get_mut(id.0).unwrap_or_else(|| panic!("complete: unknown operation {id}"));
-        assert!(op.completion.is_none(), "complete: operation {id} completed twice");
-        assert!(at >= op.invoked_at, "complete: operation {id} completes at {at} before its invocation at {}", op.invoked_at);
+        let op = self
+            .ops
+            .get_mut(id.0)
+            .unwrap_or_else(|| panic!("complete: unknown operation {id}"));
+        assert!(
+            op.completion.is_none(),
+            "complete: operation {id} completed twice"
+        );
+        assert!(
+            at >= op.invoked_at,
+            "complete: operation {id} completes at {at} before its invocation at {}",
+            op.invoked_at
+        );
         if let Outcome::Ok(r) = &outcome {
             let matches = match (&op.op, r) {
                 (Op::Write { .. }, OpResult::Written) => true,
@@ -477,13 +553,18 @@ impl History {
                         && ops.iter().zip(results).all(|(o, r)| {
                             matches!(
                                 (o, r),
-                                (TxnOp::Write { .. }, TxnOpResult::Written) | (TxnOp::Read { .. }, TxnOpResult::Read(_))
+                                (TxnOp::Write { .. }, TxnOpResult::Written)
+                                    | (TxnOp::Read { .. }, TxnOpResult::Read(_))
                             )
                         })
                 }
                 _ => false,
             };
-            assert!(matches, "complete: result {r:?} does not match operation {id} ({:?})", op.op);
+            assert!(
+                matches,
+                "complete: result {r:?} does not match operation {id} ({:?})",
+                op.op
+            );
         }
         op.completion = Some(Completion { at, outcome });
     }
@@ -522,20 +603,35 @@ impl History {
     }
 
     /// Records a server's final rows (key → values of its rows) and role.
-    pub fn record_final_state(&mut self, server: impl Into<String>, role: Role, rows: BTreeMap<Key, Vec<Val>>) {
+    pub fn record_final_state(
+        &mut self,
+        server: impl Into<String>,
+        role: Role,
+        rows: BTreeMap<Key, Vec<Val>>,
+    ) {
         let s = self.servers.entry(server.into()).or_default();
         s.role = Some(role);
         s.rows = Some(rows);
     }
 
     /// Convenience: final state of a register store (key → value).
-    pub fn record_final_values(&mut self, server: impl Into<String>, role: Role, values: BTreeMap<Key, Val>) {
+    pub fn record_final_values(
+        &mut self,
+        server: impl Into<String>,
+        role: Role,
+        values: BTreeMap<Key, Val>,
+    ) {
         let rows = values.into_iter().map(|(k, v)| (k, vec![v])).collect();
         self.record_final_state(server, role, rows);
     }
 
     /// Records a server's committed-write log (key → values in apply order).
-    pub fn record_applied_log(&mut self, server: impl Into<String>, role: Role, log: BTreeMap<Key, Vec<Val>>) {
+    pub fn record_applied_log(
+        &mut self,
+        server: impl Into<String>,
+        role: Role,
+        log: BTreeMap<Key, Vec<Val>>,
+    ) {
         let s = self.servers.entry(server.into()).or_default();
         s.role = Some(role);
         s.log = Some(log);
@@ -548,7 +644,10 @@ impl History {
     /// The server whose final state and log are authoritative: the first
     /// (by name) whose final role is primary.
     pub fn authoritative_server(&self) -> Option<(&str, &ServerState)> {
-        self.servers.iter().find(|(_, s)| s.role == Some(Role::Primary)).map(|(n, s)| (n.as_str(), s))
+        self.servers
+            .iter()
+            .find(|(_, s)| s.role == Some(Role::Primary))
+            .map(|(n, s)| (n.as_str(), s))
     }
 
     pub fn ops(&self) -> &[Operation] {
@@ -593,10 +692,16 @@ impl History {
         for (name, st) in &self.servers {
             let role = st.role.map(|r| r.to_string()).unwrap_or_else(|| "?".into());
             if let Some(rows) = &st.rows {
-                s.push_str(&format!("final rows of {name} ({role}): {}\n", fmt_key_lists(rows)));
+                s.push_str(&format!(
+                    "final rows of {name} ({role}): {}\n",
+                    fmt_key_lists(rows)
+                ));
             }
             if let Some(log) = &st.log {
-                s.push_str(&format!("applied log of {name} ({role}): {}\n", fmt_key_lists(log)));
+                s.push_str(&format!(
+                    "applied log of {name} ({role}): {}\n",
+                    fmt_key_lists(log)
+                ));
             }
         }
         s
@@ -677,7 +782,11 @@ impl History {
                                 }
                             }
                         }
-                        Outcome::Err { code, message, definite } => {
+                        Outcome::Err {
+                            code,
+                            message,
+                            definite,
+                        } => {
                             e.tag(b'E');
                             e.u64(*code as u64);
                             e.str(message);
@@ -732,7 +841,15 @@ impl History {
 pub(crate) fn fmt_key_lists(m: &BTreeMap<Key, Vec<Val>>) -> String {
     let parts: Vec<String> = m
         .iter()
-        .map(|(k, vs)| format!("{k}=[{}]", vs.iter().map(|v| v.to_string()).collect::<Vec<_>>().join(",")))
+        .map(|(k, vs)| {
+            format!(
+                "{k}=[{}]",
+                vs.iter()
+                    .map(|v| v.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+        })
         .collect();
     parts.join(" ")
 }
@@ -783,15 +900,27 @@ mod tests {
         h.note_backend(r, Backend::replica("db2"));
         h.complete(w, Outcome::Ok(OpResult::Written), 10);
         h.complete(r, Outcome::Ok(OpResult::Read(None)), 12);
-        let t = h.invoke(s(1), Op::txn(vec![TxnOp::write("k1", 11), TxnOp::read("k2")]), OpMeta::primary(), 20);
+        let t = h.invoke(
+            s(1),
+            Op::txn(vec![TxnOp::write("k1", 11), TxnOp::read("k2")]),
+            OpMeta::primary(),
+            20,
+        );
         h.complete(
             t,
-            Outcome::Ok(OpResult::Txn { committed: true, results: vec![TxnOpResult::Written, TxnOpResult::Read(None)] }),
+            Outcome::Ok(OpResult::Txn {
+                committed: true,
+                results: vec![TxnOpResult::Written, TxnOpResult::Read(None)],
+            }),
             30,
         );
         let u = h.invoke(s(3), Op::write("k2", 20), OpMeta::primary(), 31);
         h.complete(u, Outcome::Unknown, 40);
-        h.record_final_values("db1", Role::Primary, [("k1".to_string(), 11)].into_iter().collect());
+        h.record_final_values(
+            "db1",
+            Role::Primary,
+            [("k1".to_string(), 11)].into_iter().collect(),
+        );
         h
     }
 
@@ -820,12 +949,40 @@ mod tests {
     #[test]
     fn history_rolled_back_txn_and_definite_error_are_not_applied() {
         let mut h = History::new();
-        let t = h.invoke(s(1), Op::txn(vec![TxnOp::write("a", 1)]), OpMeta::primary(), 0);
-        h.complete(t, Outcome::Ok(OpResult::Txn { committed: false, results: vec![TxnOpResult::Written] }), 1);
+        let t = h.invoke(
+            s(1),
+            Op::txn(vec![TxnOp::write("a", 1)]),
+            OpMeta::primary(),
+            0,
+        );
+        h.complete(
+            t,
+            Outcome::Ok(OpResult::Txn {
+                committed: false,
+                results: vec![TxnOpResult::Written],
+            }),
+            1,
+        );
         let w = h.invoke(s(1), Op::write("a", 2), OpMeta::primary(), 2);
-        h.complete(w, Outcome::Err { code: 1290, message: "read only".into(), definite: true }, 3);
+        h.complete(
+            w,
+            Outcome::Err {
+                code: 1290,
+                message: "read only".into(),
+                definite: true,
+            },
+            3,
+        );
         let x = h.invoke(s(1), Op::write("a", 3), OpMeta::primary(), 4);
-        h.complete(x, Outcome::Err { code: 2013, message: "lost connection".into(), definite: false }, 5);
+        h.complete(
+            x,
+            Outcome::Err {
+                code: 2013,
+                message: "lost connection".into(),
+                definite: false,
+            },
+            5,
+        );
         assert_eq!(h.op(t).write_effect(), WriteEffect::NotApplied);
         assert_eq!(h.op(w).write_effect(), WriteEffect::NotApplied);
         assert_eq!(h.op(x).write_effect(), WriteEffect::Indeterminate);
@@ -872,9 +1029,10 @@ mod tests {
         // Guards the canonical encoding: changing it breaks determinism
         // baselines recorded elsewhere, so do it deliberately.
         let h = sample();
-        let again = sample();
-        assert_eq!(h.hash_hex(), again.hash_hex());
-        assert_ne!(h.hash_hex(), History::new().hash_hex());
+        assert_eq!(
+            h.hash_hex(),
+            "eb6fc15b70d0f63cec46d6e5c376c6cbd91674c90c12d7ea71a8056a563c6ab3"
+        );
     }
 
     #[test]
@@ -883,12 +1041,29 @@ mod tests {
         let out = h.render(&[OpId(0), OpId(1), OpId(2), OpId(3)]);
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].contains("#0") && lines[0].contains("write k1 := 10") && lines[0].contains("-> ok"), "{}", lines[0]);
-        assert!(lines[1].contains("read k1 = nil") && lines[1].contains("db2(replica)"), "{}", lines[1]);
-        assert!(lines[2].contains("txn [w k1:=11, r k2=nil] -> committed"), "{}", lines[2]);
+        assert!(
+            lines[0].contains("#0")
+                && lines[0].contains("write k1 := 10")
+                && lines[0].contains("-> ok"),
+            "{}",
+            lines[0]
+        );
+        assert!(
+            lines[1].contains("read k1 = nil") && lines[1].contains("db2(replica)"),
+            "{}",
+            lines[1]
+        );
+        assert!(
+            lines[2].contains("txn [w k1:=11, r k2=nil] -> committed"),
+            "{}",
+            lines[2]
+        );
         assert!(lines[3].contains("-> unknown"), "{}", lines[3]);
         let all = h.render_all();
-        assert!(all.contains("final rows of db1 (primary): k1=[11]"), "{all}");
+        assert!(
+            all.contains("final rows of db1 (primary): k1=[11]"),
+            "{all}"
+        );
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use sim::cluster::{ClusterConfig, SimCluster};
+use sim::wire::{Account, Plugin};
 use sim::net::TurmoilNet;
 use sluice::backend::conn::{connect, BackendConn, Login, Secret, TextResult};
 use sluice::protocol::constants::cap;
@@ -144,8 +145,9 @@ async fn client_work(k: usize, rng: Rng) -> Result<(), Error> {
     Ok(())
 }
 
-/// The whole scenario for one flavour.
-fn proxy_scenario(cfg: ClusterConfig, seed: u64) {
+/// The whole scenario for one flavour; returns a fingerprint of what happened (simulated
+/// duration, every node's binlog with commit times).
+fn proxy_scenario(cfg: ClusterConfig, seed: u64) -> String {
     let mut sim = builder(seed);
     let cluster = SimCluster::new(cfg, seed);
     cluster.register_turmoil(&mut sim);
@@ -220,6 +222,22 @@ fn proxy_scenario(cfg: ClusterConfig, seed: u64) {
     }
     sim.run().expect("simulation");
     assert_eq!(done.load(Ordering::SeqCst), CLIENTS);
+    let mut fp = format!("elapsed={:?}\n", sim.elapsed());
+    for i in 0..cluster.len() {
+        let e = cluster.server(i).engine();
+        for ev in e.binlog() {
+            fp.push_str(&format!("db{i} {} t={} n={}\n", ev.gtid, ev.commit_time_ms, ev.changes.len()));
+        }
+    }
+    fp
+}
+
+#[test]
+fn same_seed_same_history() {
+    let a = proxy_scenario(ClusterConfig::mariadb(3), 7);
+    let b = proxy_scenario(ClusterConfig::mariadb(3), 7);
+    assert_eq!(a, b);
+    assert!(a.lines().count() > 30, "{a}");
 }
 
 #[test]
@@ -284,6 +302,327 @@ fn replica_catches_up_and_refuses_app_writes() {
         assert_eq!(one(&r1.query("SELECT COUNT(*) FROM t").await?), "4");
         p.quit().await;
         r1.quit().await;
+        Ok(())
+    });
+    sim.run().expect("simulation");
+}
+
+// ---------------------------------------------------------------------------------------
+// Wire-protocol details and cluster faults, against the simulated servers directly.
+
+use sluice::protocol::constants::com;
+use sluice::protocol::packet::{frame_packet, join_payload, Framed, Reader};
+use sluice::protocol::packets;
+use sluice::protocol::response::{Event, Expect, ResponseTracker};
+
+/// Sends one command and returns the payloads of its whole response.
+async fn raw(c: &mut Conn, payload: &[u8], expect: Expect) -> Vec<Vec<u8>> {
+    c.conn.send(0, payload).await.expect("send");
+    read_response(c, expect).await
+}
+
+async fn read_response(c: &mut Conn, expect: Expect) -> Vec<Vec<u8>> {
+    let mut t = ResponseTracker::new(expect, c.caps);
+    let mut wire = Vec::new();
+    loop {
+        let (n, ev) = t.advance(c.conn.buffered()).expect("well-formed response");
+        wire.extend_from_slice(&c.conn.buffered()[..n]);
+        c.conn.consume(n);
+        if ev == Event::Done {
+            break;
+        }
+        if n == 0 {
+            assert!(c.conn.fill().await.expect("read") > 0, "connection closed mid-response");
+        }
+    }
+    let mut out = Vec::new();
+    let mut rest = &wire[..];
+    while !rest.is_empty() {
+        let Ok(Framed::Packet { wire_len, payload_len, .. }) = frame_packet(rest, usize::MAX) else { panic!("bad framing") };
+        out.push(join_payload(&rest[..wire_len], payload_len));
+        rest = &rest[wire_len..];
+    }
+    out
+}
+
+fn query_cmd(sql: &str) -> Vec<u8> {
+    let mut p = vec![com::QUERY];
+    p.extend_from_slice(sql.as_bytes());
+    p
+}
+
+fn err_code(p: &[u8]) -> Option<u16> {
+    packets::Err::parse(p).map(|e| e.code)
+}
+
+#[test]
+fn wire_protocol_features_of_a_simulated_mariadb() {
+    let seed = 45;
+    let mut sim = builder(seed);
+    let mut cfg = ClusterConfig::mariadb(2);
+    cfg.accounts.push(Account::new("sha", "pw2").with_plugin(Plugin::CachingSha2));
+    let cluster = SimCluster::new(cfg, seed);
+    cluster.register_turmoil(&mut sim);
+    let cl = cluster.clone();
+    sim.client("app", async move {
+        let rng: Rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        let l = login("app", "app", Some("test"));
+        let mut a = connect_retry("db0:3306", &l, &rng).await;
+        // A caching_sha2_password account behind a native default: auth switch, then
+        // full authentication by RSA, then the fast path.
+        for _ in 0..2 {
+            let mut s = connect(&TurmoilNet, "db0:3306", &login("sha", "pw2", None), &rng).await?;
+            assert_eq!(one(&s.query("SELECT 1").await?), "1");
+            s.quit().await;
+        }
+        let bad = connect(&TurmoilNet, "db0:3306", &login("sha", "nope", None), &rng).await.err().unwrap();
+        assert_eq!(code(&bad), Some(1045));
+        assert!(String::from_utf8_lossy(&a.server_version).starts_with("5.5.5-10.11"));
+        assert_eq!(a.server_caps & cap::LONG_PASSWORD, 0, "MariaDB clears CLIENT_MYSQL");
+        a.query("CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10), d DATETIME)").await?;
+        a.query("INSERT INTO t VALUES (1, 'a', NULL), (2, 'b', '2024-01-02 03:04:05'), (3, 'c', NULL)").await?;
+
+        // Prepared statement with a parameter; binary rows.
+        let mut p = vec![com::STMT_PREPARE];
+        p.extend_from_slice(b"SELECT id, v, d FROM t WHERE id > ? ORDER BY id");
+        let prep = raw(&mut a, &p, Expect::Prepare).await;
+        let mut r = Reader::new(&prep[0][1..]);
+        let (id, cols, params) = (r.u32().unwrap(), r.u16().unwrap(), r.u16().unwrap());
+        assert_eq!((cols, params), (0, 1));
+        let mut e = vec![com::STMT_EXECUTE];
+        e.extend_from_slice(&id.to_le_bytes());
+        e.push(0);
+        e.extend_from_slice(&1u32.to_le_bytes());
+        e.extend_from_slice(&[0, 1, 8, 0]);
+        e.extend_from_slice(&1i64.to_le_bytes());
+        let res = raw(&mut a, &e, Expect::Execute).await;
+        // count, 3 column defs, 2 rows, OK terminator (DEPRECATE_EOF)
+        assert_eq!(res.len(), 1 + 3 + 2 + 1, "{res:?}");
+        assert_eq!(res[0], vec![3]);
+        // row id=2: header, null bitmap, LONG 2, "b", DATETIME packed
+        assert_eq!(res[4], vec![0, 0, 2, 0, 0, 0, 1, b'b', 7, 0xE8, 0x07, 1, 2, 3, 4, 5]);
+        // row id=3: d is NULL -> bit 2+2 of the bitmap
+        assert_eq!(res[5], vec![0, 1 << 4, 3, 0, 0, 0, 1, b'c']);
+        let mut close = vec![com::STMT_CLOSE];
+        close.extend_from_slice(&id.to_le_bytes());
+        a.conn.send(0, &close).await?;
+        let res = raw(&mut a, &e, Expect::Execute).await;
+        assert_eq!(err_code(&res[0]), Some(1243));
+
+        // Ping, init_db, reset connection.
+        let res = raw(&mut a, &[com::PING], Expect::OnePacket).await;
+        assert_eq!(res[0][0], 0);
+        let mut idb = vec![com::INIT_DB];
+        idb.extend_from_slice(b"nosuch");
+        assert_eq!(err_code(&raw(&mut a, &idb, Expect::OnePacket).await[0]), Some(1049));
+        a.query("SET @x = 5").await?;
+        assert_eq!(one(&a.query("SELECT @x").await?), "5");
+        assert_eq!(raw(&mut a, &[com::RESET_CONNECTION], Expect::OnePacket).await[0][0], 0);
+        assert_eq!(one(&a.query("SELECT @x").await?), "NULL");
+
+        // Multi-statement: every result, chained, stopping at the first error.
+        let res = raw(&mut a, &query_cmd("SELECT 1; SELECT 2; SELECT nosuchcol FROM t; SELECT 3"), Expect::Query).await;
+        assert_eq!(err_code(res.last().unwrap()), Some(1054));
+        assert_eq!(res.iter().filter(|p| p.as_slice() == b"\x011").count() + res.iter().filter(|p| p.as_slice() == b"\x012").count(), 2);
+
+        // Session tracking of last_gtid.
+        a.query("SET SESSION session_track_system_variables = 'last_gtid'").await?;
+        let res = raw(&mut a, &query_cmd("INSERT INTO t VALUES (4, 'd', NULL)"), Expect::Query).await;
+        let ok = packets::Ok::parse(&res[0], a.caps).unwrap();
+        let changes: Vec<(u8, Vec<u8>)> = ok.state_changes().map(|(t, d)| (t, d.to_vec())).collect();
+        assert_eq!(changes, vec![(0, b"\x09last_gtid\x050-1-3".to_vec())]);
+
+        // KILL QUERY from another connection interrupts a blocked statement.
+        let mut b = connect_retry("db0:3306", &l, &rng).await;
+        let mut k = connect_retry("db0:3306", &l, &rng).await;
+        assert_eq!(one(&a.query("SELECT GET_LOCK('x', 100)").await?), "1");
+        b.conn.send(0, &query_cmd("SELECT GET_LOCK('x', 100)")).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        k.query(&format!("KILL QUERY {}", b.thread_id)).await?;
+        let res = read_response(&mut b, Expect::Query).await;
+        assert_eq!(err_code(&res[0]), Some(1317));
+        // ... and a lock wait times out by itself (the deadline is honoured).
+        let t0 = tokio::time::Instant::now();
+        assert_eq!(one(&b.query("SELECT GET_LOCK('x', 1)").await?), "0");
+        assert!(t0.elapsed() >= Duration::from_millis(1000), "{:?}", t0.elapsed());
+        // COM_CHANGE_USER keeps the connection id and resets the session.
+        b.query("SET @y = 1").await?;
+        b.change_user(&login("root", "root", Some("test")), 45, &rng).await?;
+        assert_eq!(one(&b.query("SELECT @y").await?), "NULL");
+        assert_eq!(one(&b.query("SELECT CONNECTION_ID()").await?), b.thread_id.to_string());
+        let bad = b.change_user(&login("root", "wrong", None), 45, &rng).await.err().unwrap();
+        assert_eq!(code(&bad), Some(1045));
+        let mut b = connect_retry("db0:3306", &l, &rng).await;
+        // KILL of an idle connection closes it.
+        k.query(&format!("KILL {}", b.thread_id)).await?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(b.query("SELECT 1").await.is_err());
+        // COM_PROCESS_KILL works too.
+        let mut pk = vec![com::PROCESS_KILL];
+        pk.extend_from_slice(&999u32.to_le_bytes());
+        assert_eq!(err_code(&raw(&mut k, &pk, Expect::OnePacket).await[0]), Some(1094));
+
+        // Wrong password, unknown user.
+        let bad = connect(&TurmoilNet, "db0:3306", &login("app", "nope", None), &rng).await.err().unwrap();
+        assert_eq!(code(&bad), Some(1045));
+        let bad = connect(&TurmoilNet, "db0:3306", &login("who", "x", None), &rng).await.err().unwrap();
+        assert_eq!(code(&bad), Some(1045));
+
+        // Pause: the connection stays, nothing is answered until resumed.
+        cl.pause(0);
+        k.conn.send(0, &[com::PING]).await?;
+        let waited = tokio::time::timeout(Duration::from_millis(300), read_response(&mut k, Expect::OnePacket)).await;
+        assert!(waited.is_err(), "a paused server answered");
+        cl.resume(0);
+        let res = read_response(&mut k, Expect::OnePacket).await;
+        assert_eq!(res[0][0], 0);
+
+        // Crash: connections drop, new ones are refused until restart.
+        cl.crash_clean(1);
+        let refused = connect(&TurmoilNet, "db1:3306", &l, &rng).await;
+        assert!(refused.is_err());
+        cl.restart(1);
+        let mut r1 = connect_retry("db1:3306", &l, &rng).await;
+        assert_eq!(one(&r1.query("SELECT @@read_only").await?), "1");
+        a.quit().await;
+        k.quit().await;
+        r1.quit().await;
+        Ok(())
+    });
+    sim.run().expect("simulation");
+}
+
+#[test]
+fn mysql8_tracks_own_gtid_and_authenticates_with_caching_sha2() {
+    let seed = 46;
+    let mut sim = builder(seed);
+    let cluster = SimCluster::new(ClusterConfig::mysql(2), seed);
+    cluster.register_turmoil(&mut sim);
+    sim.client("app", async move {
+        let rng: Rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        let l = login("app", "app", Some("test"));
+        // First login: full authentication by RSA; second: fast path.
+        let mut a = connect_retry("db0:3306", &l, &rng).await;
+        let mut b = connect(&TurmoilNet, "db0:3306", &l, &rng).await?;
+        assert_eq!(String::from_utf8_lossy(&a.server_version), "8.0.36-sim");
+        let bad = connect(&TurmoilNet, "db0:3306", &login("app", "nope", None), &rng).await.err().unwrap();
+        assert_eq!(code(&bad), Some(1045));
+        a.query("CREATE TABLE t (id INT PRIMARY KEY)").await?;
+        a.query("SET SESSION session_track_gtids = 'OWN_GTID'").await?;
+        let res = raw(&mut a, &query_cmd("INSERT INTO t VALUES (1)"), Expect::Query).await;
+        let ok = packets::Ok::parse(&res[0], a.caps).unwrap();
+        let changes: Vec<(u8, Vec<u8>)> = ok.state_changes().map(|(t, d)| (t, d.to_vec())).collect();
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, 3);
+        let text = String::from_utf8_lossy(&changes[0].1[2..]).into_owned();
+        assert!(text.ends_with(":2"), "{text}");
+        let executed = one(&b.query("SELECT @@gtid_executed").await?);
+        assert!(executed.ends_with(":1-2"), "{executed}");
+        a.quit().await;
+        b.quit().await;
+        Ok(())
+    });
+    sim.run().expect("simulation");
+}
+
+#[test]
+fn semi_sync_waits_for_a_replica_and_falls_back_after_the_timeout() {
+    let seed = 47;
+    let mut sim = builder(seed);
+    let mut cfg = ClusterConfig::mariadb(3);
+    cfg.semi_sync = true;
+    cfg.semi_sync_timeout_ms = 1000;
+    let cluster = SimCluster::new(cfg, seed);
+    cluster.register_turmoil(&mut sim);
+    let cl = cluster.clone();
+    sim.client("app", async move {
+        let rng: Rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        let mut p = connect_retry("db0:3306", &login("app", "app", Some("test")), &rng).await;
+        // Let the replicas connect.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        p.query("CREATE TABLE t (id INT PRIMARY KEY)").await?;
+        let t0 = tokio::time::Instant::now();
+        p.query("INSERT INTO t VALUES (1)").await?;
+        let acked = t0.elapsed();
+        assert!(acked < Duration::from_millis(200), "{acked:?}");
+        // No replica acknowledges: the commit waits for the timeout, then goes async.
+        cl.stall_replication(1, Duration::from_secs(3));
+        cl.stall_replication(2, Duration::from_secs(3));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        let t0 = tokio::time::Instant::now();
+        p.query("INSERT INTO t VALUES (2)").await?;
+        let waited = t0.elapsed();
+        assert!(waited >= Duration::from_millis(1000) && waited < Duration::from_millis(1500), "{waited:?}");
+        assert!(!cl.server(0).engine().semi_sync_active());
+        // After the stall the replicas catch up and semi-sync switches back on.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        assert!(cl.server(0).engine().semi_sync_active());
+        assert!(cl.caught_up(1, 0) && cl.caught_up(2, 0));
+        p.quit().await;
+        Ok(())
+    });
+    sim.run().expect("simulation");
+}
+
+#[test]
+fn async_primary_crash_loses_unreplicated_writes_and_a_replica_is_promoted() {
+    let seed = 48;
+    let mut sim = builder(seed);
+    let cluster = SimCluster::new(ClusterConfig::mariadb(3), seed);
+    cluster.register_turmoil(&mut sim);
+    let cl = cluster.clone();
+    sim.client("app", async move {
+        let rng: Rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        let l = login("app", "app", Some("test"));
+        let mut p = connect_retry("db0:3306", &l, &rng).await;
+        p.query("CREATE TABLE t (id INT PRIMARY KEY)").await?;
+        p.query("INSERT INTO t VALUES (1)").await?;
+        for _ in 0..300 {
+            if cl.caught_up(1, 0) && cl.caught_up(2, 0) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(cl.caught_up(1, 0) && cl.caught_up(2, 0));
+        // A lag spike delays applying, not receiving.
+        cl.lag_spike(1, Duration::from_millis(800));
+        cl.stall_replication(2, Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        p.query("INSERT INTO t VALUES (2)").await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(!cl.caught_up(1, 0), "applied during the lag spike");
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        assert!(cl.caught_up(1, 0), "not applied after the lag spike");
+        // Now nothing reaches any replica: the next write is lost with the primary.
+        cl.stall_replication(1, Duration::from_secs(10));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        p.query("INSERT INTO t VALUES (3)").await?;
+        let lost = cl.crash(0);
+        assert_eq!(lost.len(), 1, "{lost:?}");
+        assert!(p.query("SELECT 1").await.is_err());
+
+        cl.promote(1).expect("promote");
+        assert_eq!(cl.primary(), Some(1));
+        let mut n = connect_retry("db1:3306", &l, &rng).await;
+        n.query("INSERT INTO t VALUES (4)").await?;
+        let ids = rows(&n.query("SELECT id FROM t ORDER BY id").await?);
+        assert_eq!(ids, vec![vec!["1"], vec!["2"], vec!["4"]]);
+        // db2 follows the new primary (its stall ends first), db0 comes back as a replica.
+        cl.restart(0);
+        for _ in 0..2000 {
+            if cl.caught_up(2, 1) && cl.caught_up(0, 1) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(cl.caught_up(2, 1), "db2 did not follow the new primary");
+        assert!(cl.caught_up(0, 1), "db0 did not rejoin as a replica");
+        let mut old = connect_retry("db0:3306", &l, &rng).await;
+        assert_eq!(one(&old.query("SELECT COUNT(*) FROM t").await?), "3");
+        let e = old.query("INSERT INTO t VALUES (5)").await.unwrap_err();
+        assert_eq!(code(&e), Some(1290));
+        n.quit().await;
+        old.quit().await;
         Ok(())
     });
     sim.run().expect("simulation");

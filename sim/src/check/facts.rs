@@ -5,7 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{fmt_val, Checker, Violation};
-use crate::history::{History, Key, Op, OpId, OpResult, ServerState, Time, TxnOp, TxnOpResult, Val, WriteEffect};
+use crate::history::{
+    History, Key, Op, OpId, OpResult, ServerState, Time, TxnOp, TxnOpResult, Val, WriteEffect,
+};
 
 /// One write statement (a single write, or one statement of a transaction).
 #[derive(Clone, Debug)]
@@ -38,9 +40,18 @@ pub(crate) enum Precedence {
     /// `a` is the key's initial value, `b` was written.
     Initial,
     /// Both are in the authoritative applied log, `a` first.
-    Log { server: String, a_pos: usize, b_pos: usize },
+    Log {
+        server: String,
+        a_pos: usize,
+        b_pos: usize,
+    },
     /// `a`'s write was acknowledged before `b`'s write was invoked.
-    RealTime { a_op: OpId, a_done: Time, b_op: OpId, b_invoked: Time },
+    RealTime {
+        a_op: OpId,
+        a_done: Time,
+        b_op: OpId,
+        b_invoked: Time,
+    },
 }
 
 impl Precedence {
@@ -107,7 +118,10 @@ impl<'h> Facts<'h> {
                     return Err(Violation::new(
                         Checker::WellFormed,
                         Some(&w.key),
-                        format!("value {} written by {} is also the initial value of key {}", w.value, w.op, w.key),
+                        format!(
+                            "value {} written by {} is also the initial value of key {}",
+                            w.value, w.op, w.key
+                        ),
                         h,
                         &[w.op],
                     ));
@@ -116,12 +130,23 @@ impl<'h> Facts<'h> {
                 Ok(())
             };
             match &o.op {
-                Op::Write { key, value } => {
-                    add_write(WriteInfo { op: o.id, key: key.clone(), value: *value, effect, stmt: None, intermediate: false })?
-                }
+                Op::Write { key, value } => add_write(WriteInfo {
+                    op: o.id,
+                    key: key.clone(),
+                    value: *value,
+                    effect,
+                    stmt: None,
+                    intermediate: false,
+                })?,
                 Op::Read { key } => {
                     if let Some(OpResult::Read(v)) = o.ok_result() {
-                        reads.push(ReadObs { op: o.id, key: key.clone(), value: *v, stmt: None, internal: false });
+                        reads.push(ReadObs {
+                            op: o.id,
+                            key: key.clone(),
+                            value: *v,
+                            stmt: None,
+                            internal: false,
+                        });
                     }
                 }
                 Op::Txn { ops } => {
@@ -184,7 +209,14 @@ impl<'h> Facts<'h> {
         for vs in writes_by_op.values_mut() {
             vs.sort_by_key(|v| writes[v].stmt);
         }
-        Ok(Facts { h, writes, writes_by_op, reads, auth, log_pos })
+        Ok(Facts {
+            h,
+            writes,
+            writes_by_op,
+            reads,
+            auth,
+            log_pos,
+        })
     }
 
     /// The authoritative applied log, if recorded.
@@ -199,7 +231,11 @@ impl<'h> Facts<'h> {
 
     /// The write statements of operation `id`, in statement order.
     pub fn writes_of(&self, id: OpId) -> impl Iterator<Item = &WriteInfo> {
-        self.writes_by_op.get(&id).into_iter().flatten().map(move |v| &self.writes[v])
+        self.writes_by_op
+            .get(&id)
+            .into_iter()
+            .flatten()
+            .map(move |v| &self.writes[v])
     }
 
     /// The write of `v` to `key` (None if `v` was never written to `key`).
@@ -233,10 +269,16 @@ impl<'h> Facts<'h> {
         if self.is_initial(key, a) {
             return b_known.then_some(Precedence::Initial);
         }
-        let (Some(av), Some(bv)) = (a, b) else { return None };
+        let (Some(av), Some(bv)) = (a, b) else {
+            return None;
+        };
         if let (Some(pa), Some(pb)) = (self.log_position(key, av), self.log_position(key, bv)) {
             let server = self.auth.map(|(n, _)| n.to_string()).unwrap_or_default();
-            return (pa < pb).then_some(Precedence::Log { server, a_pos: pa, b_pos: pb });
+            return (pa < pb).then_some(Precedence::Log {
+                server,
+                a_pos: pa,
+                b_pos: pb,
+            });
         }
         let wa = self.writer(key, a)?;
         let wb = self.writer(key, b)?;
@@ -245,6 +287,11 @@ impl<'h> Facts<'h> {
         }
         let a_done = self.h.op(wa.op).ok_at()?;
         let b_invoked = self.h.op(wb.op).invoked_at;
-        (a_done < b_invoked).then_some(Precedence::RealTime { a_op: wa.op, a_done, b_op: wb.op, b_invoked })
+        (a_done < b_invoked).then_some(Precedence::RealTime {
+            a_op: wa.op,
+            a_done,
+            b_op: wb.op,
+            b_invoked,
+        })
     }
 }

@@ -35,10 +35,17 @@
 //! Depth-first search over "which operations are linearized so far, and the
 //! register's value", memoised on exactly that pair. An operation may be
 //! linearized next only if no pending operation completed before it was
-//! invoked (real-time order). A pending read that matches the current value
-//! is linearized immediately without branching (always safe). When the
-//! memo grows beyond [`LinOptions::max_states_per_key`] the key is reported
-//! as inconclusive instead of hanging.
+//! invoked (real-time order). Three reductions keep it fast, all exact:
+//!
+//! * a pending read that matches the current value is linearized at once,
+//!   without branching (moving it earlier never invalidates an order);
+//! * no write may be linearized while a pending read still has to observe the
+//!   current value (values are unique, so that read could never be satisfied);
+//! * values that no checked read observes share one register value in the
+//!   memo (no read can tell them apart).
+//!
+//! When the memo grows beyond [`LinOptions::max_states_per_key`] the key is
+//! reported as inconclusive instead of hanging.
 //!
 //! On failure, the operations are shrunk (greedily, re-checking each time)
 //! to a small sub-history that is still not linearizable — only removals that
@@ -69,7 +76,12 @@ pub struct LinOptions {
 
 impl Default for LinOptions {
     fn default() -> Self {
-        LinOptions { max_states_per_key: 1_000_000, shrink: true, shrink_states: 50_000, include_final_state: true }
+        LinOptions {
+            max_states_per_key: 1_000_000,
+            shrink: true,
+            shrink_states: 50_000,
+            include_final_state: true,
+        }
     }
 }
 
@@ -130,7 +142,11 @@ impl Hasher for Fnv {
     }
     fn write(&mut self, bytes: &[u8]) {
         // FNV-style multiply-xor, 8 bytes at a time (states are u64 words).
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
         let mut chunks = bytes.chunks_exact(8);
         for c in &mut chunks {
             h ^= u64::from_le_bytes(c.try_into().expect("8 bytes"));
@@ -205,7 +221,12 @@ fn search(ops: &[LOp], init: u32, budget: usize) -> Search {
     root[words] = init as u64;
     let cands = candidates(ops, &root, &mut considered);
     memo.insert(root.clone());
-    let mut stack = vec![Frame { state: root, done: 0, cands, next: 0 }];
+    let mut stack = vec![Frame {
+        state: root,
+        done: 0,
+        cands,
+        next: 0,
+    }];
     while let Some(top) = stack.last_mut() {
         if top.next == top.cands.len() {
             stack.pop();
@@ -215,7 +236,9 @@ fn search(ops: &[LOp], init: u32, budget: usize) -> Search {
         top.next += 1;
         let done = top.done + 1;
         if done == n {
-            return Search::Linearizable { states: memo.len() as u64 };
+            return Search::Linearizable {
+                states: memo.len() as u64,
+            };
         }
         let mut state = top.state.clone();
         state[i / 64] |= 1u64 << (i % 64);
@@ -226,14 +249,24 @@ fn search(ops: &[LOp], init: u32, budget: usize) -> Search {
             continue;
         }
         if memo.len() > budget {
-            return Search::GaveUp { states: memo.len() as u64 };
+            return Search::GaveUp {
+                states: memo.len() as u64,
+            };
         }
         let cands = candidates(ops, &state, &mut considered);
         if !cands.is_empty() {
-            stack.push(Frame { state, done, cands, next: 0 });
+            stack.push(Frame {
+                state,
+                done,
+                cands,
+                next: 0,
+            });
         }
     }
-    Search::NotLinearizable { states: memo.len() as u64, considered }
+    Search::NotLinearizable {
+        states: memo.len() as u64,
+        considered,
+    }
 }
 
 /// A per-key problem: operations sorted by invocation, with values interned.
@@ -246,12 +279,17 @@ struct Problem {
     values: Vec<Option<Val>>,
 }
 
-fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, Violation> {
+/// A checked read: (invoked, completed, value, source op; `None` = final state).
+type RawRead = (Time, Time, Option<Val>, Option<OpId>);
+
+fn build_problems(f: &Facts<'_>, opts: &LinOptions) -> Result<Vec<Problem>, Violation> {
     let h = f.h;
-    let mut reads: BTreeMap<&str, Vec<(Time, Time, Option<Val>, Option<OpId>)>> = BTreeMap::new();
+    let mut reads: BTreeMap<&str, Vec<RawRead>> = BTreeMap::new();
     let mut max_time: Time = 0;
     for o in h.ops() {
-        max_time = max_time.max(o.invoked_at).max(o.completed_at().unwrap_or(0));
+        max_time = max_time
+            .max(o.invoked_at)
+            .max(o.completed_at().unwrap_or(0));
     }
     for r in f.reads.iter().filter(|r| !r.internal) {
         let op = h.op(r.op);
@@ -259,7 +297,10 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
             continue;
         }
         let Some(end) = op.ok_at() else { continue };
-        reads.entry(r.key.as_str()).or_default().push((op.invoked_at, end, r.value, Some(r.op)));
+        reads
+            .entry(r.key.as_str())
+            .or_default()
+            .push((op.invoked_at, end, r.value, Some(r.op)));
     }
     let mut writes: BTreeMap<&str, Vec<&super::facts::WriteInfo>> = BTreeMap::new();
     for w in f.writes.values() {
@@ -268,7 +309,11 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
         }
     }
     let keys: BTreeSet<&str> = reads.keys().chain(writes.keys()).copied().collect();
-    let final_rows = if opts.include_final_state { f.auth_rows() } else { None };
+    let final_rows = if opts.include_final_state {
+        f.auth_rows()
+    } else {
+        None
+    };
     let mut out = Vec::new();
     for key in keys {
         let mut rs = reads.remove(key).unwrap_or_default();
@@ -277,10 +322,11 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
             let vs = rows.get(key).map(|v| v.as_slice()).unwrap_or(&[]);
             if vs.len() <= 1 {
                 let v = vs.first().copied();
-                                // An unknown write seen only by the final state can always be
+                // An unknown write seen only by the final state can always be
                 // linearized last: drop both.
                 let only_final = v.is_some_and(|v| {
-                    ws.iter().any(|w| w.value == v && w.effect == WriteEffect::Indeterminate)
+                    ws.iter()
+                        .any(|w| w.value == v && w.effect == WriteEffect::Indeterminate)
                         && !rs.iter().any(|r| r.2 == Some(v))
                 });
                 if !only_final {
@@ -319,10 +365,18 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
                     }
                 }
             };
-            ops.push(LOp { inv: op.invoked_at, end, kind: Kind::Write(intern(Some(w.value))), src: Some(w.op) });
+            ops.push(LOp {
+                inv: op.invoked_at,
+                end,
+                kind: Kind::Write(intern(Some(w.value))),
+                src: Some(w.op),
+            });
         }
-        let producible: BTreeSet<Option<Val>> =
-            ws.iter().map(|w| Some(w.value)).chain(std::iter::once(initial)).collect();
+        let producible: BTreeSet<Option<Val>> = ws
+            .iter()
+            .map(|w| Some(w.value))
+            .chain(std::iter::once(initial))
+            .collect();
         for &(inv, end, v, src) in &rs {
             if !producible.contains(&v) {
                 let mut ids: Vec<OpId> = src.into_iter().collect();
@@ -333,9 +387,13 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
                 };
                 let why = match v.and_then(|v| f.writes.get(&v)) {
                     Some(w) if w.key != key => format!("it was written to key {}", w.key),
-                    Some(w) if w.intermediate => format!("{} overwrote it within its own transaction", w.op),
+                    Some(w) if w.intermediate => {
+                        format!("{} overwrote it within its own transaction", w.op)
+                    }
                     Some(w) => format!("its write {} failed definitely or was rolled back", w.op),
-                    None if v.is_none() => "the key was written before and keys are never deleted".to_string(),
+                    None if v.is_none() => {
+                        "the key was written before and keys are never deleted".to_string()
+                    }
                     None => "no operation wrote it".to_string(),
                 };
                 let mut viol = Violation::new(
@@ -349,24 +407,56 @@ fn build_problems<'h>(f: &Facts<'h>, opts: &LinOptions) -> Result<Vec<Problem>, 
                     &ids,
                 );
                 if src.is_none() {
-                    viol = viol.note(format!("final value of {key} on the primary: {}", fmt_val(v)));
+                    viol = viol.note(format!(
+                        "final value of {key} on the primary: {}",
+                        fmt_val(v)
+                    ));
                 }
                 return Err(viol);
             }
-            ops.push(LOp { inv, end, kind: Kind::Read(intern(v)), src });
+            ops.push(LOp {
+                inv,
+                end,
+                kind: Kind::Read(intern(v)),
+                src,
+            });
         }
-        ops.sort_by_key(|o| (o.inv, o.end, o.src.map(|s| s.0).unwrap_or(usize::MAX), matches!(o.kind, Kind::Read(_))));
-        out.push(Problem { key: key.to_string(), ops, init, initial, values });
+        ops.sort_by_key(|o| {
+            (
+                o.inv,
+                o.end,
+                o.src.map(|s| s.0).unwrap_or(usize::MAX),
+                matches!(o.kind, Kind::Read(_)),
+            )
+        });
+        out.push(Problem {
+            key: key.to_string(),
+            ops,
+            init,
+            initial,
+            values,
+        });
     }
     Ok(out)
 }
 
 /// Removes operations while the remaining ones stay non-linearizable.
 fn shrink(p: &Problem, considered: &[bool], opts: &LinOptions) -> Vec<LOp> {
-    let fails = |ops: &[LOp]| matches!(search(ops, p.init, opts.shrink_states), Search::NotLinearizable { .. });
+    let fails = |ops: &[LOp]| {
+        matches!(
+            search(ops, p.init, opts.shrink_states),
+            Search::NotLinearizable { .. }
+        )
+    };
     let observed = |ops: &[LOp], v: u32| ops.iter().any(|o| o.kind == Kind::Read(v));
     // Keep what the search looked at, plus writes those reads observe.
-    let mut kept: Vec<LOp> = p.ops.iter().zip(considered).filter(|(_, c)| **c).map(|(o, _)| *o).collect();
+    let mut kept: Vec<LOp> = p
+        .ops
+        .iter()
+        .zip(considered)
+        .filter(|(_, c)| **c)
+        .map(|(o, _)| *o)
+        .collect();
     let extra: Vec<LOp> = p
         .ops
         .iter()
@@ -428,10 +518,18 @@ pub fn linearizable_per_key_with(h: &History, opts: &LinOptions) -> Result<LinRe
             Search::Linearizable { states } => report.states_explored += states,
             Search::GaveUp { states } => {
                 report.states_explored += states;
-                report.inconclusive.push(InconclusiveKey { key: p.key.clone(), ops: p.ops.len(), states });
+                report.inconclusive.push(InconclusiveKey {
+                    key: p.key.clone(),
+                    ops: p.ops.len(),
+                    states,
+                });
             }
             Search::NotLinearizable { states, considered } => {
-                let slice = if opts.shrink { shrink(p, &considered, opts) } else { p.ops.clone() };
+                let slice = if opts.shrink {
+                    shrink(p, &considered, opts)
+                } else {
+                    p.ops.clone()
+                };
                 let ids: Vec<OpId> = slice.iter().filter_map(|o| o.src).collect();
                 let has_final = slice.iter().any(|o| o.src.is_none());
                 let mut v = Violation::new(
@@ -483,7 +581,12 @@ pub(super) mod testing {
             .map(|&(inv, end, w, v)| {
                 let n = values.len() as u32;
                 let x = *values.entry(v).or_insert(n);
-                LOp { inv, end, kind: if w { Kind::Write(x) } else { Kind::Read(x) }, src: None }
+                LOp {
+                    inv,
+                    end,
+                    kind: if w { Kind::Write(x) } else { Kind::Read(x) },
+                    src: None,
+                }
             })
             .collect();
         lops.sort_by_key(|o| (o.inv, o.end));

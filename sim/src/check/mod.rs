@@ -96,7 +96,13 @@ pub struct Violation {
 }
 
 impl Violation {
-    pub(crate) fn new(checker: Checker, key: Option<&str>, explanation: String, h: &History, ids: &[OpId]) -> Self {
+    pub(crate) fn new(
+        checker: Checker,
+        key: Option<&str>,
+        explanation: String,
+        h: &History,
+        ids: &[OpId],
+    ) -> Self {
         let mut ids: Vec<OpId> = ids.to_vec();
         ids.sort();
         ids.dedup();
@@ -164,7 +170,10 @@ pub struct Report {
 impl Report {
     /// Counts operations (no checking).
     pub fn summarize(h: &History) -> Report {
-        let mut r = Report { ops: h.len(), ..Report::default() };
+        let mut r = Report {
+            ops: h.len(),
+            ..Report::default()
+        };
         for o in h.ops() {
             match &o.op {
                 crate::history::Op::Read { .. } => {
@@ -195,8 +204,16 @@ impl fmt::Display for Report {
             "{} ops ({} reads, {} writes, {} txns): {} ok, {} failed, {} unknown; {} reads served by a replica",
             self.ops, self.reads, self.writes, self.txns, self.ok, self.failed, self.unknown, self.reads_served_by_replica
         )?;
-        let applied = self.unknown_writes.iter().filter(|u| u.applied == Some(true)).count();
-        let not_applied = self.unknown_writes.iter().filter(|u| u.applied == Some(false)).count();
+        let applied = self
+            .unknown_writes
+            .iter()
+            .filter(|u| u.applied == Some(true))
+            .count();
+        let not_applied = self
+            .unknown_writes
+            .iter()
+            .filter(|u| u.applied == Some(false))
+            .count();
         writeln!(
             f,
             "unknown-outcome writes: {} ({} applied, {} not applied, {} undetermined)",

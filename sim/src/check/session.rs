@@ -73,7 +73,9 @@ pub fn read_your_writes(h: &History) -> Result<(), Violation> {
             if op.write_effect() == WriteEffect::Acked {
                 if let Some(done) = op.ok_at() {
                     for w in f.writes_of(id).filter(|w| !w.intermediate) {
-                        own.entry(w.key.clone()).or_default().push((w.value, id, done));
+                        own.entry(w.key.clone())
+                            .or_default()
+                            .push((w.value, id, done));
                     }
                 }
             }
@@ -125,7 +127,10 @@ pub fn monotonic_reads(h: &History) -> Result<(), Violation> {
                 }
             }
             for r in rs {
-                seen.entry(r.key.clone()).or_default().entry(r.value).or_insert((id, done));
+                seen.entry(r.key.clone())
+                    .or_default()
+                    .entry(r.value)
+                    .or_insert((id, done));
             }
         }
     }

@@ -7,8 +7,8 @@ use rand::{Rng, SeedableRng};
 
 use super::*;
 use crate::history::{
-    Backend, History, Op, OpId, OpMeta, OpResult, Outcome, ReadIsolation, Role, SessionRef, Time, TxnOp,
-    TxnOpResult, Val,
+    Backend, History, Op, OpId, OpMeta, OpResult, Outcome, ReadIsolation, Role, SessionRef, Time,
+    TxnOp, TxnOpResult, Val,
 };
 
 // ---------------------------------------------------------------------------
@@ -36,31 +36,70 @@ impl B {
 
     /// Acknowledged write.
     fn w(&mut self, c: u32, k: &str, v: Val, inv: Time, end: Time) -> OpId {
-        self.op(c, Op::write(k, v), OpMeta::primary(), inv, end, Outcome::Ok(OpResult::Written))
+        self.op(
+            c,
+            Op::write(k, v),
+            OpMeta::primary(),
+            inv,
+            end,
+            Outcome::Ok(OpResult::Written),
+        )
     }
 
     fn w_unknown(&mut self, c: u32, k: &str, v: Val, inv: Time, end: Time) -> OpId {
-        self.op(c, Op::write(k, v), OpMeta::primary(), inv, end, Outcome::Unknown)
+        self.op(
+            c,
+            Op::write(k, v),
+            OpMeta::primary(),
+            inv,
+            end,
+            Outcome::Unknown,
+        )
     }
 
     fn w_failed(&mut self, c: u32, k: &str, v: Val, inv: Time, end: Time) -> OpId {
-        let e = Outcome::Err { code: 1290, message: "read-only".into(), definite: true };
+        let e = Outcome::Err {
+            code: 1290,
+            message: "read-only".into(),
+            definite: true,
+        };
         self.op(c, Op::write(k, v), OpMeta::primary(), inv, end, e)
     }
 
     /// Read routed to the primary.
     fn r(&mut self, c: u32, k: &str, v: Option<Val>, inv: Time, end: Time) -> OpId {
-        self.op(c, Op::read(k), OpMeta::primary().served_by(Backend::primary("db1")), inv, end, Outcome::Ok(OpResult::Read(v)))
+        self.op(
+            c,
+            Op::read(k),
+            OpMeta::primary().served_by(Backend::primary("db1")),
+            inv,
+            end,
+            Outcome::Ok(OpResult::Read(v)),
+        )
     }
 
     /// Read served by a replica.
     fn rr(&mut self, c: u32, k: &str, v: Option<Val>, inv: Time, end: Time) -> OpId {
-        self.op(c, Op::read(k), OpMeta::any().served_by(Backend::replica("db2")), inv, end, Outcome::Ok(OpResult::Read(v)))
+        self.op(
+            c,
+            Op::read(k),
+            OpMeta::any().served_by(Backend::replica("db2")),
+            inv,
+            end,
+            Outcome::Ok(OpResult::Read(v)),
+        )
     }
 
     /// Committed transaction: `ops` as (key, Some(v) = write v / None = read),
     /// `reads` the values its reads returned, in order.
-    fn txn(&mut self, c: u32, ops: &[(&str, Option<Val>)], reads: &[Option<Val>], inv: Time, end: Time) -> OpId {
+    fn txn(
+        &mut self,
+        c: u32,
+        ops: &[(&str, Option<Val>)],
+        reads: &[Option<Val>],
+        inv: Time,
+        end: Time,
+    ) -> OpId {
         self.txn_with(c, ops, reads, true, inv, end)
     }
 
@@ -85,11 +124,13 @@ impl B {
     }
 
     fn log(&mut self, entries: &[(&str, &[Val])]) {
-        self.h.record_applied_log("db1", Role::Primary, map(entries));
+        self.h
+            .record_applied_log("db1", Role::Primary, map(entries));
     }
 
     fn rows(&mut self, entries: &[(&str, &[Val])]) {
-        self.h.record_final_state("db1", Role::Primary, map(entries));
+        self.h
+            .record_final_state("db1", Role::Primary, map(entries));
     }
 }
 
@@ -105,7 +146,9 @@ fn txn_parts(ops: &[(&str, Option<Val>)], reads: &[Option<Val>]) -> (Vec<TxnOp>,
             }
             None => {
                 tops.push(TxnOp::read(*k));
-                results.push(TxnOpResult::Read(*reads.next().expect("a read result per read")));
+                results.push(TxnOpResult::Read(
+                    *reads.next().expect("a read result per read"),
+                ));
             }
         }
     }
@@ -113,7 +156,10 @@ fn txn_parts(ops: &[(&str, Option<Val>)], reads: &[Option<Val>]) -> (Vec<TxnOp>,
 }
 
 fn map(entries: &[(&str, &[Val])]) -> BTreeMap<String, Vec<Val>> {
-    entries.iter().map(|(k, vs)| (k.to_string(), vs.to_vec())).collect()
+    entries
+        .iter()
+        .map(|(k, vs)| (k.to_string(), vs.to_vec()))
+        .collect()
 }
 
 fn ids(v: &Violation) -> Vec<usize> {
@@ -147,8 +193,14 @@ fn stale_read_after_own_write_is_a_read_your_writes_violation() {
     assert_eq!(v.key.as_deref(), Some("a"));
     assert_eq!(ids(&v), vec![0, 2]);
     let text = v.to_string();
-    assert!(text.starts_with("read_your_writes violated on key a:"), "{text}");
-    assert!(text.contains("#0") && text.contains("#2") && !text.contains("  #1 "), "{text}");
+    assert!(
+        text.starts_with("read_your_writes violated on key a:"),
+        "{text}"
+    );
+    assert!(
+        text.contains("#0") && text.contains("#2") && !text.contains("  #1 "),
+        "{text}"
+    );
 }
 
 #[test]
@@ -159,7 +211,11 @@ fn read_of_older_written_value_after_own_write_is_a_read_your_writes_violation()
     b.rr(1, "a", Some(1), 20, 25);
     let v = read_your_writes(&b.h).unwrap_err();
     assert_eq!(ids(&v), vec![0, 1, 2]);
-    assert!(v.explanation.contains("acknowledged at t=5"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("acknowledged at t=5"),
+        "{}",
+        v.explanation
+    );
 }
 
 #[test]
@@ -190,7 +246,11 @@ fn read_your_writes_uses_the_applied_log_order_when_recorded() {
     b.rr(1, "a", Some(2), 40, 45);
     b.log(&[("a", &[2, 1])]); // 2 was applied first: reading it is going back
     let v = read_your_writes(&b.h).unwrap_err();
-    assert!(v.explanation.contains("applied log of db1"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("applied log of db1"),
+        "{}",
+        v.explanation
+    );
     assert_eq!(ids(&v), vec![0, 1, 2]);
 }
 
@@ -199,7 +259,8 @@ fn other_sessions_and_reconnects_are_not_bound_by_read_your_writes() {
     let mut b = B::new();
     b.w(1, "a", 1, 0, 10);
     b.rr(2, "a", None, 20, 25);
-    let id = b.h.invoke(SessionRef::new(1, 1), Op::read("a"), OpMeta::any(), 30);
+    let id =
+        b.h.invoke(SessionRef::new(1, 1), Op::read("a"), OpMeta::any(), 30);
     b.h.complete(id, Outcome::Ok(OpResult::Read(None)), 31);
     read_your_writes(&b.h).unwrap();
 }
@@ -294,7 +355,10 @@ fn lost_acknowledged_write_is_a_no_lost_writes_violation() {
     assert_eq!(v.checker, Checker::NoLostOrDuplicateWrites);
     assert_eq!(ids(&v), vec![1]);
     assert!(v.explanation.contains("lost"), "{}", v.explanation);
-    assert!(v.to_string().contains("note: applied log of db1: a=[1]"), "{v}");
+    assert!(
+        v.to_string().contains("note: applied log of db1: a=[1]"),
+        "{v}"
+    );
 }
 
 #[test]
@@ -356,7 +420,11 @@ fn duplicated_row_in_final_state_is_a_violation() {
     b.rows(&[("a", &[1, 1])]);
     let v = no_lost_or_duplicate_writes(&b.h).unwrap_err();
     assert_eq!(ids(&v), vec![0]);
-    assert!(v.explanation.contains("more than once"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("more than once"),
+        "{}",
+        v.explanation
+    );
 }
 
 #[test]
@@ -384,7 +452,11 @@ fn unknown_write_that_appears_once_is_fine_and_reported_as_applied() {
     let rep = no_lost_or_duplicate_writes(&b.h).unwrap();
     assert!(rep.used_log);
     assert_eq!(rep.acked, 1);
-    let got: Vec<(usize, Option<bool>)> = rep.unknown_writes.iter().map(|u| (u.op.0, u.applied)).collect();
+    let got: Vec<(usize, Option<bool>)> = rep
+        .unknown_writes
+        .iter()
+        .map(|u| (u.op.0, u.applied))
+        .collect();
     assert_eq!(got, vec![(0, Some(true)), (2, Some(false))]);
 }
 
@@ -440,7 +512,11 @@ fn value_in_log_that_nobody_wrote_is_a_violation() {
     b.w(1, "a", 1, 0, 5);
     b.log(&[("a", &[1, 9])]);
     let v = no_lost_or_duplicate_writes(&b.h).unwrap_err();
-    assert!(v.explanation.contains("no operation wrote"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("no operation wrote"),
+        "{}",
+        v.explanation
+    );
 }
 
 #[test]
@@ -546,7 +622,11 @@ fn read_of_failed_write_value_is_not_linearizable() {
     b.r(2, "a", Some(1), 6, 7);
     let v = linearizable_per_key(&b.h).unwrap_err();
     assert_eq!(ids(&v), vec![0, 1]);
-    assert!(v.explanation.contains("failed definitely"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("failed definitely"),
+        "{}",
+        v.explanation
+    );
 }
 
 #[test]
@@ -566,9 +646,16 @@ fn final_state_older_than_last_acknowledged_write_is_not_linearizable() {
     b.rows(&[("a", &[1])]);
     let v = linearizable_per_key(&b.h).unwrap_err();
     assert_eq!(ids(&v), vec![0, 1]);
-    assert!(v.to_string().contains("note: final value of a on the primary"), "{v}");
+    assert!(
+        v.to_string()
+            .contains("note: final value of a on the primary"),
+        "{v}"
+    );
     // Without the final state the history is fine.
-    let opts = LinOptions { include_final_state: false, ..LinOptions::default() };
+    let opts = LinOptions {
+        include_final_state: false,
+        ..LinOptions::default()
+    };
     linearizable_per_key_with(&b.h, &opts).unwrap();
 }
 
@@ -621,7 +708,10 @@ fn search_budget_exhaustion_is_inconclusive_not_a_violation() {
         b.w(i, "a", i as Val + 1, 0, 100);
     }
     b.r(20, "a", Some(1), 50, 60);
-    let opts = LinOptions { max_states_per_key: 10, ..LinOptions::default() };
+    let opts = LinOptions {
+        max_states_per_key: 10,
+        ..LinOptions::default()
+    };
     let rep = linearizable_per_key_with(&b.h, &opts).unwrap();
     assert_eq!(rep.inconclusive.len(), 1);
     assert_eq!(rep.inconclusive[0].key, "a");
@@ -705,7 +795,11 @@ fn aborted_txn_write_visible_to_a_reader_is_a_violation() {
 fn aborted_txn_write_in_final_rows_is_a_violation() {
     let mut b = B::new();
     let (ops, _) = txn_parts(&[("a", Some(1))], &[]);
-    let e = Outcome::Err { code: 1213, message: "deadlock".into(), definite: true };
+    let e = Outcome::Err {
+        code: 1213,
+        message: "deadlock".into(),
+        definite: true,
+    };
     b.op(1, Op::txn(ops), OpMeta::primary(), 0, 10, e);
     b.rows(&[("a", &[1])]);
     let v = transactions_atomic(&b.h).unwrap_err();
@@ -716,8 +810,20 @@ fn aborted_txn_write_in_final_rows_is_a_violation() {
 fn txn_split_across_backends_is_a_violation() {
     let mut b = B::new();
     let (ops, results) = txn_parts(&[("a", Some(1)), ("b", None)], &[None]);
-    let meta = OpMeta::primary().served_by(Backend::primary("db1")).served_by(Backend::replica("db2"));
-    b.op(1, Op::txn(ops), meta, 0, 10, Outcome::Ok(OpResult::Txn { committed: true, results }));
+    let meta = OpMeta::primary()
+        .served_by(Backend::primary("db1"))
+        .served_by(Backend::replica("db2"));
+    b.op(
+        1,
+        Op::txn(ops),
+        meta,
+        0,
+        10,
+        Outcome::Ok(OpResult::Txn {
+            committed: true,
+            results,
+        }),
+    );
     let v = transactions_atomic(&b.h).unwrap_err();
     assert_eq!(ids(&v), vec![0]);
     assert!(v.explanation.contains("db1, db2"), "{}", v.explanation);
@@ -730,7 +836,13 @@ fn txn_must_read_its_own_writes() {
     let v = transactions_atomic(&b.h).unwrap_err();
     assert!(v.explanation.contains("own writes"), "{}", v.explanation);
     let mut b = B::new();
-    b.txn(1, &[("a", Some(1)), ("a", Some(2)), ("a", None)], &[Some(2)], 0, 10);
+    b.txn(
+        1,
+        &[("a", Some(1)), ("a", Some(2)), ("a", None)],
+        &[Some(2)],
+        0,
+        10,
+    );
     transactions_atomic(&b.h).unwrap();
 }
 
@@ -750,7 +862,11 @@ fn partially_applied_txn_in_the_log_is_a_violation() {
     b.op(1, Op::txn(ops), OpMeta::primary(), 0, 10, Outcome::Unknown);
     b.log(&[("a", &[1]), ("b", &[])]);
     let v = transactions_atomic(&b.h).unwrap_err();
-    assert!(v.explanation.contains("partially applied"), "{}", v.explanation);
+    assert!(
+        v.explanation.contains("partially applied"),
+        "{}",
+        v.explanation
+    );
     // ...whereas none applied is fine for an unknown transaction.
     let mut b2 = B::new();
     let (ops, _) = txn_parts(&[("a", Some(1)), ("b", Some(2))], &[]);
@@ -783,7 +899,10 @@ fn check_all_summarises_a_clean_history() {
     assert_eq!(rep.linearizability.keys_checked, 2);
     let text = rep.to_string();
     assert!(text.contains("6 ops (2 reads, 3 writes, 1 txns): 4 ok, 1 failed, 1 unknown; 1 reads served by a replica"), "{text}");
-    assert!(text.contains("unknown-outcome writes: 1 (1 applied"), "{text}");
+    assert!(
+        text.contains("unknown-outcome writes: 1 (1 applied"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -795,7 +914,10 @@ fn check_all_reports_the_first_violation_and_all_violations_collects_them() {
     let v = check_all(&b.h).unwrap_err();
     assert_eq!(v.checker, Checker::ReadYourWrites);
     let all: Vec<Checker> = all_violations(&b.h).iter().map(|v| v.checker).collect();
-    assert_eq!(all, vec![Checker::ReadYourWrites, Checker::LinearizablePerKey]);
+    assert_eq!(
+        all,
+        vec![Checker::ReadYourWrites, Checker::LinearizablePerKey]
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -806,7 +928,13 @@ fn check_all_reports_the_first_violation_and_all_violations_collects_them() {
 /// point inside its interval), recording the history, the final rows and the
 /// applied log. `unknown_pct` of writes get an unknown outcome (half of them
 /// applied, possibly after the client gave up).
-fn generate(seed: u64, clients: u32, ops_per_client: usize, keys: usize, unknown_pct: u32) -> History {
+fn generate(
+    seed: u64,
+    clients: u32,
+    ops_per_client: usize,
+    keys: usize,
+    unknown_pct: u32,
+) -> History {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
     struct Planned {
         client: u32,
@@ -827,14 +955,26 @@ fn generate(seed: u64, clients: u32, ops_per_client: usize, keys: usize, unknown
             let write = rng.gen_bool(0.5);
             let unknown = write && rng.gen_range(0..100) < unknown_pct;
             let applied = !unknown || rng.gen_bool(0.5);
-            let point = if unknown { t + rng.gen_range(0..2 * dur) } else { t + rng.gen_range(0..=dur) };
+            let point = if unknown {
+                t + rng.gen_range(0..2 * dur)
+            } else {
+                t + rng.gen_range(0..=dur)
+            };
             let op = if write {
                 next_val += 1;
                 Op::write(key, next_val)
             } else {
                 Op::read(key)
             };
-            planned.push(Planned { client: c, op, inv: t, end: t + dur, point, unknown, applied });
+            planned.push(Planned {
+                client: c,
+                op,
+                inv: t,
+                end: t + dur,
+                point,
+                unknown,
+                applied,
+            });
             t += dur + rng.gen_range(0..15);
         }
     }
@@ -867,7 +1007,12 @@ fn generate(seed: u64, clients: u32, ops_per_client: usize, keys: usize, unknown
     for (t, is_end, i) in events {
         let p = &planned[i];
         if !is_end {
-            ids[i] = h.invoke(SessionRef::new(p.client, 0), p.op.clone(), OpMeta::primary(), t);
+            ids[i] = h.invoke(
+                SessionRef::new(p.client, 0),
+                p.op.clone(),
+                OpMeta::primary(),
+                t,
+            );
         } else {
             let out = match &p.op {
                 Op::Write { .. } if p.unknown => Outcome::Unknown,
@@ -896,8 +1041,14 @@ fn generated_correct_histories_pass_every_checker() {
 
 #[test]
 fn generated_history_hash_is_deterministic() {
-    assert_eq!(generate(7, 4, 20, 3, 10).hash(), generate(7, 4, 20, 3, 10).hash());
-    assert_ne!(generate(7, 4, 20, 3, 10).hash(), generate(8, 4, 20, 3, 10).hash());
+    assert_eq!(
+        generate(7, 4, 20, 3, 10).hash(),
+        generate(7, 4, 20, 3, 10).hash()
+    );
+    assert_ne!(
+        generate(7, 4, 20, 3, 10).hash(),
+        generate(8, 4, 20, 3, 10).hash()
+    );
 }
 
 #[test]
@@ -1014,5 +1165,128 @@ proptest! {
             if w { reg = Some(i as Val + 1); (t, t + 1, true, reg) } else { (t, t + 1, false, reg) }
         }).collect();
         prop_assert_eq!(super::linearizable::testing::check_raw(&ops, 100_000), Some(true));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Cross-check of the search against brute force on small random histories.
+
+#[derive(Clone, Debug)]
+struct SmallOp {
+    inv: Time,
+    end: Time,
+    /// Some(v): write of v; None: read.
+    write: Option<Val>,
+    /// For reads: the value returned.
+    read: Option<Val>,
+    unknown: bool,
+}
+
+/// Brute force: some subset of the unknown writes takes effect, and the
+/// chosen operations have a total order that respects real time (a before b
+/// whenever a completed strictly before b was invoked; unknown writes never
+/// complete) in which every read returns the latest write (or absent).
+fn brute_force(ops: &[SmallOp]) -> bool {
+    fn rec(ops: &[SmallOp], chosen: &[bool], done: &mut Vec<bool>, reg: Option<Val>) -> bool {
+        let pending: Vec<usize> = (0..ops.len()).filter(|&i| chosen[i] && !done[i]).collect();
+        if pending.is_empty() {
+            return true;
+        }
+        for &i in &pending {
+            let blocked = pending
+                .iter()
+                .any(|&j| j != i && !ops[j].unknown && ops[j].end < ops[i].inv);
+            if blocked {
+                continue;
+            }
+            let next = match ops[i].write {
+                Some(v) => Some(v),
+                None if ops[i].read == reg => reg,
+                None => continue,
+            };
+            done[i] = true;
+            let ok = rec(ops, chosen, done, next);
+            done[i] = false;
+            if ok {
+                return true;
+            }
+        }
+        false
+    }
+    let unknown: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].unknown).collect();
+    for mask in 0u32..(1 << unknown.len()) {
+        let mut chosen = vec![true; ops.len()];
+        for (b, &i) in unknown.iter().enumerate() {
+            chosen[i] = mask & (1 << b) != 0;
+        }
+        if rec(ops, &chosen, &mut vec![false; ops.len()], None) {
+            return true;
+        }
+    }
+    false
+}
+
+fn small_history(ops: &[SmallOp]) -> History {
+    let mut h = History::new();
+    for (i, o) in ops.iter().enumerate() {
+        let op = match o.write {
+            Some(v) => Op::write("k", v),
+            None => Op::read("k"),
+        };
+        let id = h.invoke(SessionRef::new(i as u32, 0), op, OpMeta::primary(), o.inv);
+        let out = match (o.write, o.unknown) {
+            (Some(_), true) => Outcome::Unknown,
+            (Some(_), false) => Outcome::Ok(OpResult::Written),
+            (None, _) => Outcome::Ok(OpResult::Read(o.read)),
+        };
+        h.complete(id, out, o.end);
+    }
+    h
+}
+
+fn small_ops() -> impl Strategy<Value = Vec<SmallOp>> {
+    proptest::collection::vec((0u64..12, 0u64..6, any::<bool>(), 0u64..5, 0u32..4), 1..8).prop_map(
+        |raw| {
+            let writes = raw.iter().filter(|r| r.2).count() as u64;
+            let mut next = 0;
+            raw.into_iter()
+                .map(|(inv, len, is_write, pick, unk)| {
+                    if is_write {
+                        next += 1;
+                        SmallOp {
+                            inv,
+                            end: inv + len,
+                            write: Some(next),
+                            read: None,
+                            unknown: unk == 0,
+                        }
+                    } else {
+                        // Read one of the written values or absent.
+                        let v = pick % (writes + 1);
+                        SmallOp {
+                            inv,
+                            end: inv + len,
+                            write: None,
+                            read: (v > 0).then_some(v),
+                            unknown: false,
+                        }
+                    }
+                })
+                .collect()
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #[test]
+    fn check_proptest_search_agrees_with_brute_force(ops in small_ops()) {
+        let expected = brute_force(&ops);
+        let h = small_history(&ops);
+        let got = linearizable_per_key(&h);
+        prop_assert_eq!(got.is_ok(), expected, "history:\n{}\nresult: {:?}", h.render_all(), got.err().map(|v| v.to_string()));
+        if let Ok(rep) = got {
+            prop_assert!(rep.is_conclusive());
+        }
     }
 }

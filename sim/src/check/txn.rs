@@ -56,7 +56,11 @@ pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
     // 2. Internal consistency.
     for r in f.reads.iter().filter(|r| r.internal) {
         let stmt = r.stmt.unwrap_or(0);
-        let own = f.writes_of(r.op).filter(|w| w.key == r.key && w.stmt.unwrap_or(0) < stmt).last().map(|w| w.value);
+        let own = f
+            .writes_of(r.op)
+            .filter(|w| w.key == r.key && w.stmt.unwrap_or(0) < stmt)
+            .last()
+            .map(|w| w.value);
         if own.is_some() && own != r.value {
             return Err(Violation::new(
                 checker,
@@ -77,7 +81,9 @@ pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
 
     // 3. Aborted / intermediate writes visible.
     for r in f.reads.iter().filter(|r| !r.internal) {
-        let Some(w) = f.writer(&r.key, r.value) else { continue };
+        let Some(w) = f.writer(&r.key, r.value) else {
+            continue;
+        };
         if w.op == r.op || w.stmt.is_none() {
             continue;
         }
@@ -118,11 +124,14 @@ pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
         for (what, map) in [("final rows", &st.rows), ("applied log", &st.log)] {
             for (key, vs) in map.iter().flat_map(|m| m.iter()) {
                 for v in vs {
-                    let Some(w) = f.writer(key, Some(*v)) else { continue };
+                    let Some(w) = f.writer(key, Some(*v)) else {
+                        continue;
+                    };
                     if w.stmt.is_none() {
                         continue;
                     }
-                    let bad = w.effect == WriteEffect::NotApplied || (w.intermediate && what == "final rows");
+                    let bad = w.effect == WriteEffect::NotApplied
+                        || (w.intermediate && what == "final rows");
                     if bad {
                         return Err(Violation::new(
                             checker,
@@ -153,8 +162,14 @@ pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
     let rc = h.read_isolation() == ReadIsolation::ReadCommitted;
     for (&rid, reads) in &external {
         for a in reads {
-            let Some(wa) = f.writer(&a.key, a.value) else { continue };
-            if wa.op == rid || wa.stmt.is_none() || wa.intermediate || wa.effect == WriteEffect::NotApplied {
+            let Some(wa) = f.writer(&a.key, a.value) else {
+                continue;
+            };
+            if wa.op == rid
+                || wa.stmt.is_none()
+                || wa.intermediate
+                || wa.effect == WriteEffect::NotApplied
+            {
                 continue;
             }
             let t = wa.op;
@@ -201,13 +216,19 @@ pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
             if o.write_effect() == WriteEffect::NotApplied {
                 continue;
             }
-            let (present, absent): (Vec<(&str, Val)>, Vec<(&str, Val)>) = f
+            type KeyVals<'a> = Vec<(&'a str, Val)>;
+            let (present, absent): (KeyVals, KeyVals) = f
                 .writes_of(o.id)
                 .filter(|w| !w.intermediate)
                 .map(|w| (w.key.as_str(), w.value))
                 .partition(|(k, v)| log.get(*k).is_some_and(|l| l.contains(v)));
             if !present.is_empty() && !absent.is_empty() {
-                let list = |xs: &[(&str, Val)]| xs.iter().map(|(k, v)| format!("{k}:={v}")).collect::<Vec<_>>().join(", ");
+                let list = |xs: &[(&str, Val)]| {
+                    xs.iter()
+                        .map(|(k, v)| format!("{k}:={v}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                };
                 return Err(Violation::new(
                     checker,
                     None,

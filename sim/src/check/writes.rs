@@ -114,8 +114,10 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
                 for (v, pos) in count_positions(vs) {
                     let w = f.writes.get(&v);
                     let base = |expl: String, ids: &[OpId]| {
-                        Violation::new(checker, Some(key), expl, h, ids)
-                            .note(format!("{what} of {server} for {key}: {}", fmt_key_lists(&[(key.clone(), vs.clone())].into())))
+                        Violation::new(checker, Some(key), expl, h, ids).note(format!(
+                            "{what} of {server} for {key}: {}",
+                            fmt_key_lists(&[(key.clone(), vs.clone())].into())
+                        ))
                     };
                     match w {
                         None => {
@@ -156,7 +158,10 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
                     }
                 }
                 if what == "final rows" && vs.len() > 1 {
-                    let ids: Vec<OpId> = vs.iter().filter_map(|v| f.writes.get(v).map(|w| w.op)).collect();
+                    let ids: Vec<OpId> = vs
+                        .iter()
+                        .filter_map(|v| f.writes.get(v).map(|w| w.op))
+                        .collect();
                     return Err(Violation::new(
                         checker,
                         Some(key),
@@ -217,7 +222,12 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
                 report.acked += 1;
             }
             if w.effect == WriteEffect::Indeterminate && !w.intermediate {
-                report.unknown_writes.push(UnknownWrite { op: w.op, key: w.key.clone(), value: w.value, applied: Some(in_log) });
+                report.unknown_writes.push(UnknownWrite {
+                    op: w.op,
+                    key: w.key.clone(),
+                    value: w.value,
+                    applied: Some(in_log),
+                });
             }
         }
         return Ok(report);
@@ -226,7 +236,8 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
     let rows = f.auth_rows();
     for w in f.writes.values().filter(|w| !w.intermediate) {
         let final_vals = rows.map(|r| r.get(&w.key).map(|v| v.as_slice()).unwrap_or(&[]));
-        let final_val: Option<Option<Val>> = final_vals.map(|vs| vs.first().copied().or(f.h.initial(&w.key)));
+        let final_val: Option<Option<Val>> =
+            final_vals.map(|vs| vs.first().copied().or(f.h.initial(&w.key)));
         match w.effect {
             WriteEffect::Acked => {
                 report.acked += 1;
@@ -235,9 +246,13 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
                     continue;
                 }
                 let why = if f.is_initial(&w.key, fv) {
-                    Some(format!("the key still holds its initial value {}", fmt_val(fv)))
+                    Some(format!(
+                        "the key still holds its initial value {}",
+                        fmt_val(fv)
+                    ))
                 } else {
-                    f.precedes(&w.key, fv, Some(w.value)).map(|p| p.describe(fv, Some(w.value)))
+                    f.precedes(&w.key, fv, Some(w.value))
+                        .map(|p| p.describe(fv, Some(w.value)))
                 };
                 if let Some(why) = why {
                     let mut ids = vec![w.op];
@@ -260,8 +275,18 @@ pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violatio
                 }
             }
             WriteEffect::Indeterminate => {
-                let applied = if final_val == Some(Some(w.value)) || observed.contains_key(&w.value) { Some(true) } else { None };
-                report.unknown_writes.push(UnknownWrite { op: w.op, key: w.key.clone(), value: w.value, applied });
+                let applied = if final_val == Some(Some(w.value)) || observed.contains_key(&w.value)
+                {
+                    Some(true)
+                } else {
+                    None
+                };
+                report.unknown_writes.push(UnknownWrite {
+                    op: w.op,
+                    key: w.key.clone(),
+                    value: w.value,
+                    applied,
+                });
             }
             WriteEffect::NotApplied => {}
         }

@@ -18,10 +18,9 @@ use sluice::protocol::constants::{cap, com, err, status};
 use sluice::protocol::handshake::{auth_switch_request, ChangeUser, HandshakeResponse, ServerHandshake};
 use sluice::protocol::packet::Reader;
 use sluice::protocol::packets::err_payload;
-use tokio::sync::watch;
 
 use super::encode;
-use super::node::{Clock, Gone, Plugin, SimServer, MAX_BATCH, PRE_AUTH_USER};
+use super::node::{Clock, Gone, Plugin, SimServer, Watcher, MAX_BATCH, PRE_AUTH_USER};
 use super::stmt::{self, Prepared};
 use crate::engine::{ExecOutcome, Flavour, GtidPosition, QueryResult, SessionId, SessionOptions, SimError, SqlError};
 
@@ -81,7 +80,7 @@ impl From<Gone> for End {
 pub(crate) struct Conn<S> {
     srv: SimServer,
     conn: PacketConn<S>,
-    rx: watch::Receiver<u64>,
+    rx: Watcher,
     inc: u64,
     clock: Clock,
     sid: SessionId,
@@ -138,7 +137,7 @@ impl<S: Stream> Conn<S> {
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, self.login()).await {
             Ok(r) => r?,
             Err(_) => {
-                let _ = self.conn.send(2, &err_payload(err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")).await;
+                self.send(2, err_payload(err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake")).await?;
                 return Err(End::Client);
             }
         }
@@ -159,7 +158,7 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.read_packet();
         tokio::pin!(fut);
         loop {
-            self.rx.borrow_and_update();
+            self.rx.mark_seen();
             self.srv.state_for(self.inc)?;
             tokio::select! {
                 biased;
@@ -178,7 +177,7 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.read_packet();
         tokio::pin!(fut);
         loop {
-            self.rx.borrow_and_update();
+            self.rx.mark_seen();
             self.srv.state_for(self.inc)?;
             {
                 // An idle session is killed iff `can_resume` says it could go on.
@@ -226,7 +225,7 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.flush();
         tokio::pin!(fut);
         loop {
-            self.rx.borrow_and_update();
+            self.rx.mark_seen();
             self.srv.state_for(self.inc)?;
             tokio::select! {
                 biased;

@@ -21,7 +21,7 @@ pub mod stmt;
 use sluice::net::{Listener, Net};
 
 pub use conn::{DUMP_MARKER, SERVER_CAPS};
-pub use node::{default_accounts, Account, Clock, Gone, Life, Plugin, ServerOpts, SimServer, MAX_BATCH, PRE_AUTH_USER};
+pub use node::{default_accounts, Account, Clock, Gone, Life, Plugin, ServerOpts, Signal, SimServer, Watcher, MAX_BATCH, PRE_AUTH_USER};
 
 /// Serves `server` on `listen` (`"host:port"`) forever: binds while the server is up,
 /// drops the listener (and every connection) while it is crashed, rebinds on restart.
@@ -40,7 +40,7 @@ pub async fn serve<N: Net>(net: N, listen: String, server: SimServer, clock: Clo
         };
         tracing::debug!(server = server.name(), %listen, inc, "listening");
         loop {
-            rx.borrow_and_update();
+            rx.mark_seen();
             if server.state_for(inc).is_err() {
                 break;
             }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sluice::protocol::auth::{self, RsaKeys};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use crate::engine::{self, BinlogEvent, Flavour, GtidPosition};
 
@@ -35,6 +35,65 @@ impl Clock {
 
     pub fn now_ms(&self) -> u64 {
         self.origin.elapsed().as_millis() as u64
+    }
+}
+
+/// A change notification with deterministic wake-up order.
+///
+/// `tokio::sync::watch` spreads its waiters over several `Notify`s chosen with tokio's
+/// thread RNG, which is seeded randomly unless tokio is built with `tokio_unstable`, so
+/// the order in which it wakes tasks differs between runs. This signal keeps one waiter
+/// list, so the same simulation wakes its tasks in the same order every time.
+#[derive(Default)]
+pub struct Signal {
+    version: AtomicU64,
+    notify: Notify,
+}
+
+impl Signal {
+    /// Bumps the version and wakes every waiter.
+    pub fn bump(&self) {
+        self.version.fetch_add(1, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+}
+
+/// One task's view of a [`Signal`]: which version it has seen.
+pub struct Watcher {
+    signal: Arc<Signal>,
+    seen: u64,
+}
+
+impl Watcher {
+    pub fn new(signal: Arc<Signal>) -> Watcher {
+        let seen = signal.version();
+        Watcher { signal, seen }
+    }
+
+    /// Marks the current version as seen (call before checking the state the signal
+    /// guards, so a change after the check is not missed).
+    pub fn mark_seen(&mut self) {
+        self.seen = self.signal.version();
+    }
+
+    /// Waits until the version differs from the one seen, then marks it seen.
+    /// Cancel-safe. Never fails; the `Result` mirrors `watch::Receiver::changed`.
+    pub async fn changed(&mut self) -> Result<(), Gone> {
+        loop {
+            let notified = self.signal.notify.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let v = self.signal.version();
+            if v != self.seen {
+                self.seen = v;
+                return Ok(());
+            }
+            notified.await;
+        }
     }
 }
 
@@ -153,7 +212,7 @@ struct Inner {
     handshake_version: String,
     engine: Mutex<engine::Server>,
     lifecycle: Mutex<Lifecycle>,
-    changed: watch::Sender<u64>,
+    changed: Arc<Signal>,
     accounts: BTreeMap<String, Account>,
     sha2_cache: Mutex<BTreeSet<String>>,
     rng: Mutex<ChaCha8Rng>,
@@ -200,7 +259,7 @@ impl SimServer {
         });
         let accounts = opts.accounts.iter().map(|a| (a.user.clone(), a.clone())).collect();
         let rng = ChaCha8Rng::seed_from_u64(opts.seed);
-        let (changed, _) = watch::channel(0);
+        let changed = Arc::new(Signal::default());
         SimServer {
             inner: Arc::new(Inner {
                 flavour,
@@ -276,11 +335,11 @@ impl SimServer {
 
     /// Wakes every task waiting on this server.
     pub fn notify(&self) {
-        self.inner.changed.send_modify(|v| *v = v.wrapping_add(1));
+        self.inner.changed.bump();
     }
 
-    pub fn subscribe(&self) -> watch::Receiver<u64> {
-        self.inner.changed.subscribe()
+    pub fn subscribe(&self) -> Watcher {
+        Watcher::new(self.inner.changed.clone())
     }
 
     pub fn life(&self) -> Life {
@@ -302,9 +361,9 @@ impl SimServer {
     }
 
     /// Waits while paused; `Err` once incarnation `inc` is gone.
-    pub async fn gate(&self, inc: u64, rx: &mut watch::Receiver<u64>) -> Result<(), Gone> {
+    pub async fn gate(&self, inc: u64, rx: &mut Watcher) -> Result<(), Gone> {
         loop {
-            rx.borrow_and_update();
+            rx.mark_seen();
             match self.state_for(inc)? {
                 Life::Running => return Ok(()),
                 Life::Paused | Life::Crashed => {
@@ -317,9 +376,9 @@ impl SimServer {
     }
 
     /// Waits until the server is not crashed; returns its incarnation.
-    pub async fn wait_up(&self, rx: &mut watch::Receiver<u64>) -> u64 {
+    pub async fn wait_up(&self, rx: &mut Watcher) -> u64 {
         loop {
-            rx.borrow_and_update();
+            rx.mark_seen();
             {
                 let l = self.inner.lifecycle.lock().expect("lifecycle lock");
                 if l.life != Life::Crashed {
