@@ -131,8 +131,10 @@ if [ "$BENCH_PIN" = 1 ]; then
     if [ "$NCPU" -ge 2 ]; then
         last=$((NCPU - 1))
         PIN_PROXY=(taskset -c "$last")
-        PIN_LOAD=(taskset -c "0-$((last - 1))")
-        PIN_DESC="taskset: proxies (HAProxy, Sluice) on CPU $last; sysbench and MariaDB on CPU 0-$((last - 1))"
+        others=0
+        [ "$last" -gt 1 ] && others="0-$((last - 1))"
+        PIN_LOAD=(taskset -c "$others")
+        PIN_DESC="taskset: proxies (HAProxy, Sluice) on CPU $last; sysbench and MariaDB on CPU $others"
     else
         log "BENCH_PIN=1 ignored: only $NCPU CPU"
     fi
@@ -194,6 +196,34 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# CPU time of the waited-for children of this script (cutime + cstime): sysbench's own
+# CPU once it has been reaped.
+children_ticks() {
+    local s
+    s=$(cat "/proc/$$/stat")
+    s=${s##*) }
+    # shellcheck disable=SC2086
+    set -- $s
+    echo $(( ${14} + ${15} ))
+}
+
+# Machine-wide "busy steal" clock ticks from /proc/stat (busy = user + nice + system + irq
+# + softirq, summed over all CPUs).
+machine_ticks() {
+    awk '/^cpu / { print $2 + $3 + $4 + $7 + $8, $9; exit }' /proc/stat
+}
+
+# Sum of the CPU ticks of the benchmark's long-running processes.
+ours_ticks() {
+    local pid sum=0
+    for pid in $OUR_PIDS; do
+        sum=$((sum + $(cpu_ticks "$pid")))
+    done
+    echo "$sum"
+}
+
+now_ticks() { awk -v t="$CLK_TCK" '{ printf "%d\n", $1 * t }' /proc/uptime; }
+
 status_kb() { # pid field -> value in kB
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || true
 }
@@ -241,6 +271,8 @@ REPLICAS=$(sed -n 's/.* replicas=\([^ ]*\).*/\1/p' <<<"$CLUSTER_LINE")
 PRIMARY_PORT=${PRIMARY##*:}
 # The primary's mariadbd pid: the "pid" that follows "role": "primary" in the state file.
 MARIADB_PID=$(awk '/"role": *"primary"/ { p = 1 } p && /"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
+# Every mariadbd of the cluster (for the background-load figure).
+NODE_PIDS=$(awk '/"pid":/ { gsub(/[^0-9]/, ""); print }' "$WORK/cluster.json" | tr '\n' ' ')
 log "primary $PRIMARY (mariadbd pid ${MARIADB_PID:-?}), replicas $REPLICAS"
 
 "$MYSQL_CLIENT" -h127.0.0.1 -P"$PRIMARY_PORT" -uroot -e 'CREATE DATABASE IF NOT EXISTS sbtest'
@@ -321,6 +353,8 @@ log "sluice on $SLUICE_ADDR (pid $SLUICE_PID)"
 # ---------------------------------------------------------------------------------------
 # Runs.
 
+OUR_PIDS="$NODE_PIDS $HAPROXY_PID $SLUICE_PID"
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
 ncombo=0
@@ -362,6 +396,8 @@ for workload in $BENCH_WORKLOADS; do
                 log "[$run/$((ncombo * 3))] $workload ps-mode=$mode threads=$threads -> $target"
                 p0=0; [ -n "$ppid" ] && p0=$(cpu_ticks "$ppid")
                 m0=0; [ -n "$MARIADB_PID" ] && m0=$(cpu_ticks "$MARIADB_PID")
+                read -r busy0 steal0 < <(machine_ticks)
+                o0=$(ours_ticks); c0=$(children_ticks); w0=$(now_ticks)
                 set +e
                 "${PIN_LOAD[@]}" sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="$port" \
                     "${SB_COMMON[@]}" --threads="$threads" --time="$BENCH_SECONDS" \
@@ -373,13 +409,18 @@ for workload in $BENCH_WORKLOADS; do
                 set -e
                 p1=0; [ -n "$ppid" ] && p1=$(cpu_ticks "$ppid")
                 m1=0; [ -n "$MARIADB_PID" ] && m1=$(cpu_ticks "$MARIADB_PID")
+                read -r busy1 steal1 < <(machine_ticks)
+                o1=$(ours_ticks); c1=$(children_ticks); w1=$(now_ticks)
+                # Busy CPU of everything that is not the benchmark, plus hypervisor steal.
+                other=$(( (busy1 - busy0) - (o1 - o0) - (c1 - c0) + (steal1 - steal0) ))
+                [ "$other" -lt 0 ] && other=0
                 if [ "$rc" -ne 0 ] || ! stats=$(parse_sysbench "$logf"); then
                     log "sysbench failed (exit $rc); last lines of $logf:"
                     tail -n 5 "$logf" >&2
                     stats="- - 0 - - failed"
                 fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
-                    "$stats" "$((p1 - p0))" "$((m1 - m0))" >>"$RESULTS"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
+                    "$stats" "$((p1 - p0))" "$((m1 - m0))" "$other" "$(( (w1 - w0) * NCPU ))" >>"$RESULTS"
                 sleep "$BENCH_PAUSE"
             done
         done
@@ -401,27 +442,32 @@ report() {
     cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
     kernel=$(uname -r)
     rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo " (with uncommitted changes)" || true)
+    dirty=""
+    if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then dirty=" (with uncommitted changes)"; fi
     echo "# Sluice benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
     echo
-    echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the report: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
     echo "- Settings: ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
     echo "- Pinning: $PIN_DESC"
     echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
+    echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
     echo
     echo "## Results"
     echo
-    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | mariadbd CPU µs/query | errors |"
-    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | mariadbd CPU µs/query | other load % | errors |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' -v tck="$CLK_TCK" '
         function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
         {
             split($5, s, " ")
             pc = ($4 == "direct") ? "-" : per_q($6, s[3])
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, per_q($7, s[3]), s[6]
+            ol = ($9 > 0) ? sprintf("%.0f", 100 * $8 / $9) : "-"
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, per_q($7, s[3]), ol, s[6]
         }' "$RESULTS"
+    awk -F'\t' '$9 > 0 { n++; if (100 * $8 / $9 > 10) d++ }
+        END { if (d > 0) printf "\nWarning: %d of %d runs had more than 10%% other load on the machine; their figures are disturbed.\n", d, n }' "$RESULTS"
     echo
     echo "## Ratios and targets"
     echo
@@ -448,8 +494,8 @@ report() {
                 ch = (q[k, "haproxy"] > 0) ? ticks[k, "haproxy"] / q[k, "haproxy"] : -1
                 cs = (q[k, "sluice"] > 0) ? ticks[k, "sluice"] / q[k, "sluice"] : -1
                 rc = (ch > 0 && cs >= 0) ? cs / ch : -1
-                tq = (rsh < 0) ? "n/a" : (rsh >= qps_t ? "PASS" : sprintf("FAIL (short by %.2f)", qps_t - rsh))
-                tc = (rc < 0) ? "n/a" : (rc <= cpu_t ? "PASS" : sprintf("FAIL (over by %.2f)", rc - cpu_t))
+                tq = (rsh < 0) ? "n/a" : (rsh >= qps_t ? "PASS" : sprintf("FAIL (%.3f, short by %.3f)", rsh, qps_t - rsh))
+                tc = (rc < 0) ? "n/a" : (rc <= cpu_t ? "PASS" : sprintf("FAIL (%.3f, over by %.3f)", rc, rc - cpu_t))
                 if (tq == "PASS") pass_q++
                 if (tc == "PASS") pass_c++
                 printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3],
