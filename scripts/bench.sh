@@ -324,6 +324,7 @@ for r in "${replica_list[@]}"; do
 done
 cat >"$WORK/sluice.toml" <<EOF
 [proxy]
+worker_threads = ${BENCH_SLUICE_WORKERS:-0}
 listen = "127.0.0.1:0"
 shutdown_timeout_ms = 2000
 

@@ -25,6 +25,9 @@ pub struct Config {
 pub struct ProxyConfig {
     /// Address to listen on, `host:port`.
     pub listen: String,
+    /// Runtime worker threads of the `sluice` binary; `0` = one per CPU.
+    #[serde(default)]
+    pub worker_threads: usize,
     /// Client connections beyond this get ER_CON_COUNT_ERROR (1040).
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
