@@ -13,6 +13,7 @@ pub mod net;
 pub mod protocol;
 pub mod proxy;
 pub mod server;
+pub mod signal;
 pub mod tls;
 
 pub use config::Config;

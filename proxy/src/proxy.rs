@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::Semaphore;
 
 use crate::backend::accounts::{self, Accounts};
 use crate::backend::conn::{Login, Secret};
@@ -19,6 +19,7 @@ use crate::backend::topology::{Monitor, Observation, Topology};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::faults::{Faults, NoFaults};
+use crate::signal::Signal;
 use crate::net::{Listener, Net};
 use crate::protocol::auth::RsaKeys;
 use crate::protocol::constants::{cap, err};
@@ -33,14 +34,14 @@ pub struct Shared<N: Net> {
     pub cfg: Config,
     pub net: N,
     pub rng: Arc<Mutex<ChaCha8Rng>>,
-    pub topology: watch::Receiver<Option<Topology>>,
+    pub topology: Signal<Option<Topology>>,
     pub registry: Registry,
     pub acceptor: Option<tokio_rustls::TlsAcceptor>,
     pub backend_tls: Option<BackendTls>,
     pub rsa: RsaKeys,
     /// Users whose caching_sha2_password full authentication succeeded (fast path next time).
     pub sha2_cache: Mutex<BTreeSet<String>>,
-    pub shutdown: watch::Receiver<bool>,
+    pub shutdown: Signal<bool>,
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
     accounts_loaded: Mutex<Option<tokio::time::Instant>>,
@@ -51,14 +52,13 @@ pub struct Shared<N: Net> {
 impl<N: Net> Shared<N> {
     /// `(server version, capabilities, charset)` to announce to clients, from the primary.
     pub fn handshake_facts(&self) -> (String, u32, u8) {
-        let topo = self.topology.borrow();
-        let facts = topo.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, ch)| (v.to_string(), c, ch));
+        let facts = self.topology.with(|t| t.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, ch)| (v.to_string(), c, ch)));
         let (version, caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 45));
         (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, charset)
     }
 
     pub fn primary(&self) -> Option<String> {
-        self.topology.borrow().as_ref().and_then(|t| t.primary.clone())
+        self.topology.with(|t| t.as_ref().and_then(|t| t.primary.clone()))
     }
 
     /// A backend login as `user` with `secret`, with the client's session parameters.
@@ -128,7 +128,7 @@ fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
 /// A running proxy.
 pub struct ProxyHandle {
     local_addr: String,
-    shutdown: watch::Sender<bool>,
+    shutdown: Signal<bool>,
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     timeout: Duration,
@@ -143,7 +143,7 @@ impl ProxyHandle {
     /// Stops accepting, closes idle sessions, lets running commands finish up to the
     /// configured timeout. Returns the number of sessions still open at the deadline.
     pub async fn shutdown(&self) -> usize {
-        let _ = self.shutdown.send(true);
+        self.shutdown.set(true);
         let deadline = tokio::time::Instant::now() + self.timeout;
         loop {
             let open = self.max_sessions - self.sessions.available_permits();
@@ -175,7 +175,7 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
     };
     let rng = Arc::new(Mutex::new(rng));
     let monitor_login = service_login(&cfg, backend_tls.clone());
-    let mut topology = Monitor::start(
+    let topology = Monitor::start(
         net.clone(),
         cfg.backend.nodes.clone(),
         monitor_login,
@@ -185,14 +185,15 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
     );
     let first_wait = Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms) + 1000);
     let topo = match tokio::time::timeout(first_wait, topology.wait_for(|t| t.is_some())).await {
-        Ok(Ok(t)) => t.clone().expect("some"),
+        Ok(()) => topology.get().expect("some"),
         _ => return Err(Error::Config("backend discovery did not finish in time".into())),
     };
     check_startup_topology(&topo)?;
 
     let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen)))?;
     let local_addr = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let shutdown_tx = Signal::new(false);
+    let shutdown_rx = shutdown_tx.clone();
     let max_sessions = cfg.proxy.max_connections;
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
@@ -245,7 +246,7 @@ fn check_startup_topology(t: &Topology) -> Result<()> {
 /// Pass-through mode: re-reads the account table periodically until shutdown.
 async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
     let every = Duration::from_millis(shared.cfg.proxy.accounts_refresh_ms);
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     loop {
         tokio::select! {
             biased;
@@ -259,7 +260,7 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
 }
 
 async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>) {
-    let mut shutdown = shared.shutdown.clone();
+    let shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
             biased;

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rand_chacha::ChaCha8Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+
+use crate::signal::Signal;
 
 use super::conn::{connect, BackendConn, Login};
 use crate::error::Result;
@@ -117,8 +119,9 @@ impl Monitor {
         interval: Duration,
         timeout: Duration,
         rng: Arc<Mutex<ChaCha8Rng>>,
-    ) -> watch::Receiver<Option<Topology>> {
-        let (tx, rx) = watch::channel(None);
+    ) -> Signal<Option<Topology>> {
+        let tx = Signal::new(None);
+        let rx = tx.clone();
         let (obs_tx, mut obs_rx) = mpsc::channel::<(String, Observation)>(nodes.len().max(1) * 4);
         for addr in nodes.iter().cloned() {
             let (net, login, rng, obs_tx) = (net.clone(), login.clone(), rng.clone(), obs_tx.clone());
@@ -164,13 +167,11 @@ impl Monitor {
                 }
                 let topo = decide(&latest);
                 let roles = |t: &Topology| t.nodes.iter().map(|(a, n)| (a.clone(), n.role)).collect::<Vec<_>>();
-                let changed = tx.borrow().as_ref().map(roles) != Some(roles(&topo));
+                let changed = tx.with(|t| t.as_ref().map(roles)) != Some(roles(&topo));
                 if changed {
                     tracing::info!(primary = ?topo.primary, roles = ?topo.nodes.iter().map(|(a, n)| (a.as_str(), n.role)).collect::<Vec<_>>(), "backend topology");
                 }
-                if tx.send(Some(topo)).is_err() {
-                    return;
-                }
+                tx.set(Some(topo));
             }
         });
         rx

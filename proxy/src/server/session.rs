@@ -130,7 +130,7 @@ async fn open_backend<N: Net>(shared: &Shared<N>, login: &ClientLogin) -> Result
 
 impl<N: Net> Session<N> {
     async fn serve(&mut self) -> End {
-        let mut shutdown = self.shared.shutdown.clone();
+        let shutdown = self.shared.shutdown.clone();
         let killed = self.killed.clone();
         loop {
             let read = tokio::select! {
