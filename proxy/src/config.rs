@@ -117,6 +117,10 @@ pub struct BackendConfig {
     /// A role check slower than this counts as a failed check.
     #[serde(default = "defaults::monitor_timeout_ms")]
     pub monitor_timeout_ms: u64,
+    /// A node that answered before is declared down only after this many consecutive
+    /// failed checks.
+    #[serde(default = "defaults::monitor_failures")]
+    pub monitor_failures: u32,
     /// TLS to the backends.
     #[serde(default)]
     pub tls: Option<BackendTlsConfig>,
@@ -164,6 +168,9 @@ mod defaults {
     }
     pub fn monitor_interval_ms() -> u64 {
         1_000
+    }
+    pub fn monitor_failures() -> u32 {
+        3
     }
     pub fn monitor_timeout_ms() -> u64 {
         3_000
@@ -232,7 +239,7 @@ impl Config {
         if self.proxy.max_connections == 0 {
             return bad("proxy.max_connections: must be at least 1".into());
         }
-        if self.backend.monitor_interval_ms == 0 || self.backend.monitor_timeout_ms == 0 {
+        if self.backend.monitor_interval_ms == 0 || self.backend.monitor_timeout_ms == 0 || self.backend.monitor_failures == 0 {
             return bad("backend.monitor_interval_ms and monitor_timeout_ms must be positive".into());
         }
         if let Some(t) = &self.backend.tls {

@@ -181,6 +181,7 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
         monitor_login,
         Duration::from_millis(cfg.backend.monitor_interval_ms),
         Duration::from_millis(cfg.backend.monitor_timeout_ms),
+        cfg.backend.monitor_failures,
         rng.clone(),
     );
     let first_wait = Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms) + 1000);

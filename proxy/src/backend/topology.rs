@@ -118,6 +118,7 @@ impl Monitor {
         login: Login,
         interval: Duration,
         timeout: Duration,
+        failures: u32,
         rng: Arc<Mutex<ChaCha8Rng>>,
     ) -> Signal<Option<Topology>> {
         let tx = Signal::new(None);
@@ -127,6 +128,10 @@ impl Monitor {
             let (net, login, rng, obs_tx) = (net.clone(), login.clone(), rng.clone(), obs_tx.clone());
             tokio::spawn(async move {
                 let mut conn: Option<BackendConn<N::Stream>> = None;
+                // Consecutive failed probes; a node seen up is declared down only after
+                // `failures` of them, so one slow probe is not an outage.
+                let mut failed = 0u32;
+                let mut seen_up = false;
                 loop {
                     let result = tokio::time::timeout(timeout, async {
                         if conn.is_none() {
@@ -136,18 +141,28 @@ impl Monitor {
                     })
                     .await;
                     let ob = match result {
-                        Ok(Ok(o)) => o,
+                        Ok(Ok(o)) => {
+                            failed = 0;
+                            seen_up = true;
+                            Some(o)
+                        }
                         Ok(Err(e)) => {
                             conn = None;
-                            Observation::Down { error: e.to_string() }
+                            failed += 1;
+                            tracing::debug!(node = %addr, error = %e, failed, "probe failed");
+                            (!seen_up || failed >= failures).then(|| Observation::Down { error: e.to_string() })
                         }
                         Err(_) => {
                             conn = None;
-                            Observation::Down { error: format!("probe timed out after {timeout:?}") }
+                            failed += 1;
+                            tracing::debug!(node = %addr, failed, "probe timed out");
+                            (!seen_up || failed >= failures).then(|| Observation::Down { error: format!("probe timed out after {timeout:?}") })
                         }
                     };
-                    if obs_tx.send((addr.clone(), ob)).await.is_err() {
-                        return;
+                    if let Some(ob) = ob {
+                        if obs_tx.send((addr.clone(), ob)).await.is_err() {
+                            return;
+                        }
                     }
                     tokio::time::sleep(interval).await;
                 }

@@ -33,6 +33,8 @@ pub mod cap {
     pub const DEPRECATE_EOF: u32 = 1 << 24;
     pub const OPTIONAL_RESULTSET_METADATA: u32 = 1 << 25;
     pub const QUERY_ATTRIBUTES: u32 = 1 << 27;
+    /// Client-side only ("remember options after a failed connect"); servers announce it.
+    pub const REMEMBER_OPTIONS: u32 = 1 << 31;
 
     /// Everything Sluice can relay faithfully. Deliberately absent: COMPRESS (not
     /// implemented), OPTIONAL_RESULTSET_METADATA and QUERY_ATTRIBUTES (MySQL-8-only
@@ -60,7 +62,8 @@ pub mod cap {
         | PLUGIN_AUTH_LENENC_CLIENT_DATA
         | CAN_HANDLE_EXPIRED_PASSWORDS
         | SESSION_TRACK
-        | DEPRECATE_EOF;
+        | DEPRECATE_EOF
+        | REMEMBER_OPTIONS;
 
     /// What Sluice's own connections (monitor, KILL, account reads) ask for: plain
     /// semantics, none of the flags that change how the server parses statements

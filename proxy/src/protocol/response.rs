@@ -296,7 +296,8 @@ impl ResponseTracker {
                     let st = self.record_ok(payload)?;
                     Ok(self.end_of_result(st))
                 }
-                Some(0xFB) if self.expect == Expect::Query => Ok(Some(Event::LocalInfile)),
+                // LOAD DATA LOCAL INFILE, as a query or a prepared statement.
+                Some(0xFB) if matches!(self.expect, Expect::Query | Expect::Execute) => Ok(Some(Event::LocalInfile)),
                 Some(_) if self.expect != Expect::Prepare => {
                     let n = Reader::new(payload).lenenc().ok_or(Malformed("bad column count"))?;
                     if n == 0 {

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 
 use super::login::{self, send_err, ClientLogin};
 use super::registry::{parse_kill, Kill};
-use crate::backend::conn::{connect, BackendConn};
+use crate::backend::conn::{connect, BackendConn, Secret};
 use crate::error::Error;
 use crate::net::Net;
 use crate::protocol::conn::{PacketConn, ReadError};
@@ -295,18 +295,15 @@ impl<N: Net> Session<N> {
             Kill::Connection(id) => (id, false),
             Kill::User => {
                 let msg = "KILL USER is not supported through Sluice (it would reach other clients' sessions)";
-                send_err(&mut self.client, 1, 1235, "42000", msg).await;
-                return Ok(());
+                return self.answer_via_backend(Some((1235, "42000", msg))).await;
             }
         };
         let entry = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
         let Some((target, entry)) = entry else {
-            send_err(&mut self.client, 1, err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")).await;
-            return Ok(());
+            return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
         };
         if entry.user != self.login.user {
-            send_err(&mut self.client, 1, err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")).await;
-            return Ok(());
+            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
         }
         if target == self.id && !query {
             // Killing oneself: the server answers nothing and closes; do the same.
@@ -338,9 +335,24 @@ impl<N: Net> Session<N> {
             entry.killed.notify_one();
         }
         tracing::info!(conn = self.id, target, query, "kill");
-        let ok = crate::protocol::packets::ok_payload(self.backend.server_status, self.backend.caps);
-        self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
-        Ok(())
+        self.answer_via_backend(None).await
+    }
+
+    /// Answers a statement Sluice handled itself by running an equivalent one on the
+    /// session's backend connection (`SIGNAL` for an error, `DO 0` for success), so the
+    /// client gets the server's own packet and the session's diagnostics area
+    /// (`SHOW ERRORS`, `@@error_count`, `@@warning_count`) changes as it would directly.
+    async fn answer_via_backend(&mut self, error: Option<(u16, &str, &str)>) -> Result<(), Error> {
+        let sql = match error {
+            Some((code, state, msg)) => {
+                format!("SIGNAL SQLSTATE '{state}' SET MYSQL_ERRNO = {code}, MESSAGE_TEXT = '{}'", msg.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            None => "DO 0".to_string(),
+        };
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.relay(&payload, Expect::Query).await
     }
 
     /// COM_CHANGE_USER: re-authenticate the client against the config, then reset the
@@ -358,8 +370,28 @@ impl<N: Net> Session<N> {
         let (backend_user, secret) = match verdict {
             login::Verdict::Accepted { backend_user, secret } => (backend_user, secret),
             login::Verdict::Refused { code, message } => {
+                // The server keeps the connection after a refused COM_CHANGE_USER but
+                // resets parts of the session (e.g. the character set). Sluice makes the
+                // backend do exactly that by sending it a COM_CHANGE_USER that it refuses.
+                tracing::info!(conn = self.id, user = %name, %message, "COM_CHANGE_USER refused");
+                let refused = self.shared.backend_login(
+                    &self.login.backend_user,
+                    &Secret::Password(format!("\u{1}refused by sluice {}", self.id)),
+                    None,
+                    self.login.charset,
+                    self.backend.caps,
+                    None,
+                );
+                match self.backend.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
+                    Err(Error::BackendErr { .. }) => {}
+                    Ok(_) => tracing::warn!(conn = self.id, "backend accepted a COM_CHANGE_USER meant to be refused"),
+                    Err(e) => {
+                        self.lost_backend(Some(seq.wrapping_sub(1))).await;
+                        return Err(e);
+                    }
+                }
                 send_err(&mut self.client, seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
-                return Err(Error::AccessDenied(format!("COM_CHANGE_USER to {name}: {message}")));
+                return Ok(());
             }
         };
         let database = (!cu.database.is_empty()).then(|| cu.database.clone());
