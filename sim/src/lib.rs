@@ -36,6 +36,7 @@ pub mod net;
 pub mod wire;
 pub mod history;
 pub mod check;
+pub mod harness;
 
 pub use engine::{
     Blocked, ExecOutcome, Flavour, OkPacket, QueryResult, ResultSet, Server, ServerConfig,

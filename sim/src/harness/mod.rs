@@ -1,0 +1,455 @@
+//! # Simulation harness: one seed, one whole run
+//!
+//! [`run`] builds a deterministic simulation from a seed — a [`SimCluster`] of simulated
+//! MariaDB / MySQL 8 servers, the **real** Sluice proxy on host `proxy`, and simulated
+//! clients on their own hosts — runs a generated workload through the proxy while a
+//! [`nemesis::Nemesis`] applies a fault schedule derived from the same seed, then heals
+//! everything, lets replication settle, reads every server's final rows and binlog
+//! (the per-key applied log) into the [`History`], and runs [`check_all`].
+//!
+//! Under turmoil (`run`, ordinary builds) the driver steps the simulation one tick at a
+//! time and applies faults between steps; under madsim (`--cfg madsim`, module
+//! [`madsim_run`]) the same clients, proxy and servers run on madsim nodes with the
+//! proxy's own `TokioNet`.
+//!
+//! Everything is derived from the seed: the configuration ([`RunConfig`]), the schedule
+//! ([`schedule::generate`]), the cluster's, the proxy's and every client's RNG, and
+//! turmoil's own RNG. `SLUICE_SIM_SEED=<n>` replays one seed (see `docs/simulation.md`).
+
+pub mod config;
+pub mod nemesis;
+pub mod schedule;
+pub mod workload;
+
+#[cfg(madsim)]
+pub mod madsim_run;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use config::{derive_seed, FaultProfile, Options, RunConfig};
+pub use schedule::{Fault, FaultKind};
+pub use workload::{Coverage, RunShared};
+
+use crate::check::{check_all, Report, Violation};
+use crate::cluster::{ClusterConfig, SimCluster};
+use crate::engine::Change;
+use crate::history::{History, Key, Role, Val};
+use nemesis::{EngineFaultCtl, HarnessHooks};
+
+/// Path of the proxy's RSA key (caching_sha2_password), so a run does not spend its time
+/// generating a 2048-bit key. A test fixture; never used outside simulations.
+pub const PROXY_RSA_KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/proxy_rsa_key.pem");
+
+/// What one run produced.
+pub struct RunResult {
+    /// `"turmoil"` or `"madsim"`.
+    pub simulator: &'static str,
+    pub seed: u64,
+    pub config: RunConfig,
+    pub schedule: Vec<Fault>,
+    /// What the nemesis actually did, with simulated times.
+    pub fault_log: Vec<String>,
+    pub history: History,
+    /// [`History::hash`] as hex.
+    pub history_hash: String,
+    pub outcome: Result<Report, Violation>,
+    pub coverage: Coverage,
+    /// Simulated time the run took.
+    pub sim_elapsed: Duration,
+    /// Wall-clock time the run took (measurement only).
+    pub wall: Duration,
+}
+
+impl RunResult {
+    pub fn ok(&self) -> bool {
+        self.outcome.is_ok()
+    }
+
+    /// The command that replays this run (the environment knobs reproduce the
+    /// options; a run with a hand-written schedule or the injected bug is replayed by
+    /// its own test instead).
+    pub fn replay_command(&self) -> String {
+        let c = &self.config;
+        let env = format!(
+            "SLUICE_SIM_SEED={} SLUICE_SIM_DURATION_MS={} SLUICE_SIM_CLIENTS={} SLUICE_SIM_KEYS={} SLUICE_SIM_FLAVOUR={}",
+            self.seed,
+            c.duration_ms,
+            c.clients,
+            c.keys,
+            match c.flavour {
+                crate::engine::Flavour::MariaDb => "mariadb",
+                crate::engine::Flavour::MySql8 => "mysql",
+            }
+        );
+        match self.simulator {
+            "madsim" => format!(
+                "{env} RUSTFLAGS=\"--cfg madsim\" cargo test -p sim --test madsim_suite --target-dir target-madsim madsim_suite -- --nocapture"
+            ),
+            _ => format!(
+                "{env}{} cargo test -p sim --test properties replay -- --nocapture",
+                if c.tick_ms != 1 { format!(" SLUICE_SIM_TICK_MS={}", c.tick_ms) } else { String::new() }
+            ),
+        }
+    }
+
+    /// The failure report: seed, how to replay, configuration, schedule, what the
+    /// nemesis did, and the violation with its minimal slice of history.
+    pub fn failure_report(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!("SIMULATION FAILURE ({}) at seed {}\nreplay: {}\n", self.simulator, self.seed, self.replay_command()));
+        s.push_str(&format!("config: {}\n", self.config));
+        s.push_str(&format!("fault schedule:\n{}", schedule::render(&self.schedule)));
+        s.push_str("what the nemesis did:\n");
+        for l in &self.fault_log {
+            s.push_str(&format!("  {l}\n"));
+        }
+        s.push_str(&format!("history hash: {}\n", self.history_hash));
+        match &self.outcome {
+            Ok(r) => s.push_str(&format!("no violation:\n{r}")),
+            Err(v) => s.push_str(&format!("{v}")),
+        }
+        s
+    }
+}
+
+impl fmt::Display for RunResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "seed {}: {}", self.seed, if self.ok() { "ok" } else { "VIOLATION" })?;
+        writeln!(f, "  config: {}", self.config)?;
+        write!(f, "  schedule:\n{}", schedule::render(&self.schedule).replace("\n  ", "\n    ").replacen("  ", "    ", 1))?;
+        writeln!(f, "  coverage: {}", self.coverage)?;
+        writeln!(
+            f,
+            "  history {} ({} ops), {:.1}s simulated in {:.2}s wall",
+            &self.history_hash[..16],
+            self.history.len(),
+            self.sim_elapsed.as_secs_f64(),
+            self.wall.as_secs_f64()
+        )?;
+        match &self.outcome {
+            Ok(r) => write!(f, "  {}", r.to_string().trim_end().replace('\n', "\n  ")),
+            Err(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// The seeds a suite runs: `SLUICE_SIM_SEED` (exactly one), else `fixed` plus `fresh`
+/// seeds drawn from the OS (printed), with `SLUICE_SIM_SEEDS=<n>` replacing the count of
+/// fixed seeds (the first `n` of `1, 2, 3, …`).
+pub fn suite_seeds(default_fixed: u64, fresh: usize) -> Vec<u64> {
+    if let Some(s) = config::env_u64("SLUICE_SIM_SEED") {
+        return vec![s];
+    }
+    let n = config::env_u64("SLUICE_SIM_SEEDS").unwrap_or(default_fixed);
+    let mut seeds: Vec<u64> = (1..=n).collect();
+    for _ in 0..fresh {
+        // Fresh seeds come from outside the simulation on purpose; they are printed.
+        seeds.push(fresh_seed());
+    }
+    seeds
+}
+
+fn fresh_seed() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u64(std::process::id() as u64);
+    h.finish() % 1_000_000_000
+}
+
+fn proxy_config(cluster: &SimCluster) -> sluice::Config {
+    let nodes = cluster.addrs().iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
+    let toml = format!(
+        r#"
+[proxy]
+listen = "{listen}"
+rsa_private_key = "{key}"
+
+[[users]]
+name = "app"
+password = "app"
+
+[backend]
+user = "app"
+password = "app"
+nodes = [{nodes}]
+connect_timeout_ms = 2000
+monitor_interval_ms = 100
+monitor_timeout_ms = 1000
+"#,
+        listen = workload::PROXY_ADDR,
+        key = PROXY_RSA_KEY,
+    );
+    sluice::Config::parse(&toml).expect("proxy config")
+}
+
+/// The proxy's injected bug switched on.
+struct ResendBug;
+
+impl sluice::faults::Faults for ResendBug {
+    fn resend_after_lost_backend(&self) -> bool {
+        true
+    }
+}
+
+fn proxy_faults(cfg: &RunConfig) -> Arc<dyn sluice::faults::Faults> {
+    if cfg.proxy_bug_resend {
+        Arc::new(ResendBug)
+    } else {
+        Arc::new(sluice::faults::NoFaults)
+    }
+}
+
+/// Builds the cluster (with engine fault hooks on every node) and the workload's table.
+fn build_cluster(cfg: &RunConfig) -> (SimCluster, Vec<Arc<EngineFaultCtl>>) {
+    let mut cc = ClusterConfig::new(cfg.flavour, cfg.nodes);
+    // Semi-sync is switched on after the table exists (the DDL would wait for an ack).
+    cc.semi_sync = false;
+    cc.semi_sync_timeout_ms = cfg.semi_sync_timeout_ms;
+    cc.lag_ms = cfg.lag_ms;
+    cc.lag_jitter_ms = cfg.lag_jitter_ms;
+    let cluster = SimCluster::new(cc, derive_seed(cfg.seed, "cluster", 0));
+    let mut ctls = Vec::new();
+    for i in 0..cluster.len() {
+        let ctl = Arc::new(EngineFaultCtl::default());
+        let hooks = HarnessHooks { ctl: ctl.clone(), rng: config::rng_for(cfg.seed, "engine-faults", i as u64) };
+        cluster.server(i).with(|e| e.set_fault_hooks(Box::new(hooks)));
+        ctls.push(ctl);
+    }
+    cluster
+        .admin_sql(0, "CREATE TABLE test.kv (k VARCHAR(32) PRIMARY KEY, v BIGINT NOT NULL, n BIGINT NOT NULL)")
+        .expect("creating the workload table");
+    if cfg.semi_sync {
+        for i in 0..cluster.len() {
+            cluster.server(i).with(|e| e.set_semi_sync(true));
+        }
+    }
+    (cluster, ctls)
+}
+
+/// Reads every server's final rows and applied log (its binlog's row images of
+/// `test.kv`, in order) into the history.
+pub fn record_final_state(cluster: &SimCluster, h: &mut History) {
+    let primary = cluster.primary();
+    for i in 0..cluster.len() {
+        let role = if Some(i) == primary { Role::Primary } else { Role::Replica };
+        let (rows, log) = {
+            let e = cluster.server(i).engine();
+            let mut rows: BTreeMap<Key, Vec<Val>> = BTreeMap::new();
+            for row in e.table_rows("test", "kv").unwrap_or_default() {
+                if let (Some(k), Some(v)) = (row.first().and_then(|v| v.as_string()), row.get(1).and_then(|v| v.to_i64())) {
+                    rows.entry(k).or_default().push(v as Val);
+                }
+            }
+            let mut log: BTreeMap<Key, Vec<Val>> = BTreeMap::new();
+            for ev in e.binlog() {
+                for ch in ev.changes.iter() {
+                    let row = match ch {
+                        Change::Insert { db, table, row } if db == "test" && table == "kv" => row,
+                        Change::Update { db, table, after, .. } if db == "test" && table == "kv" => after,
+                        _ => continue,
+                    };
+                    if let (Some(k), Some(v)) = (row.first().and_then(|v| v.as_string()), row.get(1).and_then(|v| v.to_i64())) {
+                        log.entry(k).or_default().push(v as Val);
+                    }
+                }
+            }
+            (rows, log)
+        };
+        let name = cluster.host(i);
+        h.record_final_state(name.clone(), role, rows);
+        h.record_applied_log(name, role, log);
+    }
+}
+
+/// Finishes a run: final state into the history, checkers, result.
+fn finish(
+    simulator: &'static str,
+    cfg: RunConfig,
+    schedule: Vec<Fault>,
+    fault_log: Vec<String>,
+    shared: &RunShared,
+    sim_elapsed: Duration,
+    wall: Duration,
+) -> RunResult {
+    let (mut history, coverage) = {
+        let mut rec = shared.rec.lock().expect("recorder");
+        (std::mem::take(&mut rec.history), rec.cov.clone())
+    };
+    record_final_state(&shared.cluster, &mut history);
+    let outcome = check_all(&history);
+    RunResult {
+        simulator,
+        seed: cfg.seed,
+        config: cfg,
+        schedule,
+        fault_log,
+        history_hash: history.hash_hex(),
+        history,
+        outcome,
+        coverage,
+        sim_elapsed,
+        wall,
+    }
+}
+
+#[cfg(not(madsim))]
+pub use turmoil_run::run;
+
+#[cfg(not(madsim))]
+mod turmoil_run {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::nemesis::{NetControl, Nemesis};
+    use super::schedule::{Endpoint, LinkCut};
+    use super::workload::{run_client, run_replica_reader, RunShared};
+    use super::*;
+    use crate::net::TurmoilNet;
+
+    /// Host names of an endpoint.
+    fn hosts(e: Endpoint, clients: &[String]) -> Vec<String> {
+        match e {
+            Endpoint::Clients => clients.to_vec(),
+            Endpoint::Proxy => vec!["proxy".into()],
+            Endpoint::Db(i) => vec![format!("db{i}")],
+        }
+    }
+
+    struct TurmoilCtl<'a, 'b> {
+        sim: &'a turmoil::Sim<'b>,
+        clients: &'a [String],
+        max_latency: Duration,
+    }
+
+    impl NetControl for TurmoilCtl<'_, '_> {
+        fn set_latency(&mut self, a: Endpoint, b: Endpoint, max_ms: Option<u64>) {
+            let v = max_ms.map(Duration::from_millis).unwrap_or(self.max_latency);
+            for x in hosts(a, self.clients) {
+                for y in hosts(b, self.clients) {
+                    self.sim.set_link_max_message_latency(x.as_str(), y.as_str(), v);
+                }
+            }
+        }
+
+        fn cut(&mut self, a: Endpoint, b: Endpoint, cut: LinkCut) {
+            for x in hosts(a, self.clients) {
+                for y in hosts(b, self.clients) {
+                    match cut {
+                        LinkCut::Stall => self.sim.hold(x.as_str(), y.as_str()),
+                        LinkCut::Drop => self.sim.partition(x.as_str(), y.as_str()),
+                        LinkCut::DropOneWay => self.sim.partition_oneway(x.as_str(), y.as_str()),
+                    }
+                }
+            }
+        }
+
+        fn repair(&mut self, a: Endpoint, b: Endpoint, cut: LinkCut) {
+            for x in hosts(a, self.clients) {
+                for y in hosts(b, self.clients) {
+                    match cut {
+                        LinkCut::Stall => self.sim.release(x.as_str(), y.as_str()),
+                        LinkCut::Drop => self.sim.repair(x.as_str(), y.as_str()),
+                        LinkCut::DropOneWay => self.sim.repair_oneway(x.as_str(), y.as_str()),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs one seed under turmoil. Deterministic: the same seed and options give the
+    /// same history (and hash).
+    pub fn run(seed: u64, opts: &Options) -> RunResult {
+        let wall = std::time::Instant::now();
+        let cfg = RunConfig::derive(seed, opts);
+        let schedule = opts
+            .schedule
+            .clone()
+            .unwrap_or_else(|| schedule::generate(&cfg, &mut config::rng_for(seed, "schedule", 0)));
+        // Every run names its seed and configuration (shown by the test harness on failure
+        // or with --nocapture).
+        eprintln!("sim run (turmoil) {cfg}");
+        if opts.verbose {
+            eprintln!("fault schedule:\n{}", schedule::render(&schedule));
+        }
+        let (cluster, engine_ctl) = build_cluster(&cfg);
+        let shared = Arc::new(RunShared::new(cfg.clone(), cluster.clone()));
+        let max_latency = Duration::from_millis(cfg.max_latency_ms);
+        let total = Duration::from_millis(cfg.duration_ms + cfg.settle_ms);
+        let mut sim = turmoil::Builder::new()
+            .rng_seed(derive_seed(seed, "turmoil", 0))
+            .tick_duration(Duration::from_millis(cfg.tick_ms))
+            .simulation_duration(total + Duration::from_secs(120))
+            .min_message_latency(Duration::ZERO)
+            .max_message_latency(max_latency)
+            .build();
+        cluster.register_turmoil(&mut sim);
+        let pcfg = proxy_config(&cluster);
+        let proxy_seed = derive_seed(seed, "proxy", 0);
+        let faults = proxy_faults(&cfg);
+        sim.host("proxy", move || {
+            let (pcfg, faults) = (pcfg.clone(), faults.clone());
+            async move {
+                let handle = sluice::start_with_faults(TurmoilNet, pcfg, proxy_seed, faults).await?;
+                std::future::pending::<()>().await;
+                drop(handle);
+                Ok(())
+            }
+        });
+        let mut client_hosts = Vec::new();
+        for c in 0..cfg.clients {
+            let name = format!("client{c}");
+            let shared = shared.clone();
+            sim.client(name.as_str(), async move {
+                run_client(TurmoilNet, shared, c as u32).await;
+                Ok(())
+            });
+            client_hosts.push(name);
+        }
+        for j in 0..cfg.replica_readers {
+            let name = format!("reader{j}");
+            let shared = shared.clone();
+            let id = (cfg.clients + j) as u32;
+            sim.client(name.as_str(), async move {
+                run_replica_reader(TurmoilNet, shared, id).await;
+                Ok(())
+            });
+            client_hosts.push(name);
+        }
+        // Keeps the simulation going until replication has settled.
+        sim.client("settle", async move {
+            tokio::time::sleep(total).await;
+            Ok(())
+        });
+
+        let mut nemesis = Nemesis::new(cluster.clone(), shared.clone(), engine_ctl, &schedule);
+        let mut healed = false;
+        loop {
+            let now_ms = sim.elapsed().as_millis() as u64;
+            {
+                let mut ctl = TurmoilCtl { sim: &sim, clients: &client_hosts, max_latency };
+                if !healed && now_ms >= cfg.duration_ms {
+                    nemesis.heal(now_ms, &mut ctl);
+                    healed = true;
+                } else if !healed && nemesis.next_due().is_some_and(|t| t <= now_ms) {
+                    nemesis.step(now_ms, &mut ctl);
+                }
+            }
+            match sim.step() {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => panic!("seed {seed}: simulation error: {e}\nconfig: {cfg}\nschedule:\n{}", schedule::render(&schedule)),
+            }
+        }
+        let sim_elapsed = sim.elapsed();
+        drop(sim);
+        let fault_log = std::mem::take(&mut nemesis.log);
+        let res = finish("turmoil", cfg, schedule, fault_log, &shared, sim_elapsed, wall.elapsed());
+        if opts.verbose {
+            eprintln!("{res}");
+        }
+        res
+    }
+}

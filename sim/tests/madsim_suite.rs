@@ -1,0 +1,129 @@
+//! The simulation suite on madsim: `RUSTFLAGS="--cfg madsim" cargo test -p sim
+//! --test madsim_suite --target-dir target-madsim` (or `scripts/sim.sh madsim`).
+//!
+//! The same proxy code runs on madsim's simulated network through Sluice's own
+//! `TokioNet` (madsim's TCP under `--cfg madsim`), the servers through
+//! `SimCluster::run_node(i, TokioNet)` on madsim nodes, with the same workload, fault
+//! schedules and checkers as the turmoil suite.
+//!
+//! * `madsim_seed_holds_every_property` — `#[madsim::test]`: one seed per madsim run;
+//!   `MADSIM_TEST_SEED=<n>` picks the seed, `MADSIM_TEST_NUM=<k>` runs `k` seeds from it.
+//! * `madsim_suite_holds_every_property_and_covers_every_fault` — seeds `1..=N`
+//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, checkers and coverage counters.
+//! * `madsim_same_seed_same_history_hash` — determinism.
+#![cfg(madsim)]
+
+use sim::harness::{madsim_run, Coverage, Options};
+
+fn opts() -> Options {
+    Options { duration_ms: 10_000, ..Options::default() }.with_env()
+}
+
+fn run_in_runtime(seed: u64, opts: &Options) -> sim::harness::RunResult {
+    let rt = madsim::runtime::Runtime::with_seed_and_config(seed, madsim::Config::default());
+    let opts = opts.clone();
+    let started = std::time::Instant::now();
+    let mut r = rt.block_on(async move { madsim_run::run(seed, &opts).await });
+    r.wall = started.elapsed();
+    r
+}
+
+#[madsim::test]
+async fn madsim_seed_holds_every_property() {
+    let seed = madsim::runtime::Handle::current().seed();
+    let r = madsim_run::run(seed, &opts()).await;
+    eprintln!("madsim seed {seed}: {} — {} ops — {}", if r.ok() { "ok" } else { "VIOLATION" }, r.history.len(), r.coverage);
+    assert!(r.ok(), "(madsim; replay: MADSIM_TEST_SEED={seed})\n{}", r.failure_report());
+}
+
+#[test]
+fn madsim_suite_holds_every_property_and_covers_every_fault() {
+    let n: u64 = std::env::var("SLUICE_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let seeds: Vec<u64> = match std::env::var("SLUICE_SIM_SEED").ok().and_then(|v| v.parse().ok()) {
+        Some(s) => vec![s],
+        None => (1..=n).collect(),
+    };
+    let opts = opts();
+    let mut cov = Coverage::default();
+    let mut failures = Vec::new();
+    let mut sim_secs = 0.0;
+    let started = std::time::Instant::now();
+    for &seed in &seeds {
+        let r = run_in_runtime(seed, &opts);
+        eprintln!(
+            "madsim seed {seed}: {} — {} ops — {} — {:.1}s simulated in {:.2}s",
+            if r.ok() { "ok" } else { "VIOLATION" },
+            r.history.len(),
+            r.coverage,
+            r.sim_elapsed.as_secs_f64(),
+            r.wall.as_secs_f64()
+        );
+        sim_secs += r.sim_elapsed.as_secs_f64();
+        cov += &r.coverage;
+        if !r.ok() {
+            failures.push(format!("(madsim)\n{}", r.failure_report()));
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "madsim: {} seeds in {wall:.1}s ({:.1} seeds/min, {:.1} simulated s per wall s); coverage: {cov}",
+        seeds.len(),
+        seeds.len() as f64 * 60.0 / wall,
+        sim_secs / wall
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    if seeds.len() > 1 {
+        let missing = cov.missing();
+        assert!(missing.is_empty(), "coverage counters stayed at zero: {missing:?} ({cov})");
+    }
+}
+
+#[test]
+fn madsim_same_seed_same_history_hash() {
+    let opts = Options { duration_ms: 6_000, settle_ms: 3_000, ..Options::default() };
+    let a = run_in_runtime(7, &opts);
+    let b = run_in_runtime(7, &opts);
+    assert!(a.history.len() > 50, "too few operations: {}", a.history.len());
+    assert_eq!(a.history_hash, b.history_hash, "madsim seed 7 is not deterministic");
+    assert_eq!(a.fault_log, b.fault_log);
+}
+
+/// Seed sweep for `scripts/sim.sh madsim` (ignored in ordinary runs); same knobs as the
+/// turmoil sweep (`SLUICE_SIM_SWEEP_SEEDS` / `_MINUTES` / `_START`,
+/// `SLUICE_SIM_DURATION_MS`), one seed at a time.
+#[test]
+#[ignore]
+fn sweep() {
+    let env = |k: &str| std::env::var(k).ok().and_then(|v| v.parse::<u64>().ok());
+    let minutes = env("SLUICE_SIM_SWEEP_MINUTES");
+    let deadline = minutes.map(|m| std::time::Instant::now() + std::time::Duration::from_secs(m * 60));
+    let count = env("SLUICE_SIM_SWEEP_SEEDS").unwrap_or(if deadline.is_some() { u64::MAX } else { 20 });
+    let start = env("SLUICE_SIM_SWEEP_START").unwrap_or(1_000);
+    let opts = Options::default().with_env();
+    let (mut n, mut sim_secs, mut cov, mut failed) = (0u64, 0f64, Coverage::default(), Vec::new());
+    let started = std::time::Instant::now();
+    for i in 0..count {
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            break;
+        }
+        let seed = start + i;
+        let r = run_in_runtime(seed, &opts);
+        n += 1;
+        sim_secs += r.sim_elapsed.as_secs_f64();
+        cov += &r.coverage;
+        if r.ok() {
+            eprintln!("madsim seed {seed}: ok ({} ops, {:.2}s wall)", r.history.len(), r.wall.as_secs_f64());
+        } else {
+            failed.push(seed);
+            eprintln!("FAILED madsim seed {seed}\n{}", r.failure_report());
+        }
+    }
+    let wall = started.elapsed().as_secs_f64();
+    eprintln!(
+        "madsim sweep: {n} seeds in {wall:.1}s = {:.1} seeds/min, {:.2} simulated s per wall s; coverage: {cov}",
+        n as f64 * 60.0 / wall,
+        sim_secs / wall
+    );
+    eprintln!("failing seeds: {}", if failed.is_empty() { "none".to_string() } else { format!("{failed:?}") });
+    assert!(failed.is_empty(), "failing seeds: {failed:?}");
+}
