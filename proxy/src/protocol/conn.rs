@@ -277,6 +277,24 @@ impl<S: Stream> PacketConn<S> {
         }
     }
 
+    /// Lingering close: flushes, closes the write side, then reads and
+    /// discards what the peer still sends (up to `limit` bytes) until it
+    /// closes too. Used after a fatal error reply while the client may still
+    /// be writing a large packet: closing at once would reset the connection
+    /// and the client would see a broken pipe instead of our ERR packet.
+    /// Callers bound it in time.
+    pub async fn drain_and_close(&mut self, limit: usize) {
+        self.shutdown().await;
+        let mut seen = 0usize;
+        let mut buf = vec![0u8; READ_CHUNK];
+        while seen < limit {
+            match self.io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => seen += n,
+            }
+        }
+    }
+
     /// Closes the write side.
     pub async fn shutdown(&mut self) {
         let _ = self.flush().await;

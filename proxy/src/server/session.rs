@@ -7,6 +7,7 @@
 //! session is reset), and commands it does not relay (ER_UNKNOWN_COM_ERROR).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::Notify;
 
@@ -146,6 +147,10 @@ impl<N: Net> Session<N> {
                 Err(ReadError::TooLarge { .. }) => {
                     let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
                     send_err(&mut self.client, 1, err::ER_NET_PACKET_TOO_LARGE, "08S01", msg).await;
+                    // Let the client finish writing the oversized packet so it
+                    // reads the ERR instead of a connection reset.
+                    let limit = self.shared.cfg.proxy.max_allowed_packet.saturating_mul(2).max(16 << 20);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.client.drain_and_close(limit)).await;
                     return End::Failed(Error::client_protocol(err::ER_NET_PACKET_TOO_LARGE, msg));
                 }
                 Err(ReadError::OutOfOrder { got, .. }) => {
