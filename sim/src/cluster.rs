@@ -64,7 +64,8 @@ pub struct ClusterConfig {
     pub net_timeout_ms: u64,
     /// Pause between a replica's connection attempts.
     pub connect_retry_ms: u64,
-    /// Bits of each server's RSA key (caching_sha2_password full authentication).
+    /// Bits of each server's RSA key (caching_sha2_password full authentication); `0`
+    /// uses the fixed key (see `ServerOpts::rsa_bits`).
     pub rsa_bits: usize,
     /// A replica's IO thread stops reading while its relay log holds this many events
     /// (like `relay_log_space_limit`).
@@ -90,7 +91,7 @@ impl ClusterConfig {
             heartbeat_ms: 500,
             net_timeout_ms: 2_000,
             connect_retry_ms: 200,
-            rsa_bits: 1024,
+            rsa_bits: 0,
             relay_limit: 10_000,
         }
     }

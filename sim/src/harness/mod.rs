@@ -264,6 +264,22 @@ pub fn record_final_state(cluster: &SimCluster, h: &mut History) {
     }
 }
 
+/// Whether replication has converged after the workload: there is a primary and every
+/// other node has executed everything it has. Once the clients are done and faults are
+/// healed nothing else changes the data, so the run can stop waiting for `settle_ms`.
+pub fn replication_settled(cluster: &SimCluster) -> bool {
+    cluster.primary().is_some_and(|p| (0..cluster.len()).all(|j| j == p || cluster.caught_up(j, p)))
+}
+
+/// Lets replication settle after the clients finished and faults were healed: returns
+/// as soon as [`replication_settled`] holds (checked every 20 simulated ms), or at
+/// `deadline` (simulated).
+pub async fn settle(cluster: &SimCluster, deadline: tokio::time::Instant) {
+    while tokio::time::Instant::now() < deadline && !replication_settled(cluster) {
+        tokio::time::sleep(Duration::from_millis(20).min(deadline - tokio::time::Instant::now())).await;
+    }
+}
+
 /// Finishes a run: final state into the history, checkers, result.
 fn finish(
     simulator: &'static str,
@@ -308,6 +324,9 @@ mod turmoil_run {
     use super::workload::{run_client, run_replica_reader, RunShared};
     use super::*;
     use crate::net::TurmoilNet;
+
+    /// The host every simulated client runs on.
+    const CLIENTS_HOST: &str = "clients";
 
     /// Host names of an endpoint.
     fn hosts(e: Endpoint, clients: &[String]) -> Vec<String> {
@@ -398,31 +417,35 @@ mod turmoil_run {
                 Ok(())
             }
         });
-        let mut client_hosts = Vec::new();
-        for c in 0..cfg.clients {
-            let name = format!("client{c}");
-            let shared = shared.clone();
-            sim.client(name.as_str(), async move {
-                run_client(TurmoilNet, shared, c as u32).await;
-                Ok(())
-            });
-            client_hosts.push(name);
-        }
-        for j in 0..cfg.replica_readers {
-            let name = format!("reader{j}");
-            let shared = shared.clone();
-            let id = (cfg.clients + j) as u32;
-            sim.client(name.as_str(), async move {
-                run_replica_reader(TurmoilNet, shared, id).await;
-                Ok(())
-            });
-            client_hosts.push(name);
-        }
-        // Keeps the simulation going until replication has settled.
-        sim.client("settle", async move {
-            tokio::time::sleep(total).await;
+        // All clients, the causal readers and the settle timer share one host: turmoil
+        // advances every host every tick and scans its links, so a host per client
+        // multiplies the simulator's fixed cost per tick (see docs/simulation.md,
+        // "Speed"). Faults target the clients as one endpoint anyway.
+        let (clients, readers) = (cfg.clients, cfg.replica_readers);
+        let client_shared = shared.clone();
+        sim.client(CLIENTS_HOST, async move {
+            let shared = client_shared;
+            let mut tasks = Vec::with_capacity(clients + readers);
+            for c in 0..clients {
+                let shared = shared.clone();
+                tasks.push(tokio::spawn(async move { run_client(TurmoilNet, shared, c as u32).await }));
+            }
+            for j in 0..readers {
+                let shared = shared.clone();
+                let id = (clients + j) as u32;
+                tasks.push(tokio::spawn(async move { run_replica_reader(TurmoilNet, shared, id).await }));
+            }
+            let start = tokio::time::Instant::now();
+            for t in tasks {
+                t.await.map_err(|e| format!("client task: {e}"))?;
+            }
+            // Faults are healed at `duration_ms` (between two steps, before any host
+            // runs at that time); then replication gets up to `settle_ms`.
+            tokio::time::sleep_until(start + Duration::from_millis(shared.cfg.duration_ms + 1)).await;
+            settle(&shared.cluster, start + total).await;
             Ok(())
         });
+        let client_hosts = vec![CLIENTS_HOST.to_string()];
 
         let mut nemesis = Nemesis::new(cluster.clone(), shared.clone(), engine_ctl, &schedule);
         let mut healed = false;

@@ -165,8 +165,10 @@ pub struct ServerOpts {
     pub max_allowed_packet: usize,
     /// Most prepared statements per connection.
     pub max_prepared: usize,
-    /// Bits of the RSA key for caching_sha2_password full authentication (generated on
-    /// first use from the server's seeded RNG).
+    /// Bits of the RSA key for caching_sha2_password full authentication, generated on
+    /// first use from the server's seeded RNG; `0` (the default) uses the fixed 1024-bit
+    /// key in `sim/testdata/server_rsa_key.pem`, as a real server reads its key from a
+    /// file (generating one costs more than a whole simulated run's other work).
     pub rsa_bits: usize,
     /// Seed of the server's RNG (nonces, RSA key).
     pub seed: u64,
@@ -181,7 +183,7 @@ impl ServerOpts {
             max_connections: 512,
             max_allowed_packet: 64 << 20,
             max_prepared: 1024,
-            rsa_bits: 1024,
+            rsa_bits: 0,
             seed: 0,
         }
     }
@@ -543,7 +545,13 @@ impl SimServer {
     }
 }
 
+/// The key servers use unless told to generate one (`ServerOpts::rsa_bits`).
+const SERVER_RSA_KEY: &str = include_str!("../../testdata/server_rsa_key.pem");
+
 fn generate_rsa(rng: &mut ChaCha8Rng, bits: usize) -> RsaKeys {
+    if bits == 0 {
+        return RsaKeys::from_private_pem(SERVER_RSA_KEY).expect("fixed server key parses");
+    }
     if bits >= 2048 {
         return RsaKeys::generate(rng).expect("RSA key generation");
     }
