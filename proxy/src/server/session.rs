@@ -133,11 +133,18 @@ impl<N: Net> Session<N> {
     async fn serve(&mut self) -> End {
         let shutdown = self.shared.shutdown.clone();
         let killed = self.killed.clone();
+        // Both waits are registered once for the whole session rather than once per
+        // command: the shutdown signal is shared by every session, and registering a
+        // waiter locks it.
+        let stopping = shutdown.wait_for(|s| *s);
+        tokio::pin!(stopping);
+        let kill = killed.notified();
+        tokio::pin!(kill);
         loop {
             let read = tokio::select! {
                 biased;
-                _ = killed.notified() => return End::Closed("killed"),
-                _ = shutdown.wait_for(|s| *s) => return End::Closed("proxy shutting down"),
+                _ = &mut kill => return End::Closed("killed"),
+                _ = &mut stopping => return End::Closed("proxy shutting down"),
                 r = self.client.read_packet() => r,
             };
             let p = match read {
@@ -202,10 +209,9 @@ impl<N: Net> Session<N> {
 
     /// Sends `payload` to the backend and passes the response through.
     async fn relay(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
-        let addr = self.backend.addr.clone();
         if let Err(source) = self.backend.conn.send(0, payload).await {
             self.lost_backend(Some(0)).await;
-            return Err(Error::BackendIo { addr, sent: true, source });
+            return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source });
         }
         let mut resent = false;
         let mut t = ResponseTracker::new(expect, self.backend.caps);
@@ -214,7 +220,7 @@ impl<N: Net> Session<N> {
                 Ok(x) => x,
                 Err(m) => {
                     self.lost_backend(t.last_seq()).await;
-                    return Err(Error::backend_protocol(&addr, m.0));
+                    return Err(Error::backend_protocol(&self.backend.addr, m.0));
                 }
             };
             if n > 0 {
@@ -251,12 +257,12 @@ impl<N: Net> Session<N> {
                     match filled {
                         Ok(0) => {
                             self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
-                            return Err(Error::BackendIo { addr, sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });
+                            return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });
                         }
                         Ok(_) => {}
                         Err(source) => {
                             self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
-                            return Err(Error::BackendIo { addr, sent: true, source });
+                            return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source });
                         }
                     }
                 }
