@@ -196,6 +196,12 @@ cpu_ticks() {
 }
 CLK_TCK=$(getconf CLK_TCK)
 
+# Context switches (voluntary + involuntary) of all threads of a process.
+ctx_switches() {
+    cat /proc/"$1"/task/*/status 2>/dev/null |
+        awk '/^(voluntary|nonvoluntary)_ctxt_switches:/ { n += $2 } END { print n + 0 }'
+}
+
 # CPU time of the waited-for children of this script (cutime + cstime): sysbench's own
 # CPU once it has been reaped.
 children_ticks() {
@@ -396,6 +402,7 @@ for workload in $BENCH_WORKLOADS; do
                 logf="$RAW/$workload-$mode-t$threads-$target.log"
                 log "[$run/$((ncombo * 3))] $workload ps-mode=$mode threads=$threads -> $target"
                 p0=0; [ -n "$ppid" ] && p0=$(cpu_ticks "$ppid")
+                x0=0; [ -n "$ppid" ] && x0=$(ctx_switches "$ppid")
                 m0=0; [ -n "$MARIADB_PID" ] && m0=$(cpu_ticks "$MARIADB_PID")
                 read -r busy0 steal0 < <(machine_ticks)
                 o0=$(ours_ticks); c0=$(children_ticks); w0=$(now_ticks)
@@ -409,6 +416,7 @@ for workload in $BENCH_WORKLOADS; do
                 SYSBENCH_PID=""
                 set -e
                 p1=0; [ -n "$ppid" ] && p1=$(cpu_ticks "$ppid")
+                x1=0; [ -n "$ppid" ] && x1=$(ctx_switches "$ppid")
                 m1=0; [ -n "$MARIADB_PID" ] && m1=$(cpu_ticks "$MARIADB_PID")
                 read -r busy1 steal1 < <(machine_ticks)
                 o1=$(ours_ticks); c1=$(children_ticks); w1=$(now_ticks)
@@ -420,8 +428,8 @@ for workload in $BENCH_WORKLOADS; do
                     tail -n 5 "$logf" >&2
                     stats="- - 0 - - failed"
                 fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
-                    "$stats" "$((p1 - p0))" "$((m1 - m0))" "$other" "$(( (w1 - w0) * NCPU ))" >>"$RESULTS"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
+                    "$stats" "$((p1 - p0))" "$((m1 - m0))" "$other" "$(( (w1 - w0) * NCPU ))" "$((x1 - x0))" >>"$RESULTS"
                 sleep "$BENCH_PAUSE"
             done
         done
@@ -456,16 +464,17 @@ report() {
     echo
     echo "## Results"
     echo
-    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | mariadbd CPU µs/query | other load % | errors |"
-    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | proxy context switches/query | mariadbd CPU µs/query | other load % | errors |"
+    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' -v tck="$CLK_TCK" '
         function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
         {
             split($5, s, " ")
             pc = ($4 == "direct") ? "-" : per_q($6, s[3])
             ol = ($9 > 0) ? sprintf("%.0f", 100 * $8 / $9) : "-"
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, per_q($7, s[3]), ol, s[6]
+            cs = ($4 == "direct" || s[3] <= 0) ? "-" : sprintf("%.2f", $10 / s[3])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, cs, per_q($7, s[3]), ol, s[6]
         }' "$RESULTS"
     awk -F'\t' '$9 > 0 { n++; if (100 * $8 / $9 > 10) d++ }
         END { if (d > 0) printf "\nWarning: %d of %d runs had more than 10%% other load on the machine; their figures are disturbed.\n", d, n }' "$RESULTS"
