@@ -627,3 +627,29 @@ fn async_primary_crash_loses_unreplicated_writes_and_a_replica_is_promoted() {
     });
     sim.run().expect("simulation");
 }
+
+#[test]
+fn without_multi_statements_a_second_statement_is_refused_until_set_option_allows_it() {
+    let seed = 46;
+    let mut sim = builder(seed);
+    let cluster = SimCluster::new(ClusterConfig::mariadb(1), seed);
+    cluster.register_turmoil(&mut sim);
+    sim.client("app", async move {
+        let rng: Rng = Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed)));
+        let mut l = login("app", "app", Some("test"));
+        l.caps &= !cap::MULTI_STATEMENTS;
+        let mut a = connect_retry("db0:3306", &l, &rng).await;
+        let e = a.query("SELECT 1; SELECT 2").await.err().expect("refused");
+        assert_eq!(code(&e), Some(1064), "{e}");
+        assert!(e.to_string().contains("near 'SELECT 2' at line 1"), "{e}");
+        assert_eq!(one(&a.query("SELECT 1;").await?), "1", "a trailing ';' is not a second statement");
+        // COM_SET_OPTION MYSQL_OPTION_MULTI_STATEMENTS_ON
+        let res = raw(&mut a, &[com::SET_OPTION, 0, 0], Expect::OnePacket).await;
+        assert_ne!(res[0][0], 0xFF, "{res:?}");
+        let res = raw(&mut a, &query_cmd("SELECT 1; SELECT 2"), Expect::Query).await;
+        assert!(res.iter().all(|p| err_code(p).is_none()), "{res:?}");
+        assert!(res.iter().any(|p| p.ends_with(b"\x012")), "second result set: {res:?}");
+        Ok(())
+    });
+    sim.run().unwrap();
+}

@@ -49,6 +49,9 @@ pub struct SessionOptions {
     pub db: Option<String>,
     /// `CLIENT_FOUND_ROWS`: UPDATE reports matched instead of changed rows.
     pub client_found_rows: bool,
+    /// `CLIENT_MULTI_STATEMENTS`: a query may hold several statements; without it a
+    /// second statement is a syntax error and nothing runs (as MariaDB / MySQL do).
+    pub multi_statements: bool,
 }
 
 impl SessionOptions {
@@ -58,6 +61,7 @@ impl SessionOptions {
             host: "127.0.0.1".into(),
             db: None,
             client_found_rows: false,
+            multi_statements: true,
         }
     }
 }
@@ -476,6 +480,7 @@ impl Server {
             last_gtid: String::new(),
             warnings: Vec::new(),
             client_found_rows: opts.client_found_rows,
+            multi_statements: opts.multi_statements,
             pending: None,
             killed: false,
             last_trx_state: "________".into(),
@@ -516,11 +521,20 @@ impl Server {
                 host: s.host.clone(),
                 db: s.db.clone(),
                 client_found_rows: s.client_found_rows,
+                multi_statements: s.multi_statements,
             },
         );
         fresh.killed = s.killed;
         self.sessions.insert(sid, fresh);
         self.bump();
+        Ok(())
+    }
+
+    /// The client's `CLIENT_MULTI_STATEMENTS` (negotiated at login, changed by
+    /// `COM_SET_OPTION`).
+    pub fn set_multi_statements(&mut self, sid: SessionId, on: bool) -> Result<(), SimError> {
+        let s = self.sessions.get_mut(&sid).ok_or(SimError::UnknownSession(sid))?;
+        s.multi_statements = on;
         Ok(())
     }
 
@@ -754,6 +768,24 @@ impl Server {
                         end,
                         next,
                     } => {
+                        if first && !sess.multi_statements {
+                            // Without CLIENT_MULTI_STATEMENTS the server's parser does not
+                            // end a statement at `;`: a second statement is a syntax error
+                            // near its first token, and nothing runs.
+                            let second = match parse_next(&sql, next, false) {
+                                Parsed::Stmt { start, .. } => Some(start),
+                                Parsed::Error(f) => Some(f.stmt_start),
+                                Parsed::End | Parsed::Empty => None,
+                            };
+                            if let Some(at) = second {
+                                let line = 1 + sql[..at].matches('\n').count();
+                                // The server trims trailing blanks and `;` off a query.
+                                let near = sql[at..].trim_end_matches(|c: char| c == ';' || c.is_whitespace());
+                                p.results.push(QueryResult::Err(SqlError::parse_error(self.flavour, near, line)));
+                                let p = sess.pending.take().unwrap();
+                                return ExecOutcome::Done(p.results);
+                            }
+                        }
                         p.next_offset = next;
                         p.current = Some(CurrentStmt {
                             stmt: Arc::new(stmt),

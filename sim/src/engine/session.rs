@@ -199,6 +199,8 @@ pub struct Session {
     pub last_gtid: String,
     pub warnings: Vec<Warning>,
     pub client_found_rows: bool,
+    /// `CLIENT_MULTI_STATEMENTS` (see `SessionOptions::multi_statements`).
+    pub multi_statements: bool,
     pub(crate) pending: Option<Pending>,
     pub(crate) killed: bool,
     pub(crate) last_trx_state: String,

@@ -255,6 +255,27 @@ fn multi_statement_stops_at_first_error_and_reports_earlier_results() {
 }
 
 #[test]
+fn without_multi_statements_a_second_statement_is_a_syntax_error_and_nothing_runs() {
+    let mut srv = maria(1);
+    let c = conn(&mut srv);
+    ok(&mut srv, c, "CREATE TABLE t (id INT PRIMARY KEY)");
+    srv.set_multi_statements(c, false).unwrap();
+    // Wording, near text and line as MariaDB 10.11 gives them (checked on a real server).
+    let e = err(&mut srv, c, "INSERT INTO t VALUES (1); SELECT 2");
+    assert_eq!((e.code, e.state.as_str()), (1064, "42000"));
+    assert_eq!(e.message, "You have an error in your SQL syntax; check the manual that corresponds to your MariaDB server version for the right syntax to use near 'SELECT 2' at line 1");
+    assert!(err(&mut srv, c, "SELECT 1;\nSELECT 2").message.ends_with("near 'SELECT 2' at line 2"));
+    assert!(err(&mut srv, c, "SELECT 1; /* x */ SELECT 2 ; ").message.ends_with("near 'SELECT 2' at line 1"));
+    // Trailing semicolons and comments are not a second statement.
+    assert_eq!(run(&mut srv, c, "SELECT 1;;").len(), 1);
+    assert_eq!(run(&mut srv, c, "SELECT 1; -- c\n").len(), 1);
+    // The INSERT did not run: inserting the same key now succeeds.
+    ok(&mut srv, c, "INSERT INTO t VALUES (1)");
+    srv.set_multi_statements(c, true).unwrap();
+    assert_eq!(run(&mut srv, c, "SELECT 1; SELECT 2").len(), 2);
+}
+
+#[test]
 fn syntax_error_carries_server_wording_and_near_text() {
     let mut srv = maria(1);
     let c = conn(&mut srv);

@@ -290,6 +290,8 @@ impl<S: Stream> Conn<S> {
             return Err(End::Denied);
         };
         self.caps = resp.caps & caps;
+        let (sid, multi) = (self.sid, self.caps & cap::MULTI_STATEMENTS != 0);
+        let _ = self.srv.with(|e| e.set_multi_statements(sid, multi));
         let user = String::from_utf8_lossy(&resp.user).into_owned();
         let client_plugin = match (&resp.auth_plugin, resp.caps & cap::PLUGIN_AUTH != 0) {
             (Some(p), true) if !p.is_empty() => String::from_utf8_lossy(p).into_owned(),
@@ -441,6 +443,8 @@ impl<S: Stream> Conn<S> {
                         return Ok(true);
                     }
                 }
+                let (sid, multi) = (self.sid, self.caps & cap::MULTI_STATEMENTS != 0);
+                let _ = self.srv.with(|e| e.set_multi_statements(sid, multi));
                 let st = self.status();
                 let reply = if self.caps & cap::DEPRECATE_EOF != 0 { encode::ok_status(st, self.caps) } else { encode::eof(0, st) };
                 self.send(seq, reply).await?;
