@@ -629,7 +629,7 @@ fn async_primary_crash_loses_unreplicated_writes_and_a_replica_is_promoted() {
 }
 
 #[test]
-fn without_multi_statements_a_second_statement_is_refused_until_set_option_allows_it() {
+fn sessions_follow_the_clients_multi_statements_flag_and_authenticated_account() {
     let seed = 46;
     let mut sim = builder(seed);
     let cluster = SimCluster::new(ClusterConfig::mariadb(1), seed);
@@ -649,6 +649,17 @@ fn without_multi_statements_a_second_statement_is_refused_until_set_option_allow
         let res = raw(&mut a, &query_cmd("SELECT 1; SELECT 2"), Expect::Query).await;
         assert!(res.iter().all(|p| err_code(p).is_none()), "{res:?}");
         assert!(res.iter().any(|p| p.ends_with(b"\x012")), "second result set: {res:?}");
+
+        // Sessions run as the account that authenticated: CURRENT_USER() and the
+        // read_only exemption of a privileged account follow it.
+        assert_eq!(one(&a.query("SELECT CURRENT_USER()").await?), "app@%");
+        let mut root = connect_retry("db0:3306", &login("root", "root", Some("test")), &rng).await;
+        assert_eq!(one(&root.query("SELECT CURRENT_USER()").await?), "root@%");
+        root.query("CREATE TABLE t (id INT PRIMARY KEY)").await?;
+        root.query("SET GLOBAL read_only = 1").await?;
+        let e = a.query("INSERT INTO t VALUES (1)").await.err().expect("read-only for app");
+        assert_eq!(code(&e), Some(1290), "{e}");
+        root.query("INSERT INTO t VALUES (2)").await?;
         Ok(())
     });
     sim.run().unwrap();

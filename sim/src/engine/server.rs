@@ -530,6 +530,15 @@ impl Server {
         Ok(())
     }
 
+    /// The account a connection authenticated as (sessions are opened before
+    /// authentication; privileges such as writing on a read-only server, `KILL` of
+    /// other users' threads and `CURRENT_USER()` follow it).
+    pub fn set_session_user(&mut self, sid: SessionId, user: &str) -> Result<(), SimError> {
+        let s = self.sessions.get_mut(&sid).ok_or(SimError::UnknownSession(sid))?;
+        s.user = user.to_string();
+        Ok(())
+    }
+
     /// The client's `CLIENT_MULTI_STATEMENTS` (negotiated at login, changed by
     /// `COM_SET_OPTION`).
     pub fn set_multi_statements(&mut self, sid: SessionId, on: bool) -> Result<(), SimError> {

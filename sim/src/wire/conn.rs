@@ -298,6 +298,8 @@ impl<S: Stream> Conn<S> {
             _ => auth::NATIVE.to_string(),
         };
         let seq = self.authenticate(&user, &client_plugin, resp.auth_response.clone(), p.next_seq()).await?;
+        let sid = self.sid;
+        let _ = self.srv.with(|e| e.set_session_user(sid, &user));
         self.user = user;
         if let Some(db) = resp.database.as_ref().filter(|d| !d.is_empty() && self.caps & cap::CONNECT_WITH_DB != 0) {
             let db = String::from_utf8_lossy(db).into_owned();
@@ -640,6 +642,7 @@ impl<S: Stream> Conn<S> {
             return Err(End::Disconnect(None));
         }
         self.stmts.clear();
+        let _ = self.srv.with(|e| e.set_session_user(sid, &user));
         self.user = user;
         if !cu.database.is_empty() {
             let db = String::from_utf8_lossy(&cu.database).into_owned();
