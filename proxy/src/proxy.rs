@@ -44,7 +44,10 @@ pub struct Shared<N: Net> {
     pub shutdown: Signal<bool>,
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
+    /// When the account table in `accounts` was read (the start of that read).
     accounts_loaded: Mutex<Option<tokio::time::Instant>>,
+    /// Held while the account table is read on demand.
+    accounts_reading: tokio::sync::Mutex<()>,
     /// Injected misbehaviour (simulation only; [`NoFaults`] in production).
     pub faults: Arc<dyn Faults>,
 }
@@ -80,19 +83,23 @@ impl<N: Net> Shared<N> {
         service_login(&self.cfg, self.backend_tls.clone())
     }
 
-    /// Re-reads the backend's accounts now (pass-through mode), at most once a second;
-    /// returns whether a fresh table was loaded.
-    pub async fn refresh_accounts_on_demand(&self) -> bool {
-        {
-            let mut last = self.accounts_loaded.lock().expect("accounts lock");
-            let now = tokio::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-                return false;
-            }
-            *last = Some(now);
+    /// Pass-through mode: makes sure the account table was read after `since` (when a
+    /// login began), re-reading it now when not; returns whether such a table is loaded.
+    /// Logins that fail at the same time share one read: reads are serialized, and a read
+    /// that started after `since` serves every login that began before it. So an account
+    /// created, changed or dropped just before a client connects is seen as the server
+    /// sees it, and failed logins cost at most one account read at a time.
+    pub async fn refresh_accounts_since(&self, since: tokio::time::Instant) -> bool {
+        let _reading = self.accounts_reading.lock().await;
+        if self.accounts_loaded.lock().expect("accounts lock").is_some_and(|t| t >= since) {
+            return true;
         }
+        let started = tokio::time::Instant::now();
         match self.load_accounts().await {
-            Ok(()) => true,
+            Ok(()) => {
+                *self.accounts_loaded.lock().expect("accounts lock") = Some(started);
+                true
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot re-read backend accounts");
                 false
@@ -211,11 +218,13 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
         shutdown: shutdown_rx,
         accounts: Accounts::default(),
         accounts_loaded: Mutex::new(None),
+        accounts_reading: tokio::sync::Mutex::new(()),
         faults,
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
+        let started = tokio::time::Instant::now();
         shared.load_accounts().await.map_err(|e| Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}")))?;
-        *shared.accounts_loaded.lock().expect("accounts lock") = Some(tokio::time::Instant::now());
+        *shared.accounts_loaded.lock().expect("accounts lock") = Some(started);
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
@@ -254,8 +263,8 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = shared.load_accounts().await {
-            tracing::warn!(error = %e, "cannot re-read backend accounts; keeping the previous table");
+        if !shared.refresh_accounts_since(tokio::time::Instant::now()).await {
+            tracing::warn!("keeping the previous account table");
         }
     }
 }

@@ -144,6 +144,35 @@ async fn stored_procedures_with_several_result_sets_and_out_params_are_byte_iden
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_call_of_a_procedure_with_an_open_cursor_passes_its_rows_and_stays_in_sync() {
+    // The procedure's own cursor makes the server set CURSOR_EXISTS in the EOFs of the
+    // result sets it sends; without a cursor asked for by COM_STMT_EXECUTE the rows follow
+    // anyway (MariaDB's main.sp-cursor with --ps-protocol).
+    for caps in [CAPS, CAPS & !cap::DEPRECATE_EOF] {
+        let mut prepare = vec![com::STMT_PREPARE];
+        prepare.extend_from_slice(b"CALL p_cmd_cursor(2)");
+        same_bytes(
+            caps,
+            &[
+                "DROP PROCEDURE IF EXISTS p_cmd_cursor",
+                "CREATE PROCEDURE p_cmd_cursor(a INT) BEGIN \
+                   DECLARE v INT; DECLARE done INT DEFAULT 0; \
+                   DECLARE c CURSOR FOR SELECT seq FROM seq_1_to_3 WHERE seq >= a; \
+                   DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1; \
+                   OPEN c; l: LOOP FETCH c INTO v; IF done THEN LEAVE l; END IF; SELECT v, 'row'; END LOOP; CLOSE c; END",
+            ],
+            &[
+                (prepare, Some(Expect::Prepare)),
+                (execute(1, 0, &[]), Some(Expect::Execute)),
+                (execute(1, 0, &[]), Some(Expect::Execute)),
+                (query("SELECT 'still in sync'"), Some(Expect::Query)),
+            ],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
     for caps in [CAPS, CAPS & !cap::DEPRECATE_EOF] {
         let prepare = |sql: &str| {
@@ -179,7 +208,7 @@ async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
                 (stmt_payload(com::STMT_RESET, 2, &[]), Some(Expect::OnePacket)),
                 // Statement 3: a read-only cursor fetched two rows at a time.
                 (prepare("SELECT id, v FROM t_cmd_ps ORDER BY id"), Some(Expect::Prepare)),
-                (execute(3, 1, &[]), Some(Expect::Execute)),
+                (execute(3, 1, &[]), Some(Expect::ExecuteCursor)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),

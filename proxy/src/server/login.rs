@@ -161,47 +161,42 @@ pub async fn authenticate<N: Net>(
     seq: &mut u8,
 ) -> Result<(Verdict, Vec<u8>)> {
     let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, host, !response.is_empty()) };
-    // Which plugin the account needs, and how to check it.
-    enum Check {
-        Config { password: String },
-        Native(Option<[u8; 20]>),
-        Unknown,
-    }
     let (plugin, check) = match shared.cfg.proxy.auth_mode {
         AuthMode::Config => match shared.cfg.user(user.as_bytes()) {
             Some(u) => (shared.cfg.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),
             None => (shared.cfg.proxy.default_auth_plugin.clone(), Check::Unknown),
         },
         AuthMode::Passthrough => {
-            let mut account = shared.accounts.find(user, host);
-            if account.is_none() && shared.refresh_accounts_on_demand().await {
-                account = shared.accounts.find(user, host);
+            let since = tokio::time::Instant::now();
+            let mut refreshed = false;
+            let mut check = passthrough_check(shared, user, host);
+            if matches!(check, Check::Unknown) {
+                // Perhaps created just now.
+                refreshed = shared.refresh_accounts_since(since).await;
+                check = passthrough_check(shared, user, host);
             }
-            match account.map(|a| (a.verifier(), a)) {
-                None => (auth::NATIVE.to_string(), Check::Unknown),
-                Some((Verifier::Native(stage2), _)) => (auth::NATIVE.to_string(), Check::Native(stage2)),
-                Some((Verifier::Unsupported(p), a)) => {
-                    let message = format!(
-                        "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password)",
-                        a.user, a.host
-                    );
+            if let Check::Unsupported(message) = check {
+                return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
+            }
+            if !switch_plugin(conn, shared, auth::NATIVE, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
+                return Ok((denied(&response), nonce));
+            }
+            let mut verdict = verify_passthrough(&check, user, &nonce, &response);
+            if verdict.is_none() && !refreshed && shared.refresh_accounts_since(since).await {
+                // The password (or the account) may have changed since the table was read.
+                check = passthrough_check(shared, user, host);
+                if let Check::Unsupported(message) = check {
                     return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
                 }
+                verdict = verify_passthrough(&check, user, &nonce, &response);
             }
+            return Ok((verdict.unwrap_or_else(|| denied(&response)), nonce));
         }
     };
-    if client_plugin != plugin {
-        if !can_switch {
-            return Ok((denied(&response), nonce));
-        }
-        nonce = new_nonce(shared);
-        conn.send(*seq, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
-        let p = conn.read_packet().await.map_err(client_read_err)?;
-        response = p.payload.to_vec();
-        *seq = p.next_seq();
+    if !switch_plugin(conn, shared, &plugin, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
+        return Ok((denied(&response), nonce));
     }
     let verdict = match check {
-        Check::Unknown => denied(&response),
         Check::Config { password } => {
             if verify(shared, conn, &plugin, user, &password, &nonce, &response, seq).await? {
                 Verdict::Accepted {
@@ -212,14 +207,71 @@ pub async fn authenticate<N: Net>(
                 denied(&response)
             }
         }
-        Check::Native(None) if response.is_empty() => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) },
-        Check::Native(None) => denied(&response),
-        Check::Native(Some(stage2)) => match auth::native_recover_stage1(&stage2, &nonce, &response) {
-            Some(stage1) => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) },
-            None => denied(&response),
-        },
+        _ => denied(&response),
     };
     Ok((verdict, nonce))
+}
+
+/// How a client's credentials are checked.
+enum Check {
+    /// A `[[users]]` entry.
+    Config { password: String },
+    /// A backend account with mysql_native_password (`None`: no password).
+    Native(Option<[u8; 20]>),
+    /// A backend account Sluice cannot proxy; the message says why.
+    Unsupported(String),
+    /// No such account.
+    Unknown,
+}
+
+/// Pass-through mode: how `user` from `host` is checked, from the account table as read.
+fn passthrough_check<N: Net>(shared: &Shared<N>, user: &str, host: &str) -> Check {
+    match shared.accounts.find(user, host).map(|a| (a.verifier(), a)) {
+        None => Check::Unknown,
+        Some((Verifier::Native(stage2), _)) => Check::Native(stage2),
+        Some((Verifier::Unsupported(p), a)) => Check::Unsupported(format!(
+            "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password)",
+            a.user, a.host
+        )),
+    }
+}
+
+/// Pass-through mode: the verdict for a native-password `response` to `nonce`, `None`
+/// when the credentials do not match.
+fn verify_passthrough(check: &Check, user: &str, nonce: &[u8], response: &[u8]) -> Option<Verdict> {
+    match check {
+        Check::Native(None) if response.is_empty() => Some(Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) }),
+        Check::Native(Some(stage2)) => auth::native_recover_stage1(stage2, nonce, response)
+            .map(|stage1| Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) }),
+        _ => None,
+    }
+}
+
+/// Asks the client to switch to `plugin` when it answered for another one, replacing
+/// `response` and `nonce`; false when the client cannot switch.
+#[allow(clippy::too_many_arguments)]
+async fn switch_plugin<N: Net>(
+    conn: &mut PacketConn<N::Stream>,
+    shared: &Shared<N>,
+    plugin: &str,
+    client_plugin: &str,
+    can_switch: bool,
+    nonce: &mut Vec<u8>,
+    response: &mut Vec<u8>,
+    seq: &mut u8,
+) -> Result<bool> {
+    if client_plugin == plugin {
+        return Ok(true);
+    }
+    if !can_switch {
+        return Ok(false);
+    }
+    *nonce = new_nonce(shared);
+    conn.send(*seq, &auth_switch_request(plugin, nonce)).await.map_err(Error::ClientIo)?;
+    let p = conn.read_packet().await.map_err(client_read_err)?;
+    *seq = p.next_seq();
+    *response = p.payload.to_vec();
+    Ok(true)
 }
 
 /// Verifies `response` for `plugin`; may exchange more packets (caching_sha2 full auth).

@@ -13,6 +13,7 @@ use tokio::sync::Notify;
 use super::login::{self, send_err, ClientLogin};
 use super::registry::{parse_kill, Kill};
 use crate::backend::conn::{connect, BackendConn, Secret};
+use crate::config::AuthMode;
 use crate::error::Error;
 use crate::net::Net;
 use crate::protocol::conn::{PacketConn, ReadError};
@@ -180,6 +181,7 @@ impl<N: Net> Session<N> {
                     Some(k) => self.kill(k).await,
                     None => self.relay(&p.payload, Expect::Query).await,
                 },
+                Route::Relay(Expect::Execute) => self.relay(&p.payload, Expect::for_execute(&p.payload)).await,
                 Route::Relay(expect) => self.relay(&p.payload, expect).await,
                 Route::NoResponse => self
                     .backend
@@ -288,7 +290,11 @@ impl<N: Net> Session<N> {
         }
     }
 
-    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL with a Sluice connection id.
+    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL. `id` is a Sluice connection id
+    /// (from the handshake) or the backend thread id of one of Sluice's sessions (from
+    /// `CONNECTION_ID()` or `SHOW PROCESSLIST`); either is mapped to the backend thread
+    /// serving that session. Any other id is left to the server (a connection that is not
+    /// Sluice's, or no connection at all).
     async fn kill(&mut self, kill: Kill) -> Result<(), Error> {
         let (id, query) = match kill {
             Kill::Query(id) => (id, true),
@@ -298,32 +304,56 @@ impl<N: Net> Session<N> {
                 return self.answer_via_backend(Some((1235, "42000", msg))).await;
             }
         };
-        let entry = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
-        let Some((target, entry)) = entry else {
-            return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
+        let statement = |thread: u64| format!("KILL {}{thread}", if query { "QUERY " } else { "" });
+        let passthrough = self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
+        let by_sluice_id = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
+        let Some((target, entry)) = by_sluice_id.or_else(|| self.shared.registry.by_backend_thread(&self.backend.addr, id)) else {
+            if !passthrough {
+                // The backend account is Sluice's own: its other connections (monitor,
+                // other proxies' sessions) are not the client's to kill.
+                return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
+            }
+            // Not one of Sluice's sessions: the server answers, with the client's account.
+            let mut payload = vec![com::QUERY];
+            payload.extend_from_slice(statement(id).as_bytes());
+            return self.relay(&payload, Expect::Query).await;
         };
-        if entry.user != self.login.user {
-            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
-        }
         if target == self.id && !query {
             // Killing oneself: the server answers nothing and closes; do the same.
             self.killed.notify_one();
             return Ok(());
         }
+        if !passthrough && entry.user != self.login.user {
+            // Every session shares Sluice's backend account: the server cannot tell
+            // owners apart, so Sluice checks ownership itself.
+            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
+        }
         if let Some((addr, thread)) = &entry.backend {
-            let sql = format!("KILL {}{thread}", if query { "QUERY " } else { "" });
-            let login = self.shared.service_login();
-            let result = async {
-                let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
-                let r = c.query(&sql).await;
-                c.quit().await;
-                r
-            }
-            .await;
+            let sql = statement(u64::from(*thread));
+            let result = if passthrough && *addr == self.backend.addr {
+                // On the session's own backend connection, as the client's own account:
+                // the server applies its privilege rules (CONNECTION ADMIN, owner).
+                self.backend.query(&sql).await.map(|_| ())
+            } else {
+                let login = self.shared.service_login();
+                async {
+                    let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
+                    let r = c.query(&sql).await;
+                    c.quit().await;
+                    r.map(|_| ())
+                }
+                .await
+            };
             match result {
-                Ok(_) => {}
+                Ok(()) => {}
                 // The backend thread already ended: the session is going away anyway.
                 Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+                Err(Error::BackendErr { code, state, message, .. }) => {
+                    // Named with the id the client used.
+                    let message = message.replace(&thread.to_string(), &id.to_string());
+                    return self.answer_via_backend(Some((code, &state, &message))).await;
+                }
+                Err(e) if passthrough && *addr == self.backend.addr => return Err(e),
                 Err(e) => {
                     tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
                     send_err(&mut self.client, 1, err::CR_SERVER_LOST, "HY000", &format!("Sluice could not reach backend {addr} to kill: {e}")).await;
@@ -383,6 +413,12 @@ impl<N: Net> Session<N> {
                     None,
                 );
                 match self.backend.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
+                    // The server refuses the command itself after too many failed
+                    // attempts on one connection (ER_UNKNOWN_COM_ERROR): its answer wins.
+                    Err(Error::BackendErr { code: backend_code, state, message, .. }) if backend_code != err::ER_ACCESS_DENIED_ERROR => {
+                        send_err(&mut self.client, seq, backend_code, &state, &message).await;
+                        return Ok(());
+                    }
                     Err(Error::BackendErr { .. }) => {}
                     Ok(_) => tracing::warn!(conn = self.id, "backend accepted a COM_CHANGE_USER meant to be refused"),
                     Err(e) => {
