@@ -111,8 +111,11 @@ impl<N: Net> Shared<N> {
         let primary = self.primary().ok_or(Error::NoBackend("primary"))?;
         let mut c = crate::backend::conn::connect(&self.net, &primary, &self.service_login(), &self.rng).await?;
         let list = accounts::load(&mut c).await;
+        let resolves = c.query("SELECT @@skip_name_resolve").await;
         c.quit().await;
         let list = list?;
+        let resolves = resolves?.rows.first().and_then(|r| r.first().cloned().flatten()).is_some_and(|v| v == b"0");
+        self.accounts.set_resolves_names(resolves);
         tracing::debug!(accounts = list.len(), "backend accounts loaded");
         self.accounts.replace(list);
         Ok(())

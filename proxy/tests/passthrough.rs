@@ -106,6 +106,12 @@ async fn accounts_created_or_changed_just_before_a_login_are_seen_at_once() {
     mysql_async::Conn::new(opts(proxy.local_addr(), "pt_fresh0", "two", false)).await.unwrap();
     let e = mysql_async::Conn::new(opts(proxy.local_addr(), "pt_fresh0", "one", false)).await.unwrap_err();
     assert!(e.to_string().contains("1045"), "{e}");
+    // Host given as ip/netmask.
+    root_sql("CREATE USER IF NOT EXISTS 'pt_masked'@'127.0.0.0/255.0.0.0' IDENTIFIED BY 'm'");
+    root_sql("GRANT SELECT ON test.* TO 'pt_masked'@'127.0.0.0/255.0.0.0'");
+    let mut c = mysql_async::Conn::new(opts(proxy.local_addr(), "pt_masked", "m", false)).await.unwrap();
+    let who: String = c.query_first("SELECT CURRENT_USER()").await.unwrap().unwrap();
+    assert_eq!(who, "pt_masked@127.0.0.0/255.0.0.0");
     // A password set on an account that had none.
     root_sql("CREATE USER IF NOT EXISTS 'pt_fresh_nopw'@'%'");
     root_sql("GRANT SELECT ON test.* TO 'pt_fresh_nopw'@'%'");

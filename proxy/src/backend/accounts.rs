@@ -6,8 +6,8 @@
 //! this way: the stored `SHA1(SHA1(pw))` verifies the client's proof, and the proof yields
 //! `SHA1(pw)`, which answers any later native challenge
 //! (<https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html>).
-//! Host matching follows the server's rules for `%` and `_` wildcards, most specific
-//! host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
+//! Host matching follows the server's rules for `%` and `_` wildcards and `ip/netmask`,
+//! most specific host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
 
 use std::sync::RwLock;
 
@@ -59,9 +59,31 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
         }
     }
     if pattern == "localhost" {
-        return host == "localhost" || host == "127.0.0.1" || host == "::1";
+        return is_loopback(host);
+    }
+    if let Some((net, mask)) = pattern.split_once('/') {
+        // `ip/netmask` (IPv4): matches when host & netmask == ip.
+        return match (ipv4(net), ipv4(mask), ipv4(host)) {
+            (Some(net), Some(mask), Some(host)) => host & mask == net,
+            _ => false,
+        };
     }
     rec(pattern.as_bytes(), host.as_bytes())
+}
+
+/// Whether `host` is this machine's loopback address (or already the name `localhost`).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+/// A dotted IPv4 address as a number.
+fn ipv4(s: &str) -> Option<u32> {
+    let mut parts = s.split('.');
+    let mut v = 0u32;
+    for _ in 0..4 {
+        v = v << 8 | u32::from(parts.next()?.parse::<u8>().ok()?);
+    }
+    parts.next().is_none().then_some(v)
 }
 
 /// How specific a host pattern is: literal hosts before wildcards, longer literal
@@ -75,11 +97,35 @@ fn specificity(pattern: &str) -> (bool, usize) {
 #[derive(Debug, Default)]
 pub struct Accounts {
     list: RwLock<Vec<Account>>,
+    /// The server resolves client addresses to names (`skip_name_resolve = OFF`).
+    resolves_names: RwLock<bool>,
 }
 
 impl Accounts {
+    pub fn set_resolves_names(&self, on: bool) {
+        *self.resolves_names.write().expect("accounts lock") = on;
+    }
+
+    /// The client's host as the server names it in messages ("Access denied for user
+    /// 'u'@'host'"): a server that resolves names calls the loopback address
+    /// `localhost` (other addresses would need DNS and are shown as they are).
+    pub fn host_as_server_names_it<'a>(&self, host: &'a str) -> &'a str {
+        if *self.resolves_names.read().expect("accounts lock") && is_loopback(host) {
+            "localhost"
+        } else {
+            host
+        }
+    }
+
     pub fn replace(&self, mut list: Vec<Account>) {
-        list.sort_by(|a, b| specificity(&b.host).cmp(&specificity(&a.host)).then_with(|| a.host.cmp(&b.host)).then_with(|| a.user.cmp(&b.user)));
+        // Per host, named accounts before the anonymous one (User = '').
+        list.sort_by(|a, b| {
+            specificity(&b.host)
+                .cmp(&specificity(&a.host))
+                .then_with(|| a.host.cmp(&b.host))
+                .then_with(|| a.user.is_empty().cmp(&b.user.is_empty()))
+                .then_with(|| a.user.cmp(&b.user))
+        });
         *self.list.write().expect("accounts lock") = list;
     }
 
@@ -91,9 +137,10 @@ impl Accounts {
         self.len() == 0
     }
 
-    /// The account a connection from `host` as `user` logs in to.
+    /// The account a connection from `host` as `user` logs in to: the first whose host
+    /// matches and whose user is `user` or anonymous (`''` matches any user name).
     pub fn find(&self, user: &str, host: &str) -> Option<Account> {
-        self.list.read().expect("accounts lock").iter().find(|a| a.user == user && host_matches(&a.host, host)).cloned()
+        self.list.read().expect("accounts lock").iter().find(|a| (a.user == user || a.user.is_empty()) && host_matches(&a.host, host)).cloned()
     }
 }
 
@@ -129,6 +176,20 @@ mod tests {
         assert!(host_matches("127.0.0._", "127.0.0.1"));
         assert!(host_matches("localhost", "127.0.0.1"));
         assert!(!host_matches("db1", "db12"));
+        assert!(host_matches("127.0.0.0/255.0.0.0", "127.0.0.1"));
+        assert!(host_matches("10.1.0.0/255.255.0.0", "10.1.2.3"));
+        assert!(!host_matches("10.1.0.0/255.255.0.0", "10.2.2.3"));
+        assert!(!host_matches("10.1.0.0/255.255.0.0", "::1"));
+    }
+
+    #[test]
+    fn loopback_clients_are_named_localhost_when_the_server_resolves_names() {
+        let a = Accounts::default();
+        assert_eq!(a.host_as_server_names_it("127.0.0.1"), "127.0.0.1");
+        a.set_resolves_names(true);
+        assert_eq!(a.host_as_server_names_it("127.0.0.1"), "localhost");
+        assert_eq!(a.host_as_server_names_it("::1"), "localhost");
+        assert_eq!(a.host_as_server_names_it("10.0.0.7"), "10.0.0.7");
     }
 
     #[test]
@@ -139,6 +200,17 @@ mod tests {
         assert_eq!(a.find("u", "127.0.0.2").unwrap().auth_string, "*C");
         assert_eq!(a.find("u", "10.0.0.1").unwrap().auth_string, "*A");
         assert_eq!(a.find("v", "10.0.0.1"), None);
+    }
+
+    #[test]
+    fn anonymous_account_matches_any_user_after_named_ones_of_the_same_host() {
+        let a = Accounts::default();
+        a.replace(vec![acct("", "localhost", "", ""), acct("u", "localhost", "mysql_native_password", "*U"), acct("w", "%", "mysql_native_password", "*W")]);
+        assert_eq!(a.find("u", "127.0.0.1").unwrap().auth_string, "*U");
+        assert_eq!(a.find("nobody", "127.0.0.1").unwrap().user, "");
+        // A more specific host wins over a named account with a wildcard host, as on the server.
+        assert_eq!(a.find("w", "127.0.0.1").unwrap().user, "");
+        assert_eq!(a.find("w", "10.0.0.1").unwrap().auth_string, "*W");
     }
 
     #[test]

@@ -160,7 +160,8 @@ pub async fn authenticate<N: Net>(
     mut response: Vec<u8>,
     seq: &mut u8,
 ) -> Result<(Verdict, Vec<u8>)> {
-    let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, host, !response.is_empty()) };
+    let shown_host = shared.accounts.host_as_server_names_it(host);
+    let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, shown_host, !response.is_empty()) };
     let (plugin, check) = match shared.cfg.proxy.auth_mode {
         AuthMode::Config => match shared.cfg.user(user.as_bytes()) {
             Some(u) => (shared.cfg.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),

@@ -178,6 +178,8 @@ impl<N: Net> Session<N> {
                 },
                 Route::ChangeUser => self.change_user(&p.payload).await,
                 Route::Relay(Expect::Query) if cmd == com::QUERY => match parse_kill(&p.payload[1..]) {
+                    // passthrough: the client's own account; the server decides.
+                    Some(Kill::User) if self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough => self.relay(&p.payload, Expect::Query).await,
                     Some(k) => self.kill(k).await,
                     None => self.relay(&p.payload, Expect::Query).await,
                 },
@@ -201,7 +203,6 @@ impl<N: Net> Session<N> {
     async fn relay(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
         let addr = self.backend.addr.clone();
         if let Err(source) = self.backend.conn.send(0, payload).await {
-            self.lost_backend(Some(0)).await;
             return Err(Error::BackendIo { addr, sent: true, source });
         }
         let mut resent = false;
@@ -210,7 +211,6 @@ impl<N: Net> Session<N> {
             let (n, ev) = match t.advance(self.backend.conn.buffered()) {
                 Ok(x) => x,
                 Err(m) => {
-                    self.lost_backend(t.last_seq()).await;
                     return Err(Error::backend_protocol(&addr, m.0));
                 }
             };
@@ -247,12 +247,10 @@ impl<N: Net> Session<N> {
                     }
                     match filled {
                         Ok(0) => {
-                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
                             return Err(Error::BackendIo { addr, sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });
                         }
                         Ok(_) => {}
                         Err(source) => {
-                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
                             return Err(Error::BackendIo { addr, sent: true, source });
                         }
                     }
@@ -281,15 +279,6 @@ impl<N: Net> Session<N> {
         }
     }
 
-    /// The backend failed mid-command: tell the client when the protocol still allows
-    /// an ERR packet (at a packet boundary), with the next sequence id.
-    async fn lost_backend(&mut self, last_seq: Option<u8>) {
-        if let Some(seq) = last_seq {
-            let msg = format!("Lost connection to backend server {} during query", self.backend.addr);
-            send_err(&mut self.client, seq.wrapping_add(1), err::CR_SERVER_LOST, "HY000", &msg).await;
-        }
-    }
-
     /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL. `id` is a Sluice connection id
     /// (from the handshake) or the backend thread id of one of Sluice's sessions (from
     /// `CONNECTION_ID()` or `SHOW PROCESSLIST`); either is mapped to the backend thread
@@ -300,6 +289,7 @@ impl<N: Net> Session<N> {
             Kill::Query(id) => (id, true),
             Kill::Connection(id) => (id, false),
             Kill::User => {
+                // config mode: every session shares Sluice's backend account.
                 let msg = "KILL USER is not supported through Sluice (it would reach other clients' sessions)";
                 return self.answer_via_backend(Some((1235, "42000", msg))).await;
             }
@@ -422,7 +412,6 @@ impl<N: Net> Session<N> {
                     Err(Error::BackendErr { .. }) => {}
                     Ok(_) => tracing::warn!(conn = self.id, "backend accepted a COM_CHANGE_USER meant to be refused"),
                     Err(e) => {
-                        self.lost_backend(Some(seq.wrapping_sub(1))).await;
                         return Err(e);
                     }
                 }
@@ -448,7 +437,6 @@ impl<N: Net> Session<N> {
                 Ok(())
             }
             Err(e) => {
-                self.lost_backend(Some(seq.wrapping_sub(1))).await;
                 Err(e)
             }
         }
