@@ -67,6 +67,7 @@ impl Conn {
             database: (!db.is_empty()).then(|| db.as_bytes().to_vec()),
             charset,
             caps,
+            ext_caps: 0,
             attrs: None,
             tls: None,
             timeout: Duration::from_secs(15),

@@ -53,11 +53,12 @@ pub struct Shared<N: Net> {
 }
 
 impl<N: Net> Shared<N> {
-    /// `(server version, capabilities, charset)` to announce to clients, from the primary.
-    pub fn handshake_facts(&self) -> (String, u32, u8) {
-        let facts = self.topology.with(|t| t.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, ch)| (v.to_string(), c, ch)));
-        let (version, caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 45));
-        (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, charset)
+    /// `(server version, capabilities, extended capabilities, charset)` to announce to
+    /// clients, from the primary.
+    pub fn handshake_facts(&self) -> (String, u32, u32, u8) {
+        let facts = self.topology.with(|t| t.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, e, ch)| (v.to_string(), c, e, ch)));
+        let (version, caps, ext_caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 0, 45));
+        (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, ext_caps, charset)
     }
 
     pub fn primary(&self) -> Option<String> {
@@ -65,13 +66,15 @@ impl<N: Net> Shared<N> {
     }
 
     /// A backend login as `user` with `secret`, with the client's session parameters.
-    pub fn backend_login(&self, user: &str, secret: &Secret, database: Option<Vec<u8>>, charset: u8, caps: u32, attrs: Option<Vec<u8>>) -> Login {
+    #[allow(clippy::too_many_arguments)]
+    pub fn backend_login(&self, user: &str, secret: &Secret, database: Option<Vec<u8>>, charset: u8, caps: u32, ext_caps: u32, attrs: Option<Vec<u8>>) -> Login {
         Login {
             user: user.to_string(),
             secret: secret.clone(),
             database,
             charset,
             caps,
+            ext_caps,
             attrs,
             tls: self.backend_tls.clone(),
             timeout: Duration::from_millis(self.cfg.backend.connect_timeout_ms),
@@ -129,6 +132,7 @@ fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
         database: None,
         charset: 45,
         caps: cap::SERVICE,
+        ext_caps: 0,
         attrs: None,
         tls,
         timeout: Duration::from_millis(cfg.backend.connect_timeout_ms),

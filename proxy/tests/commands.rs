@@ -3,7 +3,8 @@
 //! (results pass through undecoded). Covers COM_QUERY with several result sets, warnings
 //! and an error in the middle, COM_STMT_PREPARE / EXECUTE / SEND_LONG_DATA / RESET / CLOSE /
 //! FETCH (cursors), COM_FIELD_LIST, COM_INIT_DB, COM_PING, COM_SET_OPTION,
-//! COM_RESET_CONNECTION and COM_STATISTICS, with and without CLIENT_DEPRECATE_EOF.
+//! COM_RESET_CONNECTION and COM_STATISTICS, with and without CLIENT_DEPRECATE_EOF, and
+//! MariaDB's extended metadata.
 
 mod common;
 
@@ -221,6 +222,28 @@ async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
         )
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_extended_metadata_is_offered_and_column_definitions_carry_it() {
+    // MARIADB_CLIENT_EXTENDED_METADATA: column definitions name e.g. the JSON format
+    // (MariaDB's main.type_json prints it as `252 (format=json)`).
+    let ext = cap::ext::EXTENDED_METADATA;
+    let proxy = proxy().await;
+    let mut direct = raw_with(&primary_addr(), "app", "app", CAPS, ext).await;
+    let mut via = raw_with(proxy.local_addr(), "app", "app", CAPS, ext).await;
+    assert_eq!(direct.ext_caps, ext, "the server offers it");
+    assert_eq!(via.ext_caps, ext, "Sluice offers it too");
+    let sql = query("SELECT JSON_OBJECT('a', 1) AS j");
+    let a = roundtrip(&mut direct, &sql, Expect::Query).await;
+    let b = roundtrip(&mut via, &sql, Expect::Query).await;
+    assert_eq!(a, b);
+    assert!(b.windows(4).any(|w| w == b"json"), "extended type info in the column definition");
+    // Without it, neither sends it.
+    let mut plain = raw(proxy.local_addr(), CAPS).await;
+    assert_eq!(plain.ext_caps, 0);
+    let c = roundtrip(&mut plain, &sql, Expect::Query).await;
+    assert!(!c.windows(4).any(|w| w == b"json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -168,6 +168,7 @@ async fn change_user_is_refused_as_unknown_command_after_three_failures_like_the
         database: None,
         charset: 45,
         caps: CAPS,
+        ext_caps: 0,
         attrs: None,
         tls: None,
         timeout: std::time::Duration::from_secs(10),

@@ -30,6 +30,8 @@ pub struct ClientLogin {
     pub backend_user: String,
     pub backend_secret: Secret,
     pub caps: u32,
+    /// MariaDB extended capabilities agreed with the client.
+    pub ext_caps: u32,
     pub charset: u8,
     pub database: Option<Vec<u8>>,
     pub attrs: Option<Vec<u8>>,
@@ -71,8 +73,9 @@ pub async fn accept<N: Net>(
     connection_id: u32,
     peer_host: &str,
 ) -> Result<ClientLogin> {
-    let (version, primary_caps, charset) = shared.handshake_facts();
+    let (version, primary_caps, primary_ext_caps, charset) = shared.handshake_facts();
     let mut caps = primary_caps & cap::SUPPORTED & !cap::SSL;
+    let ext_caps = primary_ext_caps & cap::ext::SUPPORTED;
     if shared.acceptor.is_some() {
         caps |= cap::SSL;
     }
@@ -82,6 +85,7 @@ pub async fn accept<N: Net>(
         connection_id,
         nonce: nonce.clone(),
         caps,
+        ext_caps,
         charset,
         status: status::AUTOCOMMIT,
         auth_plugin: shared.cfg.proxy.default_auth_plugin.clone().into_bytes(),
@@ -125,6 +129,7 @@ pub async fn accept<N: Net>(
         backend_user,
         backend_secret,
         caps: resp.caps & (caps | cap::SSL),
+        ext_caps: resp.ext_caps & ext_caps,
         charset: resp.charset,
         database: resp.database.filter(|d| !d.is_empty()),
         attrs: resp.attrs,

@@ -125,7 +125,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
 
 async fn open_backend<N: Net>(shared: &Shared<N>, login: &ClientLogin) -> Result<BackendConn<N::Stream>, Error> {
     let primary = shared.primary().ok_or(Error::NoBackend("primary"))?;
-    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.attrs.clone());
+    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
     connect(&shared.net, &primary, &blogin, &shared.rng).await
 }
 
@@ -400,6 +400,7 @@ impl<N: Net> Session<N> {
                     None,
                     self.login.charset,
                     self.backend.caps,
+                    self.backend.ext_caps,
                     None,
                 );
                 match self.backend.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
@@ -421,7 +422,7 @@ impl<N: Net> Session<N> {
         };
         let database = (!cu.database.is_empty()).then(|| cu.database.clone());
         let charset = cu.charset.unwrap_or(self.login.charset as u16);
-        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, self.backend.caps, cu.attrs.clone());
+        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, self.backend.caps, self.backend.ext_caps, cu.attrs.clone());
         match self.backend.change_user(&blogin, charset, &self.shared.rng).await {
             Ok(ok_payload) => {
                 self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
