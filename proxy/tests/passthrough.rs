@@ -185,3 +185,24 @@ async fn change_user_is_refused_as_unknown_command_after_three_failures_like_the
     let r = c.query("SELECT 1").await.unwrap();
     assert_eq!(r.rows.len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_old_password_accounts_log_in_when_the_server_allows_them() {
+    // MariaDB's main.change_user: pre-4.1 password hashes, with secure_auth off.
+    root_sql("CREATE USER IF NOT EXISTS 'pt_oldpw'@'%' IDENTIFIED BY PASSWORD '09301740536db389'");
+    root_sql("GRANT SELECT ON test.* TO 'pt_oldpw'@'%'");
+    let proxy = passthrough_proxy().await;
+    root_sql("SET GLOBAL secure_auth = 0");
+    let direct = mariadb_cli(&primary_addr(), "pt_oldpw", "oldpw", &[], "SELECT CURRENT_USER()");
+    let via = mariadb_cli(proxy.local_addr(), "pt_oldpw", "oldpw", &[], "SELECT CURRENT_USER()");
+    let wrong = mariadb_cli(proxy.local_addr(), "pt_oldpw", "wrong", &[], "SELECT 1");
+    // With secure_auth on, the server refuses such accounts, and so does Sluice's login.
+    root_sql("SET GLOBAL secure_auth = 1");
+    let refused_direct = mariadb_cli(&primary_addr(), "pt_oldpw", "oldpw", &[], "SELECT 1");
+    let refused_via = mariadb_cli(proxy.local_addr(), "pt_oldpw", "oldpw", &[], "SELECT 1");
+    assert!(direct.0 && direct.1.trim() == "pt_oldpw@%", "{direct:?}");
+    assert!(via.0 && via.1.trim() == "pt_oldpw@%", "{via:?}");
+    assert!(!wrong.0 && wrong.2.contains("1045"), "{wrong:?}");
+    assert!(!refused_direct.0, "{refused_direct:?}");
+    assert!(!refused_via.0, "{refused_via:?}");
+}

@@ -2,10 +2,13 @@
 //! (`mysql.global_priv` on MariaDB, `mysql.user` on MySQL), so Sluice can verify a client
 //! exactly as the server would and log in to the backends *as that client*.
 //!
-//! Only `mysql_native_password` accounts (and accounts without a password) can be proxied
-//! this way: the stored `SHA1(SHA1(pw))` verifies the client's proof, and the proof yields
-//! `SHA1(pw)`, which answers any later native challenge
+//! Only `mysql_native_password` and `mysql_old_password` accounts (and accounts without a
+//! password) can be proxied this way. Native: the stored `SHA1(SHA1(pw))` verifies the
+//! client's proof, and the proof yields `SHA1(pw)`, which answers any later native
+//! challenge
 //! (<https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html>).
+//! Old (pre-4.1): the stored hash alone both checks and computes the answer to any
+//! challenge.
 //! Host matching follows the server's rules for `%` and `_` wildcards and `ip/netmask`,
 //! most specific host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
 
@@ -31,6 +34,8 @@ pub struct Account {
 pub enum Verifier {
     /// mysql_native_password with the stored `SHA1(SHA1(pw))`; `None` = empty password.
     Native(Option<[u8; 20]>),
+    /// mysql_old_password with its stored hash.
+    Old([u32; 2]),
     /// An account Sluice cannot proxy (the plugin is named).
     Unsupported(String),
 }
@@ -40,6 +45,11 @@ impl Account {
         let plugin = if self.plugin.is_empty() { auth::NATIVE } else { self.plugin.as_str() };
         if self.auth_string.is_empty() && (plugin == auth::NATIVE || plugin == "mysql_old_password" || plugin == auth::CACHING_SHA2) {
             return Verifier::Native(None);
+        }
+        if plugin == auth::OLD {
+            if let Some(h) = auth::parse_old_hash(&self.auth_string) {
+                return Verifier::Old(h);
+            }
         }
         match (plugin, auth::parse_native_hash(&self.auth_string)) {
             (auth::NATIVE, Some(h)) => Verifier::Native(Some(h)),
@@ -220,5 +230,6 @@ mod tests {
         assert_eq!(acct("u", "%", "mysql_native_password", "").verifier(), Verifier::Native(None));
         assert_eq!(acct("u", "%", "ed25519", "xyz").verifier(), Verifier::Unsupported("ed25519".into()));
         assert_eq!(acct("u", "%", "unix_socket", "").verifier(), Verifier::Unsupported("unix_socket".into()));
+        assert_eq!(acct("u", "%", "mysql_old_password", "09301740536db389").verifier(), Verifier::Old(auth::old_hash(b"oldpw")));
     }
 }

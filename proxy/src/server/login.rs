@@ -184,7 +184,8 @@ pub async fn authenticate<N: Net>(
             if let Check::Unsupported(message) = check {
                 return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
             }
-            if !switch_plugin(conn, shared, auth::NATIVE, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
+            let plugin = check.plugin();
+            if !switch_plugin(conn, shared, plugin, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
                 return Ok((denied(&response), nonce));
             }
             let mut verdict = verify_passthrough(&check, user, &nonce, &response);
@@ -194,7 +195,11 @@ pub async fn authenticate<N: Net>(
                 if let Check::Unsupported(message) = check {
                     return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
                 }
-                verdict = verify_passthrough(&check, user, &nonce, &response);
+                // The client answered for `plugin`: an account now needing another one
+                // is refused this time.
+                if check.plugin() == plugin {
+                    verdict = verify_passthrough(&check, user, &nonce, &response);
+                }
             }
             return Ok((verdict.unwrap_or_else(|| denied(&response)), nonce));
         }
@@ -224,10 +229,22 @@ enum Check {
     Config { password: String },
     /// A backend account with mysql_native_password (`None`: no password).
     Native(Option<[u8; 20]>),
+    /// A backend account with mysql_old_password.
+    Old([u32; 2]),
     /// A backend account Sluice cannot proxy; the message says why.
     Unsupported(String),
     /// No such account.
     Unknown,
+}
+
+impl Check {
+    /// The plugin a pass-through client must answer for.
+    fn plugin(&self) -> &'static str {
+        match self {
+            Check::Old(_) => auth::OLD,
+            _ => auth::NATIVE,
+        }
+    }
 }
 
 /// Pass-through mode: how `user` from `host` is checked, from the account table as read.
@@ -235,8 +252,9 @@ fn passthrough_check<N: Net>(shared: &Shared<N>, user: &str, host: &str) -> Chec
     match shared.accounts.find(user, host).map(|a| (a.verifier(), a)) {
         None => Check::Unknown,
         Some((Verifier::Native(stage2), _)) => Check::Native(stage2),
+        Some((Verifier::Old(hash), _)) => Check::Old(hash),
         Some((Verifier::Unsupported(p), a)) => Check::Unsupported(format!(
-            "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password)",
+            "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password and mysql_old_password)",
             a.user, a.host
         )),
     }
@@ -249,6 +267,9 @@ fn verify_passthrough(check: &Check, user: &str, nonce: &[u8], response: &[u8]) 
         Check::Native(None) if response.is_empty() => Some(Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) }),
         Check::Native(Some(stage2)) => auth::native_recover_stage1(stage2, nonce, response)
             .map(|stage1| Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) }),
+        // The client sends the 8 bytes and a NUL.
+        Check::Old(hash) => (response.strip_suffix(&[0]).unwrap_or(response) == auth::old_scramble(*hash, nonce))
+            .then(|| Verdict::Accepted { backend_user: user.to_string(), secret: Secret::OldHash(*hash) }),
         _ => None,
     }
 }
