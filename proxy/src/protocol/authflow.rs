@@ -92,11 +92,8 @@ impl ClientAuth {
             // Only the hash is known: the server asks to switch to mysql_old_password
             // for such an account whatever the first answer was.
             (auth::NATIVE, Secret::OldHash(_)) => Ok(Vec::new()),
-            (auth::OLD, Secret::OldHash(hash)) => {
-                let mut r = auth::old_scramble(*hash, &self.nonce).to_vec();
-                r.push(0);
-                Ok(r)
-            }
+            (auth::OLD, Secret::OldHash(hash)) => Ok(old_answer(*hash, &self.nonce)),
+            (auth::OLD, Secret::Password(pw)) => Ok(old_answer(auth::old_hash(pw.as_bytes()), &self.nonce)),
             (other, _) => Err(AuthFailure::Unsupported(other.to_string())),
         }
     }
@@ -156,6 +153,13 @@ impl ClientAuth {
             _ => fail("unexpected packet during login"),
         }
     }
+}
+
+/// mysql_old_password's answer: the 8 scrambled bytes and a NUL.
+fn old_answer(hash: [u32; 2], nonce: &[u8]) -> Vec<u8> {
+    let mut r = auth::old_scramble(hash, nonce).to_vec();
+    r.push(0);
+    r
 }
 
 fn refused(payload: &[u8]) -> ClientStep {

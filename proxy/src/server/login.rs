@@ -35,6 +35,8 @@ pub struct ClientLogin {
     pub charset: u8,
     pub database: Option<Vec<u8>>,
     pub attrs: Option<Vec<u8>>,
+    /// The nonce of Sluice's handshake. Clients keep it for the whole connection: a
+    /// later one-byte mysql_old_password request (COM_CHANGE_USER) is answered with it.
     pub nonce: Vec<u8>,
     /// Sequence id for the next packet to the client.
     pub seq: u8,
@@ -116,7 +118,7 @@ pub async fn accept<N: Net>(
         _ => auth::NATIVE.to_string(),
     };
     let can_switch = resp.caps & cap::PLUGIN_AUTH != 0;
-    let (verdict, nonce) = authenticate(shared, conn, &user, peer_host, &client_plugin, can_switch, nonce, resp.auth_response.clone(), &mut seq).await?;
+    let (verdict, _) = authenticate(shared, conn, &user, peer_host, &client_plugin, can_switch, nonce.clone(), resp.auth_response.clone(), &mut seq).await?;
     let (backend_user, backend_secret) = match verdict {
         Verdict::Accepted { backend_user, secret } => (backend_user, secret),
         Verdict::Refused { code, message } => {
@@ -293,8 +295,18 @@ async fn switch_plugin<N: Net>(
     if !can_switch {
         return Ok(false);
     }
-    *nonce = new_nonce(shared);
-    conn.send(*seq, &auth_switch_request(plugin, nonce)).await.map_err(Error::ClientIo)?;
+    // As the server does, the nonce of the handshake serves the whole connection:
+    // during COM_CHANGE_USER, Connector/C answers a switch with the nonce it holds,
+    // not the one in the switch request.
+    if nonce.is_empty() {
+        *nonce = new_nonce(shared);
+    }
+    if plugin == auth::OLD && nonce.len() >= auth::OLD_SCRAMBLE_LEN {
+        // The one-byte request for a mysql_old_password answer.
+        conn.send(*seq, &[0xFE]).await.map_err(Error::ClientIo)?;
+    } else {
+        conn.send(*seq, &auth_switch_request(plugin, nonce)).await.map_err(Error::ClientIo)?;
+    }
     let p = conn.read_packet().await.map_err(client_read_err)?;
     *seq = p.next_seq();
     *response = p.payload.to_vec();

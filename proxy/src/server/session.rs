@@ -384,9 +384,10 @@ impl<N: Net> Session<N> {
         };
         let name = String::from_utf8_lossy(&cu.user).into_owned();
         let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).trim_matches(['[', ']']).to_string();
-        // Always start with a fresh challenge: the client answers it for the account's plugin.
+        // The client answers for the account's plugin, with the handshake's nonce (as
+        // with the server, which keeps one nonce per connection).
         let mut seq = 1;
-        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, Vec::new(), Vec::new(), &mut seq).await?;
+        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, self.login.nonce.clone(), Vec::new(), &mut seq).await?;
         let (backend_user, secret) = match verdict {
             login::Verdict::Accepted { backend_user, secret } => (backend_user, secret),
             login::Verdict::Refused { code, message } => {
