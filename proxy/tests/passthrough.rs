@@ -206,3 +206,35 @@ async fn mysql_old_password_accounts_log_in_when_the_server_allows_them() {
     assert!(!refused_direct.0, "{refused_direct:?}");
     assert!(!refused_via.0, "{refused_via:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn change_user_asks_for_an_answer_to_the_handshake_nonce_as_connector_c_expects() {
+    // Connector/C answers an auth switch during COM_CHANGE_USER with the nonce of the
+    // handshake (the server keeps one per connection), whatever the switch carries.
+    use sluice::protocol::{auth, handshake::ChangeUser};
+    root_sql("CREATE USER IF NOT EXISTS 'pt_cu'@'%' IDENTIFIED BY 'cu-pw'");
+    root_sql("GRANT SELECT ON test.* TO 'pt_cu'@'%'");
+    let proxy = passthrough_proxy().await;
+    let mut c = raw_as(proxy.local_addr(), "app", "app", CAPS).await;
+    let handshake_nonce = c.nonce.clone();
+    let cu = ChangeUser {
+        user: b"pt_cu".to_vec(),
+        auth_response: vec![1; 20],
+        database: b"test".to_vec(),
+        charset: Some(45),
+        auth_plugin: Some(b"some_other_plugin".to_vec()),
+        attrs: None,
+    };
+    c.conn.send(0, &cu.write(c.caps)).await.unwrap();
+    let switch = c.conn.read_packet().await.unwrap();
+    let mut expected = vec![0xFE];
+    expected.extend_from_slice(b"mysql_native_password\0");
+    expected.extend_from_slice(&handshake_nonce);
+    expected.push(0);
+    assert_eq!(switch.payload.to_vec(), expected, "the switch request carries the handshake's nonce");
+    c.conn.send(switch.next_seq(), &auth::native_scramble(b"cu-pw", &handshake_nonce)).await.unwrap();
+    let ok = c.conn.read_packet().await.unwrap();
+    assert_eq!(ok.payload.first(), Some(&0x00), "{:?}", ok.payload);
+    let r = c.query("SELECT CURRENT_USER()").await.unwrap();
+    assert_eq!(r.rows[0][0].as_deref(), Some(&b"pt_cu@%"[..]));
+}
