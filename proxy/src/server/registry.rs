@@ -1,9 +1,11 @@
 //! Client connection ids and the sessions behind them, for `KILL [QUERY] <id>` and
 //! COM_PROCESS_KILL.
 //!
-//! Clients only ever see the ids Sluice hands out in its handshake; the registry maps such
-//! an id to the backend connection currently serving that session, so a kill acts on the
-//! right backend thread (<https://mariadb.com/kb/en/kill/>).
+//! Clients see the ids Sluice hands out in its handshake, and backend thread ids through
+//! `CONNECTION_ID()` and the process list; the registry maps either to the backend
+//! connection currently serving that session, so a kill acts on the right backend thread
+//! (<https://mariadb.com/kb/en/kill/>). Sluice's ids start at [`FIRST_ID`] so the two kinds
+//! never meet.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

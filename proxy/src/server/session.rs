@@ -3,8 +3,10 @@
 //!
 //! Commands follow <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html>;
 //! Sluice answers a few itself: COM_QUIT, `KILL` and COM_PROCESS_KILL (mapped to the right
-//! backend thread), COM_CHANGE_USER (re-authenticated against the config, then the backend
-//! session is reset), and commands it does not relay (ER_UNKNOWN_COM_ERROR).
+//! backend thread), COM_CHANGE_USER (re-authenticated against the config or, in
+//! pass-through mode, the backend's accounts, then the backend session is changed too),
+//! and commands it does not relay (ER_UNKNOWN_COM_ERROR). A backend lost mid-command ends
+//! the session: the client sees its connection drop, as with the server itself.
 
 use std::sync::Arc;
 
