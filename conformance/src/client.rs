@@ -67,6 +67,7 @@ impl Conn {
             database: (!db.is_empty()).then(|| db.as_bytes().to_vec()),
             charset,
             caps,
+            ext_caps: 0,
             attrs: None,
             tls: None,
             timeout: Duration::from_secs(15),
@@ -90,6 +91,7 @@ impl Conn {
     /// Sends a command and reads its whole response.
     pub async fn command(&mut self, payload: &[u8], expect: Expect, infiles: &BTreeMap<String, Vec<u8>>) -> Result<Vec<RawPacket>> {
         self.send(payload).await?;
+        let expect = if matches!(expect, Expect::Execute | Expect::ExecuteCursor) { Expect::for_execute(payload) } else { expect };
         self.read_response(expect, infiles).await
     }
 

@@ -212,9 +212,9 @@ enum St {
 /// the column types of the statement for COM_STMT_FETCH responses.
 pub fn decode(expect: Expect, caps: u32, packets: &[RawPacket], fetch_types: &[(u8, u16)]) -> Vec<Item> {
     let dep = caps & cap::DEPRECATE_EOF != 0;
-    let binary = matches!(expect, Expect::Execute | Expect::Fetch);
+    let binary = matches!(expect, Expect::Execute | Expect::ExecuteCursor | Expect::Fetch);
     let mut st = match expect {
-        Expect::Query | Expect::Execute | Expect::Prepare => St::First,
+        Expect::Query | Expect::Execute | Expect::ExecuteCursor | Expect::Prepare => St::First,
         Expect::Fetch | Expect::FieldList => St::Rows,
         Expect::OnePacket => St::Any,
     };
@@ -265,7 +265,7 @@ pub fn decode(expect: Expect, caps: u32, packets: &[RawPacket], fetch_types: &[(
                         }
                     }
                 }
-                Some(0xFB) if matches!(expect, Expect::Query | Expect::Execute) => (Decoded::LocalInfile { file: p[1..].to_vec() }, "LOCAL INFILE request"),
+                Some(0xFB) if matches!(expect, Expect::Query | Expect::Execute | Expect::ExecuteCursor) => (Decoded::LocalInfile { file: p[1..].to_vec() }, "LOCAL INFILE request"),
                 Some(_) if st == St::First && expect != Expect::Prepare => match Reader::new(p).lenenc() {
                     Some(n) if n > 0 && p.len() <= 9 => {
                         result_set += 1;
@@ -292,7 +292,7 @@ pub fn decode(expect: Expect, caps: u32, packets: &[RawPacket], fetch_types: &[(
             St::DefsEof => {
                 let d = eof(p);
                 if let Decoded::Eof { status: s, .. } = d {
-                    st = if s & status::CURSOR_EXISTS != 0 && expect == Expect::Execute {
+                    st = if s & status::CURSOR_EXISTS != 0 && expect == Expect::ExecuteCursor {
                         if s & status::MORE_RESULTS_EXISTS != 0 { St::First } else { St::Any }
                     } else {
                         St::Rows

@@ -444,16 +444,17 @@ impl LegRun<'_> {
             Action::Execute { name, cursor, params } => {
                 let id = self.stmt_id(name);
                 let payload = execute_payload(id, *cursor, params)?;
-                let mut packets = self.conn()?.command(&payload, Expect::Execute, &BTreeMap::new()).await.map_err(|e| format!("{e:#}"))?;
+                let expect = Expect::for_execute(&payload);
+                let mut packets = self.conn()?.command(&payload, expect, &BTreeMap::new()).await.map_err(|e| format!("{e:#}"))?;
                 name_stmt_ids(&mut packets, id, name);
                 let caps = self.conn()?.caps();
-                let types = result_types(&decode(Expect::Execute, caps, &packets, &[]));
+                let types = result_types(&decode(expect, caps, &packets, &[]));
                 if let Some(p) = self.stmts[self.cur].get_mut(name) {
                     if !types.is_empty() {
                         p.types = types;
                     }
                 }
-                self.record(s, section, label, Expect::Execute, packets, vec![]).await?;
+                self.record(s, section, label, expect, packets, vec![]).await?;
             }
             Action::Fetch { name, rows } => {
                 let id = self.stmt_id(name);
@@ -506,11 +507,12 @@ impl LegRun<'_> {
         let caps = self.conn()?.caps();
         let infiles = &self.case.infiles;
         let conn = self.conns.get_mut(self.cur).and_then(Option::as_mut).ok_or("connection is not open")?;
-        let mut packets = conn.command(&payload, Expect::Execute, infiles).await.map_err(|e| format!("{e:#}"))?;
+        let expect = Expect::for_execute(&payload);
+        let mut packets = conn.command(&payload, expect, infiles).await.map_err(|e| format!("{e:#}"))?;
         name_stmt_ids(&mut packets, id, "statement");
-        let types = result_types(&decode(Expect::Execute, caps, &packets, &[]));
-        let st = final_status(&packets, Expect::Execute, caps, &[]);
-        self.record(s, section, format!("{base} [COM_STMT_EXECUTE]"), Expect::Execute, packets, vec![]).await?;
+        let types = result_types(&decode(expect, caps, &packets, &[]));
+        let st = final_status(&packets, expect, caps, &[]);
+        self.record(s, section, format!("{base} [COM_STMT_EXECUTE]"), expect, packets, vec![]).await?;
         if let (Some(n), Some(st)) = (cursor, st) {
             if st & status::CURSOR_EXISTS != 0 {
                 for k in 1..=MAX_FETCHES {

@@ -44,17 +44,21 @@ pub struct Shared<N: Net> {
     pub shutdown: Signal<bool>,
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
+    /// When the account table in `accounts` was read (the start of that read).
     accounts_loaded: Mutex<Option<tokio::time::Instant>>,
+    /// Held while the account table is read on demand.
+    accounts_reading: tokio::sync::Mutex<()>,
     /// Injected misbehaviour (simulation only; [`NoFaults`] in production).
     pub faults: Arc<dyn Faults>,
 }
 
 impl<N: Net> Shared<N> {
-    /// `(server version, capabilities, charset)` to announce to clients, from the primary.
-    pub fn handshake_facts(&self) -> (String, u32, u8) {
-        let facts = self.topology.with(|t| t.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, ch)| (v.to_string(), c, ch)));
-        let (version, caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 45));
-        (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, charset)
+    /// `(server version, capabilities, extended capabilities, charset)` to announce to
+    /// clients, from the primary.
+    pub fn handshake_facts(&self) -> (String, u32, u32, u8) {
+        let facts = self.topology.with(|t| t.as_ref().and_then(|t| t.primary_facts()).map(|(v, c, e, ch)| (v.to_string(), c, e, ch)));
+        let (version, caps, ext_caps, charset) = facts.unwrap_or_else(|| ("5.5.5-10.11.0-MariaDB".to_string(), cap::SUPPORTED, 0, 45));
+        (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, ext_caps, charset)
     }
 
     pub fn primary(&self) -> Option<String> {
@@ -62,13 +66,15 @@ impl<N: Net> Shared<N> {
     }
 
     /// A backend login as `user` with `secret`, with the client's session parameters.
-    pub fn backend_login(&self, user: &str, secret: &Secret, database: Option<Vec<u8>>, charset: u8, caps: u32, attrs: Option<Vec<u8>>) -> Login {
+    #[allow(clippy::too_many_arguments)]
+    pub fn backend_login(&self, user: &str, secret: &Secret, database: Option<Vec<u8>>, charset: u8, caps: u32, ext_caps: u32, attrs: Option<Vec<u8>>) -> Login {
         Login {
             user: user.to_string(),
             secret: secret.clone(),
             database,
             charset,
             caps,
+            ext_caps,
             attrs,
             tls: self.backend_tls.clone(),
             timeout: Duration::from_millis(self.cfg.backend.connect_timeout_ms),
@@ -80,19 +86,23 @@ impl<N: Net> Shared<N> {
         service_login(&self.cfg, self.backend_tls.clone())
     }
 
-    /// Re-reads the backend's accounts now (pass-through mode), at most once a second;
-    /// returns whether a fresh table was loaded.
-    pub async fn refresh_accounts_on_demand(&self) -> bool {
-        {
-            let mut last = self.accounts_loaded.lock().expect("accounts lock");
-            let now = tokio::time::Instant::now();
-            if last.is_some_and(|t| now.duration_since(t) < Duration::from_secs(1)) {
-                return false;
-            }
-            *last = Some(now);
+    /// Pass-through mode: makes sure the account table was read after `since` (when a
+    /// login began), re-reading it now when not; returns whether such a table is loaded.
+    /// Logins that fail at the same time share one read: reads are serialized, and a read
+    /// that started after `since` serves every login that began before it. So an account
+    /// created, changed or dropped just before a client connects is seen as the server
+    /// sees it, and failed logins cost at most one account read at a time.
+    pub async fn refresh_accounts_since(&self, since: tokio::time::Instant) -> bool {
+        let _reading = self.accounts_reading.lock().await;
+        if self.accounts_loaded.lock().expect("accounts lock").is_some_and(|t| t >= since) {
+            return true;
         }
+        let started = tokio::time::Instant::now();
         match self.load_accounts().await {
-            Ok(()) => true,
+            Ok(()) => {
+                *self.accounts_loaded.lock().expect("accounts lock") = Some(started);
+                true
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot re-read backend accounts");
                 false
@@ -104,8 +114,11 @@ impl<N: Net> Shared<N> {
         let primary = self.primary().ok_or(Error::NoBackend("primary"))?;
         let mut c = crate::backend::conn::connect(&self.net, &primary, &self.service_login(), &self.rng).await?;
         let list = accounts::load(&mut c).await;
+        let resolves = c.query("SELECT @@skip_name_resolve").await;
         c.quit().await;
         let list = list?;
+        let resolves = resolves?.rows.first().and_then(|r| r.first().cloned().flatten()).is_some_and(|v| v == b"0");
+        self.accounts.set_resolves_names(resolves);
         tracing::debug!(accounts = list.len(), "backend accounts loaded");
         self.accounts.replace(list);
         Ok(())
@@ -119,6 +132,7 @@ fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
         database: None,
         charset: 45,
         caps: cap::SERVICE,
+        ext_caps: 0,
         attrs: None,
         tls,
         timeout: Duration::from_millis(cfg.backend.connect_timeout_ms),
@@ -211,11 +225,13 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
         shutdown: shutdown_rx,
         accounts: Accounts::default(),
         accounts_loaded: Mutex::new(None),
+        accounts_reading: tokio::sync::Mutex::new(()),
         faults,
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
+        let started = tokio::time::Instant::now();
         shared.load_accounts().await.map_err(|e| Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}")))?;
-        *shared.accounts_loaded.lock().expect("accounts lock") = Some(tokio::time::Instant::now());
+        *shared.accounts_loaded.lock().expect("accounts lock") = Some(started);
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
@@ -254,8 +270,8 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
             _ = shutdown.wait_for(|s| *s) => return,
             _ = tokio::time::sleep(every) => {}
         }
-        if let Err(e) = shared.load_accounts().await {
-            tracing::warn!(error = %e, "cannot re-read backend accounts; keeping the previous table");
+        if !shared.refresh_accounts_since(tokio::time::Instant::now()).await {
+            tracing::warn!("keeping the previous account table");
         }
     }
 }

@@ -3,7 +3,8 @@
 //! (results pass through undecoded). Covers COM_QUERY with several result sets, warnings
 //! and an error in the middle, COM_STMT_PREPARE / EXECUTE / SEND_LONG_DATA / RESET / CLOSE /
 //! FETCH (cursors), COM_FIELD_LIST, COM_INIT_DB, COM_PING, COM_SET_OPTION,
-//! COM_RESET_CONNECTION and COM_STATISTICS, with and without CLIENT_DEPRECATE_EOF.
+//! COM_RESET_CONNECTION and COM_STATISTICS, with and without CLIENT_DEPRECATE_EOF, and
+//! MariaDB's extended metadata.
 
 mod common;
 
@@ -144,6 +145,35 @@ async fn stored_procedures_with_several_result_sets_and_out_params_are_byte_iden
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prepared_call_of_a_procedure_with_an_open_cursor_passes_its_rows_and_stays_in_sync() {
+    // The procedure's own cursor makes the server set CURSOR_EXISTS in the EOFs of the
+    // result sets it sends; without a cursor asked for by COM_STMT_EXECUTE the rows follow
+    // anyway (MariaDB's main.sp-cursor with --ps-protocol).
+    for caps in [CAPS, CAPS & !cap::DEPRECATE_EOF] {
+        let mut prepare = vec![com::STMT_PREPARE];
+        prepare.extend_from_slice(b"CALL p_cmd_cursor(2)");
+        same_bytes(
+            caps,
+            &[
+                "DROP PROCEDURE IF EXISTS p_cmd_cursor",
+                "CREATE PROCEDURE p_cmd_cursor(a INT) BEGIN \
+                   DECLARE v INT; DECLARE done INT DEFAULT 0; \
+                   DECLARE c CURSOR FOR SELECT seq FROM seq_1_to_3 WHERE seq >= a; \
+                   DECLARE CONTINUE HANDLER FOR NOT FOUND SET done = 1; \
+                   OPEN c; l: LOOP FETCH c INTO v; IF done THEN LEAVE l; END IF; SELECT v, 'row'; END LOOP; CLOSE c; END",
+            ],
+            &[
+                (prepare, Some(Expect::Prepare)),
+                (execute(1, 0, &[]), Some(Expect::Execute)),
+                (execute(1, 0, &[]), Some(Expect::Execute)),
+                (query("SELECT 'still in sync'"), Some(Expect::Query)),
+            ],
+        )
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
     for caps in [CAPS, CAPS & !cap::DEPRECATE_EOF] {
         let prepare = |sql: &str| {
@@ -179,7 +209,7 @@ async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
                 (stmt_payload(com::STMT_RESET, 2, &[]), Some(Expect::OnePacket)),
                 // Statement 3: a read-only cursor fetched two rows at a time.
                 (prepare("SELECT id, v FROM t_cmd_ps ORDER BY id"), Some(Expect::Prepare)),
-                (execute(3, 1, &[]), Some(Expect::Execute)),
+                (execute(3, 1, &[]), Some(Expect::ExecuteCursor)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),
                 (stmt_payload(com::STMT_FETCH, 3, &2u32.to_le_bytes()), Some(Expect::Fetch)),
@@ -192,6 +222,28 @@ async fn prepared_statements_long_data_and_cursors_are_byte_identical() {
         )
         .await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_extended_metadata_is_offered_and_column_definitions_carry_it() {
+    // MARIADB_CLIENT_EXTENDED_METADATA: column definitions name e.g. the JSON format
+    // (MariaDB's main.type_json prints it as `252 (format=json)`).
+    let ext = cap::ext::EXTENDED_METADATA;
+    let proxy = proxy().await;
+    let mut direct = raw_with(&primary_addr(), "app", "app", CAPS, ext).await;
+    let mut via = raw_with(proxy.local_addr(), "app", "app", CAPS, ext).await;
+    assert_eq!(direct.ext_caps, ext, "the server offers it");
+    assert_eq!(via.ext_caps, ext, "Sluice offers it too");
+    let sql = query("SELECT JSON_OBJECT('a', 1) AS j");
+    let a = roundtrip(&mut direct, &sql, Expect::Query).await;
+    let b = roundtrip(&mut via, &sql, Expect::Query).await;
+    assert_eq!(a, b);
+    assert!(b.windows(4).any(|w| w == b"json"), "extended type info in the column definition");
+    // Without it, neither sends it.
+    let mut plain = raw(proxy.local_addr(), CAPS).await;
+    assert_eq!(plain.ext_caps, 0);
+    let c = roundtrip(&mut plain, &sql, Expect::Query).await;
+    assert!(!c.windows(4).any(|w| w == b"json"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -488,6 +488,7 @@ async fn dump_session<N: Net>(
         database: None,
         charset: 45,
         caps: cap::SERVICE,
+        ext_caps: 0,
         attrs: None,
         tls: None,
         timeout: Duration::from_millis(cfg.net_timeout_ms),

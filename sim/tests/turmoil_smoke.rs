@@ -29,6 +29,7 @@ fn login(user: &str, password: &str, db: Option<&str>) -> Login {
         database: db.map(|d| d.as_bytes().to_vec()),
         charset: 45,
         caps: cap::SUPPORTED & !cap::SSL & !cap::LOCAL_FILES,
+        ext_caps: 0,
         attrs: None,
         tls: None,
         timeout: Duration::from_secs(5),

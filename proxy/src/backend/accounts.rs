@@ -2,12 +2,15 @@
 //! (`mysql.global_priv` on MariaDB, `mysql.user` on MySQL), so Sluice can verify a client
 //! exactly as the server would and log in to the backends *as that client*.
 //!
-//! Only `mysql_native_password` accounts (and accounts without a password) can be proxied
-//! this way: the stored `SHA1(SHA1(pw))` verifies the client's proof, and the proof yields
-//! `SHA1(pw)`, which answers any later native challenge
+//! Only `mysql_native_password` and `mysql_old_password` accounts (and accounts without a
+//! password) can be proxied this way. Native: the stored `SHA1(SHA1(pw))` verifies the
+//! client's proof, and the proof yields `SHA1(pw)`, which answers any later native
+//! challenge
 //! (<https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html>).
-//! Host matching follows the server's rules for `%` and `_` wildcards, most specific
-//! host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
+//! Old (pre-4.1): the stored hash alone both checks and computes the answer to any
+//! challenge.
+//! Host matching follows the server's rules for `%` and `_` wildcards and `ip/netmask`,
+//! most specific host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
 
 use std::sync::RwLock;
 
@@ -31,6 +34,8 @@ pub struct Account {
 pub enum Verifier {
     /// mysql_native_password with the stored `SHA1(SHA1(pw))`; `None` = empty password.
     Native(Option<[u8; 20]>),
+    /// mysql_old_password with its stored hash.
+    Old([u32; 2]),
     /// An account Sluice cannot proxy (the plugin is named).
     Unsupported(String),
 }
@@ -40,6 +45,11 @@ impl Account {
         let plugin = if self.plugin.is_empty() { auth::NATIVE } else { self.plugin.as_str() };
         if self.auth_string.is_empty() && (plugin == auth::NATIVE || plugin == "mysql_old_password" || plugin == auth::CACHING_SHA2) {
             return Verifier::Native(None);
+        }
+        if plugin == auth::OLD {
+            if let Some(h) = auth::parse_old_hash(&self.auth_string) {
+                return Verifier::Old(h);
+            }
         }
         match (plugin, auth::parse_native_hash(&self.auth_string)) {
             (auth::NATIVE, Some(h)) => Verifier::Native(Some(h)),
@@ -59,9 +69,31 @@ pub fn host_matches(pattern: &str, host: &str) -> bool {
         }
     }
     if pattern == "localhost" {
-        return host == "localhost" || host == "127.0.0.1" || host == "::1";
+        return is_loopback(host);
+    }
+    if let Some((net, mask)) = pattern.split_once('/') {
+        // `ip/netmask` (IPv4): matches when host & netmask == ip.
+        return match (ipv4(net), ipv4(mask), ipv4(host)) {
+            (Some(net), Some(mask), Some(host)) => host & mask == net,
+            _ => false,
+        };
     }
     rec(pattern.as_bytes(), host.as_bytes())
+}
+
+/// Whether `host` is this machine's loopback address (or already the name `localhost`).
+pub fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+/// A dotted IPv4 address as a number.
+fn ipv4(s: &str) -> Option<u32> {
+    let mut parts = s.split('.');
+    let mut v = 0u32;
+    for _ in 0..4 {
+        v = v << 8 | u32::from(parts.next()?.parse::<u8>().ok()?);
+    }
+    parts.next().is_none().then_some(v)
 }
 
 /// How specific a host pattern is: literal hosts before wildcards, longer literal
@@ -75,11 +107,35 @@ fn specificity(pattern: &str) -> (bool, usize) {
 #[derive(Debug, Default)]
 pub struct Accounts {
     list: RwLock<Vec<Account>>,
+    /// The server resolves client addresses to names (`skip_name_resolve = OFF`).
+    resolves_names: RwLock<bool>,
 }
 
 impl Accounts {
+    pub fn set_resolves_names(&self, on: bool) {
+        *self.resolves_names.write().expect("accounts lock") = on;
+    }
+
+    /// The client's host as the server names it in messages ("Access denied for user
+    /// 'u'@'host'"): a server that resolves names calls the loopback address
+    /// `localhost` (other addresses would need DNS and are shown as they are).
+    pub fn host_as_server_names_it<'a>(&self, host: &'a str) -> &'a str {
+        if *self.resolves_names.read().expect("accounts lock") && is_loopback(host) {
+            "localhost"
+        } else {
+            host
+        }
+    }
+
     pub fn replace(&self, mut list: Vec<Account>) {
-        list.sort_by(|a, b| specificity(&b.host).cmp(&specificity(&a.host)).then_with(|| a.host.cmp(&b.host)).then_with(|| a.user.cmp(&b.user)));
+        // Per host, named accounts before the anonymous one (User = '').
+        list.sort_by(|a, b| {
+            specificity(&b.host)
+                .cmp(&specificity(&a.host))
+                .then_with(|| a.host.cmp(&b.host))
+                .then_with(|| a.user.is_empty().cmp(&b.user.is_empty()))
+                .then_with(|| a.user.cmp(&b.user))
+        });
         *self.list.write().expect("accounts lock") = list;
     }
 
@@ -91,9 +147,10 @@ impl Accounts {
         self.len() == 0
     }
 
-    /// The account a connection from `host` as `user` logs in to.
+    /// The account a connection from `host` as `user` logs in to: the first whose host
+    /// matches and whose user is `user` or anonymous (`''` matches any user name).
     pub fn find(&self, user: &str, host: &str) -> Option<Account> {
-        self.list.read().expect("accounts lock").iter().find(|a| a.user == user && host_matches(&a.host, host)).cloned()
+        self.list.read().expect("accounts lock").iter().find(|a| (a.user == user || a.user.is_empty()) && host_matches(&a.host, host)).cloned()
     }
 }
 
@@ -129,6 +186,20 @@ mod tests {
         assert!(host_matches("127.0.0._", "127.0.0.1"));
         assert!(host_matches("localhost", "127.0.0.1"));
         assert!(!host_matches("db1", "db12"));
+        assert!(host_matches("127.0.0.0/255.0.0.0", "127.0.0.1"));
+        assert!(host_matches("10.1.0.0/255.255.0.0", "10.1.2.3"));
+        assert!(!host_matches("10.1.0.0/255.255.0.0", "10.2.2.3"));
+        assert!(!host_matches("10.1.0.0/255.255.0.0", "::1"));
+    }
+
+    #[test]
+    fn loopback_clients_are_named_localhost_when_the_server_resolves_names() {
+        let a = Accounts::default();
+        assert_eq!(a.host_as_server_names_it("127.0.0.1"), "127.0.0.1");
+        a.set_resolves_names(true);
+        assert_eq!(a.host_as_server_names_it("127.0.0.1"), "localhost");
+        assert_eq!(a.host_as_server_names_it("::1"), "localhost");
+        assert_eq!(a.host_as_server_names_it("10.0.0.7"), "10.0.0.7");
     }
 
     #[test]
@@ -142,11 +213,23 @@ mod tests {
     }
 
     #[test]
+    fn anonymous_account_matches_any_user_after_named_ones_of_the_same_host() {
+        let a = Accounts::default();
+        a.replace(vec![acct("", "localhost", "", ""), acct("u", "localhost", "mysql_native_password", "*U"), acct("w", "%", "mysql_native_password", "*W")]);
+        assert_eq!(a.find("u", "127.0.0.1").unwrap().auth_string, "*U");
+        assert_eq!(a.find("nobody", "127.0.0.1").unwrap().user, "");
+        // A more specific host wins over a named account with a wildcard host, as on the server.
+        assert_eq!(a.find("w", "127.0.0.1").unwrap().user, "");
+        assert_eq!(a.find("w", "10.0.0.1").unwrap().auth_string, "*W");
+    }
+
+    #[test]
     fn only_native_and_passwordless_accounts_can_be_proxied() {
         let h = "*5BCB3E6AC345B435C7C2E6B7949A04CE6F6563D3";
         assert_eq!(acct("u", "%", "mysql_native_password", h).verifier(), Verifier::Native(Some(auth::native_stage2(b"app"))));
         assert_eq!(acct("u", "%", "mysql_native_password", "").verifier(), Verifier::Native(None));
         assert_eq!(acct("u", "%", "ed25519", "xyz").verifier(), Verifier::Unsupported("ed25519".into()));
         assert_eq!(acct("u", "%", "unix_socket", "").verifier(), Verifier::Unsupported("unix_socket".into()));
+        assert_eq!(acct("u", "%", "mysql_old_password", "09301740536db389").verifier(), Verifier::Old(auth::old_hash(b"oldpw")));
     }
 }

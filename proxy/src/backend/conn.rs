@@ -39,6 +39,8 @@ pub struct Login {
     pub charset: u8,
     /// Capabilities wanted (intersected with the server's and Sluice's).
     pub caps: u32,
+    /// MariaDB extended capabilities wanted (likewise).
+    pub ext_caps: u32,
     pub attrs: Option<Vec<u8>>,
     pub tls: Option<BackendTls>,
     pub timeout: Duration,
@@ -52,8 +54,11 @@ pub struct BackendConn<S> {
     pub thread_id: u32,
     /// Capabilities in force on this connection.
     pub caps: u32,
+    /// MariaDB extended capabilities in force on this connection.
+    pub ext_caps: u32,
     pub server_version: Vec<u8>,
     pub server_caps: u32,
+    pub server_ext_caps: u32,
     pub server_charset: u8,
     pub server_status: u16,
     /// Nonce of the initial handshake (COM_CHANGE_USER proofs use it).
@@ -141,6 +146,7 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
     };
     let mut resp = HandshakeResponse {
         caps,
+        ext_caps: if hs.caps & cap::LONG_PASSWORD == 0 { login.ext_caps & hs.ext_caps & cap::ext::SUPPORTED } else { 0 },
         max_packet: 1 << 30,
         charset: login.charset,
         user: login.user.as_bytes().to_vec(),
@@ -168,8 +174,10 @@ async fn connect_inner<N: Net>(net: &N, addr: &str, login: &Login, rng: &Arc<Mut
         addr: addr.to_string(),
         thread_id: hs.connection_id,
         caps: resp.caps,
+        ext_caps: resp.ext_caps,
         server_version: hs.server_version,
         server_caps: hs.caps,
+        server_ext_caps: hs.ext_caps,
         server_charset: hs.charset,
         server_status,
         nonce: hs.nonce,

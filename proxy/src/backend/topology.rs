@@ -38,6 +38,7 @@ pub enum Observation {
         version: String,
         /// The handshake facts new client sessions mirror.
         caps: u32,
+        ext_caps: u32,
         charset: u8,
     },
     Down { error: String },
@@ -61,11 +62,11 @@ impl Topology {
         self.nodes.iter().filter(|(_, n)| n.role == Role::Replica).map(|(a, _)| a.as_str())
     }
 
-    /// The primary's `(version, caps, charset)`.
-    pub fn primary_facts(&self) -> Option<(&str, u32, u8)> {
+    /// The primary's `(version, caps, extended caps, charset)`.
+    pub fn primary_facts(&self) -> Option<(&str, u32, u32, u8)> {
         let p = self.nodes.get(self.primary.as_ref()?)?;
         match &p.observation {
-            Observation::Up { version, caps, charset, .. } => Some((version, *caps, *charset)),
+            Observation::Up { version, caps, ext_caps, charset, .. } => Some((version, *caps, *ext_caps, *charset)),
             Observation::Down { .. } => None,
         }
     }
@@ -103,7 +104,7 @@ async fn probe<S: crate::net::Stream>(conn: &mut BackendConn<S>) -> Result<Obser
     let version = text(1);
     let status_sql = if version.contains("MariaDB") { "SHOW ALL SLAVES STATUS" } else { "SHOW REPLICA STATUS" };
     let replicating = !conn.query(status_sql).await?.rows.is_empty();
-    Ok(Observation::Up { read_only, replicating, version: String::from_utf8_lossy(&conn.server_version).into_owned(), caps: conn.server_caps, charset: conn.server_charset })
+    Ok(Observation::Up { read_only, replicating, version: String::from_utf8_lossy(&conn.server_version).into_owned(), caps: conn.server_caps, ext_caps: conn.server_ext_caps, charset: conn.server_charset })
 }
 
 /// Runs the probes and publishes the topology.
@@ -198,7 +199,7 @@ mod tests {
     use super::*;
 
     fn up(read_only: bool, replicating: bool) -> Observation {
-        Observation::Up { read_only, replicating, version: "10.11".into(), caps: 0, charset: 45 }
+        Observation::Up { read_only, replicating, version: "10.11".into(), caps: 0, ext_caps: 0, charset: 45 }
     }
 
     fn obs(list: &[(&str, Observation)]) -> BTreeMap<String, Observation> {

@@ -1,6 +1,7 @@
-//! Authentication plugins, both sides: `mysql_native_password` and
+//! Authentication plugins, both sides: `mysql_native_password`,
 //! `caching_sha2_password` (fast path, full authentication in clear text over TLS, and
-//! full authentication by RSA key exchange).
+//! full authentication by RSA key exchange), and the pre-4.1 `mysql_old_password`
+//! (MariaDB still accepts it when `secure_auth` is off).
 //!
 //! Implements <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_authentication_methods_native_password_authentication.html>
 //! and <https://dev.mysql.com/doc/dev/mysql-server/latest/page_caching_sha2_authentication_exchanges.html>.
@@ -15,6 +16,54 @@ use sha2::Sha256;
 pub const NATIVE: &str = "mysql_native_password";
 pub const CACHING_SHA2: &str = "caching_sha2_password";
 pub const CLEAR: &str = "mysql_clear_password";
+pub const OLD: &str = "mysql_old_password";
+
+/// Nonce bytes mysql_old_password uses (the first 8 of the server's).
+pub const OLD_SCRAMBLE_LEN: usize = 8;
+
+/// mysql_old_password's stored hash of `bytes` (spaces and tabs skipped): two 31-bit
+/// numbers, stored as 16 hex digits.
+pub fn old_hash(bytes: &[u8]) -> [u32; 2] {
+    let (mut nr, mut nr2, mut add) = (1_345_345_333u32, 0x1234_5671u32, 7u32);
+    for &c in bytes.iter().filter(|&&c| c != b' ' && c != b'\t') {
+        let c = u32::from(c);
+        nr ^= ((nr & 63).wrapping_add(add)).wrapping_mul(c).wrapping_add(nr << 8);
+        nr2 = nr2.wrapping_add((nr2 << 8) ^ nr);
+        add = add.wrapping_add(c);
+    }
+    [nr & 0x7FFF_FFFF, nr2 & 0x7FFF_FFFF]
+}
+
+/// The 16-hex-digit stored form of a mysql_old_password hash.
+pub fn parse_old_hash(s: &str) -> Option<[u32; 2]> {
+    if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some([u32::from_str_radix(&s[..8], 16).ok()?, u32::from_str_radix(&s[8..], 16).ok()?])
+}
+
+/// The client's 8-byte mysql_old_password answer to `nonce`, computed from the stored
+/// hash alone (which is all the protocol needs).
+pub fn old_scramble(hash: [u32; 2], nonce: &[u8]) -> [u8; OLD_SCRAMBLE_LEN] {
+    const MAX: u64 = 0x3FFF_FFFF;
+    let message = &nonce[..nonce.len().min(OLD_SCRAMBLE_LEN)];
+    let m = old_hash(message);
+    let (mut s1, mut s2) = (u64::from(hash[0] ^ m[0]) % MAX, u64::from(hash[1] ^ m[1]) % MAX);
+    let mut rnd = || {
+        s1 = (s1 * 3 + s2) % MAX;
+        s2 = (s1 + s2 + 33) % MAX;
+        s1 as f64 / MAX as f64
+    };
+    let mut out = [0u8; OLD_SCRAMBLE_LEN];
+    for b in out.iter_mut().take(message.len()) {
+        *b = (rnd() * 31.0).floor() as u8 + 64;
+    }
+    let extra = (rnd() * 31.0).floor() as u8;
+    for b in out.iter_mut() {
+        *b ^= extra;
+    }
+    out
+}
 
 /// caching_sha2_password protocol bytes (sent after 0x01 "more data").
 pub const SHA2_FAST_OK: u8 = 3;
@@ -237,6 +286,18 @@ impl RsaKeys {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn old_password_hash_and_scramble_match_the_servers() {
+        // MariaDB's main.change_user creates test_oldpw with this hash for 'oldpw'.
+        assert_eq!(old_hash(b"oldpw"), parse_old_hash("09301740536db389").unwrap());
+        assert_eq!(old_hash(b"old pw"), old_hash(b"oldpw"), "spaces do not count");
+        let nonce = b"abcdefgh12345678abcd";
+        let s = old_scramble(old_hash(b"oldpw"), nonce);
+        assert_eq!(s, old_scramble(parse_old_hash("09301740536db389").unwrap(), &nonce[..8]), "only 8 nonce bytes count");
+        assert_ne!(s, old_scramble(old_hash(b"other"), nonce));
+        assert_eq!(parse_old_hash("*09301740536db38"), None);
+    }
+
     use super::*;
     use rand::SeedableRng;
 

@@ -19,6 +19,9 @@ pub enum Secret {
     /// `SHA1(password)` recovered from a client's mysql_native_password proof
     /// (pass-through identity): answers mysql_native_password challenges only.
     NativeStage1([u8; 20]),
+    /// A mysql_old_password account's stored hash (pass-through identity): answers
+    /// mysql_old_password challenges only.
+    OldHash([u32; 2]),
 }
 
 impl std::fmt::Debug for Secret {
@@ -26,6 +29,7 @@ impl std::fmt::Debug for Secret {
         f.write_str(match self {
             Secret::Password(_) => "Password(..)",
             Secret::NativeStage1(_) => "NativeStage1(..)",
+            Secret::OldHash(_) => "OldHash(..)",
         })
     }
 }
@@ -34,7 +38,7 @@ impl Secret {
     pub fn password(&self) -> Option<&[u8]> {
         match self {
             Secret::Password(p) => Some(p.as_bytes()),
-            Secret::NativeStage1(_) => None,
+            Secret::NativeStage1(_) | Secret::OldHash(_) => None,
         }
     }
 }
@@ -85,6 +89,11 @@ impl ClientAuth {
             (auth::NATIVE, Secret::Password(pw)) => Ok(auth::native_scramble(pw.as_bytes(), &self.nonce)),
             (auth::NATIVE, Secret::NativeStage1(s1)) => Ok(auth::native_scramble_from_stage1(s1, &self.nonce)),
             (auth::CACHING_SHA2, Secret::Password(pw)) => Ok(auth::sha2_scramble(pw.as_bytes(), &self.nonce)),
+            // Only the hash is known: the server asks to switch to mysql_old_password
+            // for such an account whatever the first answer was.
+            (auth::NATIVE, Secret::OldHash(_)) => Ok(Vec::new()),
+            (auth::OLD, Secret::OldHash(hash)) => Ok(old_answer(*hash, &self.nonce)),
+            (auth::OLD, Secret::Password(pw)) => Ok(old_answer(auth::old_hash(pw.as_bytes()), &self.nonce)),
             (other, _) => Err(AuthFailure::Unsupported(other.to_string())),
         }
     }
@@ -106,6 +115,14 @@ impl ClientAuth {
         match payload.first() {
             Some(0x00) => ClientStep::Done(payload.to_vec()),
             Some(0xFF) => refused(payload),
+            // The pre-plugin request for a mysql_old_password answer to the handshake's nonce.
+            Some(0xFE) if payload.len() == 1 => {
+                self.plugin = auth::OLD.to_string();
+                match self.response() {
+                    Ok(r) => ClientStep::Send(r),
+                    Err(e) => ClientStep::Failed(e),
+                }
+            }
             Some(0xFE) => {
                 let Some((plugin, data)) = parse_auth_switch(payload) else { return fail("malformed auth switch request") };
                 self.plugin = String::from_utf8_lossy(plugin).into_owned();
@@ -136,6 +153,13 @@ impl ClientAuth {
             _ => fail("unexpected packet during login"),
         }
     }
+}
+
+/// mysql_old_password's answer: the 8 scrambled bytes and a NUL.
+fn old_answer(hash: [u32; 2], nonce: &[u8]) -> Vec<u8> {
+    let mut r = auth::old_scramble(hash, nonce).to_vec();
+    r.push(0);
+    r
 }
 
 fn refused(payload: &[u8]) -> ClientStep {

@@ -36,9 +36,20 @@ pub mod cap {
     /// Client-side only ("remember options after a failed connect"); servers announce it.
     pub const REMEMBER_OPTIONS: u32 = 1 << 31;
 
+    /// MariaDB's extended capabilities (4 more bytes in the handshakes, used when the
+    /// server leaves out LONG_PASSWORD, which MariaDB calls CLIENT_MYSQL).
+    pub mod ext {
+        /// Column definitions carry the extended type info (e.g. `format=json`).
+        pub const EXTENDED_METADATA: u32 = 1 << 3;
+        /// What Sluice relays: extended metadata only changes column definitions,
+        /// which pass through undecoded.
+        pub const SUPPORTED: u32 = EXTENDED_METADATA;
+    }
+
     /// Everything Sluice can relay faithfully. Deliberately absent: COMPRESS (not
     /// implemented), OPTIONAL_RESULTSET_METADATA and QUERY_ATTRIBUTES (MySQL-8-only
-    /// extensions MariaDB does not speak), and all MariaDB extended capabilities.
+    /// extensions MariaDB does not speak), and MariaDB's extended capabilities other
+    /// than those in [`ext::SUPPORTED`].
     pub const SUPPORTED: u32 = LONG_PASSWORD
         | FOUND_ROWS
         | LONG_FLAG

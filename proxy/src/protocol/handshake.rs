@@ -20,6 +20,8 @@ pub struct ServerHandshake {
     /// The authentication nonce (20 bytes for the usual plugins), without the trailing NUL.
     pub nonce: Vec<u8>,
     pub caps: u32,
+    /// MariaDB's extended capabilities (zero unless `caps` lacks LONG_PASSWORD).
+    pub ext_caps: u32,
     pub charset: u8,
     pub status: u16,
     pub auth_plugin: Vec<u8>,
@@ -39,12 +41,16 @@ impl ServerHandshake {
         let mut charset = 0;
         let mut status = 0;
         let mut auth_plugin = Vec::new();
+        let mut ext_caps = 0;
         if !r.is_empty() {
             charset = r.u8()?;
             status = r.u16()?;
             caps |= (r.u16()? as u32) << 16;
             let auth_len = r.u8()? as usize;
-            r.take(10)?; // reserved (MariaDB keeps extended capabilities in the last 4)
+            let reserved = r.take(10)?; // MariaDB keeps extended capabilities in the last 4
+            if caps & cap::LONG_PASSWORD == 0 {
+                ext_caps = u32::from_le_bytes(reserved[6..10].try_into().expect("4 bytes"));
+            }
             if caps & cap::SECURE_CONNECTION != 0 {
                 let n = auth_len.saturating_sub(8).max(13);
                 let part2 = r.take(n.min(r.remaining()))?;
@@ -55,7 +61,7 @@ impl ServerHandshake {
                 auth_plugin = r.null_terminated_or_end().to_vec();
             }
         }
-        Some(ServerHandshake { server_version, connection_id, nonce, caps, charset, status, auth_plugin })
+        Some(ServerHandshake { server_version, connection_id, nonce, caps, ext_caps, charset, status, auth_plugin })
     }
 
     pub fn write(&self) -> Vec<u8> {
@@ -71,7 +77,8 @@ impl ServerHandshake {
         out.put_u16_le(self.status);
         out.put_u16_le((self.caps >> 16) as u16);
         out.put_u8(if self.caps & cap::PLUGIN_AUTH != 0 { (self.nonce.len() + 1) as u8 } else { 0 });
-        out.put_slice(&[0; 10]);
+        out.put_slice(&[0; 6]);
+        out.put_u32_le(if self.caps & cap::LONG_PASSWORD == 0 { self.ext_caps } else { 0 });
         if self.caps & cap::SECURE_CONNECTION != 0 {
             out.put_slice(&self.nonce[8..]);
             out.put_u8(0);
@@ -88,6 +95,8 @@ impl ServerHandshake {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HandshakeResponse {
     pub caps: u32,
+    /// MariaDB's extended capabilities (zero unless `caps` lacks LONG_PASSWORD).
+    pub ext_caps: u32,
     pub max_packet: u32,
     pub charset: u8,
     pub user: Vec<u8>,
@@ -111,7 +120,8 @@ impl HandshakeResponse {
         }
         let max_packet = r.u32()?;
         let charset = r.u8()?;
-        r.take(23)?;
+        let filler = r.take(23)?;
+        let ext_caps = if caps & cap::LONG_PASSWORD == 0 { u32::from_le_bytes(filler[19..23].try_into().expect("4 bytes")) } else { 0 };
         let user = r.null_terminated()?.to_vec();
         let auth_response = if caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
             r.lenenc_bytes()?.to_vec()
@@ -121,7 +131,7 @@ impl HandshakeResponse {
         } else {
             r.null_terminated()?.to_vec()
         };
-        let mut resp = HandshakeResponse { caps, max_packet, charset, user, auth_response, ..Default::default() };
+        let mut resp = HandshakeResponse { caps, ext_caps, max_packet, charset, user, auth_response, ..Default::default() };
         if caps & cap::CONNECT_WITH_DB != 0 && !r.is_empty() {
             resp.database = Some(r.null_terminated_or_end().to_vec());
         }
@@ -145,8 +155,17 @@ impl HandshakeResponse {
         out.extend_from_slice(&(self.caps | cap::SSL).to_le_bytes());
         out.extend_from_slice(&self.max_packet.to_le_bytes());
         out.push(self.charset);
-        out.extend_from_slice(&[0; 23]);
+        out.extend_from_slice(&[0; 19]);
+        out.extend_from_slice(&self.filler_ext_caps().to_le_bytes());
         out
+    }
+
+    fn filler_ext_caps(&self) -> u32 {
+        if self.caps & cap::LONG_PASSWORD == 0 {
+            self.ext_caps
+        } else {
+            0
+        }
     }
 
     pub fn write(&self) -> Vec<u8> {
@@ -154,7 +173,8 @@ impl HandshakeResponse {
         out.put_u32_le(self.caps);
         out.put_u32_le(self.max_packet);
         out.put_u8(self.charset);
-        out.put_slice(&[0; 23]);
+        out.put_slice(&[0; 19]);
+        out.put_u32_le(self.filler_ext_caps());
         out.put_slice(&self.user);
         out.put_u8(0);
         if self.caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {
@@ -279,7 +299,8 @@ mod tests {
             server_version: b"5.5.5-10.11.19-MariaDB".to_vec(),
             connection_id: 42,
             nonce: (1..=20).collect(),
-            caps: cap::SUPPORTED,
+            caps: cap::SUPPORTED & !cap::LONG_PASSWORD,
+            ext_caps: cap::ext::EXTENDED_METADATA,
             charset: 45,
             status: 2,
             auth_plugin: b"mysql_native_password".to_vec(),
@@ -295,7 +316,8 @@ mod tests {
     #[test]
     fn handshake_response_roundtrips_with_db_plugin_and_attrs() {
         let resp = HandshakeResponse {
-            caps: cap::SUPPORTED & !cap::SSL,
+            caps: cap::SUPPORTED & !cap::SSL & !cap::LONG_PASSWORD,
+            ext_caps: cap::ext::EXTENDED_METADATA,
             max_packet: 1 << 24,
             charset: 45,
             user: b"app".to_vec(),

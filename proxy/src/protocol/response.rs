@@ -27,8 +27,12 @@ const WHOLE_UP_TO: usize = 32 * 1024;
 pub enum Expect {
     /// COM_QUERY (and COM_PROCESS_INFO): OK, ERR, LOCAL INFILE request or result sets, chained.
     Query,
-    /// COM_STMT_EXECUTE: like `Query`, binary rows, possibly a cursor (no rows sent).
+    /// COM_STMT_EXECUTE without a cursor: like `Query`, binary rows.
     Execute,
+    /// COM_STMT_EXECUTE asking for a cursor: when the server opens one (CURSOR_EXISTS in
+    /// the EOF after the column definitions) no rows follow; they come through
+    /// COM_STMT_FETCH.
+    ExecuteCursor,
     /// COM_STMT_PREPARE: PREPARE_OK with parameter and column definitions, or ERR.
     Prepare,
     /// COM_STMT_FETCH: rows then a terminator, or ERR.
@@ -37,6 +41,21 @@ pub enum Expect {
     FieldList,
     /// Exactly one packet of any shape (COM_STATISTICS's status string, OK/ERR/EOF replies).
     OnePacket,
+}
+
+/// `flags` bit of COM_STMT_EXECUTE asking for a read-only cursor.
+const CURSOR_TYPE_READ_ONLY: u8 = 0x01;
+
+impl Expect {
+    /// The response kind of a COM_STMT_EXECUTE `payload` (command byte first). Only an
+    /// execute that asked for a cursor can get one: a CALL whose procedure has a cursor
+    /// of its own open reports CURSOR_EXISTS too, and still sends its rows.
+    pub fn for_execute(payload: &[u8]) -> Expect {
+        match payload.get(5) {
+            Some(flags) if flags & CURSOR_TYPE_READ_ONLY != 0 => Expect::ExecuteCursor,
+            _ => Expect::Execute,
+        }
+    }
 }
 
 /// Facts learned from a finished response.
@@ -101,7 +120,7 @@ impl ResponseTracker {
     /// `caps` are the capabilities negotiated on the backend connection.
     pub fn new(expect: Expect, caps: u32) -> Self {
         let state = match expect {
-            Expect::Query | Expect::Execute | Expect::Prepare => State::First,
+            Expect::Query | Expect::Execute | Expect::ExecuteCursor | Expect::Prepare => State::First,
             Expect::Fetch | Expect::FieldList => State::Rows,
             Expect::OnePacket => State::OnePacket,
         };
@@ -297,7 +316,7 @@ impl ResponseTracker {
                     Ok(self.end_of_result(st))
                 }
                 // LOAD DATA LOCAL INFILE, as a query or a prepared statement.
-                Some(0xFB) if matches!(self.expect, Expect::Query | Expect::Execute) => Ok(Some(Event::LocalInfile)),
+                Some(0xFB) if matches!(self.expect, Expect::Query | Expect::Execute | Expect::ExecuteCursor) => Ok(Some(Event::LocalInfile)),
                 Some(_) if self.expect != Expect::Prepare => {
                     let n = Reader::new(payload).lenenc().ok_or(Malformed("bad column count"))?;
                     if n == 0 {
@@ -312,7 +331,7 @@ impl ResponseTracker {
             State::ColumnsEof => match first {
                 Some(0xFE) if len < 9 => {
                     let st = terminator_status(payload, self.caps).ok_or(Malformed("bad EOF"))?;
-                    if st & status::CURSOR_EXISTS != 0 && self.expect == Expect::Execute {
+                    if st & status::CURSOR_EXISTS != 0 && self.expect == Expect::ExecuteCursor {
                         // A cursor was opened: rows come later through COM_STMT_FETCH.
                         return Ok(self.end_of_result(st));
                     }
@@ -501,7 +520,27 @@ mod tests {
     fn execute_with_cursor_ends_after_column_eof() {
         let mut w = Wire::new();
         w.p(&[1]).coldef().eof(status::CURSOR_EXISTS | 2);
-        check_all_chunkings(Expect::Execute, EOF_CAPS, &w.buf);
+        check_all_chunkings(Expect::ExecuteCursor, EOF_CAPS, &w.buf);
+    }
+
+    #[test]
+    fn execute_without_cursor_request_reads_rows_even_when_cursor_exists_is_set() {
+        // CALL of a procedure that has a cursor of its own open: the result set's EOFs
+        // carry CURSOR_EXISTS, and the rows follow all the same.
+        let mut w = Wire::new();
+        w.p(&[1]).coldef().eof(status::CURSOR_EXISTS | status::MORE_RESULTS_EXISTS | 2);
+        w.p(b"\x00\x00\x01\x00\x00\x00").eof(status::CURSOR_EXISTS | status::MORE_RESULTS_EXISTS | 2);
+        w.ok(0x00, 2);
+        let s = check_all_chunkings(Expect::Execute, EOF_CAPS, &w.buf);
+        assert_eq!((s.result_sets, s.status), (1, Some(2)));
+    }
+
+    #[test]
+    fn execute_asks_for_a_cursor_only_with_the_read_only_cursor_flag() {
+        let exec = |flags: u8| vec![0x17, 1, 0, 0, 0, flags, 1, 0, 0, 0];
+        assert_eq!(Expect::for_execute(&exec(0)), Expect::Execute);
+        assert_eq!(Expect::for_execute(&exec(1)), Expect::ExecuteCursor);
+        assert_eq!(Expect::for_execute(&[0x17, 1, 0]), Expect::Execute);
     }
 
     #[test]

@@ -30,9 +30,13 @@ pub struct ClientLogin {
     pub backend_user: String,
     pub backend_secret: Secret,
     pub caps: u32,
+    /// MariaDB extended capabilities agreed with the client.
+    pub ext_caps: u32,
     pub charset: u8,
     pub database: Option<Vec<u8>>,
     pub attrs: Option<Vec<u8>>,
+    /// The nonce of Sluice's handshake. Clients keep it for the whole connection: a
+    /// later one-byte mysql_old_password request (COM_CHANGE_USER) is answered with it.
     pub nonce: Vec<u8>,
     /// Sequence id for the next packet to the client.
     pub seq: u8,
@@ -71,8 +75,9 @@ pub async fn accept<N: Net>(
     connection_id: u32,
     peer_host: &str,
 ) -> Result<ClientLogin> {
-    let (version, primary_caps, charset) = shared.handshake_facts();
+    let (version, primary_caps, primary_ext_caps, charset) = shared.handshake_facts();
     let mut caps = primary_caps & cap::SUPPORTED & !cap::SSL;
+    let ext_caps = primary_ext_caps & cap::ext::SUPPORTED;
     if shared.acceptor.is_some() {
         caps |= cap::SSL;
     }
@@ -82,6 +87,7 @@ pub async fn accept<N: Net>(
         connection_id,
         nonce: nonce.clone(),
         caps,
+        ext_caps,
         charset,
         status: status::AUTOCOMMIT,
         auth_plugin: shared.cfg.proxy.default_auth_plugin.clone().into_bytes(),
@@ -112,7 +118,7 @@ pub async fn accept<N: Net>(
         _ => auth::NATIVE.to_string(),
     };
     let can_switch = resp.caps & cap::PLUGIN_AUTH != 0;
-    let (verdict, nonce) = authenticate(shared, conn, &user, peer_host, &client_plugin, can_switch, nonce, resp.auth_response.clone(), &mut seq).await?;
+    let (verdict, _) = authenticate(shared, conn, &user, peer_host, &client_plugin, can_switch, nonce.clone(), resp.auth_response.clone(), &mut seq).await?;
     let (backend_user, backend_secret) = match verdict {
         Verdict::Accepted { backend_user, secret } => (backend_user, secret),
         Verdict::Refused { code, message } => {
@@ -125,6 +131,7 @@ pub async fn accept<N: Net>(
         backend_user,
         backend_secret,
         caps: resp.caps & (caps | cap::SSL),
+        ext_caps: resp.ext_caps & ext_caps,
         charset: resp.charset,
         database: resp.database.filter(|d| !d.is_empty()),
         attrs: resp.attrs,
@@ -160,48 +167,49 @@ pub async fn authenticate<N: Net>(
     mut response: Vec<u8>,
     seq: &mut u8,
 ) -> Result<(Verdict, Vec<u8>)> {
-    let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, host, !response.is_empty()) };
-    // Which plugin the account needs, and how to check it.
-    enum Check {
-        Config { password: String },
-        Native(Option<[u8; 20]>),
-        Unknown,
-    }
+    let shown_host = shared.accounts.host_as_server_names_it(host);
+    let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, shown_host, !response.is_empty()) };
     let (plugin, check) = match shared.cfg.proxy.auth_mode {
         AuthMode::Config => match shared.cfg.user(user.as_bytes()) {
             Some(u) => (shared.cfg.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),
             None => (shared.cfg.proxy.default_auth_plugin.clone(), Check::Unknown),
         },
         AuthMode::Passthrough => {
-            let mut account = shared.accounts.find(user, host);
-            if account.is_none() && shared.refresh_accounts_on_demand().await {
-                account = shared.accounts.find(user, host);
+            let since = tokio::time::Instant::now();
+            let mut refreshed = false;
+            let mut check = passthrough_check(shared, user, host);
+            if matches!(check, Check::Unknown) {
+                // Perhaps created just now.
+                refreshed = shared.refresh_accounts_since(since).await;
+                check = passthrough_check(shared, user, host);
             }
-            match account.map(|a| (a.verifier(), a)) {
-                None => (auth::NATIVE.to_string(), Check::Unknown),
-                Some((Verifier::Native(stage2), _)) => (auth::NATIVE.to_string(), Check::Native(stage2)),
-                Some((Verifier::Unsupported(p), a)) => {
-                    let message = format!(
-                        "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password)",
-                        a.user, a.host
-                    );
+            if let Check::Unsupported(message) = check {
+                return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
+            }
+            let plugin = check.plugin();
+            if !switch_plugin(conn, shared, plugin, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
+                return Ok((denied(&response), nonce));
+            }
+            let mut verdict = verify_passthrough(&check, user, &nonce, &response);
+            if verdict.is_none() && !refreshed && shared.refresh_accounts_since(since).await {
+                // The password (or the account) may have changed since the table was read.
+                check = passthrough_check(shared, user, host);
+                if let Check::Unsupported(message) = check {
                     return Ok((Verdict::Refused { code: err::ER_NOT_SUPPORTED_AUTH_MODE, message }, nonce));
                 }
+                // The client answered for `plugin`: an account now needing another one
+                // is refused this time.
+                if check.plugin() == plugin {
+                    verdict = verify_passthrough(&check, user, &nonce, &response);
+                }
             }
+            return Ok((verdict.unwrap_or_else(|| denied(&response)), nonce));
         }
     };
-    if client_plugin != plugin {
-        if !can_switch {
-            return Ok((denied(&response), nonce));
-        }
-        nonce = new_nonce(shared);
-        conn.send(*seq, &auth_switch_request(&plugin, &nonce)).await.map_err(Error::ClientIo)?;
-        let p = conn.read_packet().await.map_err(client_read_err)?;
-        response = p.payload.to_vec();
-        *seq = p.next_seq();
+    if !switch_plugin(conn, shared, &plugin, client_plugin, can_switch, &mut nonce, &mut response, seq).await? {
+        return Ok((denied(&response), nonce));
     }
     let verdict = match check {
-        Check::Unknown => denied(&response),
         Check::Config { password } => {
             if verify(shared, conn, &plugin, user, &password, &nonce, &response, seq).await? {
                 Verdict::Accepted {
@@ -212,14 +220,97 @@ pub async fn authenticate<N: Net>(
                 denied(&response)
             }
         }
-        Check::Native(None) if response.is_empty() => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) },
-        Check::Native(None) => denied(&response),
-        Check::Native(Some(stage2)) => match auth::native_recover_stage1(&stage2, &nonce, &response) {
-            Some(stage1) => Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) },
-            None => denied(&response),
-        },
+        _ => denied(&response),
     };
     Ok((verdict, nonce))
+}
+
+/// How a client's credentials are checked.
+enum Check {
+    /// A `[[users]]` entry.
+    Config { password: String },
+    /// A backend account with mysql_native_password (`None`: no password).
+    Native(Option<[u8; 20]>),
+    /// A backend account with mysql_old_password.
+    Old([u32; 2]),
+    /// A backend account Sluice cannot proxy; the message says why.
+    Unsupported(String),
+    /// No such account.
+    Unknown,
+}
+
+impl Check {
+    /// The plugin a pass-through client must answer for.
+    fn plugin(&self) -> &'static str {
+        match self {
+            Check::Old(_) => auth::OLD,
+            _ => auth::NATIVE,
+        }
+    }
+}
+
+/// Pass-through mode: how `user` from `host` is checked, from the account table as read.
+fn passthrough_check<N: Net>(shared: &Shared<N>, user: &str, host: &str) -> Check {
+    match shared.accounts.find(user, host).map(|a| (a.verifier(), a)) {
+        None => Check::Unknown,
+        Some((Verifier::Native(stage2), _)) => Check::Native(stage2),
+        Some((Verifier::Old(hash), _)) => Check::Old(hash),
+        Some((Verifier::Unsupported(p), a)) => Check::Unsupported(format!(
+            "Sluice cannot proxy account '{}'@'{}' in pass-through mode: its authentication plugin '{p}' is not supported (only mysql_native_password and mysql_old_password)",
+            a.user, a.host
+        )),
+    }
+}
+
+/// Pass-through mode: the verdict for a native-password `response` to `nonce`, `None`
+/// when the credentials do not match.
+fn verify_passthrough(check: &Check, user: &str, nonce: &[u8], response: &[u8]) -> Option<Verdict> {
+    match check {
+        Check::Native(None) if response.is_empty() => Some(Verdict::Accepted { backend_user: user.to_string(), secret: Secret::Password(String::new()) }),
+        Check::Native(Some(stage2)) => auth::native_recover_stage1(stage2, nonce, response)
+            .map(|stage1| Verdict::Accepted { backend_user: user.to_string(), secret: Secret::NativeStage1(stage1) }),
+        // The client sends the 8 bytes and a NUL.
+        Check::Old(hash) => (response.strip_suffix(&[0]).unwrap_or(response) == auth::old_scramble(*hash, nonce))
+            .then(|| Verdict::Accepted { backend_user: user.to_string(), secret: Secret::OldHash(*hash) }),
+        _ => None,
+    }
+}
+
+/// Asks the client to switch to `plugin` when it answered for another one, replacing
+/// `response` and `nonce`; false when the client cannot switch.
+#[allow(clippy::too_many_arguments)]
+async fn switch_plugin<N: Net>(
+    conn: &mut PacketConn<N::Stream>,
+    shared: &Shared<N>,
+    plugin: &str,
+    client_plugin: &str,
+    can_switch: bool,
+    nonce: &mut Vec<u8>,
+    response: &mut Vec<u8>,
+    seq: &mut u8,
+) -> Result<bool> {
+    if client_plugin == plugin {
+        return Ok(true);
+    }
+    if !can_switch {
+        return Ok(false);
+    }
+    // As the server does, the nonce of the handshake serves the whole connection:
+    // during COM_CHANGE_USER, Connector/C answers a switch with the nonce it holds,
+    // not the one in the switch request.
+    if nonce.is_empty() {
+        *nonce = new_nonce(shared);
+    }
+    if plugin == auth::OLD && nonce.len() >= auth::OLD_SCRAMBLE_LEN {
+        // The one-byte request for a mysql_old_password answer.
+        conn.send(*seq, &[0xFE]).await.map_err(Error::ClientIo)?;
+    } else {
+        conn.send(*seq, &auth_switch_request(plugin, nonce)).await.map_err(Error::ClientIo)?;
+    }
+    let p = conn.read_packet().await.map_err(client_read_err)?;
+    *seq = p.next_seq();
+    *response = p.payload.to_vec();
+    Ok(true)
 }
 
 /// Verifies `response` for `plugin`; may exchange more packets (caching_sha2 full auth).

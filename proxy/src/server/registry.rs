@@ -1,9 +1,11 @@
 //! Client connection ids and the sessions behind them, for `KILL [QUERY] <id>` and
 //! COM_PROCESS_KILL.
 //!
-//! Clients only ever see the ids Sluice hands out in its handshake; the registry maps such
-//! an id to the backend connection currently serving that session, so a kill acts on the
-//! right backend thread (<https://mariadb.com/kb/en/kill/>).
+//! Clients see the ids Sluice hands out in its handshake, and backend thread ids through
+//! `CONNECTION_ID()` and the process list; the registry maps either to the backend
+//! connection currently serving that session, so a kill acts on the right backend thread
+//! (<https://mariadb.com/kb/en/kill/>). Sluice's ids start at [`FIRST_ID`] so the two kinds
+//! never meet.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -29,7 +31,13 @@ pub enum Kill {
     User,
 }
 
-/// Session registry; ids are allocated from 1 upward, skipping ids still in use.
+/// The first connection id Sluice hands out. Clients also see backend thread ids (from
+/// `CONNECTION_ID()`, `SHOW PROCESSLIST`) and may `KILL` those; starting Sluice's ids
+/// far above any thread id a server reaches keeps the two kinds apart.
+pub const FIRST_ID: u32 = 1 << 30;
+
+/// Session registry; ids are allocated from [`FIRST_ID`] upward (wrapping back to it),
+/// skipping ids still in use.
 #[derive(Debug, Default)]
 pub struct Registry {
     inner: Mutex<Inner>,
@@ -45,7 +53,7 @@ impl Registry {
     pub fn register(&self, user: String) -> (u32, Arc<Notify>) {
         let mut g = self.inner.lock().expect("registry lock");
         loop {
-            g.next = g.next.wrapping_add(1).max(1);
+            g.next = g.next.wrapping_add(1).max(FIRST_ID);
             let id = g.next;
             if !g.sessions.contains_key(&id) {
                 let killed = Arc::new(Notify::new());
@@ -69,6 +77,15 @@ impl Registry {
 
     pub fn get(&self, id: u32) -> Option<Entry> {
         self.inner.lock().expect("registry lock").sessions.get(&id).cloned()
+    }
+
+    /// The session served by backend thread `thread` on `addr`, if it is one of ours.
+    pub fn by_backend_thread(&self, addr: &str, thread: u64) -> Option<(u32, Entry)> {
+        let g = self.inner.lock().expect("registry lock");
+        g.sessions
+            .iter()
+            .find(|(_, e)| e.backend.as_ref().is_some_and(|(a, t)| a == addr && u64::from(*t) == thread))
+            .map(|(id, e)| (*id, e.clone()))
     }
 
     pub fn remove(&self, id: u32) {
@@ -190,7 +207,10 @@ mod tests {
         let (a, _) = r.register("u".into());
         let (b, _) = r.register("u".into());
         assert_ne!(a, b);
+        assert!(a >= FIRST_ID && b >= FIRST_ID, "Sluice ids never look like backend thread ids");
         r.set_backend(a, Some(("x:1".into(), 77)));
+        assert_eq!(r.by_backend_thread("x:1", 77).map(|(id, _)| id), Some(a));
+        assert!(r.by_backend_thread("x:2", 77).is_none());
         assert_eq!(r.get(a).unwrap().backend, Some(("x:1".into(), 77)));
         r.remove(a);
         assert!(r.get(a).is_none());

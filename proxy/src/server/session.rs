@@ -3,8 +3,10 @@
 //!
 //! Commands follow <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html>;
 //! Sluice answers a few itself: COM_QUIT, `KILL` and COM_PROCESS_KILL (mapped to the right
-//! backend thread), COM_CHANGE_USER (re-authenticated against the config, then the backend
-//! session is reset), and commands it does not relay (ER_UNKNOWN_COM_ERROR).
+//! backend thread), COM_CHANGE_USER (re-authenticated against the config or, in
+//! pass-through mode, the backend's accounts, then the backend session is changed too),
+//! and commands it does not relay (ER_UNKNOWN_COM_ERROR). A backend lost mid-command ends
+//! the session: the client sees its connection drop, as with the server itself.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,6 +16,7 @@ use tokio::sync::Notify;
 use super::login::{self, send_err, ClientLogin};
 use super::registry::{parse_kill, Kill};
 use crate::backend::conn::{connect, BackendConn, Secret};
+use crate::config::AuthMode;
 use crate::error::Error;
 use crate::net::Net;
 use crate::protocol::conn::{PacketConn, ReadError};
@@ -125,7 +128,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
 
 async fn open_backend<N: Net>(shared: &Shared<N>, login: &ClientLogin) -> Result<BackendConn<N::Stream>, Error> {
     let primary = shared.primary().ok_or(Error::NoBackend("primary"))?;
-    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.attrs.clone());
+    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
     connect(&shared.net, &primary, &blogin, &shared.rng).await
 }
 
@@ -189,9 +192,12 @@ impl<N: Net> Session<N> {
                 },
                 Route::ChangeUser => self.change_user(&p.payload).await,
                 Route::Relay(Expect::Query) if cmd == com::QUERY => match parse_kill(&p.payload[1..]) {
+                    // passthrough: the client's own account; the server decides.
+                    Some(Kill::User) if self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough => self.relay(&p.payload, Expect::Query).await,
                     Some(k) => self.kill(k).await,
                     None => self.relay(&p.payload, Expect::Query).await,
                 },
+                Route::Relay(Expect::Execute) => self.relay(&p.payload, Expect::for_execute(&p.payload)).await,
                 Route::Relay(expect) => self.relay(&p.payload, expect).await,
                 Route::NoResponse => self
                     .backend
@@ -210,7 +216,6 @@ impl<N: Net> Session<N> {
     /// Sends `payload` to the backend and passes the response through.
     async fn relay(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
         if let Err(source) = self.backend.conn.send(0, payload).await {
-            self.lost_backend(Some(0)).await;
             return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source });
         }
         let mut resent = false;
@@ -219,7 +224,6 @@ impl<N: Net> Session<N> {
             let (n, ev) = match t.advance(self.backend.conn.buffered()) {
                 Ok(x) => x,
                 Err(m) => {
-                    self.lost_backend(t.last_seq()).await;
                     return Err(Error::backend_protocol(&self.backend.addr, m.0));
                 }
             };
@@ -256,12 +260,10 @@ impl<N: Net> Session<N> {
                     }
                     match filled {
                         Ok(0) => {
-                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
                             return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source: std::io::ErrorKind::UnexpectedEof.into() });
                         }
                         Ok(_) => {}
                         Err(source) => {
-                            self.lost_backend(t.at_packet_boundary().then(|| t.last_seq().unwrap_or(0))).await;
                             return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source });
                         }
                     }
@@ -290,51 +292,71 @@ impl<N: Net> Session<N> {
         }
     }
 
-    /// The backend failed mid-command: tell the client when the protocol still allows
-    /// an ERR packet (at a packet boundary), with the next sequence id.
-    async fn lost_backend(&mut self, last_seq: Option<u8>) {
-        if let Some(seq) = last_seq {
-            let msg = format!("Lost connection to backend server {} during query", self.backend.addr);
-            send_err(&mut self.client, seq.wrapping_add(1), err::CR_SERVER_LOST, "HY000", &msg).await;
-        }
-    }
-
-    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL with a Sluice connection id.
+    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL. `id` is a Sluice connection id
+    /// (from the handshake) or the backend thread id of one of Sluice's sessions (from
+    /// `CONNECTION_ID()` or `SHOW PROCESSLIST`); either is mapped to the backend thread
+    /// serving that session. Any other id is left to the server (a connection that is not
+    /// Sluice's, or no connection at all).
     async fn kill(&mut self, kill: Kill) -> Result<(), Error> {
         let (id, query) = match kill {
             Kill::Query(id) => (id, true),
             Kill::Connection(id) => (id, false),
             Kill::User => {
+                // config mode: every session shares Sluice's backend account.
                 let msg = "KILL USER is not supported through Sluice (it would reach other clients' sessions)";
                 return self.answer_via_backend(Some((1235, "42000", msg))).await;
             }
         };
-        let entry = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
-        let Some((target, entry)) = entry else {
-            return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
+        let statement = |thread: u64| format!("KILL {}{thread}", if query { "QUERY " } else { "" });
+        let passthrough = self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
+        let by_sluice_id = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
+        let Some((target, entry)) = by_sluice_id.or_else(|| self.shared.registry.by_backend_thread(&self.backend.addr, id)) else {
+            if !passthrough {
+                // The backend account is Sluice's own: its other connections (monitor,
+                // other proxies' sessions) are not the client's to kill.
+                return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
+            }
+            // Not one of Sluice's sessions: the server answers, with the client's account.
+            let mut payload = vec![com::QUERY];
+            payload.extend_from_slice(statement(id).as_bytes());
+            return self.relay(&payload, Expect::Query).await;
         };
-        if entry.user != self.login.user {
-            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
-        }
         if target == self.id && !query {
             // Killing oneself: the server answers nothing and closes; do the same.
             self.killed.notify_one();
             return Ok(());
         }
+        if !passthrough && entry.user != self.login.user {
+            // Every session shares Sluice's backend account: the server cannot tell
+            // owners apart, so Sluice checks ownership itself.
+            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
+        }
         if let Some((addr, thread)) = &entry.backend {
-            let sql = format!("KILL {}{thread}", if query { "QUERY " } else { "" });
-            let login = self.shared.service_login();
-            let result = async {
-                let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
-                let r = c.query(&sql).await;
-                c.quit().await;
-                r
-            }
-            .await;
+            let sql = statement(u64::from(*thread));
+            let result = if passthrough && *addr == self.backend.addr {
+                // On the session's own backend connection, as the client's own account:
+                // the server applies its privilege rules (CONNECTION ADMIN, owner).
+                self.backend.query(&sql).await.map(|_| ())
+            } else {
+                let login = self.shared.service_login();
+                async {
+                    let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
+                    let r = c.query(&sql).await;
+                    c.quit().await;
+                    r.map(|_| ())
+                }
+                .await
+            };
             match result {
-                Ok(_) => {}
+                Ok(()) => {}
                 // The backend thread already ended: the session is going away anyway.
                 Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+                Err(Error::BackendErr { code, state, message, .. }) => {
+                    // Named with the id the client used.
+                    let message = message.replace(&thread.to_string(), &id.to_string());
+                    return self.answer_via_backend(Some((code, &state, &message))).await;
+                }
+                Err(e) if passthrough && *addr == self.backend.addr => return Err(e),
                 Err(e) => {
                     tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
                     send_err(&mut self.client, 1, err::CR_SERVER_LOST, "HY000", &format!("Sluice could not reach backend {addr} to kill: {e}")).await;
@@ -375,9 +397,10 @@ impl<N: Net> Session<N> {
         };
         let name = String::from_utf8_lossy(&cu.user).into_owned();
         let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).trim_matches(['[', ']']).to_string();
-        // Always start with a fresh challenge: the client answers it for the account's plugin.
+        // The client answers for the account's plugin, with the handshake's nonce (as
+        // with the server, which keeps one nonce per connection).
         let mut seq = 1;
-        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, Vec::new(), Vec::new(), &mut seq).await?;
+        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, self.login.nonce.clone(), Vec::new(), &mut seq).await?;
         let (backend_user, secret) = match verdict {
             login::Verdict::Accepted { backend_user, secret } => (backend_user, secret),
             login::Verdict::Refused { code, message } => {
@@ -391,13 +414,19 @@ impl<N: Net> Session<N> {
                     None,
                     self.login.charset,
                     self.backend.caps,
+                    self.backend.ext_caps,
                     None,
                 );
                 match self.backend.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
+                    // The server refuses the command itself after too many failed
+                    // attempts on one connection (ER_UNKNOWN_COM_ERROR): its answer wins.
+                    Err(Error::BackendErr { code: backend_code, state, message, .. }) if backend_code != err::ER_ACCESS_DENIED_ERROR => {
+                        send_err(&mut self.client, seq, backend_code, &state, &message).await;
+                        return Ok(());
+                    }
                     Err(Error::BackendErr { .. }) => {}
                     Ok(_) => tracing::warn!(conn = self.id, "backend accepted a COM_CHANGE_USER meant to be refused"),
                     Err(e) => {
-                        self.lost_backend(Some(seq.wrapping_sub(1))).await;
                         return Err(e);
                     }
                 }
@@ -407,7 +436,7 @@ impl<N: Net> Session<N> {
         };
         let database = (!cu.database.is_empty()).then(|| cu.database.clone());
         let charset = cu.charset.unwrap_or(self.login.charset as u16);
-        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, self.backend.caps, cu.attrs.clone());
+        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, self.backend.caps, self.backend.ext_caps, cu.attrs.clone());
         match self.backend.change_user(&blogin, charset, &self.shared.rng).await {
             Ok(ok_payload) => {
                 self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
@@ -423,7 +452,6 @@ impl<N: Net> Session<N> {
                 Ok(())
             }
             Err(e) => {
-                self.lost_backend(Some(seq.wrapping_sub(1))).await;
                 Err(e)
             }
         }

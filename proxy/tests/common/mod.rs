@@ -142,12 +142,18 @@ pub async fn raw(addr: &str, caps: u32) -> BackendConn<tokio::net::TcpStream> {
 }
 
 pub async fn raw_as(addr: &str, user: &str, pass: &str, caps: u32) -> BackendConn<tokio::net::TcpStream> {
+    raw_with(addr, user, pass, caps, 0).await
+}
+
+/// A raw connection asking for MariaDB extended capabilities `ext_caps` too.
+pub async fn raw_with(addr: &str, user: &str, pass: &str, caps: u32, ext_caps: u32) -> BackendConn<tokio::net::TcpStream> {
     let login = Login {
         user: user.into(),
         secret: sluice::backend::conn::Secret::Password(pass.into()),
         database: Some(b"test".to_vec()),
         charset: 45,
         caps,
+        ext_caps,
         attrs: None,
         tls: None,
         timeout: Duration::from_secs(10),

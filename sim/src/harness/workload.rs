@@ -161,6 +161,7 @@ fn app_login(timeout: Duration) -> Login {
         database: Some(b"test".to_vec()),
         charset: 45,
         caps: cap::SUPPORTED & !cap::SSL & !cap::LOCAL_FILES,
+        ext_caps: 0,
         attrs: None,
         tls: None,
         timeout,

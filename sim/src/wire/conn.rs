@@ -268,6 +268,7 @@ impl<S: Stream> Conn<S> {
             caps &= !cap::LONG_PASSWORD;
         }
         let hs = ServerHandshake {
+            ext_caps: 0,
             server_version: self.srv.handshake_version().as_bytes().to_vec(),
             connection_id: self.sid,
             nonce: self.nonce.clone(),
