@@ -3,8 +3,12 @@
 # Sluice (candidate): builds, starts a one-node cluster with the `chaos` launcher and a
 # Sluice in front of it, runs `conformance diff`, and tears everything down.
 #
-#   conformance/run.sh [--corpus DIR] [--jobs N] [--filter SUBSTRING] [--text-only|--binary-only] [-v]
+#   conformance/run.sh [--corpus DIR] [--jobs N] [--filter SUBSTRING] [--text-only|--binary-only]
+#                      [--auth-mode passthrough|config] [-v]
 #
+# --auth-mode: how Sluice authenticates the corpus's account `app`: `passthrough` (the
+# default; MariaDB's own accounts, Sluice logs in as the client) or `config` (a
+# [[users]] entry, Sluice logs in with its backend account).
 # Exits with conformance's status: 0 when no case differs.
 set -euo pipefail
 
@@ -14,13 +18,17 @@ cd "$root"
 args=()
 corpus="$root/testdata/conformance"
 jobs=4
+auth_mode=passthrough
 while [ $# -gt 0 ]; do
     case "$1" in
         --corpus) corpus="$2"; shift 2 ;;
         --jobs) jobs="$2"; shift 2 ;;
+        --auth-mode)
+            auth_mode="$2"; shift 2
+            case "$auth_mode" in passthrough|config) ;; *) echo "run.sh: --auth-mode is passthrough or config" >&2; exit 2 ;; esac ;;
         --filter) args+=(--filter "$2"); shift 2 ;;
         --text-only|--binary-only|-v|--verbose) args+=("$1"); shift ;;
-        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -56,14 +64,16 @@ done
 primary="$(sed -n 's/.*"primary": *"\([^"]*\)".*/\1/p' "$work/cluster.json" | head -1)"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+if [ "$auth_mode" = passthrough ]; then
+    accounts='auth_mode = "passthrough"'
+else
+    accounts=$'\n[[users]]\nname = "app"\npassword = "app"'
+fi
 cat >"$work/sluice.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:$port"
 max_allowed_packet = 268435456
-
-[[users]]
-name = "app"
-password = "app"
+$accounts
 
 [backend]
 user = "app"
@@ -82,6 +92,7 @@ done
 candidate="$(sed -n 's/^sluice listening on //p' "$work/sluice.out" | head -1)"
 [ -n "$candidate" ] || { echo "run.sh: Sluice did not start" >&2; cat "$work/sluice.log" >&2; exit 1; }
 
+echo "conformance: MariaDB $primary vs Sluice $candidate ($auth_mode accounts)"
 status=0
 "$bin/conformance" diff --reference "$primary" --candidate "$candidate" --corpus "$corpus" --jobs "$jobs" "${args[@]}" || status=$?
 exit "$status"

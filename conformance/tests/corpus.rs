@@ -1,5 +1,6 @@
 //! The whole conformance corpus, in process: a real MariaDB (started by the `chaos`
-//! launcher) is the reference, an in-process Sluice in front of it the candidate. Every
+//! launcher) is the reference, an in-process Sluice in front of it the candidate — once
+//! with accounts from Sluice's config, once in pass-through identity mode. Every
 //! case must show no difference (cases marked `@known-difference` are reported, not
 //! failed). A second test proves the runner notices a difference at all, with a
 //! candidate that corrupts one byte of the server's responses.
@@ -32,17 +33,21 @@ fn corpus() -> Vec<Case> {
     Case::load_dir(&dir).expect("corpus loads")
 }
 
-async fn sluice_in_front_of(primary: &str) -> sluice::ProxyHandle {
+/// Sluice with the corpus's account `app` in its config (`passthrough = false`), or in
+/// pass-through identity mode, where clients log in with MariaDB's own accounts and
+/// Sluice logs in to MariaDB as them.
+async fn sluice_in_front_of(primary: &str, passthrough: bool) -> sluice::ProxyHandle {
+    let accounts = if passthrough {
+        "auth_mode = \"passthrough\"\n"
+    } else {
+        "\n[[users]]\nname = \"app\"\npassword = \"app\"\n"
+    };
     let cfg = format!(
         r#"
 [proxy]
 listen = "127.0.0.1:0"
 max_allowed_packet = 268435456
-
-[[users]]
-name = "app"
-password = "app"
-
+{accounts}
 [backend]
 user = "app"
 password = "app"
@@ -58,8 +63,21 @@ monitor_timeout_ms = 30000
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_corpus_mariadb_direct_vs_through_sluice() {
+    whole_corpus(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_corpus_mariadb_direct_vs_through_sluice_in_passthrough_mode() {
+    whole_corpus(true).await;
+}
+
+/// The corpus's cases use fixed table names in one server: one whole run at a time.
+static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn whole_corpus(passthrough: bool) {
+    let _one = ONE_RUN_AT_A_TIME.lock().await;
     let primary = cluster().primary().addr();
-    let proxy = sluice_in_front_of(&primary).await;
+    let proxy = sluice_in_front_of(&primary, passthrough).await;
     let cases = corpus();
     assert!(cases.len() >= 400, "the corpus has {} cases", cases.len());
     let started = Instant::now();
@@ -79,7 +97,8 @@ async fn whole_corpus_mariadb_direct_vs_through_sluice() {
     println!("ran {} cases in {:.1}s", outcomes.len(), started.elapsed().as_secs_f64());
     println!("{}", summary_line(&outcomes));
     let failed: Vec<&str> = outcomes.iter().filter(|o| o.failed()).map(|o| o.name.as_str()).collect();
-    assert!(failed.is_empty(), "cases differing between MariaDB and Sluice: {failed:?}");
+    let mode = if passthrough { "pass-through" } else { "config" };
+    assert!(failed.is_empty(), "cases differing between MariaDB and Sluice ({mode} accounts): {failed:?}");
     proxy.shutdown().await;
 }
 
