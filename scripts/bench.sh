@@ -13,7 +13,11 @@
 # Usage: scripts/bench.sh [--out FILE] [--no-install] [--no-build] [-h]
 #
 # Environment knobs (defaults in brackets):
-#   BENCH_SECONDS    duration of each sysbench run [20]
+#   BENCH_SECONDS    duration of each sysbench run [15]
+#   BENCH_ROUNDS     rounds [3]: every round runs every combination against all three
+#                    targets, rotating their order; ratios are computed per round (the
+#                    Sluice and HAProxy runs of one round are minutes apart at most) and
+#                    the targets are judged on the median ratio over the rounds
 #   BENCH_THREADS    sysbench thread counts [8 64]
 #   BENCH_WORKLOADS  sysbench workloads [oltp_point_select oltp_read_only]
 #   BENCH_PS_MODES   --db-ps-mode values [auto disable]; auto = server-side prepared
@@ -24,15 +28,16 @@
 #                    others with taskset [0]
 #   BENCH_PAUSE      seconds of idle between runs [1]
 #
-# The default run (2 workloads x 2 thread counts x 2 ps modes x 3 targets x 20 s) takes
-# about 9 minutes plus the build. See docs/benchmarks.md.
+# The default run (3 rounds x 2 workloads x 2 thread counts x 2 ps modes x 3 targets x
+# 15 s) takes about 20 minutes plus the build. See docs/benchmarks.md.
 
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
-BENCH_SECONDS=${BENCH_SECONDS:-20}
+BENCH_SECONDS=${BENCH_SECONDS:-15}
+BENCH_ROUNDS=${BENCH_ROUNDS:-3}
 BENCH_THREADS=${BENCH_THREADS:-"8 64"}
 BENCH_WORKLOADS=${BENCH_WORKLOADS:-"oltp_point_select oltp_read_only"}
 BENCH_PS_MODES=${BENCH_PS_MODES:-"auto disable"}
@@ -368,7 +373,7 @@ ncombo=0
 for _w in $BENCH_WORKLOADS; do for _m in $BENCH_PS_MODES; do for _t in $BENCH_THREADS; do
     ncombo=$((ncombo + 1))
 done; done; done
-log "running $((ncombo * 3)) sysbench runs of ${BENCH_SECONDS}s (about $((ncombo * 3 * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
+log "running $((ncombo * 3 * BENCH_ROUNDS)) sysbench runs of ${BENCH_SECONDS}s in $BENCH_ROUNDS round(s) (about $((ncombo * 3 * BENCH_ROUNDS * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
 
 # Extracts "tps qps queries avg_ms p95_ms errors" from a sysbench log.
 parse_sysbench() {
@@ -383,15 +388,20 @@ parse_sysbench() {
 }
 
 run=0
+nruns=$((ncombo * 3 * BENCH_ROUNDS))
+for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 combo=0
 for workload in $BENCH_WORKLOADS; do
     for mode in $BENCH_PS_MODES; do
         for threads in $BENCH_THREADS; do
-            # Alternate the order of the targets so that a slow drift of the machine's
-            # background load does not always favour the same one.
+            # Rotate the order of the targets (by combination and round) so that a slow
+            # drift of the machine's background load does not always favour the same one.
             combo=$((combo + 1))
-            order="direct haproxy sluice"
-            [ $((combo % 2)) -eq 0 ] && order="sluice haproxy direct"
+            case $(( (combo + round) % 3 )) in
+                0) order="direct haproxy sluice" ;;
+                1) order="sluice direct haproxy" ;;
+                *) order="haproxy sluice direct" ;;
+            esac
             for target in $order; do
                 run=$((run + 1))
                 case $target in
@@ -399,8 +409,8 @@ for workload in $BENCH_WORKLOADS; do
                     haproxy) port=$HAPROXY_PORT; ppid=$HAPROXY_PID ;;
                     sluice) port=$SLUICE_PORT; ppid=$SLUICE_PID ;;
                 esac
-                logf="$RAW/$workload-$mode-t$threads-$target.log"
-                log "[$run/$((ncombo * 3))] $workload ps-mode=$mode threads=$threads -> $target"
+                logf="$RAW/$workload-$mode-t$threads-$target-r$round.log"
+                log "[$run/$nruns] round $round: $workload ps-mode=$mode threads=$threads -> $target"
                 p0=0; [ -n "$ppid" ] && p0=$(cpu_ticks "$ppid")
                 x0=0; [ -n "$ppid" ] && x0=$(ctx_switches "$ppid")
                 m0=0; [ -n "$MARIADB_PID" ] && m0=$(cpu_ticks "$MARIADB_PID")
@@ -428,12 +438,13 @@ for workload in $BENCH_WORKLOADS; do
                     tail -n 5 "$logf" >&2
                     stats="- - 0 - - failed"
                 fi
-                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
-                    "$stats" "$((p1 - p0))" "$((m1 - m0))" "$other" "$(( (w1 - w0) * NCPU ))" "$((x1 - x0))" >>"$RESULTS"
+                printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$workload" "$mode" "$threads" "$target" \
+                    "$stats" "$((p1 - p0))" "$((m1 - m0))" "$other" "$(( (w1 - w0) * NCPU ))" "$((x1 - x0))" "$round" >>"$RESULTS"
                 sleep "$BENCH_PAUSE"
             done
         done
     done
+done
 done
 
 SLUICE_HWM=$(status_kb "$SLUICE_PID" VmHWM)
@@ -457,15 +468,15 @@ report() {
     echo
     echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
-    echo "- Settings: ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
+    echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
     echo "- Pinning: $PIN_DESC"
     echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
     echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
     echo
     echo "## Results"
     echo
-    echo "| workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | proxy context switches/query | mariadbd CPU µs/query | other load % | errors |"
-    echo "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| round | workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | proxy context switches/query | mariadbd CPU µs/query | other load % | errors |"
+    echo "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     awk -F'\t' -v tck="$CLK_TCK" '
         function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
         {
@@ -473,8 +484,8 @@ report() {
             pc = ($4 == "direct") ? "-" : per_q($6, s[3])
             ol = ($9 > 0) ? sprintf("%.0f", 100 * $8 / $9) : "-"
             cs = ($4 == "direct" || s[3] <= 0) ? "-" : sprintf("%.2f", $10 / s[3])
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, cs, per_q($7, s[3]), ol, s[6]
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $11, $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, cs, per_q($7, s[3]), ol, s[6]
         }' "$RESULTS"
     awk -F'\t' '$9 > 0 { n++; if (100 * $8 / $9 > 10) d++ }
         END { if (d > 0) printf "\nWarning: %d of %d runs had more than 10%% other load on the machine; their figures are disturbed.\n", d, n }' "$RESULTS"
@@ -482,38 +493,63 @@ report() {
     echo "## Ratios and targets"
     echo
     echo "Targets: Sluice CPU/query <= $CPU_TARGET x HAProxy's; Sluice QPS >= $QPS_TARGET x HAProxy's."
+    echo "Each ratio is computed within a round (runs minutes apart at most); the table shows the"
+    echo "median over the $BENCH_ROUNDS round(s) with the lowest and highest in brackets, and the"
+    echo "targets are judged on the median."
     echo
     echo "| workload | ps mode | threads | Sluice/HAProxy QPS | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
     echo "|---|---|---:|---:|---:|---:|---:|---|---|"
-    awk -F'\t' -v tck="$CLK_TCK" -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" '
+    awk -F'\t' -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" '
         {
             split($5, s, " ")
             key = $1 "\t" $2 "\t" $3
             if (!(key in seen)) { seen[key] = 1; order[++n] = key }
-            qps[key, $4] = s[2]; q[key, $4] = s[3]; ticks[key, $4] = $6
+            r = $11; if (!((key, r) in rseen)) { rseen[key, r] = 1; rounds[key] = rounds[key] " " r }
+            qps[key, r, $4] = s[2]; q[key, r, $4] = s[3]; ticks[key, r, $4] = $6
         }
         function num(x) { return x != "" && x != "-" }
+        function ratio(a, b) { return (num(a) && num(b) && b > 0) ? a / b : -1 }
+        # Median of the non-negative values in v[1..m] (sorted in place), -1 if none.
+        function median(v, m,    i, j, t, k, w) {
+            k = 0
+            for (i = 1; i <= m; i++) if (v[i] >= 0) w[++k] = v[i]
+            if (k == 0) return -1
+            for (i = 2; i <= k; i++) { t = w[i]; for (j = i - 1; j >= 1 && w[j] > t; j--) w[j + 1] = w[j]; w[j + 1] = t }
+            lo = w[1]; hi = w[k]
+            return (k % 2) ? w[(k + 1) / 2] : (w[k / 2] + w[k / 2 + 1]) / 2
+        }
+        function cell(v, m,    med) {
+            med = median(v, m)
+            if (med < 0) return "-"
+            return (m > 1 && lo != hi) ? sprintf("%.2f (%.2f–%.2f)", med, lo, hi) : sprintf("%.2f", med)
+        }
+        function fmt(x) { return x < 0 ? "-" : sprintf("%.2f", x) }
         END {
             pass_q = 0; pass_c = 0
             for (i = 1; i <= n; i++) {
                 k = order[i]; split(k, f, "\t")
-                d = qps[k, "direct"]; h = qps[k, "haproxy"]; sl = qps[k, "sluice"]
-                rsh = (num(h) && num(sl) && h > 0) ? sl / h : -1
-                rsd = (num(d) && num(sl) && d > 0) ? sl / d : -1
-                rhd = (num(d) && num(h) && d > 0) ? h / d : -1
-                ch = (q[k, "haproxy"] > 0) ? ticks[k, "haproxy"] / q[k, "haproxy"] : -1
-                cs = (q[k, "sluice"] > 0) ? ticks[k, "sluice"] / q[k, "sluice"] : -1
-                rc = (ch > 0 && cs >= 0) ? cs / ch : -1
+                m = split(substr(rounds[k], 2), rl, " ")
+                delete a; delete b; delete c; delete d
+                for (j = 1; j <= m; j++) {
+                    r = rl[j]
+                    a[j] = ratio(qps[k, r, "sluice"], qps[k, r, "haproxy"])
+                    b[j] = ratio(qps[k, r, "sluice"], qps[k, r, "direct"])
+                    c[j] = ratio(qps[k, r, "haproxy"], qps[k, r, "direct"])
+                    ch = (q[k, r, "haproxy"] > 0) ? ticks[k, r, "haproxy"] / q[k, r, "haproxy"] : -1
+                    cs = (q[k, r, "sluice"] > 0) ? ticks[k, r, "sluice"] / q[k, r, "sluice"] : -1
+                    d[j] = (ch > 0 && cs >= 0) ? cs / ch : -1
+                }
+                ca = cell(a, m); rsh = median(a, m)
+                cb = cell(b, m); cc = cell(c, m)
+                cd = cell(d, m); rc = median(d, m)
                 tq = (rsh < 0) ? "n/a" : (rsh >= qps_t ? "PASS" : sprintf("FAIL (%.3f, short by %.3f)", rsh, qps_t - rsh))
                 tc = (rc < 0) ? "n/a" : (rc <= cpu_t ? "PASS" : sprintf("FAIL (%.3f, over by %.3f)", rc, rc - cpu_t))
                 if (tq == "PASS") pass_q++
                 if (tc == "PASS") pass_c++
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3],
-                    fmt(rsh), fmt(rsd), fmt(rhd), fmt(rc), tq, tc
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ca, cb, cc, cd, tq, tc
             }
-            printf "\nThroughput target met in %d of %d cases; CPU target met in %d of %d cases.\n", pass_q, n, pass_c, n
-        }
-        function fmt(x) { return x < 0 ? "-" : sprintf("%.2f", x) }' "$RESULTS"
+            printf "\nThroughput target met in %d of %d cases; CPU target met in %d of %d cases (on the median over the rounds).\n", pass_q, n, pass_c, n
+        }' "$RESULTS"
     echo
     echo "## Memory and logs"
     echo
