@@ -176,18 +176,42 @@ fn bit(bits: &[u64], i: usize) -> bool {
     bits[i / 64] & (1u64 << (i % 64)) != 0
 }
 
-fn candidates(ops: &[LOp], state: &[u64], considered: &mut [bool]) -> Vec<u32> {
+/// Index of the first op not yet linearized (`n` if none): whole words of linearized
+/// ops are skipped, since linearization mostly proceeds in invocation order.
+fn first_pending(state: &[u64], n: usize) -> usize {
+    let words = n.div_ceil(64);
+    let mut w = 0;
+    while w < words && state[w] == u64::MAX {
+        w += 1;
+    }
+    let mut i = w * 64;
+    while i < n && bit(state, i) {
+        i += 1;
+    }
+    i
+}
+
+/// The ops that may be linearized next from `state`. `readers[v]` lists the reads
+/// of interned value `v`.
+fn candidates(ops: &[LOp], state: &[u64], considered: &mut [bool], readers: &[Vec<u32>]) -> Vec<u32> {
     let val = *state.last().expect("state has a value word") as u32;
+    let lo = first_pending(state, ops.len());
+    // The earliest completion among pending ops. Ops are sorted by invocation, so once
+    // one is invoked after the minimum so far, no later op can complete before it.
     let mut min_end = Time::MAX;
-    let mut pending_reader = false;
-    for (i, o) in ops.iter().enumerate() {
+    for (i, o) in ops.iter().enumerate().skip(lo) {
+        if o.inv > min_end {
+            break;
+        }
         if !bit(state, i) {
             min_end = min_end.min(o.end);
-            pending_reader |= o.kind == Kind::Read(val);
         }
     }
+    let pending_reader = readers
+        .get(val as usize)
+        .is_some_and(|rs| rs.iter().any(|&r| !bit(state, r as usize)));
     let mut out = Vec::new();
-    for (i, o) in ops.iter().enumerate() {
+    for (i, o) in ops.iter().enumerate().skip(lo) {
         if bit(state, i) {
             continue;
         }
@@ -215,11 +239,21 @@ fn search(ops: &[LOp], init: u32, budget: usize) -> Search {
         return Search::Linearizable { states: 0 };
     }
     let words = n.div_ceil(64);
+    let mut readers: Vec<Vec<u32>> = Vec::new();
+    for (i, o) in ops.iter().enumerate() {
+        if let Kind::Read(v) = o.kind {
+            let v = v as usize;
+            if readers.len() <= v {
+                readers.resize_with(v + 1, Vec::new);
+            }
+            readers[v].push(i as u32);
+        }
+    }
     let mut considered = vec![false; n];
     let mut memo: Memo = HashSet::default();
     let mut root = vec![0u64; words + 1].into_boxed_slice();
     root[words] = init as u64;
-    let cands = candidates(ops, &root, &mut considered);
+    let cands = candidates(ops, &root, &mut considered, &readers);
     memo.insert(root.clone());
     let mut stack = vec![Frame {
         state: root,
@@ -253,7 +287,7 @@ fn search(ops: &[LOp], init: u32, budget: usize) -> Search {
                 states: memo.len() as u64,
             };
         }
-        let cands = candidates(ops, &state, &mut considered);
+        let cands = candidates(ops, &state, &mut considered, &readers);
         if !cands.is_empty() {
             stack.push(Frame {
                 state,
@@ -508,7 +542,11 @@ pub fn linearizable_per_key(h: &History) -> Result<LinReport, Violation> {
 /// operations and how unknown outcomes are treated). Keys on which the search
 /// exceeds its budget are listed in [`LinReport::inconclusive`].
 pub fn linearizable_per_key_with(h: &History, opts: &LinOptions) -> Result<LinReport, Violation> {
-    let f = Facts::build(h)?;
+    linearizable_per_key_in(h, &Facts::build(h)?, opts)
+}
+
+/// [`linearizable_per_key_with`] with the facts already built.
+pub(crate) fn linearizable_per_key_in(h: &History, f: &Facts<'_>, opts: &LinOptions) -> Result<LinReport, Violation> {
     let problems = build_problems(&f, opts)?;
     let mut report = LinReport::default();
     for p in &problems {

@@ -247,12 +247,13 @@ pub fn check_all(h: &History) -> Result<Report, Violation> {
 
 /// [`check_all`] with explicit linearizability options.
 pub fn check_all_with(h: &History, lin: &LinOptions) -> Result<Report, Violation> {
-    facts::Facts::build(h)?;
-    let writes = no_lost_or_duplicate_writes(h)?;
-    read_your_writes(h)?;
-    monotonic_reads(h)?;
-    transactions_atomic(h)?;
-    let linearizability = linearizable_per_key_with(h, lin)?;
+    // The facts are built once and shared by every checker.
+    let f = facts::Facts::build(h)?;
+    let writes = writes::no_lost_or_duplicate_writes_in(h, &f)?;
+    session::read_your_writes_in(h, &f)?;
+    session::monotonic_reads_in(h, &f)?;
+    txn::transactions_atomic_in(h, &f)?;
+    let linearizability = linearizable::linearizable_per_key_in(h, &f, lin)?;
     let mut report = Report::summarize(h);
     report.unknown_writes = writes.unknown_writes;
     report.linearizability = linearizability;

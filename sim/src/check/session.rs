@@ -36,7 +36,11 @@ fn reads_by_op<'a>(f: &'a Facts<'_>) -> BTreeMap<OpId, Vec<&'a ReadObs>> {
 /// must return `v` or a value that is not certainly older than `v` (see the
 /// order in [`crate::check`]).
 pub fn read_your_writes(h: &History) -> Result<(), Violation> {
-    let f = Facts::build(h)?;
+    read_your_writes_in(h, &Facts::build(h)?)
+}
+
+/// [`read_your_writes`] with the facts already built.
+pub(crate) fn read_your_writes_in(h: &History, f: &Facts<'_>) -> Result<(), Violation> {
     let reads = reads_by_op(&f);
     for (session, ids) in sessions(h) {
         // key → acknowledged own writes: (value, op, acknowledged at)
@@ -88,7 +92,11 @@ pub fn read_your_writes(h: &History) -> Result<(), Violation> {
 /// completed before the second was invoked, the second must not return a
 /// value certainly older than the first's.
 pub fn monotonic_reads(h: &History) -> Result<(), Violation> {
-    let f = Facts::build(h)?;
+    monotonic_reads_in(h, &Facts::build(h)?)
+}
+
+/// [`monotonic_reads`] with the facts already built.
+pub(crate) fn monotonic_reads_in(h: &History, f: &Facts<'_>) -> Result<(), Violation> {
     let reads = reads_by_op(&f);
     for (session, ids) in sessions(h) {
         // key → distinct values seen so far: value → (first op that saw it, its completion)

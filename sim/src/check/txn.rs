@@ -30,7 +30,11 @@ use crate::history::{History, Op, OpId, ReadIsolation, Val, WriteEffect};
 ///    applied log, a committed or unknown transaction's final writes appear in
 ///    it all or none.
 pub fn transactions_atomic(h: &History) -> Result<(), Violation> {
-    let f = Facts::build(h)?;
+    transactions_atomic_in(h, &Facts::build(h)?)
+}
+
+/// [`transactions_atomic`] with the facts already built.
+pub(crate) fn transactions_atomic_in(h: &History, f: &Facts<'_>) -> Result<(), Violation> {
     let checker = Checker::TransactionsAtomic;
 
     // 1. Split across backends.

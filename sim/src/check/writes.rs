@@ -61,7 +61,11 @@ fn count_positions(vs: &[Val]) -> BTreeMap<Val, Vec<usize>> {
 ///
 /// Writes overwritten inside their own transaction may appear at most once.
 pub fn no_lost_or_duplicate_writes(h: &History) -> Result<WritesReport, Violation> {
-    let f = Facts::build(h)?;
+    no_lost_or_duplicate_writes_in(h, &Facts::build(h)?)
+}
+
+/// [`no_lost_or_duplicate_writes`] with the facts already built.
+pub(crate) fn no_lost_or_duplicate_writes_in(h: &History, f: &Facts<'_>) -> Result<WritesReport, Violation> {
     let checker = Checker::NoLostOrDuplicateWrites;
     let mut observed: BTreeMap<Val, OpId> = BTreeMap::new();
 

@@ -152,8 +152,31 @@ pub struct Server {
     semi: SemiSync,
     faults: Box<dyn FaultHooks>,
     generation: u64,
+    /// Bumped when a session is killed or removed (see [`Server::session_generation`]).
+    session_generation: u64,
     boot_count: u64,
     pub(crate) clock: u64,
+    /// Parsed first statements by query text (parsing is a pure function of the text;
+    /// workloads and monitors repeat the same queries). Bounded: cleared when full.
+    parse_cache: std::collections::HashMap<Box<str>, CachedParse>,
+}
+
+/// Most queries [`Server::parse_cache`] keeps.
+const PARSE_CACHE_MAX: usize = 512;
+
+#[derive(Clone)]
+struct CachedParse {
+    stmt: Arc<Statement>,
+    start: usize,
+    end: usize,
+    next: usize,
+}
+
+/// The next statement of a batch: parsed (possibly from the cache), or what else
+/// [`parse_next`] said.
+enum NextStmt {
+    Stmt(CachedParse),
+    Other(Parsed),
 }
 
 impl std::fmt::Debug for Server {
@@ -213,8 +236,10 @@ impl Server {
             },
             faults: Box::new(NoFaults),
             generation: 0,
+            session_generation: 0,
             boot_count: 1,
             clock: 0,
+            parse_cache: Default::default(),
             cfg,
         }
     }
@@ -256,6 +281,19 @@ impl Server {
 
     pub(crate) fn bump(&mut self) {
         self.generation += 1;
+    }
+
+    /// Changes when a session is killed or goes away (closed, reset, dropped by a
+    /// crash) — the only engine changes an *idle* connection has to notice. Front-ends
+    /// wake idle connections on this instead of on every [`Self::generation`] change,
+    /// which would wake every connection of the server on every commit.
+    pub fn session_generation(&self) -> u64 {
+        self.session_generation
+    }
+
+    fn bump_sessions(&mut self) {
+        self.session_generation += 1;
+        self.bump();
     }
 
     /// Number of times the server has (re)started.
@@ -496,7 +534,7 @@ impl Server {
         };
         self.rollback_txn(&mut s);
         self.locks.release_all_user_locks(sid);
-        self.bump();
+        self.bump_sessions();
         true
     }
 
@@ -526,7 +564,7 @@ impl Server {
         );
         fresh.killed = s.killed;
         self.sessions.insert(sid, fresh);
-        self.bump();
+        self.bump_sessions();
         Ok(())
     }
 
@@ -570,7 +608,7 @@ impl Server {
             s.killed = true;
             self.sessions.insert(target, s);
         }
-        self.bump();
+        self.bump_sessions();
         Ok(())
     }
 
@@ -725,7 +763,7 @@ impl Server {
                 // crashed (everything already cleared) or killed itself
                 self.rollback_txn(&mut sess);
                 self.locks.release_all_user_locks(sid);
-                self.bump();
+                self.bump_sessions();
             }
             _ => {
                 self.sessions.insert(sid, sess);
@@ -734,23 +772,48 @@ impl Server {
         out
     }
 
+    /// [`parse_next`], with the first statement of a query served from
+    /// [`Self::parse_cache`] when the same text was parsed before.
+    fn parse_next_cached(&mut self, sql: &str, offset: usize, first: bool) -> NextStmt {
+        let cacheable = first && offset == 0;
+        if cacheable {
+            if let Some(c) = self.parse_cache.get(sql) {
+                return NextStmt::Stmt(c.clone());
+            }
+        }
+        match parse_next(sql, offset, first) {
+            Parsed::Stmt { stmt, start, end, next } => {
+                let c = CachedParse { stmt: Arc::new(stmt), start, end, next };
+                if cacheable {
+                    if self.parse_cache.len() >= PARSE_CACHE_MAX {
+                        self.parse_cache.clear();
+                    }
+                    self.parse_cache.insert(sql.into(), c.clone());
+                }
+                NextStmt::Stmt(c)
+            }
+            other => NextStmt::Other(other),
+        }
+    }
+
     fn drive_session(&mut self, sess: &mut Session, now: u64) -> ExecOutcome {
         loop {
             let p = sess.pending.as_mut().unwrap();
             if p.current.is_none() {
                 let first = p.next_offset == 0 && p.results.is_empty();
                 let sql = p.sql.clone();
-                match parse_next(&sql, p.next_offset, first) {
-                    Parsed::End => {
+                match self.parse_next_cached(&sql, p.next_offset, first) {
+                    NextStmt::Other(Parsed::End) => {
                         let p = sess.pending.take().unwrap();
                         return ExecOutcome::Done(p.results);
                     }
-                    Parsed::Empty => {
+                    NextStmt::Other(Parsed::Empty) => {
                         p.results.push(QueryResult::Err(SqlError::empty_query()));
                         let p = sess.pending.take().unwrap();
                         return ExecOutcome::Done(p.results);
                     }
-                    Parsed::Error(f) => {
+                    NextStmt::Other(Parsed::Stmt { .. }) => unreachable!("parse_next_cached returns statements as NextStmt::Stmt"),
+                    NextStmt::Other(Parsed::Error(f)) => {
                         let err = if let Some(what) = f.unsupported {
                             if what == "__MULTIPLE_PK" {
                                 SqlError::new(
@@ -771,12 +834,12 @@ impl Server {
                         let p = sess.pending.take().unwrap();
                         return ExecOutcome::Done(p.results);
                     }
-                    Parsed::Stmt {
+                    NextStmt::Stmt(CachedParse {
                         stmt,
                         start,
                         end,
                         next,
-                    } => {
+                    }) => {
                         if first && !sess.multi_statements {
                             // Without CLIENT_MULTI_STATEMENTS the server's parser does not
                             // end a statement at `;`: a second statement is a syntax error
@@ -797,7 +860,7 @@ impl Server {
                         }
                         p.next_offset = next;
                         p.current = Some(CurrentStmt {
-                            stmt: Arc::new(stmt),
+                            stmt,
                             start,
                             end,
                             started_at: now,
@@ -1276,7 +1339,7 @@ impl Server {
         self.binlog_pos = 256;
         self.boot_count += 1;
         self.semi.off = false;
-        self.bump();
+        self.bump_sessions();
     }
 
     /// Crash losing every binlog event from index `keep` on, together with

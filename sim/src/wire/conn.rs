@@ -80,7 +80,11 @@ impl From<Gone> for End {
 pub(crate) struct Conn<S> {
     srv: SimServer,
     conn: PacketConn<S>,
+    /// Every engine change: for statements waiting to resume.
     rx: Watcher,
+    /// Lifecycle changes and sessions killed or gone: for idle waits (next command,
+    /// reads, writes), which would otherwise wake on every commit.
+    life_rx: Watcher,
     inc: u64,
     clock: Clock,
     sid: SessionId,
@@ -102,10 +106,12 @@ pub(crate) async fn run<S: Stream>(srv: SimServer, stream: S, peer: String, inc:
     }
     let peer_host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).to_string();
     let rx = srv.subscribe();
+    let life_rx = srv.subscribe_life();
     let mut c = Conn {
         srv: srv.clone(),
         conn,
         rx,
+        life_rx,
         inc,
         clock,
         sid: 0,
@@ -143,7 +149,7 @@ impl<S: Stream> Conn<S> {
         }
         loop {
             let pkt = self.next_command().await?;
-            self.srv.gate(self.inc, &mut self.rx).await?;
+            self.srv.gate(self.inc, &mut self.life_rx).await?;
             if !self.command(pkt).await? {
                 return Ok(());
             }
@@ -158,11 +164,11 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.read_packet();
         tokio::pin!(fut);
         loop {
-            self.rx.mark_seen();
+            self.life_rx.mark_seen();
             self.srv.state_for(self.inc)?;
             tokio::select! {
                 biased;
-                r = self.rx.changed() => {
+                r = self.life_rx.changed() => {
                     if r.is_err() {
                         return Err(End::Gone);
                     }
@@ -177,7 +183,7 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.read_packet();
         tokio::pin!(fut);
         loop {
-            self.rx.mark_seen();
+            self.life_rx.mark_seen();
             self.srv.state_for(self.inc)?;
             {
                 // An idle session is killed iff `can_resume` says it could go on.
@@ -190,7 +196,7 @@ impl<S: Stream> Conn<S> {
             }
             tokio::select! {
                 biased;
-                r = self.rx.changed() => {
+                r = self.life_rx.changed() => {
                     if r.is_err() {
                         return Err(End::Gone);
                     }
@@ -203,7 +209,7 @@ impl<S: Stream> Conn<S> {
     /// Sends packets starting at `seq` (waiting while the server is paused); returns the
     /// next sequence id.
     async fn send_all(&mut self, mut seq: u8, payloads: &[Vec<u8>]) -> Result<u8, End> {
-        self.srv.gate(self.inc, &mut self.rx).await?;
+        self.srv.gate(self.inc, &mut self.life_rx).await?;
         let mut queued = 0;
         for p in payloads {
             seq = self.conn.queue(seq, p);
@@ -225,11 +231,11 @@ impl<S: Stream> Conn<S> {
         let fut = self.conn.flush();
         tokio::pin!(fut);
         loop {
-            self.rx.mark_seen();
+            self.life_rx.mark_seen();
             self.srv.state_for(self.inc)?;
             tokio::select! {
                 biased;
-                r = self.rx.changed() => {
+                r = self.life_rx.changed() => {
                     if r.is_err() {
                         return Err(End::Gone);
                     }
@@ -765,9 +771,30 @@ fn unknown_stmt(id: u32, what: &str) -> Vec<u8> {
 
 /// Whether a statement batch may reconfigure replication (the IO thread then reconnects).
 fn touches_replication(sql: &str) -> bool {
-    let words: Vec<String> = sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').filter(|w| !w.is_empty()).map(|w| w.to_ascii_uppercase()).collect();
-    words.windows(2).any(|w| {
-        matches!(w[0].as_str(), "START" | "STOP" | "CHANGE" | "RESET")
-            && matches!(w[1].as_str(), "SLAVE" | "REPLICA" | "MASTER" | "REPLICATION" | "ALL")
-    })
+    // Two adjacent words, compared without allocating (this runs for every query).
+    let mut words = sql.split(|c: char| !c.is_ascii_alphanumeric() && c != '_').filter(|w| !w.is_empty());
+    let Some(mut prev) = words.next() else { return false };
+    for w in words {
+        let verb = ["START", "STOP", "CHANGE", "RESET"].iter().any(|k| prev.eq_ignore_ascii_case(k));
+        if verb && ["SLAVE", "REPLICA", "MASTER", "REPLICATION", "ALL"].iter().any(|k| w.eq_ignore_ascii_case(k)) {
+            return true;
+        }
+        prev = w;
+    }
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::touches_replication;
+
+    #[test]
+    fn replication_statements_are_recognised_in_any_case() {
+        for sql in ["STOP SLAVE", "stop  replica", "CHANGE MASTER TO MASTER_HOST='x'", "reset slave all", "START REPLICATION", "SET @x=1; Reset Master"] {
+            assert!(touches_replication(sql), "{sql}");
+        }
+        for sql in ["", "SELECT 1", "INSERT INTO kv VALUES ('stop', 1)", "START TRANSACTION", "RESET QUERY CACHE"] {
+            assert!(!touches_replication(sql), "{sql}");
+        }
+    }
 }

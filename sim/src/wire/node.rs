@@ -214,7 +214,11 @@ struct Inner {
     handshake_version: String,
     engine: Mutex<engine::Server>,
     lifecycle: Mutex<Lifecycle>,
+    /// Any engine change that may unblock a waiting statement or a replication thread.
     changed: Arc<Signal>,
+    /// Lifecycle changes (crash, restart, pause, resume) and sessions killed or gone:
+    /// all an idle connection waits for.
+    life_signal: Arc<Signal>,
     accounts: BTreeMap<String, Account>,
     sha2_cache: Mutex<BTreeSet<String>>,
     rng: Mutex<ChaCha8Rng>,
@@ -269,6 +273,7 @@ impl SimServer {
                 engine: Mutex::new(server),
                 lifecycle: Mutex::new(Lifecycle { life: Life::Running, incarnation: 0 }),
                 changed,
+                life_signal: Arc::new(Signal::default()),
                 accounts,
                 sha2_cache: Mutex::new(BTreeSet::new()),
                 rng: Mutex::new(rng),
@@ -318,12 +323,15 @@ impl SimServer {
     /// Runs `f` on the engine; if it changed anything that may unblock a waiter, every
     /// task of this server is woken.
     pub fn with<R>(&self, f: impl FnOnce(&mut engine::Server) -> R) -> R {
-        let (r, changed) = {
+        let (r, changed, sessions_changed) = {
             let mut e = self.engine();
-            let g0 = e.generation();
+            let (g0, s0) = (e.generation(), e.session_generation());
             let r = f(&mut e);
-            (r, e.generation() != g0)
+            (r, e.generation() != g0, e.session_generation() != s0)
         };
+        if sessions_changed {
+            self.inner.life_signal.bump();
+        }
         if changed {
             self.notify();
         }
@@ -335,13 +343,27 @@ impl SimServer {
         self.inner.engine.lock().expect("engine lock")
     }
 
-    /// Wakes every task waiting on this server.
+    /// Wakes every task waiting for an engine change on this server (blocked
+    /// statements, replication threads); idle connections are not woken.
     pub fn notify(&self) {
         self.inner.changed.bump();
     }
 
+    /// Wakes every task of this server, idle connections included.
+    pub fn notify_all(&self) {
+        self.inner.life_signal.bump();
+        self.inner.changed.bump();
+    }
+
+    /// Watches every engine change (and lifecycle changes).
     pub fn subscribe(&self) -> Watcher {
         Watcher::new(self.inner.changed.clone())
+    }
+
+    /// Watches lifecycle changes and sessions being killed or dropped only: what an
+    /// idle connection must notice.
+    pub fn subscribe_life(&self) -> Watcher {
+        Watcher::new(self.inner.life_signal.clone())
     }
 
     pub fn life(&self) -> Life {
@@ -399,7 +421,7 @@ impl SimServer {
             let mut l = self.inner.lifecycle.lock().expect("lifecycle lock");
             f(&mut l);
         }
-        self.notify();
+        self.notify_all();
     }
 
     /// Crashes the server: connections drop, new ones are refused until
@@ -419,7 +441,7 @@ impl SimServer {
                 Vec::new()
             }
         });
-        self.notify();
+        self.notify_all();
         lost
     }
 
