@@ -2,6 +2,7 @@
 # Deterministic simulation sweeps (release build).
 #
 #   scripts/sim.sh [turmoil|madsim] [--seeds N | --minutes M] [--start S] [--jobs J]
+#   (turmoil: J independent simulations at once, default one per CPU)
 #
 # Runs the standard scenario (30 simulated seconds, 3 servers, 16 clients + 2 replica
 # readers, a fault schedule per seed) for N seeds (default 20) or for M minutes, and

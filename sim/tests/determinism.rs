@@ -11,9 +11,20 @@ fn opts() -> Options {
 
 #[test]
 fn same_seed_gives_the_same_history_hash() {
+    same_seed_same_hash(&opts());
+}
+
+/// The standard scenario steps turmoil 2 simulated ms at a time; the finer 1 ms tick
+/// (`SLUICE_SIM_TICK_MS=1`) is deterministic too.
+#[test]
+fn same_seed_gives_the_same_history_hash_with_a_1ms_tick() {
+    same_seed_same_hash(&Options { tick_ms: 1, ..opts() });
+}
+
+fn same_seed_same_hash(opts: &Options) {
     for seed in [3u64, 11] {
-        let a = run(seed, &opts());
-        let b = run(seed, &opts());
+        let a = run(seed, opts);
+        let b = run(seed, opts);
         assert!(a.history.len() > 50, "seed {seed}: too few operations ({})", a.history.len());
         assert_eq!(a.history_hash, b.history_hash, "seed {seed} is not deterministic\nfirst:\n{}\nsecond:\n{}", a.failure_report(), b.failure_report());
         assert_eq!(a.fault_log, b.fault_log, "seed {seed}: the nemesis did different things");

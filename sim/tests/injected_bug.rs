@@ -58,18 +58,28 @@ fn opts(seed: u64, bug: bool) -> Options {
 
 #[test]
 fn checkers_catch_the_resend_after_lost_backend_bug() {
+    catch_bug(2);
+}
+
+/// The same with turmoil's finer 1 ms tick (the standard scenario uses 2 ms).
+#[test]
+fn checkers_catch_the_resend_after_lost_backend_bug_with_a_1ms_tick() {
+    catch_bug(1);
+}
+
+fn catch_bug(tick_ms: u64) {
     for seed in 1..=BUDGET {
-        let r = run(seed, &opts(seed, true));
+        let r = run(seed, &Options { tick_ms, ..opts(seed, true) });
         match &r.outcome {
             Err(v) => {
-                eprintln!("injected bug caught at seed {seed} ({} ops):\n{v}", r.history.len());
+                eprintln!("injected bug caught at seed {seed} with a {tick_ms} ms tick ({} ops):\n{v}", r.history.len());
                 eprintln!("nemesis:\n  {}", r.fault_log.join("\n  "));
                 return;
             }
             Ok(_) => eprintln!("seed {seed}: bug not exposed ({})", r.coverage),
         }
     }
-    panic!("the checkers did not catch the injected resend-after-lost-backend bug within {BUDGET} seeds");
+    panic!("the checkers did not catch the injected resend-after-lost-backend bug within {BUDGET} seeds ({tick_ms} ms tick)");
 }
 
 #[test]

@@ -115,7 +115,7 @@ fn replay() {
 /// scenario (30 simulated seconds unless `SLUICE_SIM_DURATION_MS`, 3 servers, 16
 /// clients) over `SLUICE_SIM_SWEEP_SEEDS` seeds or for `SLUICE_SIM_SWEEP_MINUTES`
 /// minutes, from `SLUICE_SIM_SWEEP_START` (default: a fresh random start), on
-/// `SLUICE_SIM_JOBS` threads (default 1). Prints every failing seed, throughput and the
+/// `SLUICE_SIM_JOBS` threads (default: one per CPU). Prints every failing seed, throughput and the
 /// coverage counters; fails if any seed failed.
 #[test]
 #[ignore]
@@ -126,7 +126,8 @@ fn sweep() {
     let count = env("SLUICE_SIM_SWEEP_SEEDS");
     let minutes = env("SLUICE_SIM_SWEEP_MINUTES");
     let start = env("SLUICE_SIM_SWEEP_START").unwrap_or_else(|| suite_seeds(0, 1)[0] * 1000);
-    let jobs = env("SLUICE_SIM_JOBS").unwrap_or(1).max(1);
+    // Default: one job per CPU (independent simulations).
+    let jobs = env("SLUICE_SIM_JOBS").unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1)).max(1);
     let opts = Options::default().with_env();
     let deadline = minutes.map(|m| std::time::Instant::now() + std::time::Duration::from_secs(m * 60));
     let count = count.unwrap_or(if deadline.is_some() { u64::MAX } else { 20 });

@@ -1751,6 +1751,15 @@ impl<'a> Parser<'a> {
     // ------------------------------------------------------------------
 
     pub fn expr(&mut self) -> PResult<Expr> {
+        // Fast path for the commonest expression of all, a lone number or string
+        // literal ending at `,` `)` `;` or the end (INSERT values, SET values): every
+        // precedence level would only pass it through to `primary`.
+        if matches!(self.peek()?.tok, Tok::Int(_) | Tok::Str(_)) {
+            let t = self.peek_n(1)?;
+            if t.is_sym(",") || t.is_sym(")") || t.is_sym(";") || t.tok == Tok::Eof {
+                return self.primary();
+            }
+        }
         self.or_expr()
     }
 

@@ -47,8 +47,10 @@ pub struct Options {
     pub proxy_bug_resend: bool,
     /// Client-side timeout of one statement (then the outcome is unknown).
     pub op_timeout_ms: u64,
-    /// turmoil's tick (simulated ms per step; default 1). Larger ticks run faster but
-    /// quantise every timer and delivery to the tick.
+    /// turmoil's tick (simulated ms per step; default 2, `SLUICE_SIM_TICK_MS`). Every
+    /// timer and message delivery is quantised to it; turmoil's cost per tick is fixed
+    /// per host, so a 1 ms tick runs the standard scenario ≈ 1.7× slower
+    /// (docs/simulation.md, "Speed").
     pub tick_ms: u64,
     /// Print the run's configuration, schedule and result to stderr.
     pub verbose: bool,
@@ -70,7 +72,7 @@ impl Default for Options {
             schedule: None,
             proxy_bug_resend: false,
             op_timeout_ms: 3_000,
-            tick_ms: 1,
+            tick_ms: 2,
             verbose: false,
         }
     }
@@ -227,7 +229,7 @@ impl fmt::Display for RunConfig {
             self.op_timeout_ms,
             self.faults,
             if self.proxy_bug_resend { " PROXY-BUG(resend_after_lost_backend)" } else { "" },
-            if self.tick_ms != 1 { format!(" tick={}ms", self.tick_ms) } else { String::new() },
+            format!(" tick={}ms", self.tick_ms),
         )
     }
 }

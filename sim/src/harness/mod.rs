@@ -88,10 +88,7 @@ impl RunResult {
             "madsim" => format!(
                 "{env} RUSTFLAGS=\"--cfg madsim\" cargo test -p sim --test madsim_suite --target-dir target-madsim madsim_suite -- --nocapture"
             ),
-            _ => format!(
-                "{env}{} cargo test -p sim --test properties replay -- --nocapture",
-                if c.tick_ms != 1 { format!(" SLUICE_SIM_TICK_MS={}", c.tick_ms) } else { String::new() }
-            ),
+            _ => format!("{env} SLUICE_SIM_TICK_MS={} cargo test -p sim --test properties replay -- --nocapture", c.tick_ms),
         }
     }
 
