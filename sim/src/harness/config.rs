@@ -154,6 +154,9 @@ pub struct RunConfig {
     pub proxy_bug_resend: bool,
     pub faults: FaultProfile,
     pub tick_ms: u64,
+    /// The proxy's `backend.monitor_interval_ms` (100, 200, 300 or 500 from the seed):
+    /// how soon it notices a failover varies between runs.
+    pub monitor_interval_ms: u64,
 }
 
 impl RunConfig {
@@ -171,6 +174,7 @@ impl RunConfig {
         let lag_ms = rng.gen_range(5..=60);
         let lag_jitter_ms = rng.gen_range(0..=80);
         let max_latency_ms = rng.gen_range(1..=4);
+        let monitor_interval_ms = [100, 200, 300, 500][rng.gen_range(0..4)];
         RunConfig {
             seed,
             flavour,
@@ -192,6 +196,7 @@ impl RunConfig {
             proxy_bug_resend: opts.proxy_bug_resend,
             faults: opts.faults,
             tick_ms: opts.tick_ms.max(1),
+            monitor_interval_ms,
         }
     }
 
@@ -208,7 +213,7 @@ impl fmt::Display for RunConfig {
         write!(
             f,
             "seed={} flavour={} replication={} nodes={} clients={} replica_readers={} duration={}ms settle={}ms keys={} \
-             mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms faults={:?}{}{}",
+             mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms monitor={}ms faults={:?}{}{}",
             self.seed,
             self.flavour_name(),
             if self.semi_sync { format!("semi-sync(timeout {}ms)", self.semi_sync_timeout_ms) } else { "async".into() },
@@ -227,6 +232,7 @@ impl fmt::Display for RunConfig {
             self.lag_jitter_ms,
             self.max_latency_ms,
             self.op_timeout_ms,
+            self.monitor_interval_ms,
             self.faults,
             if self.proxy_bug_resend { " PROXY-BUG(resend_after_lost_backend)" } else { "" },
             format!(" tick={}ms", self.tick_ms),

@@ -116,7 +116,7 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
     }
     let proxy_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
     net.add_dns_record("proxy", proxy_ip);
-    let pcfg = proxy_config(&cluster);
+    let pcfg = proxy_config(&cluster, &cfg);
     let proxy_seed = derive_seed(seed, "proxy", 0);
     let faults = proxy_faults(&cfg);
     let proxy = handle

@@ -156,7 +156,7 @@ fn fresh_seed() -> u64 {
     h.finish() % 1_000_000_000
 }
 
-fn proxy_config(cluster: &SimCluster) -> sluice::Config {
+fn proxy_config(cluster: &SimCluster, cfg: &RunConfig) -> sluice::Config {
     let nodes = cluster.addrs().iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
     let toml = format!(
         r#"
@@ -173,11 +173,12 @@ user = "app"
 password = "app"
 nodes = [{nodes}]
 connect_timeout_ms = 2000
-monitor_interval_ms = 100
+monitor_interval_ms = {monitor}
 monitor_timeout_ms = 1000
 "#,
         listen = workload::PROXY_ADDR,
         key = PROXY_RSA_KEY,
+        monitor = cfg.monitor_interval_ms,
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
@@ -402,7 +403,7 @@ mod turmoil_run {
             .max_message_latency(max_latency)
             .build();
         cluster.register_turmoil(&mut sim);
-        let pcfg = proxy_config(&cluster);
+        let pcfg = proxy_config(&cluster, &cfg);
         let proxy_seed = derive_seed(seed, "proxy", 0);
         let faults = proxy_faults(&cfg);
         sim.host("proxy", move || {
