@@ -157,7 +157,8 @@ pub struct Server {
     boot_count: u64,
     pub(crate) clock: u64,
     /// Parsed first statements by query text (parsing is a pure function of the text;
-    /// workloads and monitors repeat the same queries). Bounded: cleared when full.
+    /// workloads and monitors repeat the same queries). Row writes carry fresh values
+    /// almost every time and are not kept. Bounded: cleared when full.
     parse_cache: std::collections::HashMap<Box<str>, CachedParse>,
 }
 
@@ -783,8 +784,10 @@ impl Server {
         }
         match parse_next(sql, offset, first) {
             Parsed::Stmt { stmt, start, end, next } => {
+                // Row writes (unique values per statement in practice) would only churn it.
+                let keep = cacheable && !matches!(stmt, Statement::Insert(_) | Statement::Update(_) | Statement::Delete(_));
                 let c = CachedParse { stmt: Arc::new(stmt), start, end, next };
-                if cacheable {
+                if keep {
                     if self.parse_cache.len() >= PARSE_CACHE_MAX {
                         self.parse_cache.clear();
                     }
