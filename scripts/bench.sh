@@ -27,6 +27,8 @@
 #   BENCH_PIN        1 = pin the proxies to the last CPU and sysbench + MariaDB to the
 #                    others with taskset [0]
 #   BENCH_PAUSE      seconds of idle between runs [1]
+#   BENCH_SLUICE_WORKERS    Sluice's proxy.worker_threads [0 = one per CPU]
+#   BENCH_SLUICE_SCHEDULER  Sluice's proxy.scheduler [pinned]: pinned or work-stealing
 #
 # The default run (3 rounds x 2 workloads x 2 thread counts x 2 ps modes x 3 targets x
 # 15 s) takes about 20 minutes plus the build. See docs/benchmarks.md.
@@ -336,6 +338,7 @@ done
 cat >"$WORK/sluice.toml" <<EOF
 [proxy]
 worker_threads = ${BENCH_SLUICE_WORKERS:-0}
+scheduler = "${BENCH_SLUICE_SCHEDULER:-pinned}"
 listen = "127.0.0.1:0"
 shutdown_timeout_ms = 2000
 
@@ -469,6 +472,7 @@ report() {
     echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
     echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
+    echo "- Sluice: scheduler = ${BENCH_SLUICE_SCHEDULER:-pinned}, worker_threads = ${BENCH_SLUICE_WORKERS:-0}"
     echo "- Pinning: $PIN_DESC"
     echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
     echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"

@@ -28,6 +28,9 @@ pub struct ProxyConfig {
     /// Runtime worker threads of the `sluice` binary; `0` = one per CPU.
     #[serde(default)]
     pub worker_threads: usize,
+    /// How the `sluice` binary spreads client sessions over its worker threads.
+    #[serde(default)]
+    pub scheduler: Scheduler,
     /// Client connections beyond this get ER_CON_COUNT_ERROR (1040).
     #[serde(default = "defaults::max_connections")]
     pub max_connections: usize,
@@ -67,6 +70,20 @@ pub struct ProxyConfig {
     /// also re-read on demand when an unknown user logs in).
     #[serde(default = "defaults::accounts_refresh_ms")]
     pub accounts_refresh_ms: u64,
+}
+
+/// Threading of the `sluice` binary (the library itself runs on whatever runtime it is
+/// started on).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// Each worker thread runs its own single-threaded runtime; a new session goes to the
+    /// worker with the fewest open sessions and stays there, with its backend
+    /// connection, for its whole life.
+    #[default]
+    Pinned,
+    /// One multi-threaded work-stealing runtime: any worker may run any session.
+    WorkStealing,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -300,6 +317,15 @@ nodes = ["127.0.0.1:3310", "127.0.0.1:3311"]
         let e = Config::parse(&MINIMAL.replace("[backend]", "[backend]\nnodez = 1")).unwrap_err().to_string();
         assert!(e.contains("nodez"), "{e}");
         assert!(!e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn scheduler_defaults_to_pinned_and_rejects_unknown_values() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().proxy.scheduler, Scheduler::Pinned);
+        let ws = MINIMAL.replace("[proxy]\n", "[proxy]\nscheduler = \"work-stealing\"\n");
+        assert_eq!(Config::parse(&ws).unwrap().proxy.scheduler, Scheduler::WorkStealing);
+        let e = Config::parse(&MINIMAL.replace("[proxy]\n", "[proxy]\nscheduler = \"fast\"\n")).unwrap_err().to_string();
+        assert!(e.contains("scheduler") && e.contains("pinned"), "{e}");
     }
 
     #[test]

@@ -18,4 +18,4 @@ pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use proxy::{start, start_with_faults, ProxyHandle};
+pub use proxy::{start, start_with_dispatch, start_with_faults, Dispatch, ProxyHandle, Session, SpawnHere};

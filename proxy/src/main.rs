@@ -2,9 +2,11 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use sluice::config::Scheduler;
 use sluice::net::TokioNet;
-use sluice::Config;
+use sluice::{Config, Dispatch, SpawnHere};
 
 const USAGE: &str = "usage: sluice --config FILE [--check]\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n";
 
@@ -49,11 +51,22 @@ fn main() -> ExitCode {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if cfg.proxy.worker_threads > 0 {
-        builder.worker_threads(cfg.proxy.worker_threads);
-    }
-    let rt = match builder.enable_all().build() {
+    let workers = match cfg.proxy.worker_threads {
+        0 => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        n => n,
+    };
+    let (rt, dispatch): (_, Arc<dyn Dispatch<TokioNet>>) = match cfg.proxy.scheduler {
+        Scheduler::WorkStealing => {
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(workers).enable_all().build();
+            (rt, Arc::new(SpawnHere))
+        }
+        Scheduler::Pinned => match pinned::Workers::start(workers, cfg.proxy.max_connections) {
+            // The main thread keeps the accept loop, the backend monitor and signals.
+            Ok(w) => (tokio::runtime::Builder::new_current_thread().enable_all().build(), Arc::new(w)),
+            Err(e) => (Err(e), Arc::new(SpawnHere)),
+        },
+    };
+    let rt = match rt {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("sluice: cannot start runtime: {e}");
@@ -66,7 +79,7 @@ fn main() -> ExitCode {
             eprintln!("sluice: no OS randomness: {e}");
             return ExitCode::from(1);
         }
-        let handle = match sluice::start(TokioNet, cfg, u64::from_le_bytes(seed)).await {
+        let handle = match sluice::start_with_dispatch(TokioNet, cfg, u64::from_le_bytes(seed), dispatch).await {
             Ok(h) => h,
             Err(e) => {
                 eprintln!("sluice: {e}");
@@ -97,6 +110,115 @@ async fn wait_for_signal() {
         }
         _ => {
             let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// `scheduler = "pinned"`: one single-threaded runtime per worker thread. The accept loop
+/// (on the main thread) hands each accepted connection to the worker with the fewest open
+/// sessions; the session, its backend connection and all its timers then live on that
+/// thread until the session ends, as in HAProxy's thread model, instead of migrating
+/// between the threads of a work-stealing runtime.
+mod pinned {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use sluice::net::TokioNet;
+    use sluice::{Dispatch, Session};
+
+    type Handoff = (std::net::TcpStream, Session<TokioNet>);
+
+    struct Worker {
+        tx: tokio::sync::mpsc::Sender<Handoff>,
+        /// Sessions handed to this worker and not yet ended.
+        open: Arc<AtomicUsize>,
+    }
+
+    pub struct Workers {
+        workers: Vec<Worker>,
+        /// Where the search for the least loaded worker starts (rotates, so ties spread).
+        next: AtomicUsize,
+    }
+
+    /// Counts a session as open on its worker until it ends or is dropped.
+    struct OpenGuard(Arc<AtomicUsize>);
+
+    impl Drop for OpenGuard {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    impl Workers {
+        /// Starts `n` worker threads. `queue` bounds each worker's hand-off queue (the
+        /// proxy's `max_connections` already bounds the sessions in flight).
+        pub fn start(n: usize, queue: usize) -> std::io::Result<Workers> {
+            let mut workers = Vec::with_capacity(n);
+            for i in 0..n.max(1) {
+                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                let (tx, mut rx) = tokio::sync::mpsc::channel::<Handoff>(queue.max(1));
+                let open = Arc::new(AtomicUsize::new(0));
+                let still_open = open.clone();
+                std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(move || {
+                    rt.block_on(async move {
+                        while let Some((stream, session)) = rx.recv().await {
+                            match tokio::net::TcpStream::from_std(stream) {
+                                Ok(s) => {
+                                    tokio::spawn(session(s));
+                                }
+                                Err(e) => tracing::warn!(error = %e, "cannot register a client connection with worker {i}"),
+                            }
+                        }
+                        // The accept loop has ended (shutdown). Dropping the runtime would
+                        // cancel the sessions, so keep running them until they end.
+                        while still_open.load(Ordering::Relaxed) > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    })
+                })?;
+                workers.push(Worker { tx, open });
+            }
+            Ok(Workers { workers, next: AtomicUsize::new(0) })
+        }
+
+        fn least_loaded(&self) -> &Worker {
+            let n = self.workers.len();
+            let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
+            let i = (0..n).map(|k| (first + k) % n).min_by_key(|&i| self.workers[i].open.load(Ordering::Relaxed)).unwrap_or(0);
+            &self.workers[i]
+        }
+    }
+
+    impl Dispatch<TokioNet> for Workers {
+        fn dispatch(&self, stream: tokio::net::TcpStream, session: Session<TokioNet>) {
+            let worker = self.least_loaded();
+            let stream = match stream.into_std() {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot hand a client connection to a worker");
+                    return;
+                }
+            };
+            worker.open.fetch_add(1, Ordering::Relaxed);
+            let guard = OpenGuard(worker.open.clone());
+            let session: Session<TokioNet> = Box::new(move |s| {
+                Box::pin(async move {
+                    let _guard = guard;
+                    session(s).await
+                })
+            });
+            if let Err(e) = worker.tx.try_send((stream, session)) {
+                // Cannot happen while the queue holds max_connections; run it here then.
+                let (stream, session) = match e {
+                    tokio::sync::mpsc::error::TrySendError::Full(x) | tokio::sync::mpsc::error::TrySendError::Closed(x) => x,
+                };
+                match tokio::net::TcpStream::from_std(stream) {
+                    Ok(s) => {
+                        tokio::spawn(session(s));
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot register a client connection"),
+                }
+            }
         }
     }
 }

@@ -5,6 +5,8 @@
 //! proxies can live in one process or one simulation.
 
 use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -169,14 +171,49 @@ impl ProxyHandle {
     }
 }
 
+/// A client session ready to run: give it the client's stream and poll the future to
+/// completion. Dropping the future closes the session.
+pub type Session<N> = Box<dyn FnOnce(<N as Net>::Stream) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send>;
+
+/// Decides where accepted client sessions run.
+///
+/// The accept loop calls [`Dispatch::dispatch`] once per accepted connection that is
+/// within `max_connections`. The default, [`SpawnHere`], spawns the session as a task of
+/// the runtime the accept loop runs on. The `sluice` binary can instead hand each
+/// connection to one of several single-threaded runtimes, so a session and its backend
+/// connection stay on one thread for their whole life.
+pub trait Dispatch<N: Net>: Send + Sync + 'static {
+    /// Runs `session` on `stream` somewhere; must not block.
+    fn dispatch(&self, stream: N::Stream, session: Session<N>);
+}
+
+/// Spawns every session on the current runtime ([`tokio::spawn`]).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SpawnHere;
+
+impl<N: Net> Dispatch<N> for SpawnHere {
+    fn dispatch(&self, stream: N::Stream, session: Session<N>) {
+        tokio::spawn(session(stream));
+    }
+}
+
 /// Starts a proxy: discovers the backends, binds the listener and serves clients.
 /// `seed` seeds the proxy's RNG (nonces, RSA padding, key generation).
 pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle> {
-    start_with_faults(net, cfg, seed, Arc::new(NoFaults)).await
+    start_inner(net, cfg, seed, Arc::new(NoFaults), Arc::new(SpawnHere)).await
 }
 
 /// [`start`] with injected fault hooks (simulation only).
 pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>) -> Result<ProxyHandle> {
+    start_inner(net, cfg, seed, faults, Arc::new(SpawnHere)).await
+}
+
+/// [`start`] with sessions run wherever `dispatch` puts them.
+pub async fn start_with_dispatch<N: Net>(net: N, cfg: Config, seed: u64, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
+    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch).await
+}
+
+async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let acceptor = cfg.proxy.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let backend_tls = cfg.backend.tls.as_ref().map(BackendTls::from_config).transpose()?;
@@ -235,7 +272,7 @@ pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: A
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
-    tokio::spawn(accept_loop(shared, listener, sessions.clone()));
+    tokio::spawn(accept_loop(shared, listener, sessions.clone(), dispatch));
     Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout })
 }
 
@@ -276,7 +313,7 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
     }
 }
 
-async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>) {
+async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
     let shutdown = shared.shutdown.clone();
     loop {
         let accepted = tokio::select! {
@@ -295,10 +332,15 @@ async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, 
         match sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 let shared = shared.clone();
-                tokio::spawn(async move {
-                    session::run(shared, stream, peer).await;
-                    drop(permit);
-                });
+                dispatch.dispatch(
+                    stream,
+                    Box::new(move |stream| {
+                        Box::pin(async move {
+                            session::run(shared, stream, peer).await;
+                            drop(permit);
+                        })
+                    }),
+                );
             }
             Err(_) => {
                 tracing::warn!(%peer, "too many connections");

@@ -15,7 +15,7 @@ fn sluice_with(config: &str) -> (tempfile::TempDir, Command) {
     let path = dir.path().join("sluice.toml");
     std::fs::write(&path, config).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.arg("--config").arg(&path).env("SLUICE_LOG", "warn");
+    cmd.arg("--config").arg(&path).env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or("warn".into()));
     (dir, cmd)
 }
 
@@ -104,4 +104,53 @@ async fn sigterm_lets_running_queries_finish_then_exits() {
     let status = tokio::task::block_in_place(|| child.wait()).unwrap();
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(5), "exited soon after the last query");
+}
+
+/// Both `scheduler` settings: sessions opened together (spread over three worker threads
+/// when pinned) keep their own session state, TLS works on every worker, and a KILL QUERY
+/// from one session interrupts a statement of a session on another worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_on_different_worker_threads_keep_their_state_and_can_kill_each_other() {
+    for scheduler in ["pinned", "work-stealing"] {
+        let (_dir, mut cmd) = sluice_with(&config_text(&format!("scheduler = \"{scheduler}\"\nworker_threads = 3"), ""));
+        let (mut child, addr) = spawn_ready(&mut cmd);
+        let workers = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+            .unwrap()
+            .filter(|t| std::fs::read_to_string(t.as_ref().unwrap().path().join("comm")).unwrap().starts_with("sluice-worker-"))
+            .count();
+        assert_eq!(workers, if scheduler == "pinned" { 3 } else { 0 }, "{scheduler}: pinned worker threads");
+        let mut conns = Vec::new();
+        for i in 0..7i64 {
+            let mut c = mysql_async::Conn::new(opts(&addr, "app", "app", i % 2 == 0)).await.unwrap();
+            c.query_drop(format!("SET @mine = {i}")).await.unwrap();
+            conns.push(c);
+        }
+        let mut runs = Vec::new();
+        for (i, mut c) in conns.into_iter().enumerate() {
+            runs.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    let v: Option<i64> = c.query_first("SELECT @mine").await.unwrap().unwrap();
+                    assert_eq!(v, Some(i as i64));
+                }
+                c
+            }));
+        }
+        let mut conns = Vec::new();
+        for r in runs {
+            conns.push(r.await.unwrap());
+        }
+        let id = conns[1].id();
+        let mut victim = conns.remove(1);
+        let started = Instant::now();
+        let sleeper = tokio::spawn(async move { victim.query_first::<i64, _>("SELECT SLEEP(30)").await });
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        conns[0].query_drop(format!("KILL QUERY {id}")).await.unwrap();
+        match sleeper.await.unwrap() {
+            Ok(v) => assert_eq!(v, Some(1), "{scheduler}: SLEEP interrupted"),
+            Err(e) => assert!(e.to_string().contains("1317"), "{scheduler}: {e}"),
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{scheduler}: KILL QUERY took effect");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }
