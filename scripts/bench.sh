@@ -29,6 +29,9 @@
 #   BENCH_PAUSE      seconds of idle between runs [1]
 #   BENCH_SLUICE_WORKERS    Sluice's proxy.worker_threads [0 = one per CPU]
 #   BENCH_SLUICE_SCHEDULER  Sluice's proxy.scheduler [pinned]: pinned or work-stealing
+#   BENCH_ALT_SCHEDULER     when set (pinned or work-stealing), a second Sluice with this
+#                    scheduler runs as a fourth target ("sluice-alt") in the same rounds,
+#                    and the report gets a second ratio table for it [unset]
 #
 # The default run (3 rounds x 2 workloads x 2 thread counts x 2 ps modes x 3 targets x
 # 15 s) takes about 20 minutes plus the build. See docs/benchmarks.md.
@@ -156,6 +159,7 @@ mkdir -p "$RAW" "$(dirname "$OUT")"
 CHAOS_PID=""
 HAPROXY_PID=""
 SLUICE_PID=""
+ALT_PID=""
 SYSBENCH_PID=""
 
 stop_pid() { # pid name seconds
@@ -179,6 +183,7 @@ teardown() {
     set +e
     stop_pid "$SYSBENCH_PID" sysbench 5
     stop_pid "$SLUICE_PID" sluice 10
+    stop_pid "$ALT_PID" sluice-alt 10
     stop_pid "$HAPROXY_PID" haproxy 5
     # chaos stops its mariadbd processes and removes its directory on SIGTERM.
     stop_pid "$CHAOS_PID" chaos 60
@@ -335,10 +340,13 @@ IFS=, read -r -a replica_list <<<"$REPLICAS"
 for r in "${replica_list[@]}"; do
     [ -n "$r" ] && NODES="$NODES, \"$r\""
 done
-cat >"$WORK/sluice.toml" <<EOF
+# start_sluice NAME SCHEDULER: starts a Sluice, sets STARTED_PID and STARTED_PORT.
+start_sluice() {
+    local name=$1 scheduler=$2 addr="" i
+    cat >"$WORK/$name.toml" <<EOF
 [proxy]
 worker_threads = ${BENCH_SLUICE_WORKERS:-0}
-scheduler = "${BENCH_SLUICE_SCHEDULER:-pinned}"
+scheduler = "$scheduler"
 listen = "127.0.0.1:0"
 shutdown_timeout_ms = 2000
 
@@ -351,24 +359,36 @@ user = "app"
 password = "app"
 nodes = [$NODES]
 EOF
-"${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/sluice.toml" >"$WORK/sluice-stdout.log" 2>"$WORK/sluice.log" &
-SLUICE_PID=$!
-SLUICE_ADDR=""
-for ((i = 0; i < 300; i++)); do
-    SLUICE_ADDR=$(sed -n 's/^sluice listening on //p' "$WORK/sluice-stdout.log")
-    [ -n "$SLUICE_ADDR" ] && break
-    kill -0 "$SLUICE_PID" 2>/dev/null || { cat "$WORK/sluice.log" >&2; die "sluice exited at startup"; }
-    sleep 0.1
-done
-[ -n "$SLUICE_ADDR" ] || die "sluice did not report its address"
-SLUICE_PORT=${SLUICE_ADDR##*:}
-wait_sql "$SLUICE_PORT" app app 15 || { cat "$WORK/sluice.log" >&2; die "no MySQL answer through Sluice"; }
-log "sluice on $SLUICE_ADDR (pid $SLUICE_PID)"
+    "${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
+    STARTED_PID=$!
+    for ((i = 0; i < 300; i++)); do
+        addr=$(sed -n 's/^sluice listening on //p' "$WORK/$name-stdout.log")
+        [ -n "$addr" ] && break
+        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at startup"; }
+        sleep 0.1
+    done
+    [ -n "$addr" ] || die "$name did not report its address"
+    STARTED_PORT=${addr##*:}
+    wait_sql "$STARTED_PORT" app app 15 || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
+    log "$name (scheduler = $scheduler) on $addr (pid $STARTED_PID)"
+}
+
+SLUICE_SCHEDULER=${BENCH_SLUICE_SCHEDULER:-pinned}
+start_sluice sluice "$SLUICE_SCHEDULER"
+SLUICE_PID=$STARTED_PID; SLUICE_PORT=$STARTED_PORT
+TARGETS="direct haproxy sluice"
+ALT_PORT=""
+if [ -n "${BENCH_ALT_SCHEDULER:-}" ]; then
+    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER"
+    ALT_PID=$STARTED_PID; ALT_PORT=$STARTED_PORT
+    TARGETS="$TARGETS sluice-alt"
+fi
+NTARGETS=$(wc -w <<<"$TARGETS")
 
 # ---------------------------------------------------------------------------------------
 # Runs.
 
-OUR_PIDS="$NODE_PIDS $HAPROXY_PID $SLUICE_PID"
+OUR_PIDS="$NODE_PIDS $HAPROXY_PID $SLUICE_PID $ALT_PID"
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 RESULTS="$WORK/results.tsv"
 : >"$RESULTS"
@@ -376,7 +396,7 @@ ncombo=0
 for _w in $BENCH_WORKLOADS; do for _m in $BENCH_PS_MODES; do for _t in $BENCH_THREADS; do
     ncombo=$((ncombo + 1))
 done; done; done
-log "running $((ncombo * 3 * BENCH_ROUNDS)) sysbench runs of ${BENCH_SECONDS}s in $BENCH_ROUNDS round(s) (about $((ncombo * 3 * BENCH_ROUNDS * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
+log "running $((ncombo * NTARGETS * BENCH_ROUNDS)) sysbench runs of ${BENCH_SECONDS}s in $BENCH_ROUNDS round(s) (about $((ncombo * NTARGETS * BENCH_ROUNDS * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
 
 # Extracts "tps qps queries avg_ms p95_ms errors" from a sysbench log.
 parse_sysbench() {
@@ -391,7 +411,7 @@ parse_sysbench() {
 }
 
 run=0
-nruns=$((ncombo * 3 * BENCH_ROUNDS))
+nruns=$((ncombo * NTARGETS * BENCH_ROUNDS))
 for ((round = 1; round <= BENCH_ROUNDS; round++)); do
 combo=0
 for workload in $BENCH_WORKLOADS; do
@@ -400,17 +420,16 @@ for workload in $BENCH_WORKLOADS; do
             # Rotate the order of the targets (by combination and round) so that a slow
             # drift of the machine's background load does not always favour the same one.
             combo=$((combo + 1))
-            case $(( (combo + round) % 3 )) in
-                0) order="direct haproxy sluice" ;;
-                1) order="sluice direct haproxy" ;;
-                *) order="haproxy sluice direct" ;;
-            esac
+            read -r -a tl <<<"$TARGETS"
+            shift_by=$(( (combo + round) % NTARGETS ))
+            order="${tl[*]:shift_by} ${tl[*]:0:shift_by}"
             for target in $order; do
                 run=$((run + 1))
                 case $target in
                     direct) port=$PRIMARY_PORT; ppid="" ;;
                     haproxy) port=$HAPROXY_PORT; ppid=$HAPROXY_PID ;;
                     sluice) port=$SLUICE_PORT; ppid=$SLUICE_PID ;;
+                    sluice-alt) port=$ALT_PORT; ppid=$ALT_PID ;;
                 esac
                 logf="$RAW/$workload-$mode-t$threads-$target-r$round.log"
                 log "[$run/$nruns] round $round: $workload ps-mode=$mode threads=$threads -> $target"
@@ -454,56 +473,18 @@ SLUICE_HWM=$(status_kb "$SLUICE_PID" VmHWM)
 SLUICE_RSS=$(status_kb "$SLUICE_PID" VmRSS)
 SLUICE_THREADS=$(status_kb "$SLUICE_PID" Threads)
 HAPROXY_HWM=$(status_kb "$HAPROXY_PID" VmHWM)
+ALT_HWM=""; [ -n "$ALT_PID" ] && ALT_HWM=$(status_kb "$ALT_PID" VmHWM)
 SLUICE_ALIVE=yes
 kill -0 "$SLUICE_PID" 2>/dev/null || SLUICE_ALIVE="no (exited during the run)"
 
 # ---------------------------------------------------------------------------------------
 # Report.
 
-report() {
-    local cpu_model kernel rev dirty
-    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
-    kernel=$(uname -r)
-    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
-    dirty=""
-    if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then dirty=" (with uncommitted changes)"; fi
-    echo "# Sluice benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
-    echo
-    echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-    echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
-    echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
-    echo "- Sluice: scheduler = ${BENCH_SLUICE_SCHEDULER:-pinned}, worker_threads = ${BENCH_SLUICE_WORKERS:-0}"
-    echo "- Pinning: $PIN_DESC"
-    echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
-    echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
-    echo
-    echo "## Results"
-    echo
-    echo "| round | workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | proxy context switches/query | mariadbd CPU µs/query | other load % | errors |"
-    echo "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-    awk -F'\t' -v tck="$CLK_TCK" '
-        function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
-        {
-            split($5, s, " ")
-            pc = ($4 == "direct") ? "-" : per_q($6, s[3])
-            ol = ($9 > 0) ? sprintf("%.0f", 100 * $8 / $9) : "-"
-            cs = ($4 == "direct" || s[3] <= 0) ? "-" : sprintf("%.2f", $10 / s[3])
-            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-                $11, $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, cs, per_q($7, s[3]), ol, s[6]
-        }' "$RESULTS"
-    awk -F'\t' '$9 > 0 { n++; if (100 * $8 / $9 > 10) d++ }
-        END { if (d > 0) printf "\nWarning: %d of %d runs had more than 10%% other load on the machine; their figures are disturbed.\n", d, n }' "$RESULTS"
-    echo
-    echo "## Ratios and targets"
-    echo
-    echo "Targets: Sluice CPU/query <= $CPU_TARGET x HAProxy's; Sluice QPS >= $QPS_TARGET x HAProxy's."
-    echo "Each ratio is computed within a round (runs minutes apart at most); the table shows the"
-    echo "median over the $BENCH_ROUNDS round(s) with the lowest and highest in brackets, and the"
-    echo "targets are judged on the median."
-    echo
+# ratio_table TARGET: the ratio table of one Sluice target against HAProxy and direct.
+ratio_table() {
     echo "| workload | ps mode | threads | Sluice/HAProxy QPS | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
     echo "|---|---|---:|---:|---:|---:|---:|---|---|"
-    awk -F'\t' -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" '
+    awk -F'\t' -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" -v sl="$1" '
         {
             split($5, s, " ")
             key = $1 "\t" $2 "\t" $3
@@ -536,11 +517,11 @@ report() {
                 delete a; delete b; delete c; delete d
                 for (j = 1; j <= m; j++) {
                     r = rl[j]
-                    a[j] = ratio(qps[k, r, "sluice"], qps[k, r, "haproxy"])
-                    b[j] = ratio(qps[k, r, "sluice"], qps[k, r, "direct"])
+                    a[j] = ratio(qps[k, r, sl], qps[k, r, "haproxy"])
+                    b[j] = ratio(qps[k, r, sl], qps[k, r, "direct"])
                     c[j] = ratio(qps[k, r, "haproxy"], qps[k, r, "direct"])
                     ch = (q[k, r, "haproxy"] > 0) ? ticks[k, r, "haproxy"] / q[k, r, "haproxy"] : -1
-                    cs = (q[k, r, "sluice"] > 0) ? ticks[k, r, "sluice"] / q[k, r, "sluice"] : -1
+                    cs = (q[k, r, sl] > 0) ? ticks[k, r, sl] / q[k, r, sl] : -1
                     d[j] = (ch > 0 && cs >= 0) ? cs / ch : -1
                 }
                 ca = cell(a, m); rsh = median(a, m)
@@ -554,11 +535,62 @@ report() {
             }
             printf "\nThroughput target met in %d of %d cases; CPU target met in %d of %d cases (on the median over the rounds).\n", pass_q, n, pass_c, n
         }' "$RESULTS"
+}
+
+report() {
+    local cpu_model kernel rev dirty
+    cpu_model=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+    kernel=$(uname -r)
+    rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    dirty=""
+    if [ -n "$(git -C "$ROOT" status --porcelain 2>/dev/null)" ]; then dirty=" (with uncommitted changes)"; fi
+    echo "# Sluice benchmark, $(date '+%Y-%m-%d %H:%M %Z')"
+    echo
+    echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
+    echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
+    echo "- Sluice: scheduler = $SLUICE_SCHEDULER, worker_threads = ${BENCH_SLUICE_WORKERS:-0}${BENCH_ALT_SCHEDULER:+; target sluice-alt: a second Sluice with scheduler = $BENCH_ALT_SCHEDULER}"
+    echo "- Pinning: $PIN_DESC"
+    echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
+    echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
+    echo
+    echo "## Results"
+    echo
+    echo "| round | workload | ps mode | threads | target | TPS | QPS | avg ms | p95 ms | proxy CPU µs/query | proxy context switches/query | mariadbd CPU µs/query | other load % | errors |"
+    echo "|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    awk -F'\t' -v tck="$CLK_TCK" '
+        function per_q(ticks, q) { return (q > 0) ? sprintf("%.1f", ticks * 1e6 / tck / q) : "-" }
+        {
+            split($5, s, " ")
+            pc = ($4 == "direct") ? "-" : per_q($6, s[3])
+            ol = ($9 > 0) ? sprintf("%.0f", 100 * $8 / $9) : "-"
+            cs = ($4 == "direct" || s[3] <= 0) ? "-" : sprintf("%.2f", $10 / s[3])
+            printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                $11, $1, $2, $3, $4, s[1], s[2], s[4], s[5], pc, cs, per_q($7, s[3]), ol, s[6]
+        }' "$RESULTS"
+    awk -F'\t' '$9 > 0 { n++; if (100 * $8 / $9 > 10) d++ }
+        END { if (d > 0) printf "\nWarning: %d of %d runs had more than 10%% other load on the machine; their figures are disturbed.\n", d, n }' "$RESULTS"
+    echo
+    echo "## Ratios and targets"
+    echo
+    echo "Targets: Sluice CPU/query <= $CPU_TARGET x HAProxy's; Sluice QPS >= $QPS_TARGET x HAProxy's."
+    echo "Each ratio is computed within a round (runs minutes apart at most); the table shows the"
+    echo "median over the $BENCH_ROUNDS round(s) with the lowest and highest in brackets, and the"
+    echo "targets are judged on the median."
+    echo
+    ratio_table sluice
+    if [ -n "$ALT_PORT" ]; then
+        echo
+        echo "### sluice-alt (scheduler = $BENCH_ALT_SCHEDULER), same rounds"
+        echo
+        ratio_table sluice-alt
+    fi
     echo
     echo "## Memory and logs"
     echo
     echo "- Sluice peak RSS (VmHWM): ${SLUICE_HWM:-?} kB; RSS at the end: ${SLUICE_RSS:-?} kB; threads: ${SLUICE_THREADS:-?}; still running at the end: $SLUICE_ALIVE"
     echo "- HAProxy peak RSS (VmHWM): ${HAPROXY_HWM:-?} kB"
+    if [ -n "$ALT_PID" ]; then echo "- sluice-alt peak RSS (VmHWM): ${ALT_HWM:-?} kB"; fi
     local nwarn
     nwarn=$(grep -c -E 'WARN|ERROR' "$WORK/sluice.log" || true)
     echo "- Sluice log: $nwarn WARN/ERROR lines"
