@@ -107,7 +107,7 @@ impl Conn {
                 expect = Expect::Query;
             }
         }
-        let mut t = ResponseTracker::new(expect, self.bc.caps);
+        let mut t = ResponseTracker::new(expect, self.bc.caps).with_ext_caps(self.bc.ext_caps);
         let mut wire = Vec::new();
         loop {
             let (n, ev) = t.advance(self.bc.conn.buffered()).map_err(|m| anyhow!("malformed response: {}", m.0))?;

@@ -181,17 +181,23 @@ mod pinned {
             Ok(Workers { workers, next: AtomicUsize::new(0) })
         }
 
-        fn least_loaded(&self) -> &Worker {
+        /// The worker with the fewest open sessions; among equals, the search start
+        /// rotates so ties spread.
+        pub fn least_loaded_index(&self) -> usize {
             let n = self.workers.len();
             let first = self.next.fetch_add(1, Ordering::Relaxed) % n;
-            let i = (0..n).map(|k| (first + k) % n).min_by_key(|&i| self.workers[i].open.load(Ordering::Relaxed)).unwrap_or(0);
-            &self.workers[i]
+            (0..n).map(|k| (first + k) % n).min_by_key(|&i| self.workers[i].open.load(Ordering::Relaxed)).unwrap_or(0)
+        }
+
+        #[cfg(test)]
+        pub fn open_counter(&self, i: usize) -> &AtomicUsize {
+            &self.workers[i].open
         }
     }
 
     impl Dispatch<TokioNet> for Workers {
         fn dispatch(&self, stream: tokio::net::TcpStream, session: Session<TokioNet>) {
-            let worker = self.least_loaded();
+            let worker = &self.workers[self.least_loaded_index()];
             let stream = match stream.into_std() {
                 Ok(s) => s,
                 Err(e) => {
@@ -220,5 +226,26 @@ mod pinned {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use super::pinned::Workers;
+
+    #[test]
+    fn new_sessions_go_to_the_worker_with_the_fewest_open_sessions_and_ties_rotate() {
+        let w = Workers::start(3, 16).unwrap();
+        let picks: Vec<usize> = (0..3).map(|_| w.least_loaded_index()).collect();
+        assert_eq!(picks, vec![0, 1, 2], "ties rotate over the workers");
+        w.open_counter(0).fetch_add(2, Ordering::Relaxed);
+        w.open_counter(2).fetch_add(1, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_eq!(w.least_loaded_index(), 1, "the worker without sessions");
+        }
+        w.open_counter(1).fetch_add(3, Ordering::Relaxed);
+        assert_eq!(w.least_loaded_index(), 2);
     }
 }

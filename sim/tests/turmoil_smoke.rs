@@ -323,7 +323,7 @@ async fn raw(c: &mut Conn, payload: &[u8], expect: Expect) -> Vec<Vec<u8>> {
 }
 
 async fn read_response(c: &mut Conn, expect: Expect) -> Vec<Vec<u8>> {
-    let mut t = ResponseTracker::new(expect, c.caps);
+    let mut t = ResponseTracker::new(expect, c.caps).with_ext_caps(c.ext_caps);
     let mut wire = Vec::new();
     loop {
         let (n, ev) = t.advance(c.conn.buffered()).expect("well-formed response");

@@ -240,9 +240,12 @@ impl<S: crate::net::Stream> BackendConn<S> {
                 Some(0x00) => self.ok_status(&p.payload)? & status::MORE_RESULTS_EXISTS != 0,
                 Some(0xFF) => return Err(err_packet(&self.addr, &p.payload)),
                 _ => {
-                    let n = Reader::new(&p.payload).lenenc().ok_or_else(|| Error::backend_protocol(&self.addr, "bad column count"))?;
+                    let mut r = Reader::new(&p.payload);
+                    let n = r.lenenc().ok_or_else(|| Error::backend_protocol(&self.addr, "bad column count"))?;
+                    // With cached metadata a flag byte says whether definitions follow.
+                    let defs = if self.ext_caps & cap::ext::CACHE_METADATA != 0 && r.u8() == Some(0) { 0 } else { n };
                     let mut cur = TextResult::default();
-                    for _ in 0..n {
+                    for _ in 0..defs {
                         let c = self.read().await?;
                         let mut r = Reader::new(&c.payload);
                         for _ in 0..4 {

@@ -41,9 +41,14 @@ pub mod cap {
     pub mod ext {
         /// Column definitions carry the extended type info (e.g. `format=json`).
         pub const EXTENDED_METADATA: u32 = 1 << 3;
+        /// MARIADB_CLIENT_CACHE_METADATA: the client keeps a prepared statement's
+        /// column definitions, and COM_STMT_EXECUTE result sets send them only when
+        /// they changed (a flag byte after the column count says which).
+        pub const CACHE_METADATA: u32 = 1 << 4;
         /// What Sluice relays: extended metadata only changes column definitions,
-        /// which pass through undecoded.
-        pub const SUPPORTED: u32 = EXTENDED_METADATA;
+        /// which pass through undecoded; with cached metadata the response tracker
+        /// reads the flag byte.
+        pub const SUPPORTED: u32 = EXTENDED_METADATA | CACHE_METADATA;
     }
 
     /// Everything Sluice can relay faithfully. Deliberately absent: COMPRESS (not

@@ -13,7 +13,10 @@
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_stmt_execute.html>,
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_stmt_fetch.html> and
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_field_list.html>,
-//! including multi-result chains (SERVER_MORE_RESULTS_EXISTS), cursors and DEPRECATE_EOF.
+//! including multi-result chains (SERVER_MORE_RESULTS_EXISTS), cursors and DEPRECATE_EOF,
+//! and MariaDB's MARIADB_CLIENT_CACHE_METADATA, with which a result set's column count
+//! packet says whether column definitions follow
+//! (<https://mariadb.com/kb/en/result-set-packets/>).
 
 use super::constants::{cap, status};
 use super::packet::{parse_header, Reader, HEADER_LEN, MAX_FRAME};
@@ -106,6 +109,9 @@ pub struct Malformed(pub &'static str);
 #[derive(Debug, Clone)]
 pub struct ResponseTracker {
     caps: u32,
+    /// MARIADB_CLIENT_CACHE_METADATA was negotiated: column count packets carry a
+    /// "metadata follows" byte.
+    cache_metadata: bool,
     expect: Expect,
     state: State,
     /// Payload bytes of the current frame still to pass through.
@@ -124,7 +130,22 @@ impl ResponseTracker {
             Expect::Fetch | Expect::FieldList => State::Rows,
             Expect::OnePacket => State::OnePacket,
         };
-        ResponseTracker { caps, expect, state, frame_left: 0, continuing: false, last_seq: None, summary: Summary::default() }
+        ResponseTracker { caps, cache_metadata: false, expect, state, frame_left: 0, continuing: false, last_seq: None, summary: Summary::default() }
+    }
+
+    /// `ext_caps` are the MariaDB extended capabilities negotiated on the connection.
+    pub fn with_ext_caps(mut self, ext_caps: u32) -> Self {
+        self.cache_metadata = ext_caps & cap::ext::CACHE_METADATA != 0;
+        self
+    }
+
+    /// The state after a result set's column definitions (or in their place).
+    fn after_column_defs(&self) -> State {
+        if self.caps & cap::DEPRECATE_EOF != 0 {
+            State::Rows
+        } else {
+            State::ColumnsEof
+        }
     }
 
     pub fn summary(&self) -> &Summary {
@@ -225,13 +246,7 @@ impl ResponseTracker {
     fn judge_streamed(&mut self, _first: Option<u8>) -> Result<(), Malformed> {
         match self.state {
             State::ColumnDefs { left } => {
-                self.state = if left > 1 {
-                    State::ColumnDefs { left: left - 1 }
-                } else if self.caps & cap::DEPRECATE_EOF != 0 {
-                    State::Rows
-                } else {
-                    State::ColumnsEof
-                };
+                self.state = if left > 1 { State::ColumnDefs { left: left - 1 } } else { self.after_column_defs() };
             }
             State::Rows => {}
             State::PrepareParams { left, cols } => {
@@ -318,12 +333,14 @@ impl ResponseTracker {
                 // LOAD DATA LOCAL INFILE, as a query or a prepared statement.
                 Some(0xFB) if matches!(self.expect, Expect::Query | Expect::Execute | Expect::ExecuteCursor) => Ok(Some(Event::LocalInfile)),
                 Some(_) if self.expect != Expect::Prepare => {
-                    let n = Reader::new(payload).lenenc().ok_or(Malformed("bad column count"))?;
+                    let mut r = Reader::new(payload);
+                    let n = r.lenenc().ok_or(Malformed("bad column count"))?;
                     if n == 0 {
                         return Err(Malformed("zero column count"));
                     }
                     self.summary.result_sets += 1;
-                    self.state = State::ColumnDefs { left: n };
+                    let metadata_follows = if self.cache_metadata { r.u8().ok_or(Malformed("column count without metadata flag"))? != 0 } else { true };
+                    self.state = if metadata_follows { State::ColumnDefs { left: n } } else { self.after_column_defs() };
                     Ok(None)
                 }
                 _ => Err(Malformed("unexpected first packet of response")),
@@ -433,9 +450,13 @@ mod tests {
     }
 
     fn check_all_chunkings(expect: Expect, caps: u32, wire: &[u8]) -> Summary {
+        check_all_chunkings_ext(expect, caps, 0, wire)
+    }
+
+    fn check_all_chunkings_ext(expect: Expect, caps: u32, ext_caps: u32, wire: &[u8]) -> Summary {
         let mut summary = None;
         for chunk in [1, 2, 3, 5, 7, 64, wire.len()] {
-            let mut t = ResponseTracker::new(expect, caps);
+            let mut t = ResponseTracker::new(expect, caps).with_ext_caps(ext_caps);
             let (n, ev) = run(&mut t, wire, chunk);
             assert_eq!(ev.last(), Some(&Event::Done), "chunk {chunk}");
             assert_eq!(n, wire.len(), "chunk {chunk}: response must end exactly at the last packet");
@@ -458,6 +479,47 @@ mod tests {
         w.p(&[1]).coldef().p(b"\x011").ok(0xFE, 2);
         let s = check_all_chunkings(Expect::Query, DEP_CAPS, &w.buf);
         assert_eq!(s.status, Some(2));
+    }
+
+    #[test]
+    fn cached_metadata_flag_decides_whether_column_definitions_follow() {
+        let ext = cap::ext::CACHE_METADATA;
+        for caps in [EOF_CAPS, DEP_CAPS] {
+            let terminator = |w: &mut Wire| {
+                if caps & cap::DEPRECATE_EOF == 0 {
+                    w.eof(2);
+                } else {
+                    w.ok(0xFE, 2);
+                }
+            };
+            // Flag 0: no definitions; the rows (binary, 0x00 header) come right after
+            // the column count (after the EOF that ends the absent definitions without
+            // DEPRECATE_EOF).
+            let mut w = Wire::new();
+            w.p(&[2, 0]);
+            if caps & cap::DEPRECATE_EOF == 0 {
+                w.eof(2);
+            }
+            w.p(b"\x00\x00\x01\x00\x00\x00").p(b"\x00\x00\x02\x00\x00\x00");
+            terminator(&mut w);
+            let s = check_all_chunkings_ext(Expect::Execute, caps, ext, &w.buf);
+            assert_eq!((s.status, s.result_sets), (Some(2), 1), "caps {caps:#x}");
+            // Flag 1: definitions follow as usual.
+            let mut w = Wire::new();
+            w.p(&[2, 1]).coldef().coldef();
+            if caps & cap::DEPRECATE_EOF == 0 {
+                w.eof(2);
+            }
+            w.p(b"\x00\x00\x01\x00\x00\x00");
+            terminator(&mut w);
+            let s = check_all_chunkings_ext(Expect::Execute, caps, ext, &w.buf);
+            assert_eq!((s.status, s.result_sets), (Some(2), 1), "caps {caps:#x}");
+        }
+        // Negotiated but the flag byte is missing: the backend broke the protocol.
+        let mut w = Wire::new();
+        w.p(&[2]).coldef().coldef().ok(0xFE, 2);
+        let mut t = ResponseTracker::new(Expect::Execute, DEP_CAPS).with_ext_caps(ext);
+        assert!(t.advance(&w.buf).is_err());
     }
 
     #[test]

@@ -107,6 +107,16 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
             return;
         }
     };
+    if backend.ext_caps != login.ext_caps {
+        // The client and the backend would frame result sets differently (e.g. the
+        // primary changed to one without cached metadata between handshake and connect).
+        tracing::warn!(conn = id, %peer, client = login.ext_caps, backend = backend.ext_caps, "backend extended capabilities differ from the client's");
+        send_err(&mut client, login.seq, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: the primary's capabilities changed during login; reconnect").await;
+        client.shutdown().await;
+        backend.quit().await;
+        shared.registry.remove(id);
+        return;
+    }
     shared.registry.set_backend(id, Some((backend.addr.clone(), backend.thread_id)));
     if let Err(e) = client.send(login.seq, &backend.login_ok).await {
         tracing::debug!(conn = id, error = %e, "client left after login");
@@ -219,7 +229,7 @@ impl<N: Net> Session<N> {
             return Err(Error::BackendIo { addr: self.backend.addr.clone(), sent: true, source });
         }
         let mut resent = false;
-        let mut t = ResponseTracker::new(expect, self.backend.caps);
+        let mut t = ResponseTracker::new(expect, self.backend.caps).with_ext_caps(self.backend.ext_caps);
         loop {
             let (n, ev) = match t.advance(self.backend.conn.buffered()) {
                 Ok(x) => x,
@@ -253,7 +263,7 @@ impl<N: Net> Session<N> {
                             self.shared.registry.set_backend(self.id, Some((self.backend.addr.clone(), self.backend.thread_id)));
                             if self.backend.conn.send(0, payload).await.is_ok() {
                                 resent = true;
-                                t = ResponseTracker::new(expect, self.backend.caps);
+                                t = ResponseTracker::new(expect, self.backend.caps).with_ext_caps(self.backend.ext_caps);
                                 continue;
                             }
                         }

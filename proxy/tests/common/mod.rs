@@ -193,7 +193,7 @@ pub fn table(name: &str) -> String {
 pub async fn roundtrip(c: &mut BackendConn<tokio::net::TcpStream>, payload: &[u8], expect: sluice::protocol::response::Expect) -> Vec<u8> {
     use sluice::protocol::response::{Event, ResponseTracker};
     c.conn.send(0, payload).await.expect("send");
-    let mut t = ResponseTracker::new(expect, c.caps);
+    let mut t = ResponseTracker::new(expect, c.caps).with_ext_caps(c.ext_caps);
     let mut out = Vec::new();
     loop {
         let (n, ev) = t.advance(c.conn.buffered()).expect("well-formed response");
