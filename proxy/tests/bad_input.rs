@@ -184,6 +184,10 @@ async fn backend_dying_mid_result_drops_the_client_connection_like_the_server_an
     // by MariaDB Connector/C as malformed, 2027: client-side codes are not the server's.)
     assert_eq!(trailing_err(&got), None, "no ERR packet with a client-side code");
     assert_eq!(c.conn.fill().await.unwrap_or(0), 0, "the client connection is closed");
+    // A login while the primary is down gets a server-side error code that client
+    // libraries accept (not a client-side 2013, which Connector/C calls malformed).
+    let e = mysql_async::Conn::new(opts(proxy.local_addr(), "app", "app", false)).await.unwrap_err();
+    assert!(matches!(&e, mysql_async::Error::Server(s) if s.code == 1429 && s.message.contains("cannot reach the primary")), "{e:?}");
     // The proxy itself is fine: once the node is back, new sessions work.
     tokio::task::block_in_place(|| cluster.start_node(0).unwrap());
     let mut ok = false;

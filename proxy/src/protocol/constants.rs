@@ -168,8 +168,11 @@ pub mod err {
     pub const ER_SECURE_TRANSPORT_REQUIRED: u16 = 3159;
     pub const ER_MALFORMED_PACKET: u16 = 1835;
     pub const ER_CONNECTION_KILLED: u16 = 1927;
-    /// Client-side code that clients also use for "server went away mid-query".
-    pub const CR_SERVER_LOST: u16 = 2013;
+    /// "Unable to connect to foreign data source" (SQLSTATE HY000): what Sluice answers
+    /// when it cannot reach the backend a command needs. A server-side code: MariaDB
+    /// Connector/C rejects ERR packets carrying client-side codes (2000–2999) as
+    /// malformed.
+    pub const ER_CONNECT_TO_FOREIGN_DATA_SOURCE: u16 = 1429;
     pub const ER_BAD_HOST_ERROR: u16 = 1042;
     pub const ER_NOT_SUPPORTED_AUTH_MODE: u16 = 1251;
     pub const ER_PLUGIN_IS_NOT_LOADED: u16 = 1524;

@@ -99,7 +99,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
             tracing::warn!(conn = id, %peer, error = %e, "cannot open backend connection");
             let (code, state, msg) = match &e {
                 Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
-                _ => (err::CR_SERVER_LOST, "HY000".to_string(), format!("Sluice cannot reach the primary: {e}")),
+                _ => (err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000".to_string(), format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}")),
             };
             send_err(&mut client, login.seq, code, &state, &msg).await;
             client.shutdown().await;
@@ -369,7 +369,7 @@ impl<N: Net> Session<N> {
                 Err(e) if passthrough && *addr == self.backend.addr => return Err(e),
                 Err(e) => {
                     tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
-                    send_err(&mut self.client, 1, err::CR_SERVER_LOST, "HY000", &format!("Sluice could not reach backend {addr} to kill: {e}")).await;
+                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &format!("Unable to connect to foreign data source: Sluice could not reach backend {addr} to kill: {e}")).await;
                     return Ok(());
                 }
             }

@@ -17,7 +17,7 @@
 //!
 //! * a server error (code < 2000, except "connection killed / server shutdown") is a
 //!   **definite** failure: the statement did not apply;
-//! * a client error (≥ 2000, e.g. the proxy's 2013 "Lost connection to backend"), a lost
+//! * a client error (≥ 2000, e.g. 2013 "Lost connection"), a lost
 //!   connection after sending, or the client's own timeout is **unknown**;
 //! * a transaction that fails before its `COMMIT` was sent is definitely not applied
 //!   (the server rolls back a transaction whose connection ends); a failed `COMMIT` is
