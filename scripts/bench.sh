@@ -32,6 +32,8 @@
 #   BENCH_ALT_SCHEDULER     when set (pinned or work-stealing), a second Sluice with this
 #                    scheduler runs as a fourth target ("sluice-alt") in the same rounds,
 #                    and the report gets a second ratio table for it [unset]
+#   BENCH_ALT_WORKERS       proxy.worker_threads of that second Sluice
+#                    [BENCH_SLUICE_WORKERS]
 #
 # The default run (3 rounds x 2 workloads x 2 thread counts x 2 ps modes x 3 targets x
 # 15 s) takes about 20 minutes plus the build. See docs/benchmarks.md.
@@ -187,7 +189,7 @@ teardown() {
     stop_pid "$HAPROXY_PID" haproxy 5
     # chaos stops its mariadbd processes and removes its directory on SIGTERM.
     stop_pid "$CHAOS_PID" chaos 60
-    [ -d "$WORK" ] && cp -f "$WORK"/*.log "$WORK"/*.cfg "$WORK"/*.toml "$RAW"/ 2>/dev/null
+    [ -d "$WORK" ] && cp -f "$WORK"/*.log "$WORK"/*.cfg "$WORK"/*.toml "$WORK"/*.tsv "$RAW"/ 2>/dev/null
     rm -rf "$WORK"
 }
 trap teardown EXIT
@@ -340,12 +342,12 @@ IFS=, read -r -a replica_list <<<"$REPLICAS"
 for r in "${replica_list[@]}"; do
     [ -n "$r" ] && NODES="$NODES, \"$r\""
 done
-# start_sluice NAME SCHEDULER: starts a Sluice, sets STARTED_PID and STARTED_PORT.
+# start_sluice NAME SCHEDULER WORKERS: starts a Sluice, sets STARTED_PID and STARTED_PORT.
 start_sluice() {
-    local name=$1 scheduler=$2 addr="" i
+    local name=$1 scheduler=$2 workers=$3 addr="" i
     cat >"$WORK/$name.toml" <<EOF
 [proxy]
-worker_threads = ${BENCH_SLUICE_WORKERS:-0}
+worker_threads = $workers
 scheduler = "$scheduler"
 listen = "127.0.0.1:0"
 shutdown_timeout_ms = 2000
@@ -370,16 +372,18 @@ EOF
     [ -n "$addr" ] || die "$name did not report its address"
     STARTED_PORT=${addr##*:}
     wait_sql "$STARTED_PORT" app app 15 || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
-    log "$name (scheduler = $scheduler) on $addr (pid $STARTED_PID)"
+    log "$name (scheduler = $scheduler, worker_threads = $workers) on $addr (pid $STARTED_PID)"
 }
 
 SLUICE_SCHEDULER=${BENCH_SLUICE_SCHEDULER:-pinned}
-start_sluice sluice "$SLUICE_SCHEDULER"
+SLUICE_WORKERS=${BENCH_SLUICE_WORKERS:-0}
+start_sluice sluice "$SLUICE_SCHEDULER" "$SLUICE_WORKERS"
 SLUICE_PID=$STARTED_PID; SLUICE_PORT=$STARTED_PORT
 TARGETS="direct haproxy sluice"
 ALT_PORT=""
 if [ -n "${BENCH_ALT_SCHEDULER:-}" ]; then
-    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER"
+    ALT_WORKERS=${BENCH_ALT_WORKERS:-$SLUICE_WORKERS}
+    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER" "$ALT_WORKERS"
     ALT_PID=$STARTED_PID; ALT_PORT=$STARTED_PORT
     TARGETS="$TARGETS sluice-alt"
 fi
@@ -482,8 +486,8 @@ kill -0 "$SLUICE_PID" 2>/dev/null || SLUICE_ALIVE="no (exited during the run)"
 
 # ratio_table TARGET: the ratio table of one Sluice target against HAProxy and direct.
 ratio_table() {
-    echo "| workload | ps mode | threads | Sluice/HAProxy QPS | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
-    echo "|---|---|---:|---:|---:|---:|---:|---|---|"
+    echo "| workload | ps mode | threads | Sluice/HAProxy QPS | geometric mean, 95 % CI | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
     awk -F'\t' -v cpu_t="$CPU_TARGET" -v qps_t="$QPS_TARGET" -v sl="$1" '
         {
             split($5, s, " ")
@@ -509,6 +513,28 @@ ratio_table() {
             return (m > 1 && lo != hi) ? sprintf("%.2f (%.2f–%.2f)", med, lo, hi) : sprintf("%.2f", med)
         }
         function fmt(x) { return x < 0 ? "-" : sprintf("%.2f", x) }
+        # Two-sided 95 % Student t quantile for df degrees of freedom.
+        function tq95(df) {
+            if (df < 1) return -1
+            if (df <= 10) return substr("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228", (df - 1) * 7 + 1, 6) + 0
+            if (df <= 20) return 2.228 - (df - 10) * (2.228 - 2.086) / 10
+            if (df <= 30) return 2.086 - (df - 20) * (2.086 - 2.042) / 10
+            return 1.96
+        }
+        # Geometric mean of the positive values in v[1..m] with a 95 % confidence interval
+        # (t interval on the log ratios); sets gm, glo, ghi; returns the count used.
+        function geo(v, m,    i, k, s, ss, mu, sd, t, h) {
+            k = 0; s = 0; ss = 0
+            for (i = 1; i <= m; i++) if (v[i] > 0) { k++; s += log(v[i]); ss += log(v[i]) ^ 2 }
+            gm = -1; glo = -1; ghi = -1
+            if (k == 0) return 0
+            mu = s / k; gm = exp(mu)
+            if (k < 2) return k
+            sd = sqrt((ss - k * mu * mu) / (k - 1)); if (sd != sd) sd = 0
+            h = tq95(k - 1) * sd / sqrt(k)
+            glo = exp(mu - h); ghi = exp(mu + h)
+            return k
+        }
         END {
             pass_q = 0; pass_c = 0
             for (i = 1; i <= n; i++) {
@@ -525,13 +551,20 @@ ratio_table() {
                     d[j] = (ch > 0 && cs >= 0) ? cs / ch : -1
                 }
                 ca = cell(a, m); rsh = median(a, m)
+                ng = geo(a, m)
+                cg = (ng == 0) ? "-" : (ng < 2 ? sprintf("%.2f", gm) : sprintf("%.2f [%.2f–%.2f]", gm, glo, ghi))
                 cb = cell(b, m); cc = cell(c, m)
                 cd = cell(d, m); rc = median(d, m)
                 tq = (rsh < 0) ? "n/a" : (rsh >= qps_t ? "PASS" : sprintf("FAIL (%.3f, short by %.3f)", rsh, qps_t - rsh))
+                # Whether the rounds are enough to tell the case from the threshold.
+                if (ng >= 2 && rsh >= 0) {
+                    if (rsh >= qps_t && glo < qps_t) tq = tq " (CI reaches below " qps_t ")"
+                    if (rsh < qps_t && ghi >= qps_t) tq = tq " (within noise: CI reaches " qps_t ")"
+                }
                 tc = (rc < 0) ? "n/a" : (rc <= cpu_t ? "PASS" : sprintf("FAIL (%.3f, over by %.3f)", rc, rc - cpu_t))
-                if (tq == "PASS") pass_q++
+                if (tq ~ /^PASS/) pass_q++
                 if (tc == "PASS") pass_c++
-                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ca, cb, cc, cd, tq, tc
+                printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], ca, cg, cb, cc, cd, tq, tc
             }
             printf "\nThroughput target met in %d of %d cases; CPU target met in %d of %d cases (on the median over the rounds).\n", pass_q, n, pass_c, n
         }' "$RESULTS"
@@ -549,7 +582,7 @@ report() {
     echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
     echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
-    echo "- Sluice: scheduler = $SLUICE_SCHEDULER, worker_threads = ${BENCH_SLUICE_WORKERS:-0}${BENCH_ALT_SCHEDULER:+; target sluice-alt: a second Sluice with scheduler = $BENCH_ALT_SCHEDULER}"
+    echo "- Sluice: scheduler = $SLUICE_SCHEDULER, worker_threads = $SLUICE_WORKERS${BENCH_ALT_SCHEDULER:+; target sluice-alt: a second Sluice with scheduler = $BENCH_ALT_SCHEDULER, worker_threads = ${ALT_WORKERS:-}}"
     echo "- Pinning: $PIN_DESC"
     echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
     echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
@@ -581,7 +614,7 @@ report() {
     ratio_table sluice
     if [ -n "$ALT_PORT" ]; then
         echo
-        echo "### sluice-alt (scheduler = $BENCH_ALT_SCHEDULER), same rounds"
+        echo "### sluice-alt (scheduler = $BENCH_ALT_SCHEDULER, worker_threads = $ALT_WORKERS), same rounds"
         echo
         ratio_table sluice-alt
     fi
