@@ -516,7 +516,7 @@ ratio_table() {
         # Two-sided 95 % Student t quantile for df degrees of freedom.
         function tq95(df) {
             if (df < 1) return -1
-            if (df <= 10) return substr("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228", (df - 1) * 7 + 1, 6) + 0
+            if (df <= 10) { split("12.706 4.303 3.182 2.776 2.571 2.447 2.365 2.306 2.262 2.228", tt, " "); return tt[df] + 0 }
             if (df <= 20) return 2.228 - (df - 10) * (2.228 - 2.086) / 10
             if (df <= 30) return 2.086 - (df - 20) * (2.086 - 2.042) / 10
             return 1.96
