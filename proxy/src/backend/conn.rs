@@ -242,8 +242,17 @@ impl<S: crate::net::Stream> BackendConn<S> {
                 _ => {
                     let mut r = Reader::new(&p.payload);
                     let n = r.lenenc().ok_or_else(|| Error::backend_protocol(&self.addr, "bad column count"))?;
-                    // With cached metadata a flag byte says whether definitions follow.
-                    let defs = if self.ext_caps & cap::ext::CACHE_METADATA != 0 && r.u8() == Some(0) { 0 } else { n };
+                    // With cached metadata a flag byte says whether definitions follow
+                    // (as in the response tracker, a missing flag is a protocol error).
+                    let defs = if self.ext_caps & cap::ext::CACHE_METADATA == 0 {
+                        n
+                    } else {
+                        match r.u8() {
+                            Some(0) => 0,
+                            Some(_) => n,
+                            None => return Err(Error::backend_protocol(&self.addr, "column count without metadata flag")),
+                        }
+                    };
                     let mut cur = TextResult::default();
                     for _ in 0..defs {
                         let c = self.read().await?;
