@@ -81,6 +81,7 @@ password = "app"
 nodes = ["$primary"]
 connect_timeout_ms = 30000
 monitor_timeout_ms = 30000
+monitor_interval_ms = 31000
 EOF
 "$bin/sluice" --config "$work/sluice.toml" >"$work/sluice.out" 2>"$work/sluice.log" &
 sluice_pid=$!

@@ -56,6 +56,7 @@ nodes = ["{primary}"]
 # seconds; one missed probe would mark the only primary down and refuse new sessions.
 connect_timeout_ms = 30000
 monitor_timeout_ms = 30000
+monitor_interval_ms = 31000
 "#
     );
     sluice::start(TokioNet, sluice::Config::parse(&cfg).expect("config"), 42).await.expect("sluice starts")

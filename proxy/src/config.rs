@@ -18,6 +18,9 @@ pub struct Config {
     #[serde(default)]
     pub users: Vec<UserConfig>,
     pub backend: BackendConfig,
+    /// Read/write splitting and load balancing (`docs/routing.md`).
+    #[serde(default)]
+    pub routing: RoutingConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,9 +141,138 @@ pub struct BackendConfig {
     /// failed checks.
     #[serde(default = "defaults::monitor_failures")]
     pub monitor_failures: u32,
+    /// A node's role or read eligibility changes only after this many consecutive
+    /// checks agree (one odd answer does not flip it).
+    #[serde(default = "defaults::monitor_debounce")]
+    pub monitor_debounce: u32,
+    /// Longest wait for a backend's next bytes while a statement runs; `0` = no limit.
+    /// Past it the session ends with an error (the statement's outcome is unknown).
+    #[serde(default = "defaults::read_timeout_ms")]
+    pub read_timeout_ms: u64,
     /// TLS to the backends.
     #[serde(default)]
     pub tls: Option<BackendTlsConfig>,
+}
+
+/// Where a session sends statements: `auto` splits (when splitting is on), `primary`
+/// sends everything to the primary, `replica` sends every statement that can run on a
+/// replica to one (even inside a transaction, for reads).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    #[default]
+    Auto,
+    Primary,
+    Replica,
+}
+
+impl RouteMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            RouteMode::Auto => "auto",
+            RouteMode::Primary => "primary",
+            RouteMode::Replica => "replica",
+        }
+    }
+}
+
+/// How reads are spread over the eligible replicas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Policy {
+    /// In turn, in proportion to the weights.
+    #[default]
+    RoundRobin,
+    /// At random (the proxy's seeded RNG), in proportion to the weights.
+    Random,
+    /// The node with the fewest statements in flight (relative to its weight).
+    LeastConnections,
+    /// The node with the lowest moving average of response times.
+    LeastLatency,
+    /// The replica with the smallest replication lag.
+    LeastLag,
+}
+
+impl Policy {
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::RoundRobin => "round_robin",
+            Policy::Random => "random",
+            Policy::LeastConnections => "least_connections",
+            Policy::LeastLatency => "least_latency",
+            Policy::LeastLag => "least_lag",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Send reads to replicas (off: everything goes to the primary).
+    #[serde(default)]
+    pub read_write_split: bool,
+    /// Default route mode of every session.
+    #[serde(default)]
+    pub route: RouteMode,
+    /// Load-balancing policy across eligible replicas.
+    #[serde(default)]
+    pub policy: Policy,
+    /// A replica further behind than this gets no reads.
+    #[serde(default = "defaults::max_replica_lag_ms")]
+    pub max_replica_lag_ms: u64,
+    /// Weight of each node (`"host:port" = n`); unlisted nodes weigh 1; 0 = no reads.
+    #[serde(default)]
+    pub weights: std::collections::BTreeMap<String, u32>,
+    /// The primary's weight among the read targets (0: it serves reads only when no
+    /// replica is eligible).
+    #[serde(default)]
+    pub primary_read_weight: u32,
+    /// Classifier cache entries (normalised statement texts); 0 disables the cache.
+    #[serde(default = "defaults::classifier_cache")]
+    pub classifier_cache: usize,
+    /// Per-user defaults, overriding the global ones.
+    #[serde(default)]
+    pub users: Vec<UserRouting>,
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        RoutingConfig {
+            read_write_split: false,
+            route: RouteMode::Auto,
+            policy: Policy::RoundRobin,
+            max_replica_lag_ms: defaults::max_replica_lag_ms(),
+            weights: Default::default(),
+            primary_read_weight: 0,
+            classifier_cache: defaults::classifier_cache(),
+            users: Vec::new(),
+        }
+    }
+}
+
+impl RoutingConfig {
+    /// `(read_write_split, route)` for sessions of `user`.
+    pub fn for_user(&self, user: &str) -> (bool, RouteMode) {
+        match self.users.iter().find(|u| u.name == user) {
+            Some(u) => (u.read_write_split.unwrap_or(self.read_write_split), u.route.unwrap_or(self.route)),
+            None => (self.read_write_split, self.route),
+        }
+    }
+
+    /// The read weight of `node`.
+    pub fn weight(&self, node: &str) -> u32 {
+        self.weights.get(node).copied().unwrap_or(1)
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserRouting {
+    pub name: String,
+    #[serde(default)]
+    pub read_write_split: Option<bool>,
+    #[serde(default)]
+    pub route: Option<RouteMode>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -190,7 +322,19 @@ mod defaults {
         3
     }
     pub fn monitor_timeout_ms() -> u64 {
-        3_000
+        800
+    }
+    pub fn monitor_debounce() -> u32 {
+        2
+    }
+    pub fn read_timeout_ms() -> u64 {
+        36_000_000
+    }
+    pub fn max_replica_lag_ms() -> u64 {
+        5_000
+    }
+    pub fn classifier_cache() -> usize {
+        10_000
     }
 }
 
@@ -258,6 +402,26 @@ impl Config {
         }
         if self.backend.monitor_interval_ms == 0 || self.backend.monitor_timeout_ms == 0 || self.backend.monitor_failures == 0 {
             return bad("backend.monitor_interval_ms and monitor_timeout_ms must be positive".into());
+        }
+        if self.backend.monitor_debounce == 0 {
+            return bad("backend.monitor_debounce: must be at least 1".into());
+        }
+        if self.backend.monitor_timeout_ms >= self.backend.monitor_interval_ms {
+            return bad(format!(
+                "backend.monitor_timeout_ms ({}) must be shorter than monitor_interval_ms ({})",
+                self.backend.monitor_timeout_ms, self.backend.monitor_interval_ms
+            ));
+        }
+        for node in self.routing.weights.keys() {
+            if !self.backend.nodes.contains(node) {
+                return bad(format!("routing.weights: {node} is not one of backend.nodes"));
+            }
+        }
+        let mut routed_users = BTreeSet::new();
+        for u in &self.routing.users {
+            if !routed_users.insert(&u.name) {
+                return bad(format!("routing.users: {} is listed twice", u.name));
+            }
         }
         if let Some(t) = &self.backend.tls {
             if t.verify && t.ca.is_none() {

@@ -12,6 +12,24 @@ pub trait Faults: Send + Sync + 'static {
     fn resend_after_lost_backend(&self) -> bool {
         false
     }
+
+    /// Route writes (and every other primary-only statement that is not a read of
+    /// session-bound state) to a replica whenever one is eligible for reads.
+    fn route_writes_to_replica(&self) -> bool {
+        false
+    }
+
+    /// Route reads of session-bound state (`SELECT LAST_INSERT_ID()`, `SELECT @v`,
+    /// `FOUND_ROWS()`, …) to a replica whenever one is eligible for reads.
+    fn route_session_bound_reads_to_replica(&self) -> bool {
+        false
+    }
+
+    /// Ignore promotions: keep sending primary-bound statements to the first primary
+    /// the monitor found, whatever it reports later.
+    fn ignore_promotion(&self) -> bool {
+        false
+    }
 }
 
 /// No injected faults (production).

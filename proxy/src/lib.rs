@@ -12,6 +12,7 @@ pub mod faults;
 pub mod net;
 pub mod protocol;
 pub mod proxy;
+pub mod route;
 pub mod server;
 pub mod signal;
 pub mod tls;

@@ -52,6 +52,8 @@ pub struct Shared<N: Net> {
     accounts_reading: tokio::sync::Mutex<()>,
     /// Injected misbehaviour (simulation only; [`NoFaults`] in production).
     pub faults: Arc<dyn Faults>,
+    /// The first primary seen (only used by the injected `ignore_promotion` bug).
+    first_primary: Mutex<Option<String>>,
 }
 
 impl<N: Net> Shared<N> {
@@ -63,8 +65,18 @@ impl<N: Net> Shared<N> {
         (self.cfg.proxy.server_version.clone().unwrap_or(version), caps, ext_caps, charset)
     }
 
+    /// The node primary-bound statements go to: the monitor's current primary (or,
+    /// with the injected `ignore_promotion` bug, the first one it ever found).
     pub fn primary(&self) -> Option<String> {
-        self.topology.with(|t| t.as_ref().and_then(|t| t.primary.clone()))
+        let current = self.topology.with(|t| t.as_ref().and_then(|t| t.primary.clone()));
+        if self.faults.ignore_promotion() {
+            let mut first = self.first_primary.lock().expect("first primary lock");
+            if first.is_none() {
+                *first = current.clone();
+            }
+            return first.clone();
+        }
+        current
     }
 
     /// A backend login as `user` with `secret`, with the client's session parameters.
@@ -264,6 +276,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         accounts_loaded: Mutex::new(None),
         accounts_reading: tokio::sync::Mutex::new(()),
         faults,
+        first_primary: Mutex::new(None),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();

@@ -48,6 +48,13 @@ pub enum Observation {
 pub struct NodeState {
     pub role: Role,
     pub observation: Observation,
+    /// May serve reads: an up replica whose replication runs without error and whose
+    /// lag is within `routing.max_replica_lag_ms` (debounced).
+    pub readable: bool,
+    /// Replication lag of a replica in milliseconds, when known.
+    pub lag_ms: Option<u64>,
+    /// Why a replica is not readable (for `SHOW SLUICE ROUTE` and logs).
+    pub unreadable_because: Option<String>,
 }
 
 /// The current view of the cluster.
@@ -89,7 +96,8 @@ pub fn decide(obs: &BTreeMap<String, Observation>) -> Topology {
                 Observation::Up { .. } if primary.as_ref() == Some(addr) => Role::Primary,
                 Observation::Up { .. } => Role::Standalone,
             };
-            (addr.clone(), NodeState { role, observation: o.clone() })
+            let readable = role == Role::Replica;
+            (addr.clone(), NodeState { role, observation: o.clone(), readable, lag_ms: None, unreadable_because: None })
         })
         .collect();
     Topology { nodes, primary }

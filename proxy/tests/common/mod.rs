@@ -93,6 +93,7 @@ user = "app"
 password = "app"
 nodes = [{nodes}]
 monitor_interval_ms = 300
+monitor_timeout_ms = 250
 {extra}
 "#,
         rsa = s.rsa_key.display(),

@@ -174,11 +174,12 @@ password = "app"
 nodes = [{nodes}]
 connect_timeout_ms = 2000
 monitor_interval_ms = {monitor}
-monitor_timeout_ms = 1000
+monitor_timeout_ms = {monitor_timeout}
 "#,
         listen = workload::PROXY_ADDR,
         key = PROXY_RSA_KEY,
         monitor = cfg.monitor_interval_ms,
+        monitor_timeout = cfg.monitor_interval_ms * 4 / 5,
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
