@@ -14,6 +14,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod route;
 pub mod server;
+pub mod session;
 pub mod signal;
 pub mod tls;
 

@@ -4,7 +4,8 @@
 //! Everything a proxy instance uses (config, network, RNG) is passed in, so several
 //! proxies can live in one process or one simulation.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -27,8 +28,10 @@ use crate::protocol::auth::RsaKeys;
 use crate::protocol::constants::{cap, err};
 use crate::protocol::conn::PacketConn;
 use crate::protocol::packets::err_payload;
+use crate::route::balance::NodeStats;
+use crate::route::classify::Classifier;
 use crate::server::registry::Registry;
-use crate::server::session;
+use crate::session;
 use crate::tls::BackendTls;
 
 /// State shared by every session of one proxy instance.
@@ -54,6 +57,12 @@ pub struct Shared<N: Net> {
     pub faults: Arc<dyn Faults>,
     /// The first primary seen (only used by the injected `ignore_promotion` bug).
     first_primary: Mutex<Option<String>>,
+    /// Statement classifier with its cache, shared by every session.
+    pub classifier: Classifier,
+    /// Per-node counters (in flight, latency, routed statements), by address.
+    pub node_stats: BTreeMap<String, Arc<NodeStats>>,
+    /// Turn counter of the load balancer (round robin, tie breaks).
+    pub turn: AtomicU64,
 }
 
 impl<N: Net> Shared<N> {
@@ -261,6 +270,8 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let max_sessions = cfg.proxy.max_connections;
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
+    let classifier_capacity = cfg.routing.classifier_cache;
+    let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
     let shared = Arc::new(Shared {
         cfg,
         net,
@@ -277,6 +288,9 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         accounts_reading: tokio::sync::Mutex::new(()),
         faults,
         first_primary: Mutex::new(None),
+        classifier: Classifier::new(classifier_capacity),
+        node_stats,
+        turn: AtomicU64::new(0),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();

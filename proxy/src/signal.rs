@@ -5,6 +5,7 @@
 //! simulations diverge between runs of the same seed. [`Signal`] wakes its waiters in the
 //! order they started waiting (a single `Notify`), so the same seed gives the same run.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
@@ -12,23 +13,32 @@ use tokio::sync::Notify;
 /// A value shared by one or more setters and any number of waiters.
 pub struct Signal<T> {
     inner: Arc<(Mutex<T>, Notify)>,
+    /// Bumped by every [`Signal::set`]: readers on a hot path compare it with the
+    /// version of their copy instead of locking the value.
+    version: Arc<AtomicU64>,
 }
 
 impl<T> Clone for Signal<T> {
     fn clone(&self) -> Self {
-        Signal { inner: self.inner.clone() }
+        Signal { inner: self.inner.clone(), version: self.version.clone() }
     }
 }
 
 impl<T> Signal<T> {
     pub fn new(value: T) -> Self {
-        Signal { inner: Arc::new((Mutex::new(value), Notify::new())) }
+        Signal { inner: Arc::new((Mutex::new(value), Notify::new())), version: Arc::new(AtomicU64::new(0)) }
     }
 
     /// Replaces the value and wakes every waiter.
     pub fn set(&self, value: T) {
         *self.inner.0.lock().expect("signal lock") = value;
+        self.version.fetch_add(1, Ordering::Release);
         self.inner.1.notify_waiters();
+    }
+
+    /// How many times the value was set.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
     }
 
     /// Runs `f` on the current value.

@@ -194,6 +194,11 @@ impl<S: Stream> PacketConn<S> {
         &self.rbuf
     }
 
+    /// Bytes read and not yet consumed, to patch before passing them on.
+    pub fn buffered_mut(&mut self) -> &mut [u8] {
+        &mut self.rbuf
+    }
+
     /// Drops `n` buffered bytes.
     pub fn consume(&mut self, n: usize) {
         self.rbuf.advance(n);

@@ -153,6 +153,7 @@ pub mod com {
 /// Server error codes and their SQLSTATEs, as MySQL/MariaDB use them.
 pub mod err {
     pub const ER_CON_COUNT_ERROR: u16 = 1040;
+    pub const ER_PARSE_ERROR: u16 = 1064;
     pub const ER_HANDSHAKE_ERROR: u16 = 1043;
     pub const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
     pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;

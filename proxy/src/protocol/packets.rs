@@ -92,6 +92,13 @@ pub struct StateChanges<'a> {
     r: Reader<'a>,
 }
 
+impl<'a> StateChanges<'a> {
+    /// Iterates a raw block (or several blocks concatenated).
+    pub fn new(block: &'a [u8]) -> Self {
+        StateChanges { r: Reader::new(block) }
+    }
+}
+
 impl<'a> Iterator for StateChanges<'a> {
     type Item = (u8, &'a [u8]);
     fn next(&mut self) -> Option<Self::Item> {

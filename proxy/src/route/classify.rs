@@ -23,3 +23,19 @@ impl Classifier {
 pub fn classify_uncached(_sql: &[u8]) -> Classified {
     Classified::new(Kind::Unknown)
 }
+
+/// Counters of a classifier.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ClassifierStats {
+    pub hits: u64,
+    pub misses: u64,
+    pub parses: u64,
+}
+
+pub fn sluice_set(_sql: &[u8]) -> Result<Vec<(String, String)>, String> {
+    Err("not yet".into())
+}
+
+pub fn show_sluice_route_for(_sql: &[u8]) -> Option<usize> {
+    None
+}

@@ -8,3 +8,5 @@
 
 pub mod class;
 pub mod classify;
+pub mod balance;
+pub mod decide;

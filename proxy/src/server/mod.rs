@@ -2,4 +2,4 @@
 
 pub mod login;
 pub mod registry;
-pub mod session;
+

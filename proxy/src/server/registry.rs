@@ -16,11 +16,18 @@ use tokio::sync::Notify;
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub user: String,
-    /// `(backend address, backend thread id)` while the session holds a backend connection.
-    pub backend: Option<(String, u32)>,
+    /// `(backend address, backend thread id)` of the connection running (or that last
+    /// ran) the session's statement. A cell of its own, so the session updates it
+    /// without locking the registry.
+    pub current: Current,
+    /// Every backend connection the session holds, `(address, thread id)`.
+    pub backends: Vec<(String, u32)>,
     /// Notified when the session is killed with `KILL CONNECTION`.
     pub killed: Arc<Notify>,
 }
+
+/// The backend connection a session is using, shared by the session and the registry.
+pub type Current = Arc<Mutex<Option<(String, u32)>>>;
 
 /// Parsed `KILL` statement that Sluice must answer itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,15 +57,16 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn register(&self, user: String) -> (u32, Arc<Notify>) {
+    pub fn register(&self, user: String) -> (u32, Arc<Notify>, Current) {
         let mut g = self.inner.lock().expect("registry lock");
         loop {
             g.next = g.next.wrapping_add(1).max(FIRST_ID);
             let id = g.next;
             if !g.sessions.contains_key(&id) {
                 let killed = Arc::new(Notify::new());
-                g.sessions.insert(id, Entry { user, backend: None, killed: killed.clone() });
-                return (id, killed);
+                let current = Current::default();
+                g.sessions.insert(id, Entry { user, current: current.clone(), backends: Vec::new(), killed: killed.clone() });
+                return (id, killed, current);
             }
         }
     }
@@ -69,9 +77,18 @@ impl Registry {
         }
     }
 
-    pub fn set_backend(&self, id: u32, backend: Option<(String, u32)>) {
+    /// The session opened a backend connection.
+    pub fn add_backend(&self, id: u32, addr: &str, thread: u32) {
         if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
-            e.backend = backend;
+            e.backends.retain(|(a, _)| a != addr);
+            e.backends.push((addr.to_string(), thread));
+        }
+    }
+
+    /// The session closed its backend connection to `addr`.
+    pub fn remove_backend(&self, id: u32, addr: &str) {
+        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+            e.backends.retain(|(a, _)| a != addr);
         }
     }
 
@@ -84,7 +101,7 @@ impl Registry {
         let g = self.inner.lock().expect("registry lock");
         g.sessions
             .iter()
-            .find(|(_, e)| e.backend.as_ref().is_some_and(|(a, t)| a == addr && u64::from(*t) == thread))
+            .find(|(_, e)| e.backends.iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
             .map(|(id, e)| (*id, e.clone()))
     }
 
@@ -204,14 +221,19 @@ mod tests {
     #[test]
     fn ids_are_unique_and_reused_only_after_removal() {
         let r = Registry::default();
-        let (a, _) = r.register("u".into());
-        let (b, _) = r.register("u".into());
+        let (a, _, cur) = r.register("u".into());
+        let (b, _, _) = r.register("u".into());
         assert_ne!(a, b);
         assert!(a >= FIRST_ID && b >= FIRST_ID, "Sluice ids never look like backend thread ids");
-        r.set_backend(a, Some(("x:1".into(), 77)));
+        r.add_backend(a, "x:1", 77);
+        r.add_backend(a, "y:1", 78);
+        *cur.lock().unwrap() = Some(("y:1".into(), 78));
         assert_eq!(r.by_backend_thread("x:1", 77).map(|(id, _)| id), Some(a));
+        assert_eq!(r.by_backend_thread("y:1", 78).map(|(id, _)| id), Some(a));
         assert!(r.by_backend_thread("x:2", 77).is_none());
-        assert_eq!(r.get(a).unwrap().backend, Some(("x:1".into(), 77)));
+        assert_eq!(*r.get(a).unwrap().current.lock().unwrap(), Some(("y:1".into(), 78)));
+        r.remove_backend(a, "y:1");
+        assert!(r.by_backend_thread("y:1", 78).is_none());
         r.remove(a);
         assert!(r.get(a).is_none());
         assert_eq!(r.len(), 1);

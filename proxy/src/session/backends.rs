@@ -1,0 +1,297 @@
+//! A session's backend connections: at most one per node, opened lazily with the
+//! client's own login, brought to the session's state before each statement (schema,
+//! replayed session `SET`s, COM_SET_OPTION), and the relay of one command's response
+//! with a read deadline that also notices the client leaving.
+//!
+//! Relays responses per
+//! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html>
+//! through the [`ResponseTracker`], byte for byte.
+
+use std::time::Duration;
+
+use crate::backend::conn::BackendConn;
+use crate::error::Error;
+use crate::net::Stream;
+use crate::protocol::conn::PacketConn;
+use crate::protocol::constants::com;
+use crate::protocol::response::{Event, Expect, ResponseTracker, Summary};
+
+use super::state::SessionState;
+
+/// How many bytes of a client's next commands Sluice reads ahead while it waits for a
+/// backend (to notice the client closing); beyond this it stops watching the client.
+pub const CLIENT_READ_AHEAD: usize = 64 * 1024;
+
+/// One node's connection of a session, and how far it follows the session's state.
+pub struct NodeConn<S> {
+    pub conn: BackendConn<S>,
+    /// Entries of the session's replay log applied here (of generation `generation`).
+    pub applied: usize,
+    pub generation: u64,
+    pub schema: Option<Vec<u8>>,
+    pub set_option: Option<u16>,
+}
+
+impl<S: Stream> NodeConn<S> {
+    pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None }
+    }
+
+    /// Whether this connection lags behind the session state.
+    pub fn needs_sync(&self, state: &SessionState) -> bool {
+        self.generation != state.replay_generation
+            || self.applied < state.replay.len()
+            || (state.schema.is_some() && self.schema != state.schema)
+            || (state.set_option.is_some() && self.set_option != state.set_option)
+    }
+
+    /// Marks this connection as fully in step (it just ran the statement that made
+    /// the state what it is).
+    pub fn mark_synced(&mut self, state: &SessionState) {
+        self.generation = state.replay_generation;
+        self.applied = state.replay.len();
+        self.schema = state.schema.clone();
+        if state.set_option.is_some() {
+            self.set_option = state.set_option;
+        }
+    }
+}
+
+/// How a relay failed.
+#[derive(Debug)]
+pub struct RelayError {
+    pub error: Error,
+    /// Some of the response reached the client (the session cannot continue).
+    pub forwarded: bool,
+    /// The backend connection is unusable (lost, timed out, out of step).
+    pub backend_lost: bool,
+}
+
+impl RelayError {
+    fn client(e: std::io::Error) -> Self {
+        RelayError { error: Error::ClientIo(e), forwarded: true, backend_lost: true }
+    }
+}
+
+/// What woke a wait for backend bytes.
+enum Filled {
+    Bytes(usize),
+    BackendErr(std::io::Error),
+    ClientLeft(std::io::Error),
+    TimedOut,
+}
+
+/// Waits for more bytes from `backend`, up to `timeout`, while watching the client's
+/// socket: bytes it sends are kept (up to [`CLIENT_READ_AHEAD`]) for the next command;
+/// its end of stream ends the wait.
+async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut PacketConn<C>, timeout: Option<Duration>) -> Filled {
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(deadline);
+    loop {
+        let watch = client.buffered().len() < CLIENT_READ_AHEAD;
+        tokio::select! {
+            biased;
+            r = backend.fill() => return match r {
+                Ok(n) => Filled::Bytes(n),
+                Err(e) => Filled::BackendErr(e),
+            },
+            r = client.fill(), if watch => match r {
+                Ok(0) => return Filled::ClientLeft(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => continue,
+                Err(e) => return Filled::ClientLeft(e),
+            },
+            _ = &mut deadline => return Filled::TimedOut,
+        }
+    }
+}
+
+/// The response to one command, as far as Sluice reads it.
+pub struct Relayed {
+    pub summary: Summary,
+}
+
+/// Sends `payload` to `node` and passes the response to `client` byte for byte.
+/// `patch` may rewrite the first packet of the response in place (statement ids of
+/// COM_STMT_PREPARE_OK) before it is passed on.
+pub async fn relay<S: Stream, C: Stream>(
+    node: &mut NodeConn<S>,
+    client: &mut PacketConn<C>,
+    payload: &[u8],
+    expect: Expect,
+    timeout: Option<Duration>,
+    patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
+) -> Result<Relayed, RelayError> {
+    let addr = node.conn.addr.clone();
+    let lost = |sent: bool, source: std::io::Error, forwarded: bool| RelayError { error: Error::BackendIo { addr: addr.clone(), sent, source }, forwarded, backend_lost: true };
+    if let Err(source) = node.conn.conn.send(0, payload).await {
+        return Err(lost(true, source, false));
+    }
+    let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
+    let mut forwarded = false;
+    let mut patched = false;
+    loop {
+        let (n, ev) = match t.advance(node.conn.conn.buffered()) {
+            Ok(x) => x,
+            Err(m) => return Err(RelayError { error: Error::backend_protocol(&addr, m.0), forwarded, backend_lost: true }),
+        };
+        if n > 0 {
+            if !patched {
+                patched = true;
+                patch(&mut node.conn.conn.buffered_mut()[..n], t.summary());
+            }
+            let res = client.write_raw(&node.conn.conn.buffered()[..n]).await;
+            node.conn.conn.consume(n);
+            forwarded = true;
+            if let Err(e) = res {
+                // The client is gone mid-response; the backend connection is closed
+                // with the session, which makes the server abort the statement.
+                return Err(RelayError::client(e));
+            }
+        }
+        match ev {
+            Event::Done => {
+                client.flush_raw().await.map_err(RelayError::client)?;
+                return Ok(Relayed { summary: t.into_summary() });
+            }
+            Event::LocalInfile => {
+                client.flush_raw().await.map_err(RelayError::client)?;
+                relay_infile(node, client, &mut t).await?;
+            }
+            Event::More => {
+                client.flush_raw().await.map_err(RelayError::client)?;
+                match fill(&mut node.conn.conn, client, timeout).await {
+                    Filled::Bytes(0) => return Err(lost(true, std::io::ErrorKind::UnexpectedEof.into(), forwarded)),
+                    Filled::Bytes(_) => {}
+                    Filled::BackendErr(source) => return Err(lost(true, source, forwarded)),
+                    Filled::ClientLeft(e) => return Err(RelayError { error: Error::ClientIo(e), forwarded, backend_lost: true }),
+                    Filled::TimedOut => {
+                        return Err(RelayError { error: Error::BackendTimeout { addr: addr.clone(), what: "waiting for a response (backend.read_timeout_ms)" }, forwarded, backend_lost: true })
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Relays the client's LOCAL INFILE data packets (ending with an empty packet).
+async fn relay_infile<S: Stream, C: Stream>(node: &mut NodeConn<S>, client: &mut PacketConn<C>, t: &mut ResponseTracker) -> Result<(), RelayError> {
+    use crate::protocol::conn::ReadError;
+    use crate::protocol::constants::err;
+    loop {
+        let p = client.read_packet().await.map_err(|e| {
+            let error = match e {
+                ReadError::Io(e) => Error::ClientIo(e),
+                ReadError::Closed => Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into()),
+                other => Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, other.to_string()),
+            };
+            RelayError { error, forwarded: true, backend_lost: true }
+        })?;
+        node.conn.conn.send(p.seq, &p.payload).await.map_err(|source| RelayError {
+            error: Error::BackendIo { addr: node.conn.addr.clone(), sent: true, source },
+            forwarded: true,
+            backend_lost: true,
+        })?;
+        if p.payload.is_empty() {
+            t.resume_after_infile(p.last_seq);
+            return Ok(());
+        }
+    }
+}
+
+/// Runs a command of Sluice's own on `node` and reads its whole response without
+/// passing anything to the client (lazy prepares).
+pub async fn exchange<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
+    let addr = node.conn.addr.clone();
+    node.conn.conn.send(0, payload).await.map_err(|source| Error::BackendIo { addr, sent: true, source })?;
+    read_response(node, expect, timeout).await
+}
+
+/// Brings `node` to the session's state: schema, COM_SET_OPTION, then the `SET`s it
+/// has not applied. Statements are pipelined (sent together, answered in order).
+/// An error answer means the node cannot take the session's state.
+pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, timeout: Option<Duration>) -> Result<(), Error> {
+    if node.generation != state.replay_generation {
+        // The log was rewritten: start over. Re-applying a prefix is harmless (each
+        // entry assigns a value; the last assignment wins).
+        node.applied = 0;
+        node.generation = state.replay_generation;
+    }
+    let addr = node.conn.addr.clone();
+    let mut cmds: Vec<Vec<u8>> = Vec::new();
+    if let Some(db) = &state.schema {
+        if node.schema.as_ref() != Some(db) {
+            let mut p = vec![com::INIT_DB];
+            p.extend_from_slice(db);
+            cmds.push(p);
+        }
+    }
+    if let Some(opt) = state.set_option {
+        if node.set_option != Some(opt) {
+            let mut p = vec![com::SET_OPTION];
+            p.extend_from_slice(&opt.to_le_bytes());
+            cmds.push(p);
+        }
+    }
+    cmds.extend(state.replay[node.applied.min(state.replay.len())..].iter().cloned());
+    if cmds.is_empty() {
+        return Ok(());
+    }
+    for c in &cmds {
+        node.conn.conn.queue(0, c);
+    }
+    node.conn.conn.flush().await.map_err(|source| Error::BackendIo { addr: addr.clone(), sent: true, source })?;
+    for c in &cmds {
+        let expect = if c[0] == com::QUERY { Expect::Query } else { Expect::OnePacket };
+        let summary = read_response(node, expect, timeout).await?;
+        if let Some(code) = summary.error {
+            return Err(Error::BackendErr {
+                addr: addr.clone(),
+                code,
+                state: "HY000".into(),
+                message: format!("replaying the session state ({}) failed", String::from_utf8_lossy(&c[1..]).chars().take(80).collect::<String>()),
+            });
+        }
+    }
+    node.schema = state.schema.clone().or(node.schema.take());
+    if state.set_option.is_some() {
+        node.set_option = state.set_option;
+    }
+    node.applied = state.replay.len();
+    Ok(())
+}
+
+/// Reads one response (already sent) and discards it; at most 1 MiB of it.
+async fn read_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
+    let addr = node.conn.addr.clone();
+    let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
+    let mut seen = 0usize;
+    loop {
+        let (n, ev) = t.advance(node.conn.conn.buffered()).map_err(|m| Error::backend_protocol(&addr, m.0))?;
+        node.conn.conn.consume(n);
+        seen += n;
+        if seen > 1 << 20 {
+            return Err(Error::backend_protocol(&addr, "unexpectedly large response to a command of Sluice's own"));
+        }
+        match ev {
+            Event::Done => return Ok(t.into_summary()),
+            Event::LocalInfile => return Err(Error::backend_protocol(&addr, "LOCAL INFILE request to a command of Sluice's own")),
+            Event::More => {
+                let read = node.conn.conn.fill();
+                let n = match timeout {
+                    Some(d) => tokio::time::timeout(d, read).await.map_err(|_| Error::BackendTimeout { addr: addr.clone(), what: "replaying session state" })?,
+                    None => read.await,
+                };
+                match n {
+                    Ok(0) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source: std::io::ErrorKind::UnexpectedEof.into() }),
+                    Ok(_) => {}
+                    Err(source) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source }),
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,213 @@
+//! Statements Sluice answers itself on the client port: `SET @@sluice_… = …` (the
+//! session's routing settings; never sent to a backend) and `SHOW SLUICE ROUTE FOR
+//! <statement>` (where that statement would go and why, without running it).
+//!
+//! Answers are built as the server would: an OK packet, an ERR packet, or a text
+//! result set (<https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_com_query_response_text_resultset.html>)
+//! framed for the client's capabilities (DEPRECATE_EOF, MariaDB's cached and extended
+//! metadata).
+
+use bytes::BytesMut;
+
+use crate::config::RouteMode;
+use crate::error::Error;
+use crate::net::Net;
+use crate::protocol::constants::{cap, err};
+use crate::protocol::packet::{put_lenenc, put_lenenc_bytes};
+use crate::protocol::packets::{self, err_payload};
+use crate::route::class::Hint;
+use crate::route::classify;
+
+use super::Session;
+
+/// Session variables Sluice handles itself.
+pub const VARIABLES: [&str; 2] = ["sluice_read_write_split", "sluice_route"];
+
+/// A parsed `SET @@sluice_…` assignment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    Split(Option<bool>),
+    Route(Option<RouteMode>),
+}
+
+/// Checks one assignment: `Ok` with the setting (`None` value = DEFAULT), or the MySQL
+/// error `(code, message)`.
+pub fn parse_setting(name: &str, value: &str) -> Result<Setting, (u16, String)> {
+    let bad = || (1231u16, format!("Variable '{name}' can't be set to the value of '{value}'"));
+    match name {
+        "sluice_read_write_split" => match value {
+            "default" => Ok(Setting::Split(None)),
+            "on" | "1" | "true" => Ok(Setting::Split(Some(true))),
+            "off" | "0" | "false" => Ok(Setting::Split(Some(false))),
+            _ => Err(bad()),
+        },
+        "sluice_route" => match value {
+            "default" => Ok(Setting::Route(None)),
+            "auto" => Ok(Setting::Route(Some(RouteMode::Auto))),
+            "primary" => Ok(Setting::Route(Some(RouteMode::Primary))),
+            "replica" => Ok(Setting::Route(Some(RouteMode::Replica))),
+            _ => Err(bad()),
+        },
+        _ => Err((1193, format!("Unknown system variable '{name}'"))),
+    }
+}
+
+/// A text result set of string columns, framed for `caps`/`ext_caps`, starting at
+/// sequence id 1.
+pub fn result_set(columns: &[&str], rows: &[Vec<String>], caps: u32, ext_caps: u32, status: u16) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut seq = 1u8;
+    let mut count = Vec::new();
+    put_lenenc(&mut count, columns.len() as u64);
+    if ext_caps & cap::ext::CACHE_METADATA != 0 {
+        count.push(1); // metadata follows
+    }
+    seq = crate::protocol::packet::write_packet(&mut out, seq, &count);
+    for name in columns {
+        let mut def = Vec::new();
+        for part in [&b"def"[..], b"", b"", b"", name.as_bytes(), name.as_bytes()] {
+            put_lenenc_bytes(&mut def, part);
+        }
+        if ext_caps & cap::ext::EXTENDED_METADATA != 0 {
+            put_lenenc(&mut def, 0);
+        }
+        def.push(0x0c);
+        def.extend_from_slice(&45u16.to_le_bytes()); // utf8mb4_general_ci
+        def.extend_from_slice(&1024u32.to_le_bytes());
+        def.push(0xfd); // VAR_STRING
+        def.extend_from_slice(&0u16.to_le_bytes());
+        def.push(0x27); // decimals: none (as servers send for strings)
+        def.extend_from_slice(&[0, 0]);
+        seq = crate::protocol::packet::write_packet(&mut out, seq, &def);
+    }
+    let deprecate_eof = caps & cap::DEPRECATE_EOF != 0;
+    if !deprecate_eof {
+        seq = crate::protocol::packet::write_packet(&mut out, seq, &eof(status));
+    }
+    for row in rows {
+        let mut r = Vec::new();
+        for v in row {
+            put_lenenc_bytes(&mut r, v.as_bytes());
+        }
+        seq = crate::protocol::packet::write_packet(&mut out, seq, &r);
+    }
+    if deprecate_eof {
+        let mut ok = BytesMut::new();
+        packets::Ok { status, ..Default::default() }.write(&mut ok, 0xfe, caps);
+        crate::protocol::packet::write_packet(&mut out, seq, &ok);
+    } else {
+        crate::protocol::packet::write_packet(&mut out, seq, &eof(status));
+    }
+    out
+}
+
+fn eof(status: u16) -> Vec<u8> {
+    let mut e = vec![0xfe, 0, 0];
+    e.extend_from_slice(&status.to_le_bytes());
+    e
+}
+
+impl<N: Net> Session<N> {
+    fn local_status(&self) -> u16 {
+        self.state.status_for_local_answer(self.primary.as_deref())
+    }
+
+    /// `SET @@sluice_… = …`: applied to the session only; answered with OK or ERR.
+    pub(super) async fn sluice_set(&mut self, sql: &[u8]) -> Result<(), Error> {
+        self.refresh_topology();
+        let parsed = classify::sluice_set(sql).map_err(|m| (1064u16, m)).and_then(|list| {
+            list.iter().map(|(n, v)| parse_setting(n, v)).collect::<Result<Vec<_>, _>>()
+        });
+        let settings = match parsed {
+            Ok(s) => s,
+            Err((code, msg)) => {
+                let state = if code == 1064 { "42000" } else if code == 1193 { "HY000" } else { "42000" };
+                self.client.send(1, &err_payload(code, state, &msg)).await.map_err(Error::ClientIo)?;
+                return Ok(());
+            }
+        };
+        let (split, mode) = self.shared.cfg.routing.for_user(&self.login.user);
+        for s in settings {
+            match s {
+                Setting::Split(v) => self.state.split = v.unwrap_or(split),
+                Setting::Route(v) => self.state.mode = v.unwrap_or(mode),
+            }
+        }
+        tracing::debug!(conn = self.id, split = self.state.split, route = self.state.mode.name(), "session routing settings");
+        let ok = packets::ok_payload(self.local_status(), self.login.caps);
+        self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
+        Ok(())
+    }
+
+    /// `SHOW SLUICE ROUTE FOR <statement>` (and `SHOW SLUICE VARIABLES`).
+    pub(super) async fn sluice_show(&mut self, sql: &[u8]) -> Result<(), Error> {
+        self.refresh_topology();
+        let status = self.local_status();
+        if let Some(at) = classify::show_sluice_route_for(sql) {
+            let stmt = &sql[at..];
+            let c = self.shared.classifier.classify(stmt);
+            let (node, role, reason, rule) = match self.route(&c, true) {
+                Ok(r) => {
+                    let role = if r.primary { "primary" } else { "replica" };
+                    (r.node, role.to_string(), r.reason.name().to_string(), r.reason.rule().to_string())
+                }
+                Err(e) => (String::new(), String::new(), "no_primary".into(), e.to_string()),
+            };
+            let kind = format!("{:?}", c.kind);
+            let hint = match c.hint {
+                Some(Hint::Primary) => "primary",
+                Some(Hint::Replica) => "replica",
+                None => "",
+            };
+            let row = vec![node, role, reason, rule, kind, c.statements.to_string(), hint.to_string(), if c.parsed { "parser" } else { "scan" }.to_string()];
+            let cols = ["node", "role", "reason", "rule", "kind", "statements", "hint", "classified_by"];
+            let out = result_set(&cols, &[row], self.login.caps, self.login.ext_caps, status);
+            self.client.write_raw(&out).await.map_err(Error::ClientIo)?;
+            return self.client.flush_raw().await.map_err(Error::ClientIo);
+        }
+        let words: Vec<String> = String::from_utf8_lossy(sql).split_whitespace().map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+        if words.len() == 3 && words[2] == "variables" {
+            let rows = vec![
+                vec!["sluice_read_write_split".to_string(), if self.state.split { "ON" } else { "OFF" }.to_string()],
+                vec!["sluice_route".to_string(), self.state.mode.name().to_string()],
+            ];
+            let out = result_set(&["Variable_name", "Value"], &rows, self.login.caps, self.login.ext_caps, status);
+            self.client.write_raw(&out).await.map_err(Error::ClientIo)?;
+            return self.client.flush_raw().await.map_err(Error::ClientIo);
+        }
+        let msg = "Unknown SHOW SLUICE command: use SHOW SLUICE ROUTE FOR <statement> or SHOW SLUICE VARIABLES";
+        self.client.send(1, &err_payload(err::ER_PARSE_ERROR, "42000", msg)).await.map_err(Error::ClientIo)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::constants::status;
+    use crate::protocol::response::{Event, Expect, ResponseTracker};
+
+    #[test]
+    fn sluice_settings_accept_the_documented_values_only() {
+        assert_eq!(parse_setting("sluice_read_write_split", "on"), Ok(Setting::Split(Some(true))));
+        assert_eq!(parse_setting("sluice_read_write_split", "0"), Ok(Setting::Split(Some(false))));
+        assert_eq!(parse_setting("sluice_route", "replica"), Ok(Setting::Route(Some(RouteMode::Replica))));
+        assert_eq!(parse_setting("sluice_route", "default"), Ok(Setting::Route(None)));
+        assert_eq!(parse_setting("sluice_route", "nowhere").unwrap_err().0, 1231);
+        assert_eq!(parse_setting("sluice_bogus", "1").unwrap_err().0, 1193);
+    }
+
+    #[test]
+    fn local_result_sets_are_well_framed_for_every_capability_mix() {
+        for caps in [cap::PROTOCOL_41, cap::PROTOCOL_41 | cap::DEPRECATE_EOF] {
+            for ext in [0, cap::ext::CACHE_METADATA, cap::ext::EXTENDED_METADATA | cap::ext::CACHE_METADATA] {
+                let rs = result_set(&["a", "b"], &[vec!["x".into(), "y".into()], vec!["1".into(), "".into()]], caps, ext, status::AUTOCOMMIT);
+                let mut t = ResponseTracker::new(Expect::Query, caps).with_ext_caps(ext);
+                let (n, ev) = t.advance(&rs).unwrap();
+                assert_eq!((n, ev), (rs.len(), Event::Done), "caps {caps:#x} ext {ext:#x}");
+                assert_eq!(t.summary().status, Some(status::AUTOCOMMIT));
+                assert_eq!(t.summary().result_sets, 1);
+            }
+        }
+    }
+}

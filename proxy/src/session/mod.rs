@@ -1,0 +1,994 @@
+//! One client session: login, then a loop that reads each command, decides which node
+//! runs it, and passes the response back byte for byte.
+//!
+//! The session owns its client connection, its tracked state ([`state`]), a
+//! connection per node it uses ([`backends`]: opened lazily, brought to the session's
+//! state before each statement) and its prepared statements ([`prepared`]). For every
+//! statement it asks the classifier (`crate::route::classify`) what the statement is,
+//! the router (`crate::route::decide`) where it goes, and the load balancer
+//! (`crate::route::balance`) which replica; then it relays. `SET @@sluice_…` and
+//! `SHOW SLUICE ROUTE FOR …` are answered here ([`local`]). See docs/architecture.md.
+//!
+//! Commands follow <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_command_phase.html>;
+//! Sluice answers a few itself: COM_QUIT, `KILL` and COM_PROCESS_KILL (mapped to the right
+//! backend thread), COM_CHANGE_USER (re-authenticated against the config or, in
+//! pass-through mode, the backend's accounts, then the backend session is changed too),
+//! and commands it does not relay (ER_UNKNOWN_COM_ERROR). A backend lost mid-command ends
+//! the session: the client sees its connection drop, as with the server itself; a read
+//! on a replica whose connection fails before any of its response reached the client is
+//! sent to another eligible node instead (a read is safe to send again).
+
+pub mod backends;
+pub mod local;
+pub mod prepared;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::backend::conn::{connect, Secret};
+use crate::backend::topology::Topology;
+use crate::config::AuthMode;
+use crate::error::Error;
+use crate::net::Net;
+use crate::protocol::conn::{PacketConn, ReadError};
+use crate::protocol::constants::{com, err, status};
+use crate::protocol::handshake::ChangeUser;
+use crate::protocol::response::{Expect, Summary};
+use crate::proxy::Shared;
+use crate::route::balance::{self, Candidate};
+use crate::route::class::{Classified, Effect, Kind};
+use crate::route::decide::{decide, Bugs, Plan, Reason, SessionView, Target};
+use crate::server::login::{self, send_err, ClientLogin};
+use crate::server::registry::{parse_kill, Current, Kill};
+
+use backends::{NodeConn, RelayError};
+use prepared::Statements;
+use state::SessionState;
+
+/// How a command is handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Query,
+    Prepare,
+    Execute,
+    /// COM_STMT_FETCH / COM_STMT_RESET: on the node of the statement's last execute.
+    OnStatementNode(Expect),
+    SendLongData,
+    Close,
+    InitDb,
+    SetOption,
+    ResetConnection,
+    /// Relayed to the primary.
+    Primary(Expect),
+    Quit,
+    ProcessKill,
+    ChangeUser,
+    Unsupported,
+}
+
+fn command(cmd: u8) -> Command {
+    match cmd {
+        com::QUERY => Command::Query,
+        com::STMT_PREPARE => Command::Prepare,
+        com::STMT_EXECUTE => Command::Execute,
+        com::STMT_FETCH => Command::OnStatementNode(Expect::Fetch),
+        com::STMT_RESET => Command::OnStatementNode(Expect::OnePacket),
+        com::STMT_SEND_LONG_DATA => Command::SendLongData,
+        com::STMT_CLOSE => Command::Close,
+        com::INIT_DB => Command::InitDb,
+        com::SET_OPTION => Command::SetOption,
+        com::RESET_CONNECTION => Command::ResetConnection,
+        com::PROCESS_INFO => Command::Primary(Expect::Query),
+        com::FIELD_LIST => Command::Primary(Expect::FieldList),
+        com::PING | com::STATISTICS | com::REFRESH | com::DEBUG | com::CREATE_DB | com::DROP_DB | com::SHUTDOWN => Command::Primary(Expect::OnePacket),
+        com::QUIT => Command::Quit,
+        com::PROCESS_KILL => Command::ProcessKill,
+        com::CHANGE_USER => Command::ChangeUser,
+        _ => Command::Unsupported,
+    }
+}
+
+/// Why a session ends.
+enum End {
+    /// Normal end (COM_QUIT, client closed, shutdown, killed).
+    Closed(&'static str),
+    Failed(Error),
+}
+
+/// Where one statement was sent and why.
+#[derive(Debug, Clone)]
+pub struct Routed {
+    pub node: String,
+    pub reason: Reason,
+    /// The node is the primary.
+    pub primary: bool,
+}
+
+struct Session<N: Net> {
+    shared: Arc<Shared<N>>,
+    id: u32,
+    peer: String,
+    client: PacketConn<N::Stream>,
+    login: ClientLogin,
+    killed: Arc<Notify>,
+    /// The backend connection running the current statement, as the registry sees it.
+    current: Current,
+    /// One connection per node the session uses, by address.
+    nodes: BTreeMap<String, NodeConn<N::Stream>>,
+    state: SessionState,
+    stmts: Statements,
+    /// The topology as of `topo_version`, and the primary statements go to.
+    topo: Option<Topology>,
+    topo_version: u64,
+    primary: Option<String>,
+    /// Nodes this session could not use lately (connect or replay failed), until when.
+    avoid: BTreeMap<String, Instant>,
+    rng: ChaCha8Rng,
+    bugs: Bugs,
+    read_timeout: Option<Duration>,
+}
+
+/// Serves one accepted client connection until it ends.
+pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
+    let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
+    let (id, killed, current) = shared.registry.register(String::new());
+    let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
+    let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
+    let login = match tokio::time::timeout(handshake, login::accept(&shared, &mut client, id, &host)).await {
+        Ok(Ok(l)) => l,
+        Ok(Err(e)) => {
+            tracing::info!(conn = id, %peer, error = %e, "login failed");
+            client.shutdown().await;
+            shared.registry.remove(id);
+            return;
+        }
+        Err(_) => {
+            tracing::info!(conn = id, %peer, "login timed out");
+            send_err(&mut client, 0, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake").await;
+            shared.registry.remove(id);
+            return;
+        }
+    };
+    shared.registry.set_user(id, &login.user);
+    let Some(primary) = shared.primary() else {
+        let msg = "Unable to connect to foreign data source: Sluice has no primary right now";
+        send_err(&mut client, login.seq, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", msg).await;
+        client.shutdown().await;
+        shared.registry.remove(id);
+        return;
+    };
+    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
+    let backend = match connect(&shared.net, &primary, &blogin, &shared.rng).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(conn = id, %peer, error = %e, "cannot open backend connection");
+            let (code, state, msg) = match &e {
+                Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
+                _ => (err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000".to_string(), format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}")),
+            };
+            send_err(&mut client, login.seq, code, &state, &msg).await;
+            client.shutdown().await;
+            shared.registry.remove(id);
+            return;
+        }
+    };
+    if backend.ext_caps != login.ext_caps {
+        // The client and the backend would frame result sets differently (e.g. the
+        // primary changed to one without cached metadata between handshake and connect).
+        tracing::warn!(conn = id, %peer, client = login.ext_caps, backend = backend.ext_caps, "backend extended capabilities differ from the client's");
+        send_err(&mut client, login.seq, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: the primary's capabilities changed during login; reconnect").await;
+        client.shutdown().await;
+        backend.quit().await;
+        shared.registry.remove(id);
+        return;
+    }
+    shared.registry.add_backend(id, &backend.addr, backend.thread_id);
+    *current.lock().expect("current lock") = Some((backend.addr.clone(), backend.thread_id));
+    if let Err(e) = client.send(login.seq, &backend.login_ok).await {
+        tracing::debug!(conn = id, error = %e, "client left after login");
+        backend.quit().await;
+        shared.registry.remove(id);
+        return;
+    }
+    tracing::debug!(conn = id, %peer, user = %login.user, backend = %backend.addr, thread = backend.thread_id, "session open");
+    let login_status = crate::protocol::packets::Ok::parse(&backend.login_ok, backend.caps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
+    let (split, mode) = shared.cfg.routing.for_user(&login.user);
+    let state = SessionState::new(login.database.clone(), login_status, split, mode);
+    let mut nodes = BTreeMap::new();
+    nodes.insert(backend.addr.clone(), NodeConn::new(backend, login.database.clone(), &state));
+    let seed = shared.rng.lock().expect("rng lock").gen::<u64>();
+    let bugs = Bugs { writes_to_replica: shared.faults.route_writes_to_replica(), session_bound_reads_to_replica: shared.faults.route_session_bound_reads_to_replica() };
+    let read_timeout = (shared.cfg.backend.read_timeout_ms > 0).then(|| Duration::from_millis(shared.cfg.backend.read_timeout_ms));
+    let mut s = Session {
+        shared: shared.clone(),
+        id,
+        peer,
+        client,
+        login,
+        killed,
+        current,
+        nodes,
+        state,
+        stmts: Statements::default(),
+        topo: None,
+        topo_version: u64::MAX,
+        primary: None,
+        avoid: BTreeMap::new(),
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        bugs,
+        read_timeout,
+    };
+    let end = s.serve().await;
+    match end {
+        End::Closed(why) => tracing::debug!(conn = id, why, "session closed"),
+        End::Failed(e) => tracing::info!(conn = id, peer = %s.peer, error = %e, origin = ?e.origin(), "session ended by error"),
+    }
+    s.client.shutdown().await;
+    for (_, n) in std::mem::take(&mut s.nodes) {
+        n.conn.quit().await;
+    }
+    shared.registry.remove(id);
+}
+
+impl<N: Net> Session<N> {
+    async fn serve(&mut self) -> End {
+        let shutdown = self.shared.shutdown.clone();
+        let killed = self.killed.clone();
+        // Both waits are registered once for the whole session rather than once per
+        // command: the shutdown signal is shared by every session, and registering a
+        // waiter locks it.
+        let stopping = shutdown.wait_for(|s| *s);
+        tokio::pin!(stopping);
+        let kill = killed.notified();
+        tokio::pin!(kill);
+        loop {
+            let read = tokio::select! {
+                biased;
+                _ = &mut kill => return End::Closed("killed"),
+                _ = &mut stopping => return End::Closed("proxy shutting down"),
+                r = self.client.read_packet() => r,
+            };
+            let p = match read {
+                Ok(p) => p,
+                Err(ReadError::Closed) => return End::Closed("client closed the connection"),
+                Err(ReadError::Io(e)) => return End::Failed(Error::ClientIo(e)),
+                Err(ReadError::TooLarge { .. }) => {
+                    let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
+                    send_err(&mut self.client, 1, err::ER_NET_PACKET_TOO_LARGE, "08S01", msg).await;
+                    // Let the client finish writing the oversized packet so it
+                    // reads the ERR instead of a connection reset.
+                    let limit = self.shared.cfg.proxy.max_allowed_packet.saturating_mul(2).max(16 << 20);
+                    let _ = tokio::time::timeout(Duration::from_secs(5), self.client.drain_and_close(limit)).await;
+                    return End::Failed(Error::client_protocol(err::ER_NET_PACKET_TOO_LARGE, msg));
+                }
+                Err(ReadError::OutOfOrder { got, .. }) => {
+                    send_err(&mut self.client, got.wrapping_add(1), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                    return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, "continuation frame out of order"));
+                }
+            };
+            if p.seq != 0 {
+                send_err(&mut self.client, p.next_seq(), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, format!("command with sequence id {}", p.seq)));
+            }
+            let Some(&cmd) = p.payload.first() else {
+                send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                continue;
+            };
+            let payload = &p.payload[..];
+            let outcome = match command(cmd) {
+                Command::Quit => return End::Closed("COM_QUIT"),
+                Command::Unsupported => {
+                    tracing::info!(conn = self.id, cmd, "unknown or unsupported command");
+                    send_err(&mut self.client, 1, err::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command").await;
+                    Ok(())
+                }
+                Command::ProcessKill => match payload.get(1..5) {
+                    Some(b) => self.kill(Kill::Connection(u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)).await,
+                    None => {
+                        send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                        Ok(())
+                    }
+                },
+                Command::ChangeUser => self.change_user(payload).await,
+                Command::Query => match parse_kill(&payload[1..]) {
+                    // passthrough: the client's own account; the server decides.
+                    Some(Kill::User) if self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough => self.on_primary(payload, Expect::Query).await.map(|_| ()),
+                    Some(k) => self.kill(k).await,
+                    None => self.query(payload).await,
+                },
+                Command::Prepare => self.prepare(payload).await,
+                Command::Execute => self.execute(payload).await,
+                Command::OnStatementNode(expect) => self.on_statement_node(payload, expect).await,
+                Command::SendLongData => self.send_long_data(payload).await,
+                Command::Close => self.close_statement(payload).await,
+                Command::InitDb => self.init_db(payload).await,
+                Command::SetOption => self.set_option(payload).await,
+                Command::ResetConnection => self.reset_connection(payload).await,
+                Command::Primary(expect) => self.on_primary(payload, expect).await.map(|_| ()),
+            };
+            if let Err(e) = outcome {
+                return End::Failed(e);
+            }
+        }
+    }
+
+    /// Re-reads the topology when the monitor published a new one.
+    fn refresh_topology(&mut self) {
+        let v = self.shared.topology.version();
+        if v != self.topo_version {
+            self.topo_version = v;
+            self.topo = self.shared.topology.get();
+            self.primary = self.shared.primary();
+        }
+    }
+
+    fn view(&self) -> SessionView<'_> {
+        let primary = self.primary.as_deref();
+        SessionView {
+            split: self.state.split,
+            mode: self.state.mode,
+            txn_node: self.state.txn_node(),
+            primary,
+            autocommit: self.state.autocommit(primary),
+            temp_tables: self.state.temp_tables,
+            tables_locked: self.state.tables_locked,
+            unreplayable: self.state.unreplayable,
+            previous: self.state.previous.as_deref(),
+        }
+    }
+
+    /// Decides where a statement classified as `c` runs. With `peek`, nothing is
+    /// consumed (the shared turn counter, the RNG): for `SHOW SLUICE ROUTE`.
+    fn route(&mut self, c: &Classified, peek: bool) -> Result<Routed, Error> {
+        self.refresh_topology();
+        let Plan { target, reason } = decide(c, &self.view(), self.bugs);
+        self.resolve(target, reason, peek)
+    }
+
+    fn resolve(&mut self, target: Target, reason: Reason, peek: bool) -> Result<Routed, Error> {
+        let primary = self.primary.clone();
+        let routed = |node: String, reason| Routed { primary: Some(&node) == primary.as_ref(), node, reason };
+        match target {
+            Target::Primary => primary.clone().map(|p| routed(p, reason)).ok_or(Error::NoBackend("primary")),
+            Target::Node(n) => Ok(routed(n, reason)),
+            Target::Readers => match self.pick_reader(peek) {
+                Some(n) if Some(&n) == primary.as_ref() => Ok(routed(n, Reason::ReadOnPrimary)),
+                Some(n) => Ok(routed(n, reason)),
+                None => primary.clone().map(|p| routed(p, Reason::NoEligibleReplica)).ok_or(Error::NoBackend("primary")),
+            },
+        }
+    }
+
+    /// Chooses a node for a read among the eligible replicas (and the primary, when it
+    /// has a read weight), by the configured policy.
+    fn pick_reader(&mut self, peek: bool) -> Option<String> {
+        let topo = self.topo.as_ref()?;
+        let now = Instant::now();
+        self.avoid.retain(|_, until| *until > now);
+        let routing = &self.shared.cfg.routing;
+        let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(topo.nodes.len());
+        for (addr, n) in &topo.nodes {
+            let is_primary = self.primary.as_deref() == Some(addr.as_str());
+            let weight = if is_primary { routing.primary_read_weight } else { routing.weight(addr) };
+            if weight == 0 || self.avoid.contains_key(addr) || !(is_primary || n.readable) {
+                continue;
+            }
+            let stats = self.shared.node_stats.get(addr);
+            cands.push(Candidate {
+                addr,
+                weight,
+                lag_ms: if is_primary { Some(0) } else { n.lag_ms },
+                in_flight: stats.map_or(0, |s| s.in_flight.load(std::sync::atomic::Ordering::Relaxed)),
+                ewma_ns: stats.map_or(0, |s| s.ewma_ns.load(std::sync::atomic::Ordering::Relaxed)),
+            });
+        }
+        let turn = if peek {
+            self.shared.turn.load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            self.shared.turn.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        };
+        let i = if peek {
+            balance::pick(routing.policy, &cands, turn, &mut self.rng.clone())
+        } else {
+            balance::pick(routing.policy, &cands, turn, &mut self.rng)
+        }?;
+        Some(cands[i].addr.to_string())
+    }
+
+    /// The connection to `node`, opened (with the client's login and the session's
+    /// schema) if the session has none, and brought to the session's state.
+    async fn ready(&mut self, node: &str) -> Result<(), Error> {
+        if !self.nodes.contains_key(node) {
+            let blogin = self.shared.backend_login(
+                &self.login.backend_user,
+                &self.login.backend_secret,
+                self.state.schema.clone(),
+                self.login.charset,
+                self.login.caps,
+                self.login.ext_caps,
+                self.login.attrs.clone(),
+            );
+            let conn = connect(&self.shared.net, node, &blogin, &self.shared.rng).await?;
+            if conn.ext_caps != self.login.ext_caps {
+                let addr = conn.addr.clone();
+                conn.quit().await;
+                return Err(Error::backend_protocol(&addr, "node's extended capabilities differ from the client's"));
+            }
+            self.shared.registry.add_backend(self.id, &conn.addr, conn.thread_id);
+            let schema = self.state.schema.clone();
+            self.nodes.insert(node.to_string(), NodeConn::new(conn, schema, &self.state));
+            // A new connection starts from the login state: replay everything.
+            self.nodes.get_mut(node).expect("inserted").applied = 0;
+        }
+        let nc = self.nodes.get_mut(node).expect("present");
+        if nc.needs_sync(&self.state) {
+            if let Err(e) = backends::sync(nc, &self.state, self.read_timeout).await {
+                self.drop_node(node).await;
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes the session's connection to `node` and forgets what lived on it.
+    async fn drop_node(&mut self, node: &str) {
+        if let Some(nc) = self.nodes.remove(node) {
+            self.shared.registry.remove_backend(self.id, node);
+            nc.conn.quit().await;
+        }
+        self.state.forget_node(node);
+        self.stmts.forget_node(node);
+    }
+
+    fn set_current(&self, node: &str) {
+        if let Some(nc) = self.nodes.get(node) {
+            let mut cur = self.current.lock().expect("current lock");
+            if cur.as_ref().is_none_or(|(a, t)| a != node || *t != nc.conn.thread_id) {
+                *cur = Some((node.to_string(), nc.conn.thread_id));
+            }
+        }
+    }
+
+    /// Relays `payload` to `node` (which must be ready) and records the statement in
+    /// the node's counters.
+    async fn relay_on(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
+        self.set_current(node);
+        let stats = self.shared.node_stats.get(node).cloned();
+        if let Some(s) = &stats {
+            s.start(read);
+        }
+        let started = Instant::now();
+        let nc = self.nodes.get_mut(node).expect("ready");
+        let mut r = backends::relay(nc, &mut self.client, payload, expect, self.read_timeout, patch).await;
+        if let Err(RelayError { forwarded: false, backend_lost: true, error: Error::BackendIo { .. } }) = &r {
+            if self.shared.faults.resend_after_lost_backend() {
+                // Injected bug (simulation only): resend a command that may already
+                // have been applied, on a new connection.
+                self.drop_node(node).await;
+                if self.ready(node).await.is_ok() {
+                    let nc = self.nodes.get_mut(node).expect("ready");
+                    r = backends::relay(nc, &mut self.client, payload, expect, self.read_timeout, patch).await;
+                }
+            }
+        }
+        if let Some(s) = &stats {
+            s.finish(started.elapsed().as_nanos() as u64);
+        }
+        r.map(|x| x.summary)
+    }
+
+    /// Runs a routed statement: connects/syncs the node, relays, and — for reads that
+    /// failed before any byte reached the client — tries another node.
+    async fn run_routed(&mut self, mut routed: Routed, payload: &[u8], expect: Expect, read: bool, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Option<(Routed, Summary)>, Error> {
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let retry_ok = read && !routed.primary && attempts < 3 && self.state.txn_node().is_none();
+            match self.ready(&routed.node).await {
+                Ok(()) => {}
+                Err(e) if retry_ok => {
+                    tracing::info!(conn = self.id, node = %routed.node, error = %e, "replica unusable for this session; read goes elsewhere");
+                    self.avoid_node(&routed.node);
+                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(conn = self.id, node = %routed.node, error = %e, "cannot reach the node for a statement");
+                    let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
+                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    return Ok(None);
+                }
+            }
+            match self.relay_on(&routed.node, payload, expect, read, patch).await {
+                Ok(summary) => return Ok(Some((routed, summary))),
+                Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
+                    tracing::info!(conn = self.id, node = %routed.node, error = %error, "read failed before any reply; sent elsewhere");
+                    self.drop_node(&routed.node.clone()).await;
+                    self.avoid_node(&routed.node);
+                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                }
+                Err(e) => return Err(e.error),
+            }
+        }
+    }
+
+    fn avoid_node(&mut self, node: &str) {
+        let for_ms = self.shared.cfg.backend.monitor_interval_ms.max(100);
+        self.avoid.insert(node.to_string(), Instant::now() + Duration::from_millis(for_ms));
+    }
+
+    /// Sends a command to the primary and relays the response.
+    async fn on_primary(&mut self, payload: &[u8], expect: Expect) -> Result<Option<Summary>, Error> {
+        self.refresh_topology();
+        let routed = self.resolve(Target::Primary, Reason::Unknown, false);
+        let routed = match routed {
+            Ok(r) => r,
+            Err(e) => {
+                self.no_primary(&e).await;
+                return Ok(None);
+            }
+        };
+        let r = self.run_routed(routed, payload, expect, false, &mut |_, _| {}).await?;
+        Ok(r.map(|(routed, summary)| {
+            self.after(&routed.node, None, &[], 1, &summary);
+            summary
+        }))
+    }
+
+    async fn no_primary(&mut self, e: &Error) {
+        let msg = format!("Unable to connect to foreign data source: Sluice has no primary to send this to ({e})");
+        send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+    }
+
+    fn after(&mut self, node: &str, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
+        self.state.after_statement(node, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
+        if let Some(nc) = self.nodes.get_mut(node) {
+            // The connection was in step before the statement, and ran it: it is in
+            // step with whatever the statement changed.
+            nc.mark_synced(&self.state);
+        }
+    }
+
+    /// COM_QUERY.
+    async fn query(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let sql = &payload[1..];
+        let c = self.shared.classifier.classify(sql);
+        match c.kind {
+            Kind::SluiceSet => return self.sluice_set(sql).await,
+            Kind::SluiceShow => return self.sluice_show(sql).await,
+            _ => {}
+        }
+        let routed = match self.route(&c, false) {
+            Ok(r) => r,
+            Err(e) => {
+                self.no_primary(&e).await;
+                return Ok(());
+            }
+        };
+        let read = c.is_read();
+        if let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await? {
+            self.after(&routed.node, Some(payload), &c.effects, c.statements, &summary);
+        }
+        Ok(())
+    }
+
+    /// COM_STMT_PREPARE: prepared on the primary (always a possible target), known to
+    /// the client by one id; other nodes prepare it lazily when an execute goes there.
+    async fn prepare(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let c = self.shared.classifier.classify(&payload[1..]);
+        self.refresh_topology();
+        let routed = match self.resolve(Target::Primary, Reason::Unknown, false) {
+            Ok(r) => r,
+            Err(e) => {
+                self.no_primary(&e).await;
+                return Ok(());
+            }
+        };
+        let mut client_id = None;
+        let used = self.stmts.used();
+        let mut patch = |first: &mut [u8], summary: &Summary| {
+            // PREPARE_OK: header (4), status 0x00, statement id (4).
+            if let Some((node_id, _, _)) = summary.prepared {
+                let id = prepared::free_id(&used, node_id);
+                if id != node_id && first.len() >= 9 {
+                    first[5..9].copy_from_slice(&id.to_le_bytes());
+                }
+                client_id = Some(id);
+            }
+        };
+        let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Prepare, false, &mut patch).await? else { return Ok(()) };
+        if let (Some((node_id, _, params)), Some(id)) = (summary.prepared, client_id) {
+            self.stmts.insert(id, &routed.node, node_id, payload, c, params);
+        }
+        self.after(&routed.node, None, &[], 1, &summary);
+        Ok(())
+    }
+
+    /// Makes sure statement `id` is prepared on `node`; returns its id there.
+    async fn prepared_on(&mut self, id: u32, node: &str) -> Result<u32, Error> {
+        let stmt = self.stmts.get(id).expect("known statement");
+        if let Some(&nid) = stmt.ids.get(node) {
+            return Ok(nid);
+        }
+        let prepare = stmt.prepare.clone();
+        self.ready(node).await?;
+        let nc = self.nodes.get_mut(node).expect("ready");
+        let summary = match backends::exchange(nc, &prepare, Expect::Prepare, self.read_timeout).await {
+            Ok(s) => s,
+            Err(e) => {
+                self.drop_node(node).await;
+                return Err(e);
+            }
+        };
+        match summary.prepared {
+            Some((nid, _, _)) => {
+                self.stmts.get_mut(id).expect("known").ids.insert(node.to_string(), nid);
+                Ok(nid)
+            }
+            None => Err(Error::BackendErr { addr: node.to_string(), code: summary.error.unwrap_or(0), state: "HY000".into(), message: "preparing the statement failed".into() }),
+        }
+    }
+
+    /// COM_STMT_EXECUTE: routed by the statement's SQL (classified at prepare time).
+    async fn execute(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(id) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)) else {
+            // Unknown to Sluice: the primary answers (ER_UNKNOWN_STMT_HANDLER).
+            return self.on_primary(payload, Expect::for_execute(payload)).await.map(|_| ());
+        };
+        let stmt = self.stmts.get(id).expect("resolved");
+        let class = stmt.class.clone();
+        let long_data = stmt.long_data_on.clone();
+        let mut routed = match long_data {
+            Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other) },
+            None => match self.route(&class, false) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.no_primary(&e).await;
+                    return Ok(());
+                }
+            },
+        };
+        let nid = match self.prepared_on(id, &routed.node).await {
+            Ok(n) => n,
+            Err(e) if !routed.primary && class.is_read() => {
+                tracing::info!(conn = self.id, node = %routed.node, error = %e, "cannot prepare on the replica; execute goes to the primary");
+                self.avoid_node(&routed.node);
+                routed = self.resolve(Target::Primary, Reason::NoEligibleReplica, false)?;
+                self.prepared_on(id, &routed.node).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let stmt = self.stmts.get_mut(id).expect("resolved");
+        let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
+        let expect = Expect::for_execute(payload);
+        self.ready(&routed.node).await?;
+        let summary = self.relay_on(&routed.node, &out, expect, class.is_read(), &mut |_, _| {}).await.map_err(|e| e.error)?;
+        if let Some(stmt) = self.stmts.get_mut(id) {
+            stmt.last_node = Some(routed.node.clone());
+            stmt.long_data_on = None;
+        }
+        self.after(&routed.node, None, &class.effects, class.statements, &summary);
+        Ok(())
+    }
+
+    /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran.
+    async fn on_statement_node(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
+        let target = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|id| {
+            let s = self.stmts.get(id)?;
+            let node = s.last_node.clone().or_else(|| s.ids.keys().next().cloned())?;
+            Some((id, node.clone(), *s.ids.get(&node)?))
+        });
+        let Some((id, node, nid)) = target else {
+            return self.on_primary(payload, expect).await.map(|_| ());
+        };
+        if let Err(e) = self.ready(&node).await {
+            let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {node}: {e}");
+            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+            return Ok(());
+        }
+        let out = prepared::with_id(payload, nid).into_owned();
+        let summary = self.relay_on(&node, &out, expect, false, &mut |_, _| {}).await.map_err(|e| e.error)?;
+        if payload[0] == com::STMT_RESET {
+            if let Some(s) = self.stmts.get_mut(id) {
+                s.long_data_on = None;
+            }
+        }
+        self.after(&node, None, &[], 1, &summary);
+        Ok(())
+    }
+
+    /// COM_STMT_SEND_LONG_DATA (no response): to the primary; the statement's next
+    /// execute then runs there too.
+    async fn send_long_data(&mut self, payload: &[u8]) -> Result<(), Error> {
+        self.refresh_topology();
+        let Some(primary) = self.primary.clone() else { return Ok(()) };
+        let id = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i));
+        let node = id.and_then(|i| self.stmts.get(i)).and_then(|s| s.long_data_on.clone()).unwrap_or(primary);
+        if self.ready(&node).await.is_err() {
+            return Ok(());
+        }
+        let out = match id {
+            Some(i) => {
+                let nid = self.prepared_on(i, &node).await?;
+                self.stmts.get_mut(i).expect("known").long_data_on = Some(node.clone());
+                prepared::with_id(payload, nid).into_owned()
+            }
+            None => payload.to_vec(),
+        };
+        let nc = self.nodes.get_mut(&node).expect("ready");
+        nc.conn.conn.send(0, &out).await.map(|_| ()).map_err(|source| Error::BackendIo { addr: node, sent: true, source })
+    }
+
+    /// COM_STMT_CLOSE (no response): on every node the statement is prepared on.
+    async fn close_statement(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(ids) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|i| self.stmts.remove(i)) else {
+            return Ok(());
+        };
+        for (node, nid) in ids {
+            if let Some(nc) = self.nodes.get_mut(&node) {
+                let out = prepared::with_id(payload, nid).into_owned();
+                nc.conn.conn.send(0, &out).await.map_err(|source| Error::BackendIo { addr: node.clone(), sent: true, source })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_INIT_DB: on the primary; other nodes follow before their next statement.
+    async fn init_db(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(summary) = self.on_primary(payload, Expect::OnePacket).await? else { return Ok(()) };
+        if summary.error.is_none() {
+            self.state.schema = Some(payload[1..].to_vec());
+            if let Some(p) = self.primary.clone() {
+                if let Some(nc) = self.nodes.get_mut(&p) {
+                    nc.schema = self.state.schema.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// COM_SET_OPTION (multi-statements on/off): on the primary; other nodes follow.
+    async fn set_option(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(summary) = self.on_primary(payload, Expect::OnePacket).await? else { return Ok(()) };
+        if summary.error.is_none() {
+            if let Some(v) = payload.get(1..3) {
+                self.state.set_option = Some(u16::from_le_bytes([v[0], v[1]]));
+                if let Some(p) = self.primary.clone() {
+                    if let Some(nc) = self.nodes.get_mut(&p) {
+                        nc.set_option = self.state.set_option;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Closes every node connection but `keep` (after the session was reset there).
+    async fn drop_other_nodes(&mut self, keep: &str) {
+        let others: Vec<String> = self.nodes.keys().filter(|n| n.as_str() != keep).cloned().collect();
+        for n in others {
+            self.drop_node(&n).await;
+        }
+    }
+
+    /// COM_RESET_CONNECTION: on the primary; other connections are closed (new ones
+    /// start clean), the tracked state is reset.
+    async fn reset_connection(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(summary) = self.on_primary(payload, Expect::OnePacket).await? else { return Ok(()) };
+        if summary.error.is_none() {
+            let keep = self.primary.clone().unwrap_or_default();
+            self.drop_other_nodes(&keep).await;
+            self.stmts.clear();
+            let schema = self.state.schema.clone();
+            self.state.reset(schema);
+            if let Some(nc) = self.nodes.get_mut(&keep) {
+                nc.mark_synced(&self.state);
+            }
+        }
+        Ok(())
+    }
+
+    /// `KILL [QUERY|CONNECTION] <id>` / COM_PROCESS_KILL. `id` is a Sluice connection id
+    /// (from the handshake) or the backend thread id of one of Sluice's sessions (from
+    /// `CONNECTION_ID()` or `SHOW PROCESSLIST`); either is mapped to the backend thread
+    /// serving that session. Any other id is left to the server (a connection that is not
+    /// Sluice's, or no connection at all).
+    async fn kill(&mut self, kill: Kill) -> Result<(), Error> {
+        let (id, query) = match kill {
+            Kill::Query(id) => (id, true),
+            Kill::Connection(id) => (id, false),
+            Kill::User => {
+                // config mode: every session shares Sluice's backend account.
+                let msg = "KILL USER is not supported through Sluice (it would reach other clients' sessions)";
+                return self.answer_via_backend(Some((1235, "42000", msg))).await;
+            }
+        };
+        let statement = |thread: u64| format!("KILL {}{thread}", if query { "QUERY " } else { "" });
+        let passthrough = self.shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
+        let by_sluice_id = u32::try_from(id).ok().and_then(|i| self.shared.registry.get(i).map(|e| (i, e)));
+        self.refresh_topology();
+        // Thread ids reach clients through CONNECTION_ID() and the process list, which
+        // the primary answers.
+        let home = self.primary.clone().unwrap_or_default();
+        let Some((target, entry)) = by_sluice_id.or_else(|| self.shared.registry.by_backend_thread(&home, id)) else {
+            if !passthrough {
+                // The backend account is Sluice's own: its other connections (monitor,
+                // other proxies' sessions) are not the client's to kill.
+                return self.answer_via_backend(Some((err::ER_NO_SUCH_THREAD, "HY000", &format!("Unknown thread id: {id}")))).await;
+            }
+            // Not one of Sluice's sessions: the server answers, with the client's account.
+            let mut payload = vec![com::QUERY];
+            payload.extend_from_slice(statement(id).as_bytes());
+            return self.on_primary(&payload, Expect::Query).await.map(|_| ());
+        };
+        if target == self.id && !query {
+            // Killing oneself: the server answers nothing and closes; do the same.
+            self.killed.notify_one();
+            return Ok(());
+        }
+        if !passthrough && entry.user != self.login.user {
+            // Every session shares Sluice's backend account: the server cannot tell
+            // owners apart, so Sluice checks ownership itself.
+            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
+        }
+        let running = entry.current.lock().expect("current lock").clone();
+        if let Some((addr, thread)) = &running {
+            let sql = statement(u64::from(*thread));
+            let own = passthrough && self.nodes.contains_key(addr);
+            let result = if own {
+                // On the session's own backend connection, as the client's own account:
+                // the server applies its privilege rules (CONNECTION ADMIN, owner).
+                self.nodes.get_mut(addr).expect("present").conn.query(&sql).await.map(|_| ())
+            } else {
+                let login = self.shared.service_login();
+                async {
+                    let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
+                    let r = c.query(&sql).await;
+                    c.quit().await;
+                    r.map(|_| ())
+                }
+                .await
+            };
+            match result {
+                Ok(()) => {}
+                // The backend thread already ended: the session is going away anyway.
+                Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+                Err(Error::BackendErr { code, state, message, .. }) => {
+                    // Named with the id the client used.
+                    let message = message.replace(&thread.to_string(), &id.to_string());
+                    return self.answer_via_backend(Some((code, &state, &message))).await;
+                }
+                Err(e) if own => return Err(e),
+                Err(e) => {
+                    tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
+                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &format!("Unable to connect to foreign data source: Sluice could not reach backend {addr} to kill: {e}")).await;
+                    return Ok(());
+                }
+            }
+        }
+        if !query {
+            entry.killed.notify_one();
+        }
+        tracing::info!(conn = self.id, target, query, "kill");
+        self.answer_via_backend(None).await
+    }
+
+    /// Answers a statement Sluice handled itself by running an equivalent one on the
+    /// session's backend connection (`SIGNAL` for an error, `DO 0` for success), so the
+    /// client gets the server's own packet and the session's diagnostics area
+    /// (`SHOW ERRORS`, `@@error_count`, `@@warning_count`) changes as it would directly.
+    async fn answer_via_backend(&mut self, error: Option<(u16, &str, &str)>) -> Result<(), Error> {
+        let sql = match error {
+            Some((code, state, msg)) => {
+                format!("SIGNAL SQLSTATE '{state}' SET MYSQL_ERRNO = {code}, MESSAGE_TEXT = '{}'", msg.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+            None => "DO 0".to_string(),
+        };
+        let mut payload = Vec::with_capacity(1 + sql.len());
+        payload.push(com::QUERY);
+        payload.extend_from_slice(sql.as_bytes());
+        self.on_primary(&payload, Expect::Query).await.map(|_| ())
+    }
+
+    /// COM_CHANGE_USER: re-authenticate the client against the config, then reset the
+    /// backend session with COM_CHANGE_USER as Sluice's backend account.
+    async fn change_user(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let Some(cu) = ChangeUser::parse(&payload[1..], self.login.caps) else {
+            send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+            return Ok(());
+        };
+        self.refresh_topology();
+        let Some(home) = self.primary.clone() else {
+            self.no_primary(&Error::NoBackend("primary")).await;
+            return Ok(());
+        };
+        if let Err(e) = self.ready(&home).await {
+            let msg = format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}");
+            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+            return Ok(());
+        }
+        let (bcaps, bext) = {
+            let c = &self.nodes[&home].conn;
+            (c.caps, c.ext_caps)
+        };
+        let name = String::from_utf8_lossy(&cu.user).into_owned();
+        let host = self.peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&self.peer).trim_matches(['[', ']']).to_string();
+        // The client answers for the account's plugin, with the handshake's nonce (as
+        // with the server, which keeps one nonce per connection).
+        let mut seq = 1;
+        let (verdict, _) = login::authenticate(&self.shared, &mut self.client, &name, &host, "", true, self.login.nonce.clone(), Vec::new(), &mut seq).await?;
+        let (backend_user, secret) = match verdict {
+            login::Verdict::Accepted { backend_user, secret } => (backend_user, secret),
+            login::Verdict::Refused { code, message } => {
+                // The server keeps the connection after a refused COM_CHANGE_USER but
+                // resets parts of the session (e.g. the character set). Sluice makes the
+                // backend do exactly that by sending it a COM_CHANGE_USER that it refuses.
+                tracing::info!(conn = self.id, user = %name, %message, "COM_CHANGE_USER refused");
+                let refused = self.shared.backend_login(
+                    &self.login.backend_user,
+                    &Secret::Password(format!("\u{1}refused by sluice {}", self.id)),
+                    None,
+                    self.login.charset,
+                    bcaps,
+                    bext,
+                    None,
+                );
+                match self.nodes.get_mut(&home).expect("ready").conn.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
+                    // The server refuses the command itself after too many failed
+                    // attempts on one connection (ER_UNKNOWN_COM_ERROR): its answer wins.
+                    Err(Error::BackendErr { code: backend_code, state, message, .. }) if backend_code != err::ER_ACCESS_DENIED_ERROR => {
+                        send_err(&mut self.client, seq, backend_code, &state, &message).await;
+                        return Ok(());
+                    }
+                    Err(Error::BackendErr { .. }) => {}
+                    Ok(_) => tracing::warn!(conn = self.id, "backend accepted a COM_CHANGE_USER meant to be refused"),
+                    Err(e) => {
+                        return Err(e);
+                    }
+                }
+                // The primary's session was partly reset in ways Sluice does not track:
+                // keep the session on it.
+                self.drop_other_nodes(&home).await;
+                self.state.unreplayable = true;
+                send_err(&mut self.client, seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
+                return Ok(());
+            }
+        };
+        let database = (!cu.database.is_empty()).then(|| cu.database.clone());
+        let charset = cu.charset.unwrap_or(self.login.charset as u16);
+        let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, bcaps, bext, cu.attrs.clone());
+        match self.nodes.get_mut(&home).expect("ready").conn.change_user(&blogin, charset, &self.shared.rng).await {
+            Ok(ok_payload) => {
+                self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
+                self.login.user = name.clone();
+                self.login.backend_user = backend_user;
+                self.login.backend_secret = secret;
+                self.login.database = database.clone();
+                // The server reset the session: other nodes' connections belong to the
+                // old user and state.
+                self.drop_other_nodes(&home).await;
+                self.stmts.clear();
+                self.state.reset(database);
+                if let Some(nc) = self.nodes.get_mut(&home) {
+                    nc.mark_synced(&self.state);
+                }
+                self.shared.registry.set_user(self.id, &name);
+                Ok(())
+            }
+            Err(Error::BackendErr { code, state, message, .. }) => {
+                send_err(&mut self.client, seq, code, &state, &message).await;
+                Ok(())
+            }
+            Err(e) => {
+                Err(e)
+            }
+        }
+    }
+}

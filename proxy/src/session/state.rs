@@ -1,0 +1,254 @@
+//! A session's tracked state: what Sluice must know to route the session's next
+//! statement and to bring another node's connection to the same session state.
+//!
+//! Updated from each statement's classification ([`Effect`]s) and from the summary of
+//! its response (status flags, session-state-change data of the OK packets, see
+//! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_ok_packet.html#sect_protocol_basic_ok_packet_sessinfo>).
+//! Plain synchronous code.
+
+use std::collections::BTreeMap;
+
+use crate::config::RouteMode;
+use crate::protocol::constants::status;
+use crate::protocol::packets::{track, StateChanges};
+use crate::protocol::packet::Reader;
+use crate::route::class::Effect;
+
+/// Longest replay log: a session that issued more distinct session `SET`s than this
+/// keeps its later statements on the primary rather than replaying an unbounded log.
+pub const MAX_REPLAY: usize = 256;
+
+/// The session state Sluice tracks for one client session.
+#[derive(Debug, Clone)]
+pub struct SessionState {
+    /// Current default schema (`USE`, COM_INIT_DB, session tracking, login).
+    pub schema: Option<Vec<u8>>,
+    /// Session `SET` statements (COM_QUERY payloads, command byte first), in order;
+    /// every node connection replays the ones it has not applied yet.
+    pub replay: Vec<Vec<u8>>,
+    /// Bumped whenever `replay` is rewritten other than by appending (dedup, reset):
+    /// connections that applied an older generation must start over.
+    pub replay_generation: u64,
+    /// COM_SET_OPTION value last set by the client (multi-statements on/off).
+    pub set_option: Option<u16>,
+    /// Last status flags reported by each node connection.
+    pub status: BTreeMap<String, u16>,
+    /// Status flags of the login OK (before any statement).
+    pub login_status: u16,
+    pub temp_tables: bool,
+    pub tables_locked: bool,
+    /// State changed by a multi-statement (or replay overflow / replay failure) that
+    /// Sluice cannot reproduce on another node.
+    pub unreplayable: bool,
+    /// The node that ran the previous statement.
+    pub previous: Option<String>,
+    /// `read_write_split` and `route` for this session.
+    pub split: bool,
+    pub mode: RouteMode,
+}
+
+impl SessionState {
+    pub fn new(schema: Option<Vec<u8>>, login_status: u16, split: bool, mode: RouteMode) -> Self {
+        SessionState {
+            schema,
+            replay: Vec::new(),
+            replay_generation: 0,
+            set_option: None,
+            status: BTreeMap::new(),
+            login_status,
+            temp_tables: false,
+            tables_locked: false,
+            unreplayable: false,
+            previous: None,
+            split,
+            mode,
+        }
+    }
+
+    /// The node holding an open transaction, if any.
+    pub fn txn_node(&self) -> Option<&str> {
+        self.status.iter().find(|(_, s)| **s & status::IN_TRANS != 0).map(|(n, _)| n.as_str())
+    }
+
+    /// Autocommit as the primary-bound connection last reported it (or the login's).
+    pub fn autocommit(&self, primary: Option<&str>) -> bool {
+        let s = primary.and_then(|p| self.status.get(p)).copied().unwrap_or(self.login_status);
+        s & status::AUTOCOMMIT != 0
+    }
+
+    /// Status flags for an answer Sluice gives itself (an OK to `SET @@sluice_…`).
+    pub fn status_for_local_answer(&self, primary: Option<&str>) -> u16 {
+        let s = primary.and_then(|p| self.status.get(p)).copied().unwrap_or(self.login_status);
+        s & (status::IN_TRANS | status::AUTOCOMMIT | status::IN_TRANS_READONLY | status::NO_BACKSLASH_ESCAPES)
+    }
+
+    /// A node's connection went away: forget its status.
+    pub fn forget_node(&mut self, node: &str) {
+        self.status.remove(node);
+    }
+
+    /// Records the outcome of one statement that ran on `node`.
+    ///
+    /// `payload` is the COM_QUERY packet (for replay), `effects` the classifier's,
+    /// `ok` whether the response ended without error, `status` the final status flags
+    /// and `session_state` the raw session-tracking data of its OK packets.
+    pub fn after_statement(&mut self, node: &str, payload: Option<&[u8]>, effects: &[Effect], statements: u32, ok: bool, status: Option<u16>, session_state: &[u8]) {
+        if let Some(s) = status {
+            self.status.insert(node.to_string(), s);
+        }
+        self.previous = Some(node.to_string());
+        self.track(session_state);
+        if !ok && statements > 1 && !effects.is_empty() {
+            // Some statements of a multi-statement may have run before the error.
+            self.unreplayable = true;
+        }
+        if !ok && statements == 1 {
+            return;
+        }
+        for e in effects {
+            match e {
+                Effect::ReplaySet => {
+                    if let Some(p) = payload {
+                        self.push_replay(p);
+                    }
+                }
+                Effect::Use(db) => self.schema = Some(db.clone()),
+                Effect::CreatesTemporaryTable => self.temp_tables = true,
+                Effect::LocksTables => self.tables_locked = true,
+                Effect::UnlocksTables => self.tables_locked = false,
+                Effect::Unreplayable => self.unreplayable = true,
+            }
+        }
+    }
+
+    /// Applies session-tracking data (`SESSION_TRACK_SCHEMA`).
+    fn track(&mut self, session_state: &[u8]) {
+        // Several OK packets' blocks may be concatenated; each is a sequence of
+        // (type, lenenc data) entries, so they can be read as one.
+        let changes = StateChanges::new(session_state);
+        for (t, data) in changes {
+            if t == track::SCHEMA {
+                if let Some(name) = Reader::new(data).lenenc_bytes() {
+                    self.schema = (!name.is_empty()).then(|| name.to_vec());
+                }
+            }
+        }
+    }
+
+    /// Appends a `SET` to the replay log. An identical earlier `SET` whose text reads
+    /// no variable and calls no function is dropped first (re-applying it later gives
+    /// the same state), so repeated `SET NAMES …` keep the log short.
+    fn push_replay(&mut self, payload: &[u8]) {
+        let plain = !payload.iter().any(|&b| b == b'(' || b == b'@');
+        if plain {
+            if let Some(i) = self.replay.iter().position(|p| p == payload) {
+                if i + 1 == self.replay.len() {
+                    return;
+                }
+                self.replay.remove(i);
+                self.replay_generation += 1;
+            }
+        }
+        if self.replay.len() >= MAX_REPLAY {
+            self.unreplayable = true;
+            return;
+        }
+        self.replay.push(payload.to_vec());
+    }
+
+    /// COM_RESET_CONNECTION / COM_CHANGE_USER: the server reset the session.
+    pub fn reset(&mut self, schema: Option<Vec<u8>>) {
+        self.schema = schema;
+        self.replay.clear();
+        self.replay_generation += 1;
+        self.set_option = None;
+        self.temp_tables = false;
+        self.tables_locked = false;
+        self.unreplayable = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn st() -> SessionState {
+        SessionState::new(Some(b"app".to_vec()), status::AUTOCOMMIT, true, RouteMode::Auto)
+    }
+
+    #[test]
+    fn transaction_node_follows_the_in_trans_flag() {
+        let mut s = st();
+        assert_eq!(s.txn_node(), None);
+        s.after_statement("p", None, &[], 1, true, Some(status::IN_TRANS | status::AUTOCOMMIT), &[]);
+        assert_eq!(s.txn_node(), Some("p"));
+        s.after_statement("p", None, &[], 1, true, Some(status::AUTOCOMMIT), &[]);
+        assert_eq!(s.txn_node(), None);
+    }
+
+    #[test]
+    fn autocommit_comes_from_the_primary_connection() {
+        let mut s = st();
+        assert!(s.autocommit(Some("p")));
+        s.after_statement("p", None, &[], 1, true, Some(0), &[]);
+        assert!(!s.autocommit(Some("p")));
+        assert!(s.autocommit(Some("other")), "an unknown node falls back to the login status");
+    }
+
+    #[test]
+    fn successful_set_is_logged_for_replay_and_a_failed_one_is_not() {
+        let mut s = st();
+        s.after_statement("p", Some(b"\x03SET NAMES utf8mb4"), &[Effect::ReplaySet], 1, true, Some(2), &[]);
+        s.after_statement("p", Some(b"\x03SET bogus = 1"), &[Effect::ReplaySet], 1, false, None, &[]);
+        assert_eq!(s.replay, vec![b"\x03SET NAMES utf8mb4".to_vec()]);
+    }
+
+    #[test]
+    fn repeated_plain_set_does_not_grow_the_replay_log() {
+        let mut s = st();
+        for _ in 0..1000 {
+            s.after_statement("p", Some(b"\x03SET NAMES utf8mb4"), &[Effect::ReplaySet], 1, true, Some(2), &[]);
+            s.after_statement("p", Some(b"\x03SET time_zone = '+00:00'"), &[Effect::ReplaySet], 1, true, Some(2), &[]);
+        }
+        assert_eq!(s.replay.len(), 2);
+        assert!(!s.unreplayable);
+    }
+
+    #[test]
+    fn replay_log_overflow_makes_the_session_unreplayable() {
+        let mut s = st();
+        for i in 0..=MAX_REPLAY {
+            s.after_statement("p", Some(format!("\x03SET @@x = @@x + {i}").as_bytes()), &[Effect::ReplaySet], 1, true, Some(2), &[]);
+        }
+        assert!(s.unreplayable);
+        assert_eq!(s.replay.len(), MAX_REPLAY);
+    }
+
+    #[test]
+    fn use_and_schema_tracking_update_the_schema() {
+        let mut s = st();
+        s.after_statement("p", None, &[Effect::Use(b"other".to_vec())], 1, true, Some(2), &[]);
+        assert_eq!(s.schema.as_deref(), Some(&b"other"[..]));
+        // SESSION_TRACK_SCHEMA entry: type 1, lenenc data = lenenc name.
+        let block = [track::SCHEMA, 5, 4, b't', b'e', b's', b't'];
+        s.after_statement("p", None, &[], 1, true, Some(2), &block);
+        assert_eq!(s.schema.as_deref(), Some(&b"test"[..]));
+    }
+
+    #[test]
+    fn temp_tables_and_table_locks_are_remembered() {
+        let mut s = st();
+        s.after_statement("p", None, &[Effect::CreatesTemporaryTable], 1, true, Some(2), &[]);
+        s.after_statement("p", None, &[Effect::LocksTables], 1, true, Some(2), &[]);
+        assert!(s.temp_tables && s.tables_locked);
+        s.after_statement("p", None, &[Effect::UnlocksTables], 1, true, Some(2), &[]);
+        assert!(!s.tables_locked);
+    }
+
+    #[test]
+    fn failed_multi_statement_with_effects_is_unreplayable() {
+        let mut s = st();
+        s.after_statement("p", None, &[Effect::Unreplayable], 2, false, None, &[]);
+        assert!(s.unreplayable);
+    }
+}
