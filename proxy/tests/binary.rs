@@ -30,7 +30,7 @@ fn with_nodes(nodes: &[String]) -> String {
     let text = config_text("", "");
     let line = text.lines().find(|l| l.starts_with("nodes = ")).unwrap().to_string();
     let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
-    text.replace(&line, &format!("nodes = [{}]\nconnect_timeout_ms = 1000\nmonitor_timeout_ms = 800", list.join(", ")))
+    text.replace(&line, &format!("nodes = [{}]\nconnect_timeout_ms = 1000", list.join(", ")))
 }
 
 fn free_port() -> u16 {
