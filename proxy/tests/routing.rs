@@ -75,8 +75,10 @@ fn opts(addr: &str) -> mysql_async::Opts {
         .into()
 }
 
+/// The first column of the first row of `sql` (a server id).
 async fn server_id(c: &mut mysql_async::Conn, sql: &str) -> u32 {
-    c.query_first::<u32, _>(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).expect("a row")
+    let row: mysql_async::Row = c.query_first(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).expect("a row");
+    row.get::<u32, _>(0).expect("a server id")
 }
 
 /// How many of `n` runs of `sql` each server id served.
@@ -168,8 +170,7 @@ async fn session_state_follows_the_session_to_the_replicas() {
         assert_ne!(sid, p, "a read on a replica");
         assert_eq!((mode.as_str(), tz.as_str(), cs.as_str(), db.as_str()), ("ANSI_QUOTES", "+03:00", "latin1", "other"), "on server {sid}");
     }
-    // COM_INIT_DB (mysql_async's select_db) too.
-    c.select_db("test").await.unwrap();
+    c.query_drop("USE test").await.unwrap();
     for _ in 0..2 {
         let (db, sid): (String, u32) = c.query_first("SELECT DATABASE(), @@server_id").await.unwrap().unwrap();
         assert_eq!(db, "test", "on server {sid}");
@@ -240,7 +241,13 @@ async fn mariadb_cli_and_pymysql_reads_are_split() {
     assert_eq!(lines[4], format!("1\t{p}"), "LAST_INSERT_ID on the primary: {out}");
     let code = r#"
 import pymysql
-c = pymysql.connect(host="127.0.0.1", port=__PORT__, user="app", password="app", database="test")
+# PyMySQL turns autocommit off by default: every statement is then in a transaction,
+# and stays on the primary.
+off = pymysql.connect(host="127.0.0.1", port=__PORT__, user="app", password="app", database="test")
+cur = off.cursor()
+cur.execute("SELECT @@server_id")
+print(cur.fetchone()[0])
+c = pymysql.connect(host="127.0.0.1", port=__PORT__, user="app", password="app", database="test", autocommit=True)
 cur = c.cursor()
 ids = []
 for _ in range(6):
@@ -253,8 +260,10 @@ print(" ".join(str(i) for i in ids))
 "#;
     let (ok, out, err) = python(proxy.local_addr(), code);
     assert!(ok, "{err}");
-    let ids: Vec<&str> = out.split_whitespace().collect();
-    assert_eq!(ids.len(), 6);
+    let mut lines = out.lines();
+    assert_eq!(lines.next(), Some(p.as_str()), "autocommit off: on the primary: {out}");
+    let ids: Vec<&str> = lines.next().unwrap_or("").split_whitespace().collect();
+    assert_eq!(ids.len(), 6, "{out}");
     assert!(ids.iter().all(|i| *i != p), "PyMySQL reads on replicas: {out}");
     proxy.shutdown().await;
 }
@@ -397,8 +406,7 @@ async fn each_load_balancing_policy_spreads_reads_as_documented() {
     let mut busy = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
     let mut c = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
     let sleeper = tokio::spawn(async move {
-        let sid: (u32, i32) = busy.query_first("SELECT @@server_id, SLEEP(2)").await.unwrap().unwrap();
-        sid.0
+        server_id(&mut busy, "SELECT @@server_id, SLEEP(2)").await
     });
     tokio::time::sleep(Duration::from_millis(300)).await;
     let s = spread(&mut c, "SELECT @@server_id", 20).await;
@@ -415,7 +423,9 @@ async fn each_load_balancing_policy_spreads_reads_as_documented() {
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let locker = {
         let stop = stop.clone();
-        let mut lock_conn = mysql_async::Conn::new(opts(&a1)).await.unwrap();
+        let root = f.cluster.root_user();
+        let root_opts: mysql_async::Opts = mysql_async::OptsBuilder::from_opts(opts(&a1)).user(Some(root.user.clone())).pass(Some(root.password.clone())).into();
+        let mut lock_conn = mysql_async::Conn::new(root_opts).await.unwrap();
         tokio::spawn(async move {
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 lock_conn.query_drop("LOCK TABLES r WRITE").await.unwrap();
