@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod error;
 pub mod faults;
+pub mod health;
 pub mod net;
 pub mod protocol;
 pub mod proxy;

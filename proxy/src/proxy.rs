@@ -18,7 +18,7 @@ use tokio::sync::Semaphore;
 use crate::backend::accounts::{self, Accounts};
 use crate::backend::conn::{Login, Secret};
 use crate::config::AuthMode;
-use crate::backend::topology::{Monitor, Observation, Topology};
+use crate::health::{Monitor, Observation, Settings as MonitorSettings, Topology};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::faults::{Faults, NoFaults};
@@ -246,27 +246,24 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         None => RsaKeys::generate(&mut rng).map_err(|e| Error::Config(e.to_string()))?,
     };
     let rng = Arc::new(Mutex::new(rng));
+    let shutdown_tx = Signal::new(false);
+    let shutdown_rx = shutdown_tx.clone();
     let monitor_login = service_login(&cfg, backend_tls.clone());
-    let topology = Monitor::start(
-        net.clone(),
-        cfg.backend.nodes.clone(),
-        monitor_login,
-        Duration::from_millis(cfg.backend.monitor_interval_ms),
-        Duration::from_millis(cfg.backend.monitor_timeout_ms),
-        cfg.backend.monitor_failures,
-        rng.clone(),
-    );
+    let topology = Monitor::start(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
+    // A failed start stops the monitor it began.
+    let stop_monitor = |e: Error| {
+        shutdown_tx.set(true);
+        e
+    };
     let first_wait = Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms) + 1000);
     let topo = match tokio::time::timeout(first_wait, topology.wait_for(|t| t.is_some())).await {
         Ok(()) => topology.get().expect("some"),
-        _ => return Err(Error::Config("backend discovery did not finish in time".into())),
+        _ => return Err(stop_monitor(Error::Config("backend discovery did not finish in time".into()))),
     };
-    check_startup_topology(&topo)?;
+    check_startup_topology(&topo).map_err(stop_monitor)?;
 
-    let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen)))?;
-    let local_addr = listener.local_addr().map_err(|e| Error::Config(e.to_string()))?;
-    let shutdown_tx = Signal::new(false);
-    let shutdown_rx = shutdown_tx.clone();
+    let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?;
+    let local_addr = listener.local_addr().map_err(|e| stop_monitor(Error::Config(e.to_string())))?;
     let max_sessions = cfg.proxy.max_connections;
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
@@ -294,7 +291,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
-        shared.load_accounts().await.map_err(|e| Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}")))?;
+        shared.load_accounts().await.map_err(|e| stop_monitor(Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}"))))?;
         *shared.accounts_loaded.lock().expect("accounts lock") = Some(started);
         tokio::spawn(refresh_accounts(shared.clone()));
     }
