@@ -77,60 +77,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-log() { printf 'bench: %s\n' "$*" >&2; }
-die() { printf 'bench: error: %s\n' "$*" >&2; exit 1; }
-
-# ---------------------------------------------------------------------------------------
-# Dependencies.
-
-missing_packages() {
-    local need=()
-    command -v sysbench >/dev/null || need+=(sysbench)
-    command -v haproxy >/dev/null || need+=(haproxy)
-    command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
-    command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
-    echo "${need[@]:-}"
-}
-
-install_deps() {
-    local need
-    need=$(missing_packages)
-    [ -z "$need" ] && return 0
-    if [ "$DO_INSTALL" = 0 ]; then
-        die "missing: $need (run without --no-install, or install them)"
-    fi
-    local sudo=""
-    [ "$(id -u)" -ne 0 ] && sudo=sudo
-    if [ -x "$ROOT/scripts/install-deps.sh" ] && grep -q -- '--bench' "$ROOT/scripts/install-deps.sh"; then
-        log "missing: $need; running scripts/install-deps.sh --bench"
-        "$ROOT/scripts/install-deps.sh" --bench
-    else
-        log "missing: $need; installing with apt-get"
-        # shellcheck disable=SC2086
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get update -q
-        # shellcheck disable=SC2086
-        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $need
-    fi
-    need=$(missing_packages)
-    [ -z "$need" ] || die "still missing after install: $need"
-}
-
-install_deps
-command -v cargo >/dev/null || [ "$DO_BUILD" = 0 ] || die "cargo not found: install Rust (rustup) first"
-MYSQL_CLIENT=$(command -v mariadb || command -v mysql)
-
-# ---------------------------------------------------------------------------------------
-# Build.
-
-TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
-if [ "$DO_BUILD" = 1 ]; then
-    log "building release binaries (sluice, chaos)"
-    (cd "$ROOT" && cargo build --release -p sluice-proxy -p chaos)
-fi
-SLUICE_BIN="$TARGET_DIR/release/sluice"
-CHAOS_BIN="$TARGET_DIR/release/chaos"
-[ -x "$SLUICE_BIN" ] || die "$SLUICE_BIN not found (build failed?)"
-[ -x "$CHAOS_BIN" ] || die "$CHAOS_BIN not found (build failed?)"
+BENCH_TAG=bench
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
+bench_setup
 
 # ---------------------------------------------------------------------------------------
 # Pinning.
@@ -164,20 +114,6 @@ SLUICE_PID=""
 ALT_PID=""
 SYSBENCH_PID=""
 
-stop_pid() { # pid name seconds
-    local pid=$1 name=$2 secs=$3 i
-    [ -n "$pid" ] || return 0
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < secs * 10; i++)); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    log "$name (pid $pid) did not stop within ${secs}s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-
 TORN_DOWN=0
 teardown() {
     [ "$TORN_DOWN" = 1 ] && return 0
@@ -198,17 +134,6 @@ trap 'log "terminated"; teardown; exit 143' TERM
 
 # ---------------------------------------------------------------------------------------
 # Helpers.
-
-# CPU time (utime + stime, clock ticks) of a process and all its threads.
-cpu_ticks() {
-    local s
-    s=$(cat "/proc/$1/stat" 2>/dev/null) || { echo 0; return; }
-    s=${s##*) }
-    # shellcheck disable=SC2086
-    set -- $s
-    echo $(( ${12} + ${13} ))
-}
-CLK_TCK=$(getconf CLK_TCK)
 
 # Context switches (voluntary + involuntary) of all threads of a process.
 ctx_switches() {
@@ -248,47 +173,11 @@ status_kb() { # pid field -> value in kB
     awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || true
 }
 
-free_port() {
-    if command -v python3 >/dev/null; then
-        python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-        return
-    fi
-    local p
-    while :; do
-        p=$((20000 + RANDOM % 40000))
-        (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
-    done
-}
-
-wait_sql() { # port user password seconds
-    local i
-    for ((i = 0; i < $4 * 10; i++)); do
-        if "$MYSQL_CLIENT" -h127.0.0.1 -P"$1" -u"$2" -p"$3" -N -e 'SELECT 1' >/dev/null 2>&1; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    return 1
-}
-
 # ---------------------------------------------------------------------------------------
 # Cluster.
 
 log "starting the MariaDB cluster (chaos cluster --replicas 1)"
-"${PIN_LOAD[@]}" "$CHAOS_BIN" cluster --replicas 1 --state-file "$WORK/cluster.json" \
-    >"$WORK/chaos.log" 2>"$WORK/chaos-stderr.log" &
-CHAOS_PID=$!
-for ((i = 0; i < 1200; i++)); do
-    [ -f "$WORK/cluster.json" ] && break
-    kill -0 "$CHAOS_PID" 2>/dev/null || { cat "$WORK/chaos-stderr.log" >&2; die "chaos exited before the cluster was ready"; }
-    sleep 0.1
-done
-[ -f "$WORK/cluster.json" ] || die "cluster not ready after 120s"
-CLUSTER_LINE=$(grep '^SLUICE_CLUSTER ' "$WORK/chaos.log" || true)
-[ -n "$CLUSTER_LINE" ] || die "no SLUICE_CLUSTER line in chaos output"
-PRIMARY=$(sed -n 's/.* primary=\([^ ]*\).*/\1/p' <<<"$CLUSTER_LINE")
-REPLICAS=$(sed -n 's/.* replicas=\([^ ]*\).*/\1/p' <<<"$CLUSTER_LINE")
-PRIMARY_PORT=${PRIMARY##*:}
+start_cluster --replicas 1
 # The primary's mariadbd pid: the "pid" that follows "role": "primary" in the state file.
 MARIADB_PID=$(awk '/"role": *"primary"/ { p = 1 } p && /"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
 # Every mariadbd of the cluster (for the background-load figure).
@@ -310,70 +199,10 @@ log "preparing sysbench tables ($BENCH_TABLES x $BENCH_TABLE_SIZE rows)"
 # ---------------------------------------------------------------------------------------
 # HAProxy (our own foreground instance; the Debian service is not used).
 
-HAPROXY_PORT=$(free_port)
-cat >"$WORK/haproxy.cfg" <<EOF
-global
-    maxconn 4096
-
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 1h
-    timeout server 1h
-
-frontend mysql
-    bind 127.0.0.1:$HAPROXY_PORT
-    default_backend primary
-
-backend primary
-    server primary $PRIMARY
-EOF
-haproxy -c -q -f "$WORK/haproxy.cfg" || die "haproxy rejected $WORK/haproxy.cfg"
-"${PIN_PROXY[@]}" haproxy -db -f "$WORK/haproxy.cfg" >"$WORK/haproxy.log" 2>&1 &
-HAPROXY_PID=$!
-wait_sql "$HAPROXY_PORT" app app 15 || { cat "$WORK/haproxy.log" >&2; die "no MySQL answer through HAProxy"; }
-log "haproxy on 127.0.0.1:$HAPROXY_PORT (pid $HAPROXY_PID)"
+start_haproxy "$PRIMARY"
 
 # ---------------------------------------------------------------------------------------
 # Sluice.
-
-NODES="\"$PRIMARY\""
-IFS=, read -r -a replica_list <<<"$REPLICAS"
-for r in "${replica_list[@]}"; do
-    [ -n "$r" ] && NODES="$NODES, \"$r\""
-done
-# start_sluice NAME SCHEDULER WORKERS: starts a Sluice, sets STARTED_PID and STARTED_PORT.
-start_sluice() {
-    local name=$1 scheduler=$2 workers=$3 addr="" i
-    cat >"$WORK/$name.toml" <<EOF
-[proxy]
-worker_threads = $workers
-scheduler = "$scheduler"
-listen = "127.0.0.1:0"
-shutdown_timeout_ms = 2000
-
-[[users]]
-name = "app"
-password = "app"
-
-[backend]
-user = "app"
-password = "app"
-nodes = [$NODES]
-EOF
-    "${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
-    STARTED_PID=$!
-    for ((i = 0; i < 300; i++)); do
-        addr=$(sed -n 's/^sluice listening on //p' "$WORK/$name-stdout.log")
-        [ -n "$addr" ] && break
-        kill -0 "$STARTED_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at startup"; }
-        sleep 0.1
-    done
-    [ -n "$addr" ] || die "$name did not report its address"
-    STARTED_PORT=${addr##*:}
-    wait_sql "$STARTED_PORT" app app 15 || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
-    log "$name (scheduler = $scheduler, worker_threads = $workers) on $addr (pid $STARTED_PID)"
-}
 
 SLUICE_SCHEDULER=${BENCH_SLUICE_SCHEDULER:-pinned}
 SLUICE_WORKERS=${BENCH_SLUICE_WORKERS:-0}
@@ -401,18 +230,6 @@ for _w in $BENCH_WORKLOADS; do for _m in $BENCH_PS_MODES; do for _t in $BENCH_TH
     ncombo=$((ncombo + 1))
 done; done; done
 log "running $((ncombo * NTARGETS * BENCH_ROUNDS)) sysbench runs of ${BENCH_SECONDS}s in $BENCH_ROUNDS round(s) (about $((ncombo * NTARGETS * BENCH_ROUNDS * (BENCH_SECONDS + BENCH_PAUSE + 1) / 60 + 1)) min)"
-
-# Extracts "tps qps queries avg_ms p95_ms errors" from a sysbench log.
-parse_sysbench() {
-    awk '
-        /^ *transactions:/   { gsub(/[()]/, ""); tps = $3 }
-        /^ *queries:/        { gsub(/[()]/, ""); q = $2; qps = $3 }
-        /^ *ignored errors:/ { err = $3 }
-        /^ *avg:/            { avg = $2 }
-        /95th percentile:/   { p95 = $3 }
-        END { if (qps == "") exit 1; printf "%s %s %s %s %s %s\n", tps, qps, q, avg, p95, err }
-    ' "$1"
-}
 
 run=0
 nruns=$((ncombo * NTARGETS * BENCH_ROUNDS))

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use tempfile::TempDir;
 
+use crate::cgroup::{CpuCgroup, CpuCgroups};
 use crate::node::{pick_port, LaunchError, Node, NodeState, ServerConfig, LOG_TAIL_LINES};
 use crate::process::{signal, Spawner};
 use crate::spec::ClusterSpec;
@@ -66,6 +67,9 @@ pub struct Cluster {
     /// Index of the current primary; also serializes topology changes.
     primary: Mutex<usize>,
     spawner: Spawner,
+    /// One group per node when the spec asks for a CPU quota; removed on
+    /// drop, after [`Drop for Cluster`](Cluster) has killed the servers.
+    cgroups: Option<CpuCgroups>,
     dir: PathBuf,
     /// Declared last so the directory is removed after everything else.
     _temp_dir: Option<TempDir>,
@@ -92,6 +96,12 @@ impl Cluster {
     pub fn start(spec: ClusterSpec) -> Result<Cluster> {
         spec.validate()?;
         let started = Instant::now();
+        // First, so a machine without CPU quotas fails before any work.
+        let cgroups = spec
+            .cpu_quota
+            .map(|cpus| CpuCgroups::create(spec.replicas + 1, cpus))
+            .transpose()
+            .context("setting up CPU quotas")?;
         let (temp_dir, dir) = cluster_dir(&spec)?;
         let nodes = (0..=spec.replicas)
             .map(|i| {
@@ -137,6 +147,7 @@ impl Cluster {
             tls,
             primary: Mutex::new(0),
             spawner: Spawner::new().context("starting the spawner thread")?,
+            cgroups,
             dir,
             _temp_dir: temp_dir,
         };
@@ -157,10 +168,12 @@ impl Cluster {
             spec,
             tls,
             root,
+            cgroups,
             ..
         } = self;
         let (spawner, spec, tls, root): (&Spawner, &ClusterSpec, Option<&TlsFiles>, &Credentials) =
             (spawner, spec, tls.as_ref(), root);
+        let cgroups = cgroups.as_ref();
         thread::scope(|scope| {
             let launches: Vec<_> = nodes
                 .iter_mut()
@@ -170,6 +183,7 @@ impl Cluster {
                         semi_sync: spec.semi_sync,
                         tls,
                         extra: &spec.server_options,
+                        cgroup: cgroups.and_then(|c| c.node(node.index())),
                     };
                     let timeout = spec.startup_timeout;
                     scope.spawn(move || {
@@ -334,6 +348,16 @@ impl Cluster {
         self.tls.as_ref()
     }
 
+    /// The CPU-quota cgroup of node `index`, when the cluster was started
+    /// with [`ClusterSpec::cpu_quota`]: its quota can be read and changed
+    /// while the node runs ([`CpuCgroup::set_quota`], for example to make
+    /// one replica slow), and its [`CpuCgroup::stat`] tells how much CPU
+    /// the node used and how often it was throttled. The group outlives
+    /// restarts of the node.
+    pub fn cpu_cgroup(&self, index: usize) -> Option<&CpuCgroup> {
+        self.cgroups.as_ref().and_then(|c| c.node(index))
+    }
+
     /// A `mariadb` client command (`--no-defaults`, TCP to the node, user
     /// and password set) to which the caller adds its own options.
     pub fn client_command(&self, node: usize, creds: &Credentials) -> Command {
@@ -418,6 +442,7 @@ impl Cluster {
             semi_sync: self.spec.semi_sync,
             tls: self.tls.as_ref(),
             extra: &self.spec.server_options,
+            cgroup: self.cpu_cgroup(index),
         };
         // The port cannot change (replicas and clients know it), so a port
         // still held (say, by a lingering connection) is waited out.
@@ -695,7 +720,7 @@ fn remove_abandoned_dirs(parent: &Path) {
 }
 
 /// Whether a process with id `pid` exists (signal 0 probes without sending).
-fn process_exists(pid: u32) -> bool {
+pub(crate) fn process_exists(pid: u32) -> bool {
     match signal(pid, 0) {
         Ok(()) => true,
         Err(err) => err.raw_os_error() == Some(libc::EPERM),

@@ -60,6 +60,10 @@
 //!   against.
 //! * With [`ClusterSpec::semi_sync`], replicas acknowledge transactions and
 //!   the primary waits for an acknowledgement before a commit returns.
+//! * With [`ClusterSpec::cpu_quota`], each `mariadbd` runs in a cgroup of its
+//!   own capped at that many CPUs (CFS bandwidth control), so a node is the
+//!   bottleneck as on a separate small host ([`Cluster::cpu_cgroup`]; see
+//!   `cgroup.rs` for the hierarchies supported and the cleanup).
 //!
 //! # Startup time
 //!
@@ -80,7 +84,8 @@
 //! # Teardown
 //!
 //! Dropping a [`Cluster`] (including while unwinding from a panic) SIGKILLs
-//! its servers, reaps them and removes the temporary directory. In case the
+//! its servers, reaps them and removes the temporary directory and its CPU
+//! quota cgroups, if any. In case the
 //! process dies without unwinding (abort, SIGKILL), every server is started
 //! with `prctl(PR_SET_PDEATHSIG, SIGKILL)` in a `pre_exec` hook, so the
 //! kernel kills it when its parent goes away. Because the kernel ties that
@@ -88,16 +93,17 @@
 //! owned by the cluster (see `process.rs`), not by the caller's thread.
 //!
 //! A cluster that is never dropped (kept in a `static`, or its process
-//! killed) still leaves its temporary directory, `sluice-chaos-<pid>-…`,
-//! behind. [`Cluster::start`] removes such directories once the process
-//! named in them no longer exists.
+//! killed) still leaves its temporary directory, `sluice-chaos-<pid>-…`, and
+//! its cgroups (named the same way) behind. [`Cluster::start`] removes such
+//! directories and groups once the process named in them no longer exists.
 //!
 //! # Command line
 //!
 //! The `chaos` binary starts a cluster and keeps it up until SIGINT or
-//! SIGTERM: `chaos cluster --replicas 2 --tls --state-file cluster.json`.
+//! SIGTERM: `chaos cluster --replicas 2 --tls --cpu-quota 0.25 --state-file cluster.json`.
 //! See `chaos cluster --help`.
 
+mod cgroup;
 mod cluster;
 mod node;
 mod process;
@@ -106,6 +112,7 @@ mod sql;
 mod template;
 mod tls;
 
+pub use cgroup::{CgroupVersion, CpuCgroup, CpuStat};
 pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT};
 pub use node::{Node, NodeState};
 pub use spec::ClusterSpec;

@@ -12,6 +12,7 @@
 //!   application user: app  password: app
 //!   admin user: root  password: (empty)
 //!   CA certificate: /tmp/sluice-chaos-AbCd/tls/ca.pem
+//!   CPU quota: 0.25 CPU per node (cgroup v2, /sys/fs/cgroup/sluice-chaos-4242-0/node0 …)
 //!   directory: /tmp/sluice-chaos-AbCd (removed on exit)
 //! SLUICE_CLUSTER primary=127.0.0.1:40123 replicas=127.0.0.1:40125,127.0.0.1:40127 ca=/tmp/sluice-chaos-AbCd/tls/ca.pem user=app password=app dir=/tmp/sluice-chaos-AbCd
 //! chaos: running; stop with Ctrl-C or SIGTERM
@@ -22,7 +23,11 @@
 //! without TLS. `--print-env` adds `export SLUICE_…=…` lines, and
 //! `--state-file FILE` writes the same facts (and per-node details) as JSON
 //! once the cluster is ready, removing the file on exit, so a script can
-//! wait for the file to appear.
+//! wait for the file to appear. With `--cpu-quota CPUS` each node runs in
+//! a cgroup of its own capped at CPUS CPUs; the state file then lists each
+//! node's cgroup directories (`cgroups`), where `cpu.stat` (and, on cgroup
+//! v1, `cpuacct.usage`) tell how much CPU it used and how often it was
+//! throttled.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,6 +93,10 @@ struct ClusterArgs {
         allow_hyphen_values = true
     )]
     server_options: Vec<String>,
+    /// Cap each mariadbd at CPUS CPUs (e.g. 0.25 = 25 ms per 100 ms) with a
+    /// cgroup of its own; fails if the cgroup cpu controller is unavailable.
+    #[arg(long, value_name = "CPUS")]
+    cpu_quota: Option<f64>,
 }
 
 /// The `--state-file` contents.
@@ -101,6 +110,8 @@ struct State<'a> {
     root_user: &'a str,
     root_password: &'a str,
     dir: &'a Path,
+    /// CPUs each node is capped at, if any.
+    cpu_quota: Option<f64>,
     /// Process id of the `chaos` process keeping the cluster up.
     pid: u32,
     nodes: Vec<NodeInfo<'a>>,
@@ -117,6 +128,8 @@ struct NodeInfo<'a> {
     socket: &'a Path,
     error_log: &'a Path,
     pid: Option<u32>,
+    /// The node's cgroup directories (the `cpu` one first), with a CPU quota.
+    cgroups: Vec<&'a Path>,
 }
 
 fn main() -> ExitCode {
@@ -156,6 +169,7 @@ fn run_cluster(args: ClusterArgs) -> Result<()> {
         app_user: args.app_user,
         app_password: args.app_password,
         server_options: args.server_options,
+        cpu_quota: args.cpu_quota,
         ..ClusterSpec::default()
     };
     let started = Instant::now();
@@ -241,6 +255,13 @@ fn print_summary(cluster: &Cluster, seconds: f64, print_env: bool) {
     if !ca.is_empty() {
         println!("  CA certificate: {ca}");
     }
+    if let (Some(cpus), Some(group)) = (spec.cpu_quota, cluster.cpu_cgroup(0)) {
+        println!(
+            "  CPU quota: {cpus} CPU per node ({}, {} …)",
+            group.version(),
+            group.path().display()
+        );
+    }
     let kept = if spec.base_dir.is_some() {
         "kept on exit"
     } else {
@@ -283,6 +304,7 @@ fn write_state(cluster: &Cluster, path: &Path) -> Result<()> {
         root_user: &root.user,
         root_password: &root.password,
         dir: cluster.dir(),
+        cpu_quota: cluster.spec().cpu_quota,
         pid: std::process::id(),
         nodes: cluster
             .nodes()
@@ -297,6 +319,10 @@ fn write_state(cluster: &Cluster, path: &Path) -> Result<()> {
                 socket: node.socket(),
                 error_log: node.error_log(),
                 pid: node.pid(),
+                cgroups: cluster
+                    .cpu_cgroup(node.index())
+                    .map(|g| g.paths())
+                    .unwrap_or_default(),
             })
             .collect(),
     };

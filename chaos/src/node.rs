@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 
+use crate::cgroup::CpuCgroup;
 use crate::process::{append_file, signal, wait_until, Spawner};
 use crate::sql::{client_command, log_tail, run_sql, Credentials};
 use crate::template::copy_tree;
@@ -50,6 +51,8 @@ pub(crate) struct ServerConfig<'a> {
     pub semi_sync: bool,
     pub tls: Option<&'a TlsFiles>,
     pub extra: &'a [String],
+    /// The node's CPU-quota group, joined before `exec`.
+    pub cgroup: Option<&'a CpuCgroup>,
 }
 
 /// Why a server did not come up.
@@ -290,10 +293,18 @@ impl Node {
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(stderr);
+        if let Some(group) = config.cgroup {
+            group.join_on_exec(&mut cmd);
+        }
         tracing::debug!(node = self.index, port = self.port, "starting mariadbd");
-        let mut child = spawner
-            .spawn(cmd)
-            .with_context(|| format!("node {}: spawning mariadbd", self.index))?;
+        let mut child = spawner.spawn(cmd).with_context(|| match config.cgroup {
+            Some(group) => format!(
+                "node {}: spawning mariadbd in cgroup {}",
+                self.index,
+                group.path().display()
+            ),
+            None => format!("node {}: spawning mariadbd", self.index),
+        })?;
         match self.wait_ready(&mut child, log_start, root, Instant::now() + timeout) {
             Ok(()) => {
                 *process = Process {
@@ -548,6 +559,7 @@ mod tests {
             semi_sync: false,
             tls: None,
             extra: &[],
+            cgroup: None,
         };
         let root = Credentials::new("root", "");
         let result = node.launch(&spawner, &config, &root, Duration::from_secs(60));

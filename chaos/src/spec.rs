@@ -8,9 +8,9 @@ use anyhow::{bail, Result};
 /// Description of a cluster for [`Cluster::start`](crate::Cluster::start).
 ///
 /// `ClusterSpec::default()` is one primary and two replicas, no TLS, no
-/// semi-synchronous replication, temporary directories, and the application
-/// account `app`/`app`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// semi-synchronous replication, no CPU quota, temporary directories, and the
+/// application account `app`/`app`.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ClusterSpec {
     /// Number of replicas besides the primary (node 0).
     pub replicas: usize,
@@ -34,6 +34,14 @@ pub struct ClusterSpec {
     /// launcher's own so they can override them, for example
     /// `"--slave-net-timeout=3"`.
     pub server_options: Vec<String>,
+    /// Cap each `mariadbd` at this many CPUs (0.25 = a quarter of one CPU:
+    /// 25 ms of CPU time per 100 ms period) with a cgroup of its own, so
+    /// that a node saturates as it would on a small host of its own. Needs
+    /// the cgroup `cpu` controller (v2, or v1 as a fallback) and the right
+    /// to create groups (root); [`Cluster::start`](crate::Cluster::start)
+    /// fails rather than running without the cap. `None` (the default):
+    /// no cap. See [`Cluster::cpu_cgroup`](crate::Cluster::cpu_cgroup).
+    pub cpu_quota: Option<f64>,
     /// Deadline for each step of bringing nodes up: bootstrapping a data
     /// directory, a server accepting connections, replicas catching up.
     pub startup_timeout: Duration,
@@ -49,6 +57,7 @@ impl Default for ClusterSpec {
             app_user: "app".to_owned(),
             app_password: "app".to_owned(),
             server_options: Vec::new(),
+            cpu_quota: None,
             startup_timeout: Duration::from_secs(60),
         }
     }
@@ -68,6 +77,15 @@ impl ClusterSpec {
         }
         if let Some(bad) = self.server_options.iter().find(|o| !o.starts_with("--")) {
             bail!("server option {bad:?} must start with \"--\"");
+        }
+        if let Some(cpus) = self.cpu_quota {
+            if !(crate::cgroup::MIN_CPUS..=crate::cgroup::MAX_CPUS).contains(&cpus) {
+                bail!(
+                    "the CPU quota must be between {} and {} CPUs, not {cpus}",
+                    crate::cgroup::MIN_CPUS,
+                    crate::cgroup::MAX_CPUS
+                );
+            }
         }
         if self.startup_timeout.is_zero() {
             bail!("the startup timeout must not be zero");

@@ -385,7 +385,15 @@ fn cli_runs_a_cluster_until_sigterm() {
     let work = tempfile::tempdir().unwrap();
     let state_file = work.path().join("state.json");
     let mut chaos = Command::new(env!("CARGO_BIN_EXE_chaos"))
-        .args(["cluster", "--replicas", "1", "--print-env", "--state-file"])
+        .args([
+            "cluster",
+            "--replicas",
+            "1",
+            "--cpu-quota",
+            "0.5",
+            "--print-env",
+            "--state-file",
+        ])
         .arg(&state_file)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -406,6 +414,16 @@ fn cli_runs_a_cluster_until_sigterm() {
     let dir = state["dir"].as_str().unwrap().to_owned();
     assert_eq!(state["replicas"].as_array().unwrap().len(), 1);
     assert_eq!(state["nodes"][0]["role"], "primary");
+    assert_eq!(state["cpu_quota"], 0.5);
+    let cgroups: Vec<PathBuf> = state["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["cgroups"].as_array().unwrap().iter())
+        .map(|p| PathBuf::from(p.as_str().unwrap()))
+        .collect();
+    assert!(cgroups.len() >= 2, "{cgroups:?}");
+    assert!(cgroups.iter().all(|g| g.is_dir()), "{cgroups:?}");
 
     let port = primary.rsplit_once(':').unwrap().1;
     let answer = Command::new("mariadb")
@@ -445,6 +463,10 @@ fn cli_runs_a_cluster_until_sigterm() {
 
     assert!(!state_file.exists(), "the state file is removed on exit");
     assert!(
+        cgroups.iter().all(|g| !g.exists()),
+        "the cgroups are removed on exit"
+    );
+    assert!(
         !Path::new(&dir).exists(),
         "the cluster directory is removed on exit"
     );
@@ -454,4 +476,153 @@ fn cli_runs_a_cluster_until_sigterm() {
         "processes left: {}",
         String::from_utf8_lossy(&pgrep.stdout)
     );
+}
+
+/// CPU time the node's cgroup used and the periods it was throttled in,
+/// while `sql` ran on it, with the wall time the statement took.
+fn cpu_while(cluster: &Cluster, node: usize, sql: &str) -> (Duration, Duration, u64) {
+    let group = cluster.cpu_cgroup(node).expect("the node has a cgroup");
+    let before = group.stat().unwrap();
+    let started = Instant::now();
+    cluster.root_sql(node, sql).unwrap();
+    let wall = started.elapsed();
+    let after = group.stat().unwrap();
+    let usage = after.usage.expect("CPU usage is accounted") - before.usage.unwrap();
+    (
+        usage,
+        wall,
+        after.throttled_periods - before.throttled_periods,
+    )
+}
+
+fn in_cgroup(pid: u32, group: &Path) -> bool {
+    let relative = group
+        .iter()
+        .skip_while(|c| !c.to_string_lossy().starts_with("sluice-chaos-"))
+        .collect::<PathBuf>();
+    std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .unwrap()
+        .lines()
+        .any(|l| l.rsplit(':').next().map(Path::new) == Some(&Path::new("/").join(&relative)))
+}
+
+#[test]
+fn cpu_quota_caps_each_node_at_its_share_of_a_cpu() {
+    const QUOTA: f64 = 0.25;
+    // About half a CPU-second of SHA-256 on a 2-CPU VM: two seconds capped.
+    const BURN: &str = "SELECT BENCHMARK(6000000, SHA2('sluice', 256))";
+    let cluster = start(ClusterSpec {
+        replicas: 1,
+        cpu_quota: Some(QUOTA),
+        ..ClusterSpec::default()
+    });
+    let groups: Vec<PathBuf> = cluster
+        .nodes()
+        .iter()
+        .map(|n| cluster.cpu_cgroup(n.index()).unwrap().path().to_path_buf())
+        .collect();
+    assert_ne!(groups[0], groups[1], "each node has a group of its own");
+    for node in cluster.nodes() {
+        let group = cluster.cpu_cgroup(node.index()).unwrap();
+        assert_eq!(group.quota().unwrap(), Some(QUOTA));
+        for path in group.paths() {
+            assert!(
+                in_cgroup(node.pid().unwrap(), path),
+                "node {} is not in {}",
+                node.index(),
+                path.display()
+            );
+        }
+    }
+
+    let (capped_cpu, capped_wall, capped_throttled) = cpu_while(&cluster, 0, BURN);
+    let capped_rate = capped_cpu.as_secs_f64() / capped_wall.as_secs_f64();
+    let group = cluster.cpu_cgroup(0).unwrap();
+    group.set_quota(None).unwrap();
+    assert_eq!(group.quota().unwrap(), None);
+    let (free_cpu, free_wall, free_throttled) = cpu_while(&cluster, 0, BURN);
+    let free_rate = free_cpu.as_secs_f64() / free_wall.as_secs_f64();
+    eprintln!(
+        "capped: {capped_cpu:?} CPU in {capped_wall:?} ({capped_rate:.2} CPU, throttled in \
+         {capped_throttled} periods); uncapped: {free_cpu:?} in {free_wall:?} ({free_rate:.2} CPU, \
+         {free_throttled} throttled); wall time per CPU-second {:.1}x longer capped",
+        free_rate / capped_rate
+    );
+    assert!(
+        capped_cpu >= Duration::from_millis(200),
+        "the statement burned CPU: {capped_cpu:?}"
+    );
+    // At most the quota over the wall time, plus what may be left of the
+    // current 100 ms period's quota when the statement starts (two periods'
+    // worth of slack), however idle the machine is.
+    assert!(
+        capped_cpu.as_secs_f64() <= QUOTA * (capped_wall.as_secs_f64() + 0.2),
+        "capped at {capped_rate:.3} CPU"
+    );
+    assert!(
+        capped_throttled >= 5,
+        "throttled in {capped_throttled} periods"
+    );
+    // Without the cap the same statement gets more than the quota even on a
+    // busy two-CPU machine, and is never throttled.
+    assert_eq!(free_throttled, 0);
+    assert!(free_rate > QUOTA * 1.3, "uncapped only {free_rate:.3} CPU");
+
+    // A restarted node goes back into its group.
+    group.set_quota(Some(QUOTA)).unwrap();
+    cluster.kill_node(1).unwrap();
+    cluster.start_node(1).unwrap();
+    assert!(in_cgroup(cluster.node(1).pid().unwrap(), &groups[1]));
+
+    tear_down(cluster);
+    for group in &groups {
+        assert!(!group.exists(), "{} is removed", group.display());
+        assert!(
+            !group.parent().unwrap().exists(),
+            "the cluster's group is removed"
+        );
+    }
+}
+
+#[test]
+fn cpu_quota_out_of_range_is_refused() {
+    let err = Cluster::start(ClusterSpec {
+        replicas: 0,
+        cpu_quota: Some(0.0),
+        ..ClusterSpec::default()
+    })
+    .expect_err("a zero quota is refused");
+    assert!(err.to_string().contains("CPU quota"), "{err:#}");
+}
+
+#[test]
+fn cgroups_of_dead_processes_are_removed_by_the_next_cluster() {
+    let spec = ClusterSpec {
+        replicas: 0,
+        cpu_quota: Some(0.5),
+        ..ClusterSpec::default()
+    };
+    let first = start(spec.clone());
+    let root = first
+        .cpu_cgroup(0)
+        .unwrap()
+        .path()
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .to_path_buf();
+    // A process that has exited: its id names the abandoned group.
+    let mut gone = Command::new("true").spawn().unwrap();
+    let dead_pid = gone.id();
+    gone.wait().unwrap();
+    let abandoned = root.join(format!("sluice-chaos-{dead_pid}-0"));
+    std::fs::create_dir_all(abandoned.join("node0")).unwrap();
+    let second = start(spec);
+    assert!(!abandoned.exists(), "{} is removed", abandoned.display());
+    assert!(
+        first.cpu_cgroup(0).unwrap().path().exists(),
+        "a live process's groups are kept"
+    );
+    tear_down(second);
+    tear_down(first);
 }

@@ -84,7 +84,7 @@ password = "app"
 nodes = [{nodes}]
 connect_timeout_ms = 2000
 monitor_interval_ms = 100
-monitor_timeout_ms = 1000
+monitor_timeout_ms = 80
 "#
     );
     sluice::Config::parse(&toml).expect("proxy config")
