@@ -35,7 +35,9 @@ use std::sync::Arc;
 
 use super::class::{Bound, Classified, Effect, Kind};
 use cache::Cache;
-use names::{contains, lower, session_function, sysvar_class, SysVarClass, BUILTINS, PAREN_KEYWORDS};
+use names::{
+    contains, lower, node_specific_table, session_function, sysvar_class, SysVarClass, BUILTINS, PAREN_KEYWORDS,
+};
 use parse::Parsed;
 use scan::{Flags, Lexer, Mode, NoKey, Tok, T};
 
@@ -610,7 +612,7 @@ fn use_stmt(s: Stmt) -> Part {
     let text = s.text(1);
     let db = match s.kind(1) {
         Some(T::Word) => text.to_vec(),
-        Some(T::Quoted) => scan::unquote_backticks(&text[1..text.len() - 1]),
+        Some(T::Quoted) => scan::quoted_name(text),
         // A "…" name (ANSI_QUOTES); a backslash in it would depend on the mode.
         Some(T::DqStr) if !text.contains(&b'\\') => scan::unquote_string(text),
         _ => return Part::of(Kind::Unknown),
@@ -820,12 +822,29 @@ fn features(s: Stmt, exempt: &[usize]) -> Features {
                 },
                 None => f.bind(Bound::Other),
             },
-            T::Quoted | T::DqStr if s.punct(i + 1, b'(') => f.bind(Bound::StoredRoutine),
+            // `f`(…), "f"(…) under ANSI_QUOTES ('f'(…) is refused by the server: no matter).
+            T::Quoted | T::DqStr | T::Str if s.punct(i + 1, b'(') => f.bind(Bound::StoredRoutine),
             T::Word => word_feature(s, i, exempt, &mut f),
             _ => {}
         }
+        if matches!(toks[i].t, T::Word | T::Quoted) && s.punct(i + 1, b'.') && !(i > 0 && s.punct(i - 1, b'.')) {
+            let schema = ident_lower(s, i);
+            let table = if matches!(s.kind(i + 2), Some(T::Word | T::Quoted)) { ident_lower(s, i + 2) } else { Vec::new() };
+            if node_specific_table(&schema, &table) {
+                f.bind(Bound::Other);
+            }
+        }
     }
     f
+}
+
+/// The lower-cased name of a word or backtick-quoted identifier token.
+fn ident_lower(s: Stmt, i: usize) -> Vec<u8> {
+    let text = s.text(i);
+    match s.kind(i) {
+        Some(T::Quoted) => scan::quoted_name(text).to_ascii_lowercase(),
+        _ => text.to_ascii_lowercase(),
+    }
 }
 
 fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
@@ -838,6 +857,9 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
         return;
     };
     let after_dot = i > 0 && s.punct(i - 1, b'.');
+    if lw == b"sql_calc_found_rows" && !after_dot {
+        f.bind(Bound::FoundRows);
+    }
     if next_paren {
         if after_dot {
             // db.f(…): always a stored function.
@@ -863,6 +885,10 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
             b"columns" => prev.is_some_and(|p| matches!(s.kind(p), Some(T::Str | T::DqStr))),
             b"of" => prev_is("member"),
             b"against" => prev.is_some_and(|p| s.punct(p, b')')),
+            // SELECT SQL_NO_CACHE (subquery) …: a modifier, not a call.
+            _ if SELECT_MODIFIERS.iter().any(|m| m.as_bytes() == lw) => {
+                prev.is_some_and(|p| s.is(p, "select") || s.is_any(p, SELECT_MODIFIERS))
+            }
             // x > ANY (subquery)
             b"any" | b"some" => {
                 prev.is_some_and(|p| s.punct(p, b'=') || s.punct(p, b'<') || s.punct(p, b'>'))
@@ -900,7 +926,6 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
             }
         }
         b"into" => f.into = true,
-        b"sql_calc_found_rows" => f.bind(Bound::FoundRows),
         b"next" | b"previous" => {
             if s.is(i + 1, "value") && s.is(i + 2, "for") {
                 f.bind(Bound::Sequence);
@@ -921,6 +946,21 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
         _ => {}
     }
 }
+
+/// Words between `SELECT` and the select list.
+const SELECT_MODIFIERS: &[&str] = &[
+    "all",
+    "distinct",
+    "distinctrow",
+    "high_priority",
+    "straight_join",
+    "sql_small_result",
+    "sql_big_result",
+    "sql_buffer_result",
+    "sql_no_cache",
+    "sql_cache",
+    "sql_calc_found_rows",
+];
 
 /// A query: `SELECT`, `VALUES`, `TABLE`, parenthesised, or the main part of a `WITH`.
 fn read_path(s: Stmt, exempt: &[usize]) -> Part {
@@ -1065,7 +1105,7 @@ fn set_stmt(s: Stmt, depth: u32) -> Part {
                 }
                 Some(T::Quoted) => {
                     let t = s.text(i);
-                    name = scan::unquote_backticks(&t[1..t.len() - 1]).to_ascii_lowercase();
+                    name = scan::quoted_name(t).to_ascii_lowercase();
                     i += 1;
                 }
                 _ => return unknown,
@@ -1237,7 +1277,7 @@ pub fn sluice_set(sql: &[u8]) -> Result<Vec<(String, String)>, String> {
             Some(T::Word) => s.text(i).to_ascii_lowercase(),
             Some(T::Quoted) => {
                 let t = s.text(i);
-                scan::unquote_backticks(&t[1..t.len() - 1]).to_ascii_lowercase()
+                scan::quoted_name(t).to_ascii_lowercase()
             }
             Some(_) => return Err(format!("syntax error near '{}'", lossy(s.text(i)))),
             None => return Err("syntax error: SET without a variable".into()),

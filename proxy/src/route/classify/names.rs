@@ -420,12 +420,44 @@ pub(crate) fn session_function(name: &[u8]) -> Option<Bound> {
     })
 }
 
+/// Whether `schema.table` holds the node's or the connection's own state (the process
+/// list, status counters, replication positions, lock and transaction lists) rather than
+/// replicated data. `schema` and `table` lower-cased; `table` empty when unknown.
+pub(crate) fn node_specific_table(schema: &[u8], table: &[u8]) -> bool {
+    match schema {
+        b"performance_schema" | b"sys" => true,
+        b"information_schema" => {
+            table.starts_with(b"innodb_")
+                || table.starts_with(b"thread_pool")
+                || matches!(
+                    table,
+                    b"processlist"
+                        | b"session_status"
+                        | b"global_status"
+                        | b"metadata_lock_info"
+                        | b"user_statistics"
+                        | b"client_statistics"
+                        | b"index_statistics"
+                        | b"table_statistics"
+                        | b"query_response_time"
+                        | b"locks"
+                )
+        }
+        b"mysql" => {
+            table.starts_with(b"gtid_")
+                || table.starts_with(b"slave_")
+                || matches!(table, b"replication_asynchronous_connection_failover" | b"general_log" | b"slow_log")
+        }
+        _ => false,
+    }
+}
+
 /// What reading a system variable means for routing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SysVarClass {
     /// An ordinary variable: same on every node once session `SET`s are replayed.
     Plain,
-    /// Session-bound (`@@last_insert_id`, `@@pseudo_thread_id`, replication positions, …).
+    /// Session-bound (`@@last_insert_id`, `@@pseudo_thread_id`, node identity, …).
     Bound(Bound),
     /// `@@warning_count`, `@@error_count`.
     Diagnostics,

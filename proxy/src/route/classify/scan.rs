@@ -42,7 +42,9 @@ pub(crate) enum T {
     Quoted,
     /// A `'…'` string literal.
     Str,
-    /// A `"…"` string literal (an identifier under `ANSI_QUOTES`).
+    /// A `"…"` string literal (an identifier under `ANSI_QUOTES`). The classifier treats
+    /// it like [`T::Str`] except after `USE` (a string followed by `(` is a stored
+    /// function call for both, a syntax error in the default mode).
     DqStr,
     /// A number.
     Num,
@@ -272,7 +274,21 @@ impl<'a> Lexer<'a> {
                 b'.' if self.peek(start + 1).is_ascii_digit() && self.prev_ident_end != start => self.number(start),
                 _ if is_word_byte(c) => {
                     self.pos = word_end(src, start);
-                    T::Word
+                    let word = &src[start..self.pos];
+                    let quote = self.peek(self.pos);
+                    // Introduced and prefixed literals: _utf8mb4'x', N'x', X'0F', B'01'.
+                    if (quote == b'\'' && (word[0] == b'_' || matches!(word, b"n" | b"N" | b"x" | b"X" | b"b" | b"B")))
+                        || (quote == b'"' && word[0] == b'_')
+                    {
+                        self.pos = self.string_end(self.pos + 1, quote);
+                        if quote == b'\'' {
+                            T::Str
+                        } else {
+                            T::DqStr
+                        }
+                    } else {
+                        T::Word
+                    }
                 }
                 _ => {
                     self.pos = start + 1;
@@ -397,6 +413,19 @@ impl<'a> Lexer<'a> {
 
     fn number(&mut self, start: usize) -> T {
         let src = self.src;
+        // 0x1F, 0b101
+        if src[start] == b'0' && matches!(self.peek(start + 1), b'x' | b'b') {
+            let hex = self.peek(start + 1) == b'x';
+            let digits = src[start + 2..]
+                .iter()
+                .take_while(|b| if hex { b.is_ascii_hexdigit() } else { matches!(b, b'0' | b'1') })
+                .count();
+            let end = start + 2 + digits;
+            if digits > 0 && !(end < src.len() && is_word_byte(src[end])) {
+                self.pos = end;
+                return T::Num;
+            }
+        }
         let mut i = start;
         while i < src.len() && src[i].is_ascii_digit() {
             i += 1;
@@ -498,14 +527,13 @@ pub(crate) enum NoKey {
 const K_WORD: u8 = 1;
 const K_QUOTED: u8 = 2;
 const K_STR: u8 = 3;
-const K_DQSTR: u8 = 4;
-const K_NUM: u8 = 5;
-const K_USERVAR: u8 = 6;
-const K_SYSVAR: u8 = 7;
-const K_PUNCT: u8 = 8;
+const K_NUM: u8 = 4;
+const K_USERVAR: u8 = 5;
+const K_SYSVAR: u8 = 6;
+const K_PUNCT: u8 = 7;
 /// `(` with whitespace or a comment before it (a function name followed by a space is
 /// resolved differently by the server).
-const K_SPACED_PAREN: u8 = 9;
+const K_SPACED_PAREN: u8 = 8;
 /// Added to the tag of a token inside a conditional version comment.
 const K_COND: u8 = 16;
 
@@ -530,8 +558,8 @@ pub(crate) fn normalise(src: &[u8], out: &mut Vec<u8>) -> Result<(), NoKey> {
             }
             T::Quoted => put_text(out, K_QUOTED, text),
             T::SysVar => put_text(out, K_SYSVAR, text),
-            T::Str => out.push(K_STR),
-            T::DqStr => out.push(K_DQSTR),
+            // The classifier reads '…' and "…" alike (see `T::DqStr`), except after USE.
+            T::Str | T::DqStr => out.push(K_STR),
             T::Num => out.push(K_NUM),
             T::UserVar => out.push(K_USERVAR),
             T::Punct(b'(') if tok.spaced => out.push(K_SPACED_PAREN),
@@ -597,6 +625,25 @@ pub(crate) fn sysvar_name(text: &[u8]) -> Option<(Vec<u8>, bool)> {
         return None;
     }
     Some((name, global))
+}
+
+/// The name of a backtick-quoted identifier token (`` `a``b` `` → ``a`b``); an
+/// unterminated one (only at the end of a text) has no closing backtick.
+pub(crate) fn quoted_name(token: &[u8]) -> Vec<u8> {
+    let body = token.strip_prefix(b"`").unwrap_or(token);
+    let mut out = Vec::with_capacity(body.len());
+    let mut i = 0;
+    while i < body.len() {
+        if body[i] == b'`' {
+            if body.get(i + 1) != Some(&b'`') {
+                break;
+            }
+            i += 1;
+        }
+        out.push(body[i]);
+        i += 1;
+    }
+    out
 }
 
 /// The name inside backticks with doubled backticks undone.
@@ -789,6 +836,8 @@ mod tests {
         };
         assert_eq!(key("SELECT a FROM t WHERE id = 5"), key("select  A from T /* c */ where ID=  17 -- x"));
         assert_eq!(key("SELECT 'x'"), key("SELECT 'a long string'"));
+        assert_eq!(key("SELECT 'x', 1"), key("SELECT _utf8mb4'y', 0x1F"));
+        assert_eq!(key("SELECT X'0F', N'x', 0b101, \"s\""), key("SELECT 'a', 'b', 7, 'c'"));
         assert_ne!(key("SELECT 'x'"), key("SELECT 1"));
         assert_ne!(key("SELECT f(1)"), key("SELECT f (1)"));
         assert_ne!(key("SELECT 1"), key("SELECT 1 /* sluice: route=primary */"));
@@ -805,5 +854,13 @@ mod tests {
         assert_eq!(sysvar_name(b"@@`x`"), Some((b"x".to_vec(), false)));
         assert_eq!(sysvar_name(b"@@global."), None);
         assert_eq!(sysvar_name(b"@@a.b.c"), None);
+    }
+
+    #[test]
+    fn quoted_names_undo_doubling_and_tolerate_a_missing_close() {
+        assert_eq!(quoted_name(b"`a``b`"), b"a`b");
+        assert_eq!(quoted_name(b"`a```"), b"a`");
+        assert_eq!(quoted_name(b"`"), b"");
+        assert_eq!(quoted_name(b"`ab"), b"ab");
     }
 }

@@ -180,6 +180,7 @@ fn plain_queries_are_reads() {
             "SELECT JSON_EXTRACT(j, '$.a'), j->>'$.b', GROUP_CONCAT(a ORDER BY b SEPARATOR ',') FROM t",
             "SELECT * FROM t FOR SYSTEM_TIME AS OF TIMESTAMP '2020-01-01 00:00:00'",
             "SELECT SQL_NO_CACHE HIGH_PRIORITY STRAIGHT_JOIN a FROM t",
+            "SELECT /*!40001 SQL_NO_CACHE */ (SELECT 1) FROM t",
             "SELECT ?, ? FROM t WHERE id = ?",
             "SELECT `sluice_x` FROM t",
         ],
@@ -424,7 +425,10 @@ fn select_into_is_session_bound() {
 
 #[test]
 fn found_rows_is_session_bound() {
-    all(sb(Bound::FoundRows), &["SELECT FOUND_ROWS()", "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10"]);
+    all(
+        sb(Bound::FoundRows),
+        &["SELECT FOUND_ROWS()", "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10", "SELECT SQL_CALC_FOUND_ROWS (SELECT 1) FROM t"],
+    );
 }
 
 #[test]
@@ -533,6 +537,21 @@ fn handler_xa_and_node_specific_shows_go_to_primary() {
             "SELECT LOAD_FILE('/etc/passwd')",
         ],
     );
+}
+
+#[test]
+fn node_specific_tables_go_to_primary() {
+    all(
+        sb(Bound::Other),
+        &[
+            "SELECT * FROM information_schema.PROCESSLIST",
+            "SELECT * FROM `information_schema`.`innodb_trx`",
+            "SELECT * FROM performance_schema.threads",
+            "SELECT * FROM sys.session",
+            "SELECT * FROM mysql.gtid_slave_pos",
+        ],
+    );
+    all(Kind::Read, &["SELECT * FROM information_schema.TABLES", "SELECT * FROM mysql.user", "SELECT t.a FROM t"]);
 }
 
 #[test]
@@ -863,4 +882,84 @@ fn parses_are_counted() {
 fn classifier_is_send_and_sync() {
     fn check<T: Send + Sync>() {}
     check::<Classifier>();
+}
+
+// --- adversarial properties -------------------------------------------------------------
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    /// Fragments that make texts collide on a key (literals, case, whitespace, comments)
+    /// and that break the scanner's assumptions (open comments, quotes, escapes, version
+    /// markers).
+    const SOUP: &[&str] = &[
+        "SELECT", "select", "Select", " ", "  ", "\n", "/* c */", "/**/", "-- c\n", "#c\n", "'a'", "'b'", "\"x\"",
+        "_utf8mb4'y'", "1", "22", ".5", "0x1F", "@v", "@V", "@@x", "@@session.sql_log_bin", "`t`", "`T`", "(", ")",
+        ",", ";", "FOR", "UPDATE", "f", "COUNT", "count", "INTO", "SET", "=", "USE", "use", "db", "/*!", "/*!40001",
+        "/*!80000", "/*M!100100", "*/", "'a\\'b'", "\\", "'", "\"", "`", "x", "AS", "WITH", "c", "SHOW", "STATUS",
+        "sluice_x", "GET_LOCK", ".", "LOCK", "IN", "TABLES", "CREATE", "TEMPORARY", "/* sluice: route=primary */",
+        "/*sluice:route=replica*/", "--", "-", "BEGIN", "NOT", "ATOMIC", "END", "EXPLAIN", "NEXT", "VALUE",
+    ];
+
+    /// Statement starts, so that many soups are statements rather than noise.
+    const LEADERS: &[&str] = &[
+        "SELECT ", "select ", "SET ", "set @@session.", "SHOW ", "WITH c AS (SELECT 1) SELECT ", "EXPLAIN SELECT ",
+        "/* x */ SELECT ", "(SELECT ", "", "USE ",
+    ];
+    /// Fragments a statement is usually made of.
+    const BENIGN: &[&str] = &["a", "A", "t.b", ",", " ", "1", "'z'", "= 1", "FROM t", "from T", "WHERE", "x = 2", "@@sql_mode"];
+
+    fn soup() -> impl Strategy<Value = Vec<u8>> {
+        let fragment = prop_oneof![
+            3 => (0..BENIGN.len()).prop_map(|i| BENIGN[i]),
+            2 => (0..SOUP.len()).prop_map(|i| SOUP[i]),
+        ];
+        (0..LEADERS.len(), prop::collection::vec((fragment, any::<bool>()), 0..7)).prop_map(|(l, parts)| {
+            let mut out = LEADERS[l].as_bytes().to_vec();
+            for (f, space) in parts {
+                out.extend_from_slice(f.as_bytes());
+                if space {
+                    out.push(b' ');
+                }
+            }
+            out
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 300, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn texts_with_one_key_classify_identically(texts in prop::collection::vec(soup(), 64)) {
+            let mut by_key: HashMap<Vec<u8>, (Vec<u8>, Classified)> = HashMap::new();
+            for t in texts {
+                let mut key = Vec::new();
+                if scan::normalise(&t, &mut key).is_err() {
+                    continue;
+                }
+                let c = classify_uncached(&t);
+                if let Some((first, fc)) = by_key.get(&key) {
+                    prop_assert_eq!(
+                        fc, &c, "{:?} and {:?} share a key", String::from_utf8_lossy(first), String::from_utf8_lossy(&t)
+                    );
+                } else {
+                    by_key.insert(key, (t, c));
+                }
+            }
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200), words in soup()) {
+            for t in [&bytes[..], &words[..]] {
+                let c = classify_uncached(t);
+                prop_assert!(c.statements >= 1);
+                let _ = sluice_set(t);
+                if let Some(off) = show_sluice_route_for(t) {
+                    prop_assert!(off <= t.len());
+                }
+            }
+        }
+    }
 }
