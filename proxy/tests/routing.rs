@@ -34,6 +34,7 @@ impl Fixture {
     }
 
     fn config(&self, routing: &str) -> String {
+        // (`backend` keys may be added by replacing the `[routing]` line.)
         let nodes: Vec<String> = self.cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect();
         format!(
             r#"
@@ -460,4 +461,42 @@ async fn each_load_balancing_policy_spreads_reads_as_documented() {
     drop(c);
     proxy.shutdown().await;
     f.cluster.root_sql(1, "STOP SLAVE; CHANGE MASTER TO MASTER_DELAY = 0; START SLAVE").unwrap();
+}
+
+/// Whether `needle` shows in the primary's process list (as root).
+fn running_on(f: &Fixture, node: usize, needle: &str) -> bool {
+    f.cluster.root_sql(node, "SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO IS NOT NULL").unwrap().contains(needle)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_mid_statement_aborts_its_backend_statement() {
+    let f = cluster();
+    let proxy = f.proxy("").await;
+    let mut c = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+    let running = tokio::spawn(async move {
+        let _ = c.query_drop("SELECT /* sluice: route=primary */ SLEEP(30) AS left_behind").await;
+    });
+    assert!(eventually(Duration::from_secs(5), || async { running_on(&f, 0, "left_behind") }).await, "the statement runs");
+    // The client goes away without a word (its task and socket are dropped).
+    running.abort();
+    let _ = running.await;
+    let gone = eventually(Duration::from_secs(5), || async { !running_on(&f, 0, "left_behind") }).await;
+    assert!(gone, "Sluice noticed the client leaving and ended the backend statement");
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backend_that_stays_silent_past_the_read_timeout_ends_the_session_with_an_error() {
+    let f = cluster();
+    let text = f.config("").replace("[routing]", "read_timeout_ms = 700\n[routing]");
+    let proxy = sluice::start(TokioNet, sluice::Config::parse(&text).expect("config"), 7).await.expect("proxy starts");
+    let mut c = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+    let started = Instant::now();
+    let e = c.query_drop("SELECT SLEEP(5)").await.unwrap_err();
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "gave up after the read timeout, not the statement's end: {took:?} ({e})");
+    // Other sessions are served as before.
+    let mut d = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+    assert_eq!(server_id(&mut d, "SELECT /* sluice: route=primary */ @@server_id").await, f.server_id(0));
+    proxy.shutdown().await;
 }

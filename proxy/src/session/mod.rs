@@ -481,8 +481,39 @@ impl<N: Net> Session<N> {
         if let Some(s) = &stats {
             s.finish(started.elapsed().as_nanos() as u64);
         }
+        if let Err(RelayError { error: Error::ClientIo(_), .. }) = &r {
+            // The client left while its statement still runs: closing the connection
+            // does not stop a statement that is not writing (a long SLEEP, a lock
+            // wait), so end it the way the server would for a killed client.
+            if let Some(thread) = self.nodes.get(node).map(|n| n.conn.thread_id) {
+                kill_backend_query(&self.shared, self.id, node, thread).await;
+            }
+        }
         r.map(|x| x.summary)
     }
+
+}
+
+/// `KILL QUERY` on `node` for backend thread `thread`, as Sluice's own account.
+async fn kill_backend_query<N: Net>(shared: &Shared<N>, conn: u32, node: &str, thread: u32) {
+    {
+        let login = shared.service_login();
+        let result = async {
+            let mut c = connect(&shared.net, node, &login, &shared.rng).await?;
+            let r = c.query(&format!("KILL QUERY {thread}")).await;
+            c.quit().await;
+            r.map(|_| ())
+        }
+        .await;
+        match result {
+            Ok(()) => tracing::debug!(conn, node, thread, "client left mid-statement: backend statement killed"),
+            Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+            Err(e) => tracing::info!(conn, node, thread, error = %e, "client left mid-statement; could not kill the backend statement"),
+        }
+    }
+}
+
+impl<N: Net> Session<N> {
 
     /// Runs a routed statement: connects/syncs the node, relays, and — for reads that
     /// failed before any byte reached the client — tries another node.
