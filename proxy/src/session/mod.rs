@@ -686,21 +686,41 @@ impl<N: Net> Session<N> {
                 }
             },
         };
-        let nid = match self.prepared_on(id, &routed.node).await {
-            Ok(n) => n,
-            Err(e) if !routed.primary && class.is_read() => {
-                tracing::info!(conn = self.id, node = %routed.node, error = %e, "cannot prepare on the replica; execute goes to the primary");
-                self.avoid_node(&routed.node);
-                routed = self.resolve(Target::Primary, Reason::NoEligibleReplica, false)?;
-                self.prepared_on(id, &routed.node).await?
-            }
-            Err(e) => return Err(e),
-        };
-        let stmt = self.stmts.get_mut(id).expect("resolved");
-        let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
         let expect = Expect::for_execute(payload);
-        self.ready(&routed.node).await?;
-        let summary = self.relay_on(&routed.node, &out, expect, class.is_read(), &mut |_, _| {}).await.map_err(|e| e.error)?;
+        let mut attempts = 0;
+        let summary = loop {
+            attempts += 1;
+            // A read on a replica that cannot be used goes elsewhere (a read is safe to
+            // send again as long as nothing of its answer reached the client).
+            let retry_ok = !routed.primary && class.is_read() && attempts < 3 && self.state.txn_node().is_none();
+            let nid = match self.prepared_on(id, &routed.node).await {
+                Ok(n) => n,
+                Err(e) if retry_ok => {
+                    tracing::info!(conn = self.id, node = %routed.node, error = %e, "cannot prepare on the replica; execute goes elsewhere");
+                    self.avoid_node(&routed.node);
+                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                    continue;
+                }
+                Err(e) if routed.primary => {
+                    let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
+                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    return Ok(());
+                }
+                Err(e) => return Err(e),
+            };
+            let stmt = self.stmts.get_mut(id).expect("resolved");
+            let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
+            match self.relay_on(&routed.node, &out, expect, class.is_read(), &mut |_, _| {}).await {
+                Ok(s) => break s,
+                Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
+                    tracing::info!(conn = self.id, node = %routed.node, error = %error, "read failed before any reply; sent elsewhere");
+                    self.drop_node(&routed.node.clone()).await;
+                    self.avoid_node(&routed.node);
+                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                }
+                Err(e) => return Err(e.error),
+            }
+        };
         if let Some(stmt) = self.stmts.get_mut(id) {
             stmt.last_node = Some(routed.node.clone());
             stmt.long_data_on = None;

@@ -107,11 +107,11 @@ impl SessionState {
         }
         for e in effects {
             match e {
-                Effect::ReplaySet => {
-                    if let Some(p) = payload {
-                        self.push_replay(p);
-                    }
-                }
+                Effect::ReplaySet => match payload {
+                    Some(p) => self.push_replay(p),
+                    // A prepared `SET`: there is no text to replay.
+                    None => self.unreplayable = true,
+                },
                 Effect::Use(db) => self.schema = Some(db.clone()),
                 Effect::CreatesTemporaryTable => self.temp_tables = true,
                 Effect::LocksTables => self.tables_locked = true,
@@ -243,6 +243,13 @@ mod tests {
         assert!(s.temp_tables && s.tables_locked);
         s.after_statement("p", None, &[Effect::UnlocksTables], 1, true, Some(2), &[]);
         assert!(!s.tables_locked);
+    }
+
+    #[test]
+    fn a_prepared_session_set_makes_the_session_unreplayable() {
+        let mut s = st();
+        s.after_statement("p", None, &[Effect::ReplaySet], 1, true, Some(2), &[]);
+        assert!(s.unreplayable);
     }
 
     #[test]
