@@ -540,14 +540,20 @@ impl<N: Net> Session<N> {
             match self.relay_on(&routed.node, payload, expect, read, patch).await {
                 Ok(summary) => return Ok(Some((routed, summary))),
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
-                    tracing::info!(conn = self.id, node = %routed.node, error = %error, "read failed before any reply; sent elsewhere");
-                    self.drop_node(&routed.node.clone()).await;
-                    self.avoid_node(&routed.node);
-                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                    routed = self.read_elsewhere(routed, &error).await?;
                 }
                 Err(e) => return Err(e.error),
             }
         }
+    }
+
+    /// A read on `failed` failed before any of its answer reached the client: close
+    /// that connection, skip the node for a while, and choose another reader.
+    async fn read_elsewhere(&mut self, failed: Routed, error: &Error) -> Result<Routed, Error> {
+        tracing::info!(conn = self.id, node = %failed.node, %error, "read failed before any reply; sent elsewhere");
+        self.drop_node(&failed.node).await;
+        self.avoid_node(&failed.node);
+        self.resolve(Target::Readers, failed.reason, false)
     }
 
     fn avoid_node(&mut self, node: &str) {
@@ -713,10 +719,7 @@ impl<N: Net> Session<N> {
             match self.relay_on(&routed.node, &out, expect, class.is_read(), &mut |_, _| {}).await {
                 Ok(s) => break s,
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
-                    tracing::info!(conn = self.id, node = %routed.node, error = %error, "read failed before any reply; sent elsewhere");
-                    self.drop_node(&routed.node.clone()).await;
-                    self.avoid_node(&routed.node);
-                    routed = self.resolve(Target::Readers, routed.reason, false)?;
+                    routed = self.read_elsewhere(routed, &error).await?;
                 }
                 Err(e) => return Err(e.error),
             }
