@@ -135,7 +135,7 @@ fn render(g: &Gen, style: &Style) -> String {
             Num => out.push_str(NUMS[next() as usize % NUMS.len()]),
             Str => {
                 let n = next() as usize;
-                if style.backslashes && n % 5 == 0 {
+                if style.backslashes && n.is_multiple_of(5) {
                     out.push_str(BACKSLASH_STRS[n / 5 % BACKSLASH_STRS.len()]);
                 } else {
                     out.push_str(STRS[n % STRS.len()]);
@@ -408,25 +408,27 @@ fn text() -> impl Strategy<Value = Gen> {
         1 => Just(Some(" /* sluice: route=primary */ ")),
         1 => Just(Some("/*SLUICE : ROUTE = replica*/")),
     ];
-    (prop::collection::vec(statement(), 1..4), hint, any::<bool>(), 0usize..8).prop_map(|(stmts, hint, trailing, at)| {
-        let mut it = stmts.into_iter();
-        let mut g = it.next().unwrap();
-        g.pieces.insert(0, Gap);
-        for s in it {
-            g.pieces.extend([Gap, Fixed(";")]);
-            g = g.then(s);
-        }
-        if trailing {
-            g.pieces.extend([Gap, Fixed(";"), Gap]);
-        }
-        if let Some(h) = hint {
-            // A hint goes into some gap (never inside a literal or identifier).
-            let gaps: Vec<usize> = (0..g.pieces.len()).filter(|&i| matches!(g.pieces[i], Gap)).collect();
-            let i = gaps[at % gaps.len()];
-            g.pieces.insert(i + 1, Fixed(h));
-        }
-        g
-    })
+    (prop::collection::vec(statement(), 1..4), hint, any::<bool>(), 0usize..8).prop_map(
+        |(stmts, hint, trailing, at)| {
+            let mut it = stmts.into_iter();
+            let mut g = it.next().unwrap();
+            g.pieces.insert(0, Gap);
+            for s in it {
+                g.pieces.extend([Gap, Fixed(";")]);
+                g = g.then(s);
+            }
+            if trailing {
+                g.pieces.extend([Gap, Fixed(";"), Gap]);
+            }
+            if let Some(h) = hint {
+                // A hint goes into some gap (never inside a literal or identifier).
+                let gaps: Vec<usize> = (0..g.pieces.len()).filter(|&i| matches!(g.pieces[i], Gap)).collect();
+                let i = gaps[at % gaps.len()];
+                g.pieces.insert(i + 1, Fixed(h));
+            }
+            g
+        },
+    )
 }
 
 fn config() -> Config {

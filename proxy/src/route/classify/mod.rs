@@ -4,16 +4,16 @@
 //!
 //! Three layers, cheapest first:
 //!
-//! 1. [`scan`]: a token scanner that knows MySQL's comments (including version comments
+//! 1. `scan`: a token scanner that knows MySQL's comments (including version comments
 //!    `/*! … */`, whose content is code), quoting rules and variables, and reads routing
 //!    hints (`/* sluice: route=primary */`).
 //! 2. The rules in this module, on the tokens of each statement of a (multi-)statement
 //!    text: the leading keyword decides the statement type; a query is a read only if
 //!    nothing in it locks, assigns, reads session-bound state, or calls anything but a
-//!    known built-in function ([`names`]). Reference:
+//!    known built-in function (`names`). Reference:
 //!    <https://dev.mysql.com/doc/refman/8.4/en/sql-statements.html>,
 //!    <https://mariadb.com/kb/en/sql-statements/>.
-//! 3. [`parse`]: a full `sqlparser` (MySQL dialect) parse when the scan is unsure (a
+//! 3. `parse`: a full `sqlparser` (MySQL dialect) parse when the scan is unsure (a
 //!    leading keyword it does not know, a `WITH` whose main statement it cannot find, a
 //!    statement keyword inside a query).
 //!
@@ -21,7 +21,7 @@
 //! classifier may send a read to the primary, but never a write or a session-bound
 //! statement to a replica. [`Classifier`] caches results by normalised text (literals,
 //! whitespace, case and comments other than hints do not matter), bounded and sharded
-//! ([`cache`]). The rules are listed in docs/routing.md ("Classification").
+//! (`cache`). The rules are listed in docs/routing.md ("Classification").
 
 mod cache;
 mod names;
@@ -36,7 +36,7 @@ use std::sync::Arc;
 use super::class::{Bound, Classified, Effect, Kind};
 use cache::Cache;
 use names::{
-    contains, lower, node_specific_table, session_function, sysvar_class, SysVarClass, BUILTINS, PAREN_KEYWORDS,
+    lower, node_specific_table, session_function, sysvar_class, SysVarClass, BUILTIN_INDEX, PAREN_KEYWORD_INDEX,
 };
 use parse::Parsed;
 use scan::{Flags, Lexer, Mode, NoKey, Tok, T};
@@ -206,7 +206,8 @@ impl Part {
 /// Classifies the whole text under one lexer mode.
 fn classify_mode(sql: &[u8], mode: Mode) -> ModeResult {
     let mut lx = Lexer::new(sql, mode);
-    let mut toks: Vec<Tok> = Vec::new();
+    // Statements average well over four bytes a token.
+    let mut toks: Vec<Tok> = Vec::with_capacity((sql.len() / 4 + 4).min(MAX_STATEMENT_TOKENS));
     let mut statements: u32 = 0;
     let mut first_non_read: Option<Kind> = None;
     let mut effects: Vec<Effect> = Vec::new();
@@ -325,9 +326,8 @@ fn starts_compound(src: &[u8], toks: &[Tok]) -> bool {
         return true;
     }
     if starts_with_create(src, toks) {
-        let program = (1..toks.len().min(64)).find(|&i| {
-            ["procedure", "function", "trigger", "event", "package"].iter().any(|w| s.is(i, w))
-        });
+        let program = (1..toks.len().min(64))
+            .find(|&i| ["procedure", "function", "trigger", "event", "package"].iter().any(|w| s.is(i, w)));
         if let Some(p) = program {
             return (p..toks.len()).any(|i| s.is(i, "begin"));
         }
@@ -811,8 +811,8 @@ impl Features {
 fn features(s: Stmt, exempt: &[usize]) -> Features {
     let mut f = Features::default();
     let toks = s.toks;
-    for i in 0..toks.len() {
-        match toks[i].t {
+    for (i, tok) in toks.iter().enumerate() {
+        match tok.t {
             T::UserVar | T::Punct(b'@') => f.bind(Bound::UserVariable),
             T::SysVar => match scan::sysvar_name(s.text(i)) {
                 Some((name, _)) => match sysvar_class(&name) {
@@ -827,23 +827,34 @@ fn features(s: Stmt, exempt: &[usize]) -> Features {
             T::Word => word_feature(s, i, exempt, &mut f),
             _ => {}
         }
-        if matches!(toks[i].t, T::Word | T::Quoted) && s.punct(i + 1, b'.') && !(i > 0 && s.punct(i - 1, b'.')) {
-            let schema = ident_lower(s, i);
-            let table = if matches!(s.kind(i + 2), Some(T::Word | T::Quoted)) { ident_lower(s, i + 2) } else { Vec::new() };
-            if node_specific_table(&schema, &table) {
-                f.bind(Bound::Other);
+        if matches!(tok.t, T::Word | T::Quoted) && s.punct(i + 1, b'.') && !(i > 0 && s.punct(i - 1, b'.')) {
+            let (mut sb, mut tb) = ([0u8; 48], [0u8; 48]);
+            if let Some(schema) = ident_lower(s, i, &mut sb) {
+                if matches!(schema, b"performance_schema" | b"sys" | b"information_schema" | b"mysql") {
+                    let table = ident_lower(s, i + 2, &mut tb).unwrap_or(b"");
+                    if node_specific_table(schema, table) {
+                        f.bind(Bound::Other);
+                    }
+                }
             }
         }
     }
     f
 }
 
-/// The lower-cased name of a word or backtick-quoted identifier token.
-fn ident_lower(s: Stmt, i: usize) -> Vec<u8> {
-    let text = s.text(i);
-    match s.kind(i) {
-        Some(T::Quoted) => scan::quoted_name(text).to_ascii_lowercase(),
-        _ => text.to_ascii_lowercase(),
+/// The lower-cased name of a word or backtick-quoted identifier token (`None` for other
+/// tokens and names longer than the buffer).
+fn ident_lower<'b>(s: Stmt, i: usize, buf: &'b mut [u8; 48]) -> Option<&'b [u8]> {
+    match s.kind(i)? {
+        T::Word => lower(s.text(i), buf),
+        T::Quoted => {
+            let text = s.text(i);
+            if text.len() < 2 || text[1..text.len() - 1].contains(&b'`') {
+                return None;
+            }
+            lower(&text[1..text.len() - 1], buf)
+        }
+        _ => None,
     }
 }
 
@@ -873,7 +884,7 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
             f.bind(b);
             return;
         }
-        if contains(PAREN_KEYWORDS, lw) {
+        if PAREN_KEYWORD_INDEX.contains(lw) {
             return;
         }
         let prev = i.checked_sub(1);
@@ -890,16 +901,14 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
                 prev.is_some_and(|p| s.is(p, "select") || s.is_any(p, SELECT_MODIFIERS))
             }
             // x > ANY (subquery)
-            b"any" | b"some" => {
-                prev.is_some_and(|p| s.punct(p, b'=') || s.punct(p, b'<') || s.punct(p, b'>'))
-            }
+            b"any" | b"some" => prev.is_some_and(|p| s.punct(p, b'=') || s.punct(p, b'<') || s.punct(p, b'>')),
             _ => false,
         };
         if contextual {
             return;
         }
         // A built-in name followed by a space may resolve to a stored function.
-        if contains(BUILTINS, lw) && !s.toks[i + 1].spaced {
+        if BUILTIN_INDEX.contains(lw) && !s.toks[i + 1].spaced {
             return;
         }
         f.bind(Bound::StoredRoutine);
@@ -913,36 +922,14 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
         return;
     }
     match lw {
-        b"for" => {
-            if s.is_any(i + 1, &["update", "share"]) {
-                f.locking = true;
-            }
-        }
-        b"lock" => {
-            if s.is(i + 1, "in") {
-                f.locking = true;
-            } else {
-                f.unsure = true;
-            }
-        }
+        b"for" if s.is_any(i + 1, &["update", "share"]) => f.locking = true,
+        b"lock" if s.is(i + 1, "in") => f.locking = true,
         b"into" => f.into = true,
-        b"next" | b"previous" => {
-            if s.is(i + 1, "value") && s.is(i + 2, "for") {
-                f.bind(Bound::Sequence);
-            }
-        }
-        b"update" => {
-            if !(i > 0 && s.is(i - 1, "for")) {
-                f.unsure = true;
-            }
-        }
-        b"insert" | b"delete" | b"replace" | b"create" | b"drop" | b"alter" | b"rename" | b"grant" | b"revoke"
-        | b"load" | b"call" | b"unlock" | b"kill" | b"show" => f.unsure = true,
-        b"use" => {
-            if !s.is_any(i + 1, &["index", "key"]) {
-                f.unsure = true;
-            }
-        }
+        b"next" | b"previous" if s.is(i + 1, "value") && s.is(i + 2, "for") => f.bind(Bound::Sequence),
+        b"update" if i > 0 && s.is(i - 1, "for") => {}
+        b"use" if s.is_any(i + 1, &["index", "key"]) => {}
+        b"insert" | b"update" | b"delete" | b"replace" | b"create" | b"drop" | b"alter" | b"rename" | b"grant"
+        | b"revoke" | b"load" | b"call" | b"lock" | b"unlock" | b"kill" | b"show" | b"use" => f.unsure = true,
         _ => {}
     }
 }
@@ -1269,9 +1256,7 @@ pub fn sluice_set(sql: &[u8]) -> Result<Vec<(String, String)>, String> {
         let name = match s.kind(i) {
             Some(T::SysVar) => match scan::sysvar_name(s.text(i)) {
                 Some((n, false)) => n,
-                Some((_, true)) => {
-                    return Err("Sluice variables are per session: SET GLOBAL is not supported".into())
-                }
+                Some((_, true)) => return Err("Sluice variables are per session: SET GLOBAL is not supported".into()),
                 None => return Err(format!("unknown variable '{}'", lossy(s.text(i)))),
             },
             Some(T::Word) => s.text(i).to_ascii_lowercase(),
@@ -1316,7 +1301,7 @@ pub fn sluice_set(sql: &[u8]) -> Result<Vec<(String, String)>, String> {
     }
 }
 
-/// `SHOW SLUICE ROUTE FOR <statement>`: the byte offset where <statement> starts.
+/// `SHOW SLUICE ROUTE FOR <statement>`: the byte offset where `<statement>` starts.
 pub fn show_sluice_route_for(sql: &[u8]) -> Option<usize> {
     let mut lx = Lexer::new(sql, Mode::DEFAULT);
     let mut end = 0;

@@ -13,8 +13,8 @@ use crate::route::class::Bound;
 /// Built-in functions that read nothing but their arguments, the data, and session state
 /// Sluice replays on every node, and that both MySQL 8 and MariaDB have: a name that is a
 /// built-in on one server only (`NVL`, `MEDIAN`, `JSON_DETAILED`, `ANY_VALUE`, …) may
-/// name a stored function on the other, so it is left out. Sorted (checked by a test) for
-/// binary search.
+/// name a stored function on the other, so it is left out. Kept sorted (checked by a
+/// test); looked up through [`BUILTIN_INDEX`].
 pub(crate) const BUILTINS: &[&str] = &[
     "abs",
     "acos",
@@ -312,7 +312,8 @@ pub(crate) const BUILTINS: &[&str] = &[
 /// Reserved words that may be followed by `(` in a query without that being a call of a
 /// stored function (reserved words cannot name stored functions unquoted). Several are
 /// built-in functions too (`IF`, `LEFT`, `INSERT`, …); being reserved, they are
-/// built-ins even with a space before the parenthesis. Sorted.
+/// built-ins even with a space before the parenthesis. Sorted; looked up through
+/// [`PAREN_KEYWORD_INDEX`].
 pub(crate) const PAREN_KEYWORDS: &[&str] = &[
     "all",
     "and",
@@ -472,13 +473,8 @@ pub(crate) fn sysvar_class(name: &[u8]) -> SysVarClass {
         // it describes the node that answers, which is what a client asking through a
         // proxy gets (and how tests see where a read went). Replication positions are
         // read on the primary: applications read them to make consistency tokens.
-        b"gtid_executed"
-        | b"gtid_purged"
-        | b"gtid_owned"
-        | b"gtid_current_pos"
-        | b"gtid_binlog_pos"
-        | b"gtid_binlog_state"
-        | b"gtid_slave_pos" => SysVarClass::Bound(Bound::Other),
+        b"gtid_executed" | b"gtid_purged" | b"gtid_owned" | b"gtid_current_pos" | b"gtid_binlog_pos"
+        | b"gtid_binlog_state" | b"gtid_slave_pos" => SysVarClass::Bound(Bound::Other),
         _ => SysVarClass::Plain,
     }
 }
@@ -495,10 +491,59 @@ pub(crate) fn lower<'b>(name: &[u8], buf: &'b mut [u8; 48]) -> Option<&'b [u8]> 
     Some(&buf[..name.len()])
 }
 
-#[inline]
-pub(crate) fn contains(table: &[&str], lower_name: &[u8]) -> bool {
-    table.binary_search_by(|probe| probe.as_bytes().cmp(lower_name)).is_ok()
+/// An open-addressing hash index over a name table, built at compile time.
+pub(crate) struct NameIndex {
+    names: &'static [&'static str],
+    /// Slot → index into `names` + 1 (0: empty).
+    slots: [u16; INDEX_SLOTS],
 }
+
+const INDEX_SLOTS: usize = 1024;
+
+const fn name_hash(name: &[u8]) -> usize {
+    // FNV-1a
+    let mut h: u32 = 0x811c_9dc5;
+    let mut i = 0;
+    while i < name.len() {
+        h ^= name[i] as u32;
+        h = h.wrapping_mul(0x0100_0193);
+        i += 1;
+    }
+    h as usize
+}
+
+impl NameIndex {
+    pub(crate) const fn new(names: &'static [&'static str]) -> NameIndex {
+        assert!(names.len() < INDEX_SLOTS / 2);
+        let mut slots = [0u16; INDEX_SLOTS];
+        let mut n = 0;
+        while n < names.len() {
+            let mut slot = name_hash(names[n].as_bytes()) % INDEX_SLOTS;
+            while slots[slot] != 0 {
+                slot = (slot + 1) % INDEX_SLOTS;
+            }
+            slots[slot] = n as u16 + 1;
+            n += 1;
+        }
+        NameIndex { names, slots }
+    }
+
+    /// Whether the table holds `lower_name` (already lower-case).
+    #[inline]
+    pub(crate) fn contains(&self, lower_name: &[u8]) -> bool {
+        let mut slot = name_hash(lower_name) % INDEX_SLOTS;
+        loop {
+            match self.slots[slot] {
+                0 => return false,
+                n if self.names[n as usize - 1].as_bytes() == lower_name => return true,
+                _ => slot = (slot + 1) % INDEX_SLOTS,
+            }
+        }
+    }
+}
+
+pub(crate) const BUILTIN_INDEX: NameIndex = NameIndex::new(BUILTINS);
+pub(crate) const PAREN_KEYWORD_INDEX: NameIndex = NameIndex::new(PAREN_KEYWORDS);
 
 #[cfg(test)]
 mod tests {
@@ -518,9 +563,20 @@ mod tests {
     }
 
     #[test]
+    fn indexes_find_exactly_the_table_entries() {
+        for (table, index) in [(BUILTINS, &BUILTIN_INDEX), (PAREN_KEYWORDS, &PAREN_KEYWORD_INDEX)] {
+            for n in table {
+                assert!(index.contains(n.as_bytes()), "{n}");
+                assert!(!index.contains(format!("{n}x").as_bytes()), "{n}x");
+            }
+            assert!(!index.contains(b""));
+        }
+    }
+
+    #[test]
     fn session_functions_are_not_builtins() {
         for n in ["last_insert_id", "row_count", "found_rows", "get_lock", "nextval", "connection_id", "load_file"] {
-            assert!(!contains(BUILTINS, n.as_bytes()), "{n}");
+            assert!(!BUILTIN_INDEX.contains(n.as_bytes()), "{n}");
             assert!(session_function(n.as_bytes()).is_some(), "{n}");
         }
     }

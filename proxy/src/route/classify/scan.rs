@@ -118,14 +118,34 @@ pub(crate) struct Flags {
     pub ambiguous: bool,
 }
 
+const C_WORD: u8 = 1;
+const C_SPACE: u8 = 2;
+
+/// Byte classes: letters, digits, `_`, `$` and bytes ≥ 0x80 make words; space, `\t`,
+/// `\n`, `\v`, `\f`, `\r` are whitespace.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        if c.is_ascii_alphanumeric() || c == b'_' || c == b'$' || c >= 0x80 {
+            t[b] = C_WORD;
+        } else if c == b' ' || (c >= b'\t' && c <= b'\r') {
+            t[b] = C_SPACE;
+        }
+        b += 1;
+    }
+    t
+};
+
 #[inline]
 pub(crate) fn is_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80
+    CLASS[b as usize] & C_WORD != 0
 }
 
 #[inline]
 fn is_space(b: u8) -> bool {
-    b == b' ' || (b'\t'..=b'\r').contains(&b)
+    CLASS[b as usize] & C_SPACE != 0
 }
 
 /// The lexer. Iterate with [`Lexer::next_tok`]; [`Lexer::flags`] afterwards.
@@ -143,7 +163,15 @@ pub(crate) struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     pub fn new(src: &'a [u8], mode: Mode) -> Self {
-        Lexer { src, pos: 0, mode, in_version: false, in_cond: false, prev_ident_end: usize::MAX, flags: Flags::default() }
+        Lexer {
+            src,
+            pos: 0,
+            mode,
+            in_version: false,
+            in_cond: false,
+            prev_ident_end: usize::MAX,
+            flags: Flags::default(),
+        }
     }
 
     #[inline]
@@ -152,6 +180,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// The next token, or `None` at the end of the text.
+    #[inline]
     pub fn next_tok(&mut self) -> Option<Tok> {
         let src = self.src;
         let mut spaced = false;
@@ -195,7 +224,8 @@ impl<'a> Lexer<'a> {
                             self.flags.bad_version_comment = true;
                         }
                         let body = start + skip;
-                        let digits = src[body.min(src.len())..].iter().take(7).take_while(|b| b.is_ascii_digit()).count();
+                        let digits =
+                            src[body.min(src.len())..].iter().take(7).take_while(|b| b.is_ascii_digit()).count();
                         let digits = if digits == 5 || digits == 6 { digits } else { 0 };
                         let version: u32 = std::str::from_utf8(&src[body..body + digits])
                             .ok()
@@ -205,11 +235,11 @@ impl<'a> Lexer<'a> {
                         self.pos = body + digits;
                         if conditional {
                             self.flags.conditional_version = true;
-                            let end = find2(src, self.pos, b'*', b'/');
+                            let end = find_close(src, self.pos);
                             let content = &src[self.pos..end.unwrap_or(src.len())];
                             if content.iter().any(|&b| matches!(b, b'\'' | b'"' | b'`' | b'#'))
-                                || find2(content, 0, b'/', b'*').is_some()
-                                || find2(content, 0, b'-', b'-').is_some()
+                                || memchr::memmem::find(content, b"/*").is_some()
+                                || memchr::memmem::find(content, b"--").is_some()
                             {
                                 self.flags.conditional_quoted = true;
                             }
@@ -233,7 +263,7 @@ impl<'a> Lexer<'a> {
                             self.flags.bad_version_comment = true;
                         }
                         let body = start + 2;
-                        match find2(src, body, b'*', b'/') {
+                        match find_close(src, body) {
                             Some(end) => {
                                 self.hint_in(body, end);
                                 self.pos = end + 2;
@@ -306,10 +336,7 @@ impl<'a> Lexer<'a> {
         if self.in_version {
             self.flags.bad_version_comment = true;
         }
-        let end = self.src[body.min(self.src.len())..]
-            .iter()
-            .position(|&b| b == b'\n')
-            .map_or(self.src.len(), |p| body + p);
+        let end = memchr::memchr(b'\n', &self.src[body.min(self.src.len())..]).map_or(self.src.len(), |p| body + p);
         self.hint_in(body, end);
         self.pos = end;
     }
@@ -326,22 +353,22 @@ impl<'a> Lexer<'a> {
         let src = self.src;
         let mut i = from;
         while i < src.len() {
-            let b = src[i];
-            if b == quote {
+            let rest = &src[i..];
+            let found = if escapes { memchr::memchr2(quote, b'\\', rest) } else { memchr::memchr(quote, rest) };
+            let Some(off) = found else { break };
+            i += off;
+            if src[i] == quote {
                 if self.peek(i + 1) == quote {
                     i += 2;
                     continue;
                 }
                 return i + 1;
             }
-            if b == b'\\' && escapes {
-                if self.peek(i + 1) == quote {
-                    self.flags.ambiguous = true;
-                }
-                i += 2;
-                continue;
+            // A backslash escape.
+            if self.peek(i + 1) == quote {
+                self.flags.ambiguous = true;
             }
-            i += 1;
+            i += 2;
         }
         self.flags.unterminated = true;
         src.len()
@@ -351,14 +378,13 @@ impl<'a> Lexer<'a> {
         let src = self.src;
         let mut i = from;
         while i < src.len() {
-            if src[i] == b'`' {
-                if self.peek(i + 1) == b'`' {
-                    i += 2;
-                    continue;
-                }
-                return i + 1;
+            let Some(off) = memchr::memchr(b'`', &src[i..]) else { break };
+            i += off;
+            if self.peek(i + 1) == b'`' {
+                i += 2;
+                continue;
             }
-            i += 1;
+            return i + 1;
         }
         self.flags.unterminated = true;
         src.len()
@@ -462,16 +488,10 @@ fn word_end(src: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The index of the first `a` followed by `b` at or after `from`.
-fn find2(src: &[u8], from: usize, a: u8, b: u8) -> Option<usize> {
-    let mut i = from;
-    while i + 1 < src.len() {
-        if src[i] == a && src[i + 1] == b {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+/// The index of the first `*/` at or after `from`.
+fn find_close(src: &[u8], from: usize) -> Option<usize> {
+    let from = from.min(src.len());
+    memchr::memmem::find(&src[from..], b"*/").map(|p| from + p)
 }
 
 /// `sluice: route=primary` / `route=replica` (case-insensitive, any whitespace around the
@@ -521,21 +541,20 @@ pub(crate) enum NoKey {
     Use,
 }
 
-// Tags of the key encoding. Every token is one tag byte, plus a length-prefixed
-// lower-cased text for words, quoted identifiers and system variables, or the byte itself
-// for punctuation.
+// Tags of the key encoding. A token is one tag byte (plus, for words, quoted identifiers
+// and system variables, a length and the lower-cased text); punctuation is its own byte
+// (all ≥ 0x21, above every tag). A token inside a conditional version comment is
+// prefixed with `K_COND`.
 const K_WORD: u8 = 1;
 const K_QUOTED: u8 = 2;
 const K_STR: u8 = 3;
 const K_NUM: u8 = 4;
 const K_USERVAR: u8 = 5;
 const K_SYSVAR: u8 = 6;
-const K_PUNCT: u8 = 7;
 /// `(` with whitespace or a comment before it (a function name followed by a space is
 /// resolved differently by the server).
-const K_SPACED_PAREN: u8 = 8;
-/// Added to the tag of a token inside a conditional version comment.
-const K_COND: u8 = 16;
+const K_SPACED_PAREN: u8 = 7;
+const K_COND: u8 = 8;
 
 /// Writes the cache key of `src` to `out` (cleared first): the tokens with literals
 /// replaced by their kind, words, quoted identifiers and system variables lower-cased,
@@ -544,11 +563,14 @@ const K_COND: u8 = 16;
 /// hold, so two texts with one key classify identically.
 pub(crate) fn normalise(src: &[u8], out: &mut Vec<u8>) -> Result<(), NoKey> {
     out.clear();
+    out.reserve(src.len() + src.len() / 2 + 8);
     let mut lx = Lexer::new(src, Mode::DEFAULT);
     let mut part_start = true;
     while let Some(tok) = lx.next_tok() {
         let text = &src[tok.start as usize..tok.end as usize];
-        let at = out.len();
+        if tok.cond {
+            out.push(K_COND);
+        }
         match tok.t {
             T::Word => {
                 if part_start && text.eq_ignore_ascii_case(b"use") {
@@ -563,13 +585,7 @@ pub(crate) fn normalise(src: &[u8], out: &mut Vec<u8>) -> Result<(), NoKey> {
             T::Num => out.push(K_NUM),
             T::UserVar => out.push(K_USERVAR),
             T::Punct(b'(') if tok.spaced => out.push(K_SPACED_PAREN),
-            T::Punct(c) => {
-                out.push(K_PUNCT);
-                out.push(c);
-            }
-        }
-        if tok.cond {
-            out[at] += K_COND;
+            T::Punct(c) => out.push(c),
         }
         part_start = tok.is_punct(b';');
     }
@@ -586,7 +602,7 @@ pub(crate) fn normalise(src: &[u8], out: &mut Vec<u8>) -> Result<(), NoKey> {
     Ok(())
 }
 
-#[inline]
+#[inline(always)]
 fn put_text(out: &mut Vec<u8>, tag: u8, text: &[u8]) {
     out.push(tag);
     let mut n = text.len();
@@ -596,7 +612,9 @@ fn put_text(out: &mut Vec<u8>, tag: u8, text: &[u8]) {
         n >>= 7;
     }
     out.push(n as u8);
-    out.extend(text.iter().map(u8::to_ascii_lowercase));
+    for &b in text {
+        out.push(b.to_ascii_lowercase());
+    }
 }
 
 /// The lower-cased name of a system variable token (`@@Session.X` → `x`) and whether it
@@ -767,7 +785,9 @@ mod tests {
 
     #[test]
     fn backslash_before_quote_is_ambiguous_and_other_escapes_are_not() {
-        for (sql, amb) in [(r"SELECT 'a\'b'", true), (r"SELECT 'a\nb'", false), (r#"SELECT 'a\"b'"#, false), (r"SELECT 'a\\'", false)] {
+        for (sql, amb) in
+            [(r"SELECT 'a\'b'", true), (r"SELECT 'a\nb'", false), (r#"SELECT 'a\"b'"#, false), (r"SELECT 'a\\'", false)]
+        {
             let mut lx = Lexer::new(sql.as_bytes(), Mode::DEFAULT);
             while lx.next_tok().is_some() {}
             assert_eq!(lx.flags.ambiguous, amb, "{sql}");

@@ -41,7 +41,10 @@ fn keyword_inside_string_literal_is_not_a_write() {
 
 #[test]
 fn keyword_as_quoted_identifier_is_not_a_keyword() {
-    all(Kind::Read, &["SELECT `update` FROM t", "SELECT `for`, `lock` FROM `delete` WHERE `into` = 1", "SELECT t.`update` FROM t"]);
+    all(
+        Kind::Read,
+        &["SELECT `update` FROM t", "SELECT `for`, `lock` FROM `delete` WHERE `into` = 1", "SELECT t.`update` FROM t"],
+    );
 }
 
 #[test]
@@ -107,7 +110,11 @@ fn conditional_version_comment_is_not_a_read_if_either_reading_is_not() {
 fn version_comment_for_update_is_locking() {
     all(
         Kind::LockingRead,
-        &["SELECT * FROM t WHERE id = 1 /*! FOR UPDATE */", "SELECT * FROM t /*!50000 FOR UPDATE*/", "SELECT * FROM t /*M! FOR SHARE */"],
+        &[
+            "SELECT * FROM t WHERE id = 1 /*! FOR UPDATE */",
+            "SELECT * FROM t /*!50000 FOR UPDATE*/",
+            "SELECT * FROM t /*M! FOR SHARE */",
+        ],
     );
 }
 
@@ -190,7 +197,10 @@ fn plain_queries_are_reads() {
 #[test]
 fn with_select_is_a_read_and_with_dml_is_a_write() {
     assert_eq!(k("WITH c AS (SELECT 1) SELECT * FROM c"), Kind::Read);
-    assert_eq!(k("WITH RECURSIVE c (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5) SELECT n FROM c"), Kind::Read);
+    assert_eq!(
+        k("WITH RECURSIVE c (n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c WHERE n < 5) SELECT n FROM c"),
+        Kind::Read
+    );
     assert_eq!(k("WITH a AS (SELECT 1), b (x, y) AS (SELECT 1, 2) (SELECT * FROM a, b)"), Kind::Read);
     assert_eq!(k("WITH c AS (SELECT id FROM t) UPDATE u SET a = 1 WHERE id IN (SELECT id FROM c)"), Kind::Write);
     assert_eq!(k("WITH c AS (SELECT 1) DELETE FROM t"), Kind::Write);
@@ -262,12 +272,28 @@ fn explain_analyze_is_a_read_only_if_the_statement_is() {
 
 #[test]
 fn select_of_ordinary_system_variables_is_a_read() {
-    all(Kind::Read, &["SELECT @@session.sql_mode", "SELECT @@autocommit, @@tx_isolation", "SELECT @@global.max_connections", "SELECT @@`version`"]);
+    all(
+        Kind::Read,
+        &[
+            "SELECT @@session.sql_mode",
+            "SELECT @@autocommit, @@tx_isolation",
+            "SELECT @@global.max_connections",
+            "SELECT @@`version`",
+        ],
+    );
 }
 
 #[test]
 fn select_of_node_identity_is_a_read_of_the_node_that_answers() {
-    all(Kind::Read, &["SELECT @@server_id", "SELECT @@hostname", "SELECT @@read_only", "SELECT v, @@server_id, @@read_only FROM kv WHERE k = 'a'"]);
+    all(
+        Kind::Read,
+        &[
+            "SELECT @@server_id",
+            "SELECT @@hostname",
+            "SELECT @@read_only",
+            "SELECT v, @@server_id, @@read_only FROM kv WHERE k = 'a'",
+        ],
+    );
 }
 
 #[test]
@@ -427,7 +453,11 @@ fn select_into_is_session_bound() {
 fn found_rows_is_session_bound() {
     all(
         sb(Bound::FoundRows),
-        &["SELECT FOUND_ROWS()", "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10", "SELECT SQL_CALC_FOUND_ROWS (SELECT 1) FROM t"],
+        &[
+            "SELECT FOUND_ROWS()",
+            "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10",
+            "SELECT SQL_CALC_FOUND_ROWS (SELECT 1) FROM t",
+        ],
     );
 }
 
@@ -459,7 +489,15 @@ fn lock_tables_and_unlock_tables_are_session_bound() {
 
 #[test]
 fn sql_log_bin_is_session_bound() {
-    all(sb(Bound::SqlLogBin), &["SET sql_log_bin = 0", "SET @@session.sql_log_bin = 1", "SET SESSION sql_log_bin=OFF", "SET `sql_log_bin` = 0"]);
+    all(
+        sb(Bound::SqlLogBin),
+        &[
+            "SET sql_log_bin = 0",
+            "SET @@session.sql_log_bin = 1",
+            "SET SESSION sql_log_bin=OFF",
+            "SET `sql_log_bin` = 0",
+        ],
+    );
     assert!(c("SET sql_log_bin = 0").effects.is_empty());
 }
 
@@ -504,7 +542,13 @@ fn connection_id_is_session_bound() {
 fn sql_prepared_statements_are_session_bound() {
     all(
         sb(Bound::SqlPrepare),
-        &["PREPARE s FROM 'SELECT 1'", "EXECUTE s USING @a", "EXECUTE IMMEDIATE 'SELECT 1'", "DEALLOCATE PREPARE s", "DROP PREPARE s"],
+        &[
+            "PREPARE s FROM 'SELECT 1'",
+            "EXECUTE s USING @a",
+            "EXECUTE IMMEDIATE 'SELECT 1'",
+            "DEALLOCATE PREPARE s",
+            "DROP PREPARE s",
+        ],
     );
 }
 
@@ -565,8 +609,24 @@ fn do_is_a_write() {
 fn begin_is_read_only_only_with_read_only() {
     let rw = Kind::Begin { read_only: false };
     let ro = Kind::Begin { read_only: true };
-    all(rw, &["BEGIN", "begin work", "START TRANSACTION", "START TRANSACTION WITH CONSISTENT SNAPSHOT", "START TRANSACTION READ WRITE"]);
-    all(ro, &["START TRANSACTION READ ONLY", "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY", "start transaction read only;"]);
+    all(
+        rw,
+        &[
+            "BEGIN",
+            "begin work",
+            "START TRANSACTION",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT",
+            "START TRANSACTION READ WRITE",
+        ],
+    );
+    all(
+        ro,
+        &[
+            "START TRANSACTION READ ONLY",
+            "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+            "start transaction read only;",
+        ],
+    );
     all(Kind::Unknown, &["START TRANSACTION READ ONLY, READ WRITE", "START TRANSACTION NONSENSE", "BEGIN foo"]);
 }
 
@@ -651,7 +711,12 @@ fn set_statement_for_classifies_the_inner_statement() {
 fn sluice_variables_are_sluice_set_and_never_mixed() {
     all(
         Kind::SluiceSet,
-        &["SET @@sluice_route = 'primary'", "SET sluice_route = replica", "SET SESSION sluice_x = 1, sluice_y = 2", "SET @@session.SLUICE_X = 1"],
+        &[
+            "SET @@sluice_route = 'primary'",
+            "SET sluice_route = replica",
+            "SET SESSION sluice_x = 1, sluice_y = 2",
+            "SET @@session.SLUICE_X = 1",
+        ],
     );
     all(Kind::Unknown, &["SET sluice_x = 1, sql_mode = ''", "SET @v = 1, sluice_x = 1", "SET sluice_x = 1; SELECT 1"]);
     // A user variable named like one is just a user variable.
@@ -688,7 +753,8 @@ fn sluice_set_returns_the_assignments() {
 
 #[test]
 fn use_carries_the_unquoted_schema() {
-    for (sql, db) in [("USE db1", &b"db1"[..]), ("use `my db`", b"my db"), ("USE `a``b`;", b"a`b"), ("USE Foo", b"Foo")] {
+    for (sql, db) in [("USE db1", &b"db1"[..]), ("use `my db`", b"my db"), ("USE `a``b`;", b"a`b"), ("USE Foo", b"Foo")]
+    {
         let r = c(sql);
         assert_eq!((r.kind, r.effects), (Kind::Use, vec![Effect::Use(db.to_vec())]), "{sql}");
     }
@@ -719,7 +785,10 @@ fn diagnostics_are_classified_as_such() {
 fn show_sluice_is_sluice_show() {
     all(Kind::SluiceShow, &["SHOW SLUICE STATUS", "show sluice route for select 1"]);
     assert_eq!(show_sluice_route_for(b"SHOW SLUICE ROUTE FOR SELECT 1"), Some(22));
-    assert_eq!(show_sluice_route_for(b"/* x */ show sluice route for\n /* sluice: route=primary */ SELECT 1"), Some(31));
+    assert_eq!(
+        show_sluice_route_for(b"/* x */ show sluice route for\n /* sluice: route=primary */ SELECT 1"),
+        Some(31)
+    );
     assert_eq!(show_sluice_route_for(b"SHOW SLUICE ROUTE FOR"), None);
     assert_eq!(show_sluice_route_for(b"SHOW SLUICE STATUS"), None);
     assert_eq!(show_sluice_route_for(b"SELECT 1"), None);
@@ -895,21 +964,99 @@ mod props {
     /// and that break the scanner's assumptions (open comments, quotes, escapes, version
     /// markers).
     const SOUP: &[&str] = &[
-        "SELECT", "select", "Select", " ", "  ", "\n", "/* c */", "/**/", "-- c\n", "#c\n", "'a'", "'b'", "\"x\"",
-        "_utf8mb4'y'", "1", "22", ".5", "0x1F", "@v", "@V", "@@x", "@@session.sql_log_bin", "`t`", "`T`", "(", ")",
-        ",", ";", "FOR", "UPDATE", "f", "COUNT", "count", "INTO", "SET", "=", "USE", "use", "db", "/*!", "/*!40001",
-        "/*!80000", "/*M!100100", "*/", "'a\\'b'", "\\", "'", "\"", "`", "x", "AS", "WITH", "c", "SHOW", "STATUS",
-        "sluice_x", "GET_LOCK", ".", "LOCK", "IN", "TABLES", "CREATE", "TEMPORARY", "/* sluice: route=primary */",
-        "/*sluice:route=replica*/", "--", "-", "BEGIN", "NOT", "ATOMIC", "END", "EXPLAIN", "NEXT", "VALUE",
+        "SELECT",
+        "select",
+        "Select",
+        " ",
+        "  ",
+        "\n",
+        "/* c */",
+        "/**/",
+        "-- c\n",
+        "#c\n",
+        "'a'",
+        "'b'",
+        "\"x\"",
+        "_utf8mb4'y'",
+        "1",
+        "22",
+        ".5",
+        "0x1F",
+        "@v",
+        "@V",
+        "@@x",
+        "@@session.sql_log_bin",
+        "`t`",
+        "`T`",
+        "(",
+        ")",
+        ",",
+        ";",
+        "FOR",
+        "UPDATE",
+        "f",
+        "COUNT",
+        "count",
+        "INTO",
+        "SET",
+        "=",
+        "USE",
+        "use",
+        "db",
+        "/*!",
+        "/*!40001",
+        "/*!80000",
+        "/*M!100100",
+        "*/",
+        "'a\\'b'",
+        "\\",
+        "'",
+        "\"",
+        "`",
+        "x",
+        "AS",
+        "WITH",
+        "c",
+        "SHOW",
+        "STATUS",
+        "sluice_x",
+        "GET_LOCK",
+        ".",
+        "LOCK",
+        "IN",
+        "TABLES",
+        "CREATE",
+        "TEMPORARY",
+        "/* sluice: route=primary */",
+        "/*sluice:route=replica*/",
+        "--",
+        "-",
+        "BEGIN",
+        "NOT",
+        "ATOMIC",
+        "END",
+        "EXPLAIN",
+        "NEXT",
+        "VALUE",
     ];
 
     /// Statement starts, so that many soups are statements rather than noise.
     const LEADERS: &[&str] = &[
-        "SELECT ", "select ", "SET ", "set @@session.", "SHOW ", "WITH c AS (SELECT 1) SELECT ", "EXPLAIN SELECT ",
-        "/* x */ SELECT ", "(SELECT ", "", "USE ",
+        "SELECT ",
+        "select ",
+        "SET ",
+        "set @@session.",
+        "SHOW ",
+        "WITH c AS (SELECT 1) SELECT ",
+        "EXPLAIN SELECT ",
+        "/* x */ SELECT ",
+        "(SELECT ",
+        "",
+        "USE ",
     ];
     /// Fragments a statement is usually made of.
-    const BENIGN: &[&str] = &["a", "A", "t.b", ",", " ", "1", "'z'", "= 1", "FROM t", "from T", "WHERE", "x = 2", "@@sql_mode"];
+    const BENIGN: &[&str] =
+        &["a", "A", "t.b", ",", " ", "1", "'z'", "= 1", "FROM t", "from T", "WHERE", "x = 2", "@@sql_mode"];
 
     fn soup() -> impl Strategy<Value = Vec<u8>> {
         let fragment = prop_oneof![
