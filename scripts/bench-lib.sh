@@ -172,6 +172,9 @@ $extra
 EOF
     "$SLUICE_BIN" --config "$WORK/$name.toml" --check >"$WORK/$name-check.log" 2>&1 ||
         { cat "$WORK/$name-check.log" >&2; die "sluice rejected $WORK/$name.toml"; }
+    # Created before the start: the background child opens it only when it runs, and
+    # the loop below may look first.
+    : >"$WORK/$name-stdout.log"
     "${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
     STARTED_PID=$!
     for ((i = 0; i < 300; i++)); do

@@ -182,6 +182,9 @@ user = "root"
 password = ""
 nodes = ["$backend"]
 EOF
+    # Created before the start: the background child opens it only when it runs, and
+    # the loop below may look first (a race seen on a loaded machine).
+    : > "$dir/sluice.out"
     "$sluice" --config "$dir/sluice.toml" > "$dir/sluice.out" 2> "$dir/sluice.log" &
     SLUICE_PID=$!
     for ((i = 0; i < 600; i++)); do
