@@ -81,13 +81,28 @@ enum Filled {
     TimedOut,
 }
 
-/// Waits for more bytes from `backend`, up to `timeout`, while watching the client's
-/// socket: bytes it sends are kept (up to [`CLIENT_READ_AHEAD`]) for the next command;
-/// its end of stream ends the wait.
+/// How long a wait for backend bytes goes before Sluice also watches the client's
+/// socket. Most responses come sooner; not polling the client for them saves a read
+/// system call per statement.
+const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(20);
+
+/// Waits for more bytes from `backend`, up to `timeout`. After [`WATCH_CLIENT_AFTER`] it
+/// also watches the client's socket: bytes it sends are kept (up to
+/// [`CLIENT_READ_AHEAD`]) for the next command; its end of stream ends the wait.
 async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut PacketConn<C>, timeout: Option<Duration>) -> Filled {
+    let started = tokio::time::Instant::now();
+    let first = timeout.map_or(WATCH_CLIENT_AFTER, |t| t.min(WATCH_CLIENT_AFTER));
+    tokio::select! {
+        biased;
+        r = backend.fill() => return match r {
+            Ok(n) => Filled::Bytes(n),
+            Err(e) => Filled::BackendErr(e),
+        },
+        _ = tokio::time::sleep(first) => {}
+    }
     let deadline = async {
         match timeout {
-            Some(t) => tokio::time::sleep(t).await,
+            Some(t) => tokio::time::sleep_until(started + t).await,
             None => std::future::pending::<()>().await,
         }
     };

@@ -353,15 +353,14 @@ impl<N: Net> Session<N> {
     }
 
     fn resolve(&mut self, target: Target, reason: Reason, peek: bool) -> Result<Routed, Error> {
-        let primary = self.primary.clone();
-        let routed = |node: String, reason| Routed { primary: Some(&node) == primary.as_ref(), node, reason };
+        let on_primary = |s: &Self, reason| s.primary.clone().map(|node| Routed { node, reason, primary: true }).ok_or(Error::NoBackend("primary"));
         match target {
-            Target::Primary => primary.clone().map(|p| routed(p, reason)).ok_or(Error::NoBackend("primary")),
-            Target::Node(n) => Ok(routed(n, reason)),
+            Target::Primary => on_primary(self, reason),
+            Target::Node(node) => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason }),
             Target::Readers => match self.pick_reader(peek) {
-                Some(n) if Some(&n) == primary.as_ref() => Ok(routed(n, Reason::ReadOnPrimary)),
-                Some(n) => Ok(routed(n, reason)),
-                None => primary.clone().map(|p| routed(p, Reason::NoEligibleReplica)).ok_or(Error::NoBackend("primary")),
+                Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true }),
+                Some(node) => Ok(Routed { node, reason, primary: false }),
+                None => on_primary(self, Reason::NoEligibleReplica),
             },
         }
     }
