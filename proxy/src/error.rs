@@ -59,6 +59,11 @@ pub enum Error {
     /// No backend can serve the request right now.
     #[error("no {0} backend available")]
     NoBackend(&'static str),
+    /// The primary changed while the session had state (a write's last insert id, a
+    /// transaction, user variables, locks, temporary tables) on the old one: the
+    /// session cannot go on without losing it.
+    #[error("the primary moved from {from} to {to} while this session had state on {from}")]
+    PrimaryMoved { from: String, to: String },
 }
 
 impl Error {
@@ -70,6 +75,7 @@ impl Error {
             | Error::BackendErr { .. }
             | Error::BackendTimeout { .. } => Origin::Backend,
             Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) => Origin::Proxy,
+            Error::PrimaryMoved { .. } => Origin::Backend,
         }
     }
 

@@ -362,16 +362,27 @@ async fn a_manual_promotion_moves_writes_to_the_new_primary() {
     })
     .await;
     assert!(moved, "writes follow the promotion (promote took {promoted_in:?})");
-    // The session opened before the promotion follows it too.
-    let mut ok = false;
-    for _ in 0..50 {
-        if c.query_drop("INSERT INTO r (v) VALUES (3)").await.is_ok() {
-            ok = true;
+    // The session that wrote before the promotion has its last insert id on the old
+    // primary: it is told so and closed rather than silently losing it.
+    let e = c.query_drop("INSERT INTO r (v) VALUES (3)").await.unwrap_err();
+    assert!(e.to_string().contains("1927") && e.to_string().contains("primary moved"), "{e}");
+    // A session that only read before the promotion follows it transparently.
+    let mut reader = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+    let _ = server_id(&mut reader, "SELECT @@server_id").await;
+    reader.query_drop("SET SESSION sql_mode = 'ANSI_QUOTES'").await.unwrap();
+    f.cluster.promote(2).unwrap();
+    let third = f.server_id(2);
+    let mut followed = false;
+    for _ in 0..100 {
+        let ok = reader.query_drop("INSERT INTO r (v) VALUES (4)").await.is_ok();
+        let row: Option<(u32, String)> = reader.query_first("SELECT @@server_id, @@sql_mode FROM r LIMIT 1 FOR UPDATE").await.ok().flatten();
+        if ok && row.is_some_and(|(s, m)| s == third && m == "ANSI_QUOTES") {
+            followed = true;
             break;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(ok, "an existing session writes to the new primary");
+    assert!(followed, "a session without state on the old primary writes to the new one, its session variables carried over");
     proxy.shutdown().await;
 }
 

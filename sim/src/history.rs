@@ -97,6 +97,11 @@ pub enum Op {
     Read { key: Key },
     /// `BEGIN; …; COMMIT` over several keys.
     Txn { ops: Vec<TxnOp> },
+    /// Sets a piece of connection-bound state to `expected` and reads it back (e.g.
+    /// `SET @v = 7` then `SELECT @v`, or `SELECT LAST_INSERT_ID(7)` then
+    /// `SELECT LAST_INSERT_ID()`): touches no key; the routing checks use the
+    /// backend that served it.
+    SessionRead { var: String, expected: Val },
 }
 
 impl Op {
@@ -120,6 +125,25 @@ impl Op {
     }
     pub fn is_txn(&self) -> bool {
         matches!(self, Op::Txn { .. })
+    }
+    pub fn session_read(var: impl Into<String>, expected: Val) -> Op {
+        Op::SessionRead { var: var.into(), expected }
+    }
+    /// Whether the operation writes (a single write, or a transaction with a write).
+    pub fn has_writes(&self) -> bool {
+        match self {
+            Op::Write { .. } => true,
+            Op::Txn { ops } => ops.iter().any(|o| matches!(o, TxnOp::Write { .. })),
+            Op::Read { .. } | Op::SessionRead { .. } => false,
+        }
+    }
+    /// Whether the operation reads a key (a single read, or a transaction with a read).
+    pub fn has_reads(&self) -> bool {
+        match self {
+            Op::Read { .. } => true,
+            Op::Txn { ops } => ops.iter().any(|o| matches!(o, TxnOp::Read { .. })),
+            Op::Write { .. } | Op::SessionRead { .. } => false,
+        }
     }
 }
 
@@ -155,6 +179,8 @@ pub enum OpResult {
         committed: bool,
         results: Vec<TxnOpResult>,
     },
+    /// A [`Op::SessionRead`] read back this value (`None`: SQL NULL).
+    SessionValue(Option<Val>),
 }
 
 /// How an operation ended.
@@ -231,6 +257,13 @@ pub struct OpMeta {
     /// The backends that served the operation's statements, in order, when
     /// known (one entry per statement, or one per distinct backend).
     pub served_by: Vec<Backend>,
+    /// A read served by a replica through a read/write-splitting proxy: eventually
+    /// consistent. It must return a value some write produced (or the initial
+    /// value), and is held to nothing else: no linearizability, read-your-writes or
+    /// monotonic reads.
+    pub eventual: bool,
+    /// Issued on a direct connection to one server, not through the proxy.
+    pub direct: bool,
 }
 
 impl OpMeta {
@@ -238,14 +271,19 @@ impl OpMeta {
     pub fn primary() -> Self {
         OpMeta {
             routed_to_primary: true,
-            served_by: Vec::new(),
+            ..OpMeta::default()
         }
     }
     /// May be served by any backend (e.g. a read eligible for a replica).
     pub fn any() -> Self {
+        OpMeta::default()
+    }
+    /// Issued on a direct connection to one server (not through the proxy); held
+    /// to the session guarantees.
+    pub fn direct() -> Self {
         OpMeta {
-            routed_to_primary: false,
-            served_by: Vec::new(),
+            direct: true,
+            ..OpMeta::default()
         }
     }
     pub fn served_by(mut self, b: Backend) -> Self {
@@ -360,6 +398,7 @@ impl Operation {
         match &self.op {
             Op::Write { key, .. } | Op::Read { key } => [key.as_str()].into_iter().collect(),
             Op::Txn { ops } => ops.iter().map(|o| o.key()).collect(),
+            Op::SessionRead { .. } => BTreeSet::new(),
         }
     }
 }
@@ -416,6 +455,12 @@ impl fmt::Display for Operation {
                 }
                 f.write_str("]")?;
             }
+            Op::SessionRead { var, expected } => {
+                write!(f, "session read {var} (set to {expected})")?;
+                if let Some(OpResult::SessionValue(v)) = result {
+                    write!(f, " = {}", fmt_val(*v))?;
+                }
+            }
         }
         f.write_str(" -> ")?;
         match self.outcome() {
@@ -441,7 +486,11 @@ impl fmt::Display for Operation {
         write!(
             f,
             "  [{}",
-            if self.meta.routed_to_primary {
+            if self.meta.direct {
+                "direct"
+            } else if self.meta.eventual {
+                "eventual"
+            } else if self.meta.routed_to_primary {
                 "to primary"
             } else {
                 "any backend"
@@ -503,6 +552,81 @@ pub struct History {
     initial: BTreeMap<Key, Val>,
     servers: BTreeMap<String, ServerState>,
     isolation: ReadIsolation,
+    /// What each server saw of its own role and of primary-only statements.
+    nodes: BTreeMap<String, NodeFacts>,
+    /// How long after a server became a replica primary-only statements may still
+    /// legitimately reach it (the proxy has not noticed yet).
+    detection_window: Option<Time>,
+    /// When every fault was healed, and how soon after it service must resume.
+    liveness: Option<Liveness>,
+}
+
+/// What makes a statement one only a primary should run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PrimaryOnlyKind {
+    /// Changes data or schema.
+    Write,
+    /// Uses or sets state of its connection (user variables, `LAST_INSERT_ID()`, …).
+    SessionBound,
+}
+
+impl fmt::Display for PrimaryOnlyKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PrimaryOnlyKind::Write => "write",
+            PrimaryOnlyKind::SessionBound => "session-bound statement",
+        })
+    }
+}
+
+/// A primary-only statement a server executed while it was replicating.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaStatement {
+    /// When it finished (history time).
+    pub at: Time,
+    pub kind: PrimaryOnlyKind,
+    /// The statement (possibly truncated).
+    pub sql: String,
+    /// The error code it ended with, if any.
+    pub error: Option<u16>,
+}
+
+/// Facts one server recorded about itself.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NodeFacts {
+    /// `(time, replicating)` each time the server started or stopped replicating
+    /// after the run began (empty: it kept the role it started with).
+    pub role_changes: Vec<(Time, bool)>,
+    /// Primary-only statements it executed while replicating, in order.
+    pub on_replica: Vec<ReplicaStatement>,
+    /// More such statements that were not kept (the server's log is bounded).
+    pub on_replica_dropped: u64,
+}
+
+impl NodeFacts {
+    /// When the server last started replicating at or before `t`: `Some(None)` if it
+    /// was replicating since the run began, `None` if it was not replicating at `t`.
+    pub fn replica_since(&self, t: Time, replicating_at_start: bool) -> Option<Option<Time>> {
+        let mut state = (replicating_at_start, None);
+        for &(at, replicating) in &self.role_changes {
+            if at > t {
+                break;
+            }
+            state = (replicating, Some(at));
+        }
+        match state {
+            (true, since) => Some(since),
+            (false, _) => None,
+        }
+    }
+}
+
+/// The liveness requirement of a run: after `heal_at` (every fault healed), a write
+/// and a read through the proxy succeed within `bound`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Liveness {
+    pub heal_at: Time,
+    pub bound: Time,
 }
 
 impl History {
@@ -548,6 +672,7 @@ impl History {
             let matches = match (&op.op, r) {
                 (Op::Write { .. }, OpResult::Written) => true,
                 (Op::Read { .. }, OpResult::Read(_)) => true,
+                (Op::SessionRead { .. }, OpResult::SessionValue(_)) => true,
                 (Op::Txn { ops }, OpResult::Txn { results, .. }) => {
                     results.len() == ops.len()
                         && ops.iter().zip(results).all(|(o, r)| {
@@ -572,6 +697,14 @@ impl History {
     /// Marks whether the client routed `id` to the primary.
     pub fn set_routed_to_primary(&mut self, id: OpId, yes: bool) {
         self.ops[id.0].meta.routed_to_primary = yes;
+    }
+
+    /// Marks `id` as an eventually consistent read (a replica served it through a
+    /// read/write-splitting proxy): no longer held to the primary's guarantees.
+    pub fn mark_eventual(&mut self, id: OpId) {
+        let m = &mut self.ops[id.0].meta;
+        m.eventual = true;
+        m.routed_to_primary = false;
     }
 
     /// Notes that (a statement of) `id` was served by `backend`.
@@ -641,6 +774,35 @@ impl History {
         &self.servers
     }
 
+    /// Records what server `name` saw of its role and of primary-only statements.
+    pub fn record_node_facts(&mut self, name: impl Into<String>, facts: NodeFacts) {
+        self.nodes.insert(name.into(), facts);
+    }
+
+    pub fn node_facts(&self) -> &BTreeMap<String, NodeFacts> {
+        &self.nodes
+    }
+
+    /// How long after a server became a replica primary-only statements may still
+    /// reach it (see [`crate::check::primary_only_statements_never_reach_a_replica`]).
+    pub fn set_detection_window(&mut self, window: Time) {
+        self.detection_window = Some(window);
+    }
+
+    pub fn detection_window(&self) -> Option<Time> {
+        self.detection_window
+    }
+
+    /// Declares the run's liveness requirement (see
+    /// [`crate::check::service_resumes_after_heal`]).
+    pub fn set_liveness(&mut self, l: Liveness) {
+        self.liveness = Some(l);
+    }
+
+    pub fn liveness(&self) -> Option<Liveness> {
+        self.liveness
+    }
+
     /// The server whose final state and log are authoritative: the first
     /// (by name) whose final role is primary.
     pub fn authoritative_server(&self) -> Option<(&str, &ServerState)> {
@@ -704,6 +866,32 @@ impl History {
                 ));
             }
         }
+        for (name, nf) in &self.nodes {
+            for (at, replicating) in &nf.role_changes {
+                s.push_str(&format!(
+                    "{name} {} replicating at t={at}\n",
+                    if *replicating { "started" } else { "stopped" }
+                ));
+            }
+            for x in &nf.on_replica {
+                s.push_str(&format!(
+                    "{name} (replicating) executed a {} at t={}: {}{}\n",
+                    x.kind,
+                    x.at,
+                    x.sql,
+                    x.error.map(|c| format!(" -> error {c}")).unwrap_or_default()
+                ));
+            }
+            if nf.on_replica_dropped > 0 {
+                s.push_str(&format!("{name}: {} more not kept\n", nf.on_replica_dropped));
+            }
+        }
+        if let Some(w) = self.detection_window {
+            s.push_str(&format!("detection window: {w}\n"));
+        }
+        if let Some(l) = self.liveness {
+            s.push_str(&format!("healed at t={}, liveness bound {}\n", l.heal_at, l.bound));
+        }
         s
     }
 
@@ -727,6 +915,11 @@ impl History {
                 Op::Read { key } => {
                     e.tag(b'R');
                     e.str(key);
+                }
+                Op::SessionRead { var, expected } => {
+                    e.tag(b'S');
+                    e.str(var);
+                    e.u64(*expected);
                 }
                 Op::Txn { ops } => {
                     e.tag(b'T');
@@ -752,6 +945,11 @@ impl History {
                 e.str(&b.name);
                 e.role(b.role);
             }
+            if o.meta.eventual || o.meta.direct {
+                e.tag(b'M');
+                e.tag(o.meta.eventual as u8);
+                e.tag(o.meta.direct as u8);
+            }
             match &o.completion {
                 None => e.tag(b'-'),
                 Some(c) => {
@@ -764,6 +962,10 @@ impl History {
                                 OpResult::Written => e.tag(b'w'),
                                 OpResult::Read(v) => {
                                     e.tag(b'r');
+                                    e.opt(*v);
+                                }
+                                OpResult::SessionValue(v) => {
+                                    e.tag(b's');
                                     e.opt(*v);
                                 }
                                 OpResult::Txn { committed, results } => {
@@ -829,6 +1031,36 @@ impl History {
             ReadIsolation::Snapshot => b's',
             ReadIsolation::ReadCommitted => b'c',
         });
+        // Later additions, encoded only when present (older hashes stay valid).
+        if !self.nodes.is_empty() {
+            e.tag(b'N');
+            e.u64(self.nodes.len() as u64);
+            for (name, nf) in &self.nodes {
+                e.str(name);
+                e.u64(nf.role_changes.len() as u64);
+                for (at, r) in &nf.role_changes {
+                    e.u64(*at);
+                    e.tag(*r as u8);
+                }
+                e.u64(nf.on_replica.len() as u64);
+                for x in &nf.on_replica {
+                    e.u64(x.at);
+                    e.tag(x.kind as u8);
+                    e.str(&x.sql);
+                    e.u64(x.error.map_or(u64::MAX, u64::from));
+                }
+                e.u64(nf.on_replica_dropped);
+            }
+        }
+        if let Some(w) = self.detection_window {
+            e.tag(b'D');
+            e.u64(w);
+        }
+        if let Some(l) = self.liveness {
+            e.tag(b'L');
+            e.u64(l.heal_at);
+            e.u64(l.bound);
+        }
         e.0.finalize().into()
     }
 
@@ -1022,6 +1254,32 @@ mod tests {
         let mut e = sample();
         e.set_initial("k9", 1);
         assert_ne!(a.hash(), e.hash());
+    }
+
+    #[test]
+    fn history_hash_covers_routing_facts_eventual_reads_and_liveness() {
+        let a = sample();
+        let mut b = sample();
+        b.mark_eventual(OpId(1));
+        assert_ne!(a.hash(), b.hash());
+        assert!(!b.op(OpId(1)).meta.routed_to_primary);
+        let mut c = sample();
+        c.record_node_facts(
+            "db2",
+            NodeFacts {
+                role_changes: vec![(5, true)],
+                on_replica: vec![ReplicaStatement { at: 9, kind: PrimaryOnlyKind::Write, sql: "INSERT".into(), error: Some(1290) }],
+                on_replica_dropped: 0,
+            },
+        );
+        assert_ne!(a.hash(), c.hash());
+        let mut d = sample();
+        d.set_liveness(Liveness { heal_at: 100, bound: 10 });
+        assert_ne!(a.hash(), d.hash());
+        let mut e = sample();
+        e.set_detection_window(7);
+        assert_ne!(a.hash(), e.hash());
+        assert!(c.render_all().contains("db2 (replicating) executed a write at t=9: INSERT -> error 1290"));
     }
 
     #[test]

@@ -1,30 +1,36 @@
-//! The checkers catch a real proxy bug.
+//! The checkers catch real proxy bugs.
 //!
-//! The bug (`sluice::faults::Faults::resend_after_lost_backend`, compiled into the proxy
-//! but reachable only through injected fault hooks): when the backend connection fails
-//! after a command was sent and before any byte of its response reached the client,
-//! the proxy opens a new backend connection and sends the command again. That is the
-//! classic unsafe retry: the first attempt may already have been applied. A single
-//! write is then applied twice (the client sees one OK), and a statement of a
-//! transaction is re-run in autocommit mode on a fresh session, outside its
-//! transaction.
+//! Each test switches on one of the proxy's injected bugs (`sluice::faults::Faults`,
+//! compiled into the proxy but reachable only through these hooks), under faults that
+//! expose it, and requires the checker meant for that bug to report it within a few
+//! seeds; each has a control run: the same options without the bug pass every checker.
 //!
-//! The faults that expose it: semi-synchronous replication with the replicas' IO threads
-//! stalled, so every commit on the primary is durable but waits for an ack; then the
-//! primary crashes and restarts at once. Every write waiting for its ack was applied,
-//! its connection is cut, and the buggy proxy resends it to the restarted primary. The
-//! workload's writes (`INSERT … ON DUPLICATE KEY UPDATE v = <unique>, n = n + 1`) change
-//! the row on every application, so the binlog (the per-key applied log) holds the
-//! value twice and `no_lost_or_duplicate_writes` reports it.
-//!
-//! The correct proxy under the same schedule answers "Lost connection to backend"
-//! (an unknown outcome) instead, and every checker passes.
+//! * `resend_after_lost_backend` — when the backend connection fails after a command
+//!   was sent and before any byte of its response reached the client, the proxy opens a
+//!   new backend connection and sends the command again: the classic unsafe retry (the
+//!   first attempt may already have been applied). Exposed by semi-synchronous
+//!   replication with the replicas' IO threads stalled, so every commit on the primary is
+//!   durable but waits for an ack, then a crash and immediate restart of the primary:
+//!   the buggy proxy resends the waiting writes, they apply twice (the workload's writes
+//!   change the row on every application), and `no_lost_or_duplicate_writes` reports the
+//!   value twice in the applied log. The correct proxy answers "Lost connection to
+//!   backend" (an unknown outcome).
+//! * `route_writes_to_replica` / `route_session_bound_reads_to_replica` — with
+//!   read/write splitting on, writes (and `SET @v`) / reads of connection-bound state
+//!   (`SELECT @v`, `SELECT LAST_INSERT_ID()`) go to a replica.
+//!   `primary_only_statements_never_reach_a_replica` reports the statement from the
+//!   replica's own log.
+//! * `ignore_promotion` — the proxy keeps sending primary-bound statements to the first
+//!   primary its monitor found. After a failover every write fails (the old primary
+//!   comes back read-only), and `service_resumes_after_heal` reports that no write
+//!   succeeded after the heal. Without the bug the proxy follows the promotion.
 #![cfg(not(madsim))]
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sim::check::{all_violations, Checker};
 use sim::harness::schedule::{FaultKind, NodeSel};
-use sim::harness::{derive_seed, run, Fault, Options};
+use sim::harness::{derive_seed, run, Fault, FaultProfile, Options, ProxyBugs, RunResult};
 
 const DURATION_MS: u64 = 10_000;
 /// Seeds tried before giving up (the CI budget).
@@ -51,7 +57,7 @@ fn opts(seed: u64, bug: bool) -> Options {
         semi_sync: Some(true),
         semi_sync_timeout_ms: Some(30_000),
         schedule: Some(bug_schedule(seed)),
-        proxy_bug_resend: bug,
+        proxy_bugs: ProxyBugs { resend_after_lost_backend: bug, ..ProxyBugs::default() },
         ..Options::default()
     }
 }
@@ -88,5 +94,78 @@ fn the_same_faults_without_the_bug_pass() {
         let r = run(seed, &opts(seed, false));
         assert!(r.ok(), "{}", r.failure_report());
         assert!(r.coverage.crashes_during_write > 0, "seed {seed}: the schedule cut no write ({})", r.coverage);
+    }
+}
+
+/// Runs seeds `1..=BUDGET` with `options(seed)` until `checker` reports a violation;
+/// panics if it never does.
+fn caught_by(checker: Checker, what: &str, options: impl Fn(u64) -> Options) -> RunResult {
+    for seed in 1..=BUDGET {
+        let r = run(seed, &options(seed));
+        let found = all_violations(&r.history);
+        if let Some(v) = found.iter().find(|v| v.checker == checker) {
+            eprintln!("{what} caught by {checker} at seed {seed} ({} ops):\n{v}", r.history.len());
+            let others: Vec<_> = found.iter().filter(|v| v.checker != checker).map(|v| v.checker.name()).collect();
+            eprintln!("other checkers reporting it: {others:?}; coverage: {}", r.coverage);
+            return r;
+        }
+        eprintln!("seed {seed}: {what} not caught by {checker} (violations: {:?}; {})", found.iter().map(|v| v.checker).collect::<Vec<_>>(), r.coverage);
+    }
+    panic!("{checker} did not catch {what} within {BUDGET} seeds");
+}
+
+/// Splitting on, no faults: every replica is a replica for the whole run, so any
+/// write or connection-bound statement it executes is a violation at once.
+fn routing_opts(bugs: ProxyBugs) -> Options {
+    Options { duration_ms: 6_000, clients: 8, faults: FaultProfile::None, read_write_split: Some(true), proxy_bugs: bugs, ..Options::default() }
+}
+
+#[test]
+fn primary_only_checker_catches_writes_routed_to_a_replica() {
+    caught_by(Checker::PrimaryOnlyOnReplica, "route_writes_to_replica", |_| {
+        routing_opts(ProxyBugs { route_writes_to_replica: true, ..ProxyBugs::default() })
+    });
+}
+
+#[test]
+fn primary_only_checker_catches_session_bound_reads_routed_to_a_replica() {
+    caught_by(Checker::PrimaryOnlyOnReplica, "route_session_bound_reads_to_replica", |_| {
+        routing_opts(ProxyBugs { route_session_bound_reads_to_replica: true, ..ProxyBugs::default() })
+    });
+}
+
+#[test]
+fn splitting_without_routing_bugs_passes_and_reads_back_session_state() {
+    for seed in 1..=2 {
+        let r = run(seed, &routing_opts(ProxyBugs::default()));
+        assert!(r.ok(), "{}", r.failure_report());
+        assert!(r.coverage.session_reads > 0 && r.coverage.kills > 0 && r.coverage.prepared > 0, "{}", r.coverage);
+    }
+}
+
+/// A failover early in the run: the primary crashes, replica #0 is promoted, the old
+/// primary comes back as a replica 1.5 s later.
+fn failover_opts(bugs: ProxyBugs) -> Options {
+    Options {
+        duration_ms: 6_000,
+        clients: 8,
+        schedule: Some(vec![Fault { at_ms: 1_500, kind: FaultKind::Failover { hang_ms: 0, candidate: 0, old_down_ms: 1_500 } }]),
+        proxy_bugs: bugs,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn liveness_checker_catches_a_proxy_that_ignores_a_promotion() {
+    let r = caught_by(Checker::Liveness, "ignore_promotion", |_| failover_opts(ProxyBugs { ignore_promotion: true, ..ProxyBugs::default() }));
+    assert_eq!(r.coverage.failovers, 1, "the schedule did not fail over: {}", r.coverage);
+}
+
+#[test]
+fn a_proxy_that_follows_the_promotion_passes_the_liveness_checker() {
+    for seed in 1..=2 {
+        let r = run(seed, &failover_opts(ProxyBugs::default()));
+        assert_eq!(r.coverage.failovers, 1, "{}", r.coverage);
+        assert!(r.ok(), "{}", r.failure_report());
     }
 }

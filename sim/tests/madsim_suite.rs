@@ -9,7 +9,8 @@
 //! * `madsim_seed_holds_every_property` — `#[madsim::test]`: one seed per madsim run;
 //!   `MADSIM_TEST_SEED=<n>` picks the seed, `MADSIM_TEST_NUM=<k>` runs `k` seeds from it.
 //! * `madsim_suite_holds_every_property_and_covers_every_fault` — seeds `1..=N`
-//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, checkers and coverage counters.
+//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, checkers and coverage counters
+//!   (required ones non-zero over the suite, must-be-zero ones zero in every run).
 //! * `madsim_same_seed_same_history_hash` — determinism.
 #![cfg(madsim)]
 

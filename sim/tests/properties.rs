@@ -1,13 +1,17 @@
-//! The simulation property suite (turmoil): the real proxy in front of simulated
-//! MariaDB / MySQL 8 clusters, a generated workload of writes, reads and transactions,
-//! and a fault schedule derived from each seed (partitions, latency spikes, crashes,
-//! pauses, failovers, replication stalls and lag, slow statements). After each run the
-//! history checkers (read-your-writes, monotonic reads, no lost or duplicate writes,
-//! per-key linearizability, transaction atomicity) must pass.
+//! The simulation property suite (turmoil): the real proxy (with read/write splitting
+//! on for three seeds in four) in front of simulated MariaDB / MySQL 8 clusters, a
+//! generated workload of writes, reads and transactions (text, prepared and
+//! multi-statement), session-state read-backs, KILLs and COM_CHANGE_USERs, and a fault
+//! schedule derived from each seed (partitions, latency spikes, crashes, pauses,
+//! failovers, replication stalls and lag, slow statements). After each run the history
+//! checkers (read-your-writes, monotonic reads, no lost or duplicate writes, per-key
+//! linearizability, transaction atomicity, primary-only statements never on a replica,
+//! service resumes after the heal) must pass and the must-be-zero coverage counters
+//! must be zero.
 //!
 //! * `fixed_seeds_…` runs seeds `1..=N` (N = `SLUICE_SIM_SEEDS`, default sized for CI)
-//!   and also fails when a coverage counter (failovers, replica reads, lag waits,
-//!   partitions during a transaction, crashes during a write) stays zero over them.
+//!   and also fails when a required coverage counter (docs/simulation.md, "Coverage
+//!   counters") stays zero over them.
 //! * `fresh_seeds_…` (proptest) draws fresh seeds and workload parameters every run and
 //!   prints them (`--nocapture`).
 //! * `replay` runs exactly `SLUICE_SIM_SEED` (ignored otherwise), verbosely.

@@ -314,6 +314,12 @@ impl<N: Net> Session<N> {
                 Command::Primary(expect) => self.on_primary(payload, expect).await.map(|_| ()),
             };
             if let Err(e) = outcome {
+                if let Error::PrimaryMoved { .. } = &e {
+                    // As a server that went away would: the client reconnects and
+                    // starts a clean session on the new primary.
+                    let msg = format!("Connection was killed: {e}; reconnect");
+                    send_err(&mut self.client, 1, err::ER_CONNECTION_KILLED, "70100", &msg).await;
+                }
                 return End::Failed(e);
             }
         }
@@ -353,7 +359,15 @@ impl<N: Net> Session<N> {
     }
 
     fn resolve(&mut self, target: Target, reason: Reason, peek: bool) -> Result<Routed, Error> {
-        let on_primary = |s: &Self, reason| s.primary.clone().map(|node| Routed { node, reason, primary: true }).ok_or(Error::NoBackend("primary"));
+        let on_primary = |s: &Self, reason| {
+            let node = s.primary.clone().ok_or(Error::NoBackend("primary"))?;
+            match &s.state.bound_to {
+                // The session's state lives on a node that is no longer the primary:
+                // following the new primary would silently lose it.
+                Some(old) if *old != node => Err(Error::PrimaryMoved { from: old.clone(), to: node }),
+                _ => Ok(Routed { node, reason, primary: true }),
+            }
+        };
         match target {
             Target::Primary => on_primary(self, reason),
             Target::Node(node) => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason }),
@@ -567,24 +581,30 @@ impl<N: Net> Session<N> {
         let routed = match routed {
             Ok(r) => r,
             Err(e) => {
-                self.no_primary(&e).await;
+                self.no_primary(e).await?;
                 return Ok(None);
             }
         };
         let r = self.run_routed(routed, payload, expect, false, &mut |_, _| {}).await?;
         Ok(r.map(|(routed, summary)| {
-            self.after(&routed.node, None, &[], 1, &summary);
+            self.after(&routed.node, None, None, &[], 1, &summary);
             summary
         }))
     }
 
-    async fn no_primary(&mut self, e: &Error) {
+    /// A statement found no primary to run on: the client gets ER 1429 and the session
+    /// goes on; or the primary moved away from the session's state, which ends it.
+    async fn no_primary(&mut self, e: Error) -> Result<(), Error> {
+        if let Error::PrimaryMoved { .. } = e {
+            return Err(e);
+        }
         let msg = format!("Unable to connect to foreign data source: Sluice has no primary to send this to ({e})");
         send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+        Ok(())
     }
 
-    fn after(&mut self, node: &str, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
-        self.state.after_statement(node, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
+    fn after(&mut self, node: &str, kind: Option<Kind>, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
+        self.state.after_statement_of(node, kind, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
         if let Some(nc) = self.nodes.get_mut(node) {
             // The connection was in step before the statement, and ran it: it is in
             // step with whatever the statement changed.
@@ -604,13 +624,12 @@ impl<N: Net> Session<N> {
         let routed = match self.route(&c, false) {
             Ok(r) => r,
             Err(e) => {
-                self.no_primary(&e).await;
-                return Ok(());
+                return self.no_primary(e).await;
             }
         };
         let read = c.is_read();
         if let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await? {
-            self.after(&routed.node, Some(payload), &c.effects, c.statements, &summary);
+            self.after(&routed.node, Some(c.kind), Some(payload), &c.effects, c.statements, &summary);
         }
         Ok(())
     }
@@ -623,8 +642,7 @@ impl<N: Net> Session<N> {
         let routed = match self.resolve(Target::Primary, Reason::Unknown, false) {
             Ok(r) => r,
             Err(e) => {
-                self.no_primary(&e).await;
-                return Ok(());
+                return self.no_primary(e).await;
             }
         };
         let mut client_id = None;
@@ -643,7 +661,7 @@ impl<N: Net> Session<N> {
         if let (Some((node_id, _, params)), Some(id)) = (summary.prepared, client_id) {
             self.stmts.insert(id, &routed.node, node_id, payload, c, params);
         }
-        self.after(&routed.node, None, &[], 1, &summary);
+        self.after(&routed.node, None, None, &[], 1, &summary);
         Ok(())
     }
 
@@ -686,8 +704,7 @@ impl<N: Net> Session<N> {
             None => match self.route(&class, false) {
                 Ok(r) => r,
                 Err(e) => {
-                    self.no_primary(&e).await;
-                    return Ok(());
+                    return self.no_primary(e).await;
                 }
             },
         };
@@ -727,7 +744,7 @@ impl<N: Net> Session<N> {
             stmt.last_node = Some(routed.node.clone());
             stmt.long_data_on = None;
         }
-        self.after(&routed.node, None, &class.effects, class.statements, &summary);
+        self.after(&routed.node, Some(class.kind), None, &class.effects, class.statements, &summary);
         Ok(())
     }
 
@@ -753,7 +770,7 @@ impl<N: Net> Session<N> {
                 s.long_data_on = None;
             }
         }
-        self.after(&node, None, &[], 1, &summary);
+        self.after(&node, None, None, &[], 1, &summary);
         Ok(())
     }
 
@@ -959,8 +976,7 @@ impl<N: Net> Session<N> {
         };
         self.refresh_topology();
         let Some(home) = self.primary.clone() else {
-            self.no_primary(&Error::NoBackend("primary")).await;
-            return Ok(());
+            return self.no_primary(Error::NoBackend("primary")).await;
         };
         if let Err(e) = self.ready(&home).await {
             let msg = format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}");

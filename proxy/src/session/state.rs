@@ -12,7 +12,7 @@ use crate::config::RouteMode;
 use crate::protocol::constants::status;
 use crate::protocol::packets::{track, StateChanges};
 use crate::protocol::packet::Reader;
-use crate::route::class::Effect;
+use crate::route::class::{Effect, Kind};
 
 /// Longest replay log: a session that issued more distinct session `SET`s than this
 /// keeps its later statements on the primary rather than replaying an unbounded log.
@@ -42,6 +42,11 @@ pub struct SessionState {
     pub unreplayable: bool,
     /// The node that ran the previous statement.
     pub previous: Option<String>,
+    /// The node whose connection holds state of this session that exists nowhere else:
+    /// it ran a write (its `LAST_INSERT_ID`, `ROW_COUNT`), a transaction, or a statement
+    /// that set session-bound state (user variables, locks, temporary tables, …). If the
+    /// primary moves away from it, the session cannot follow without losing that state.
+    pub bound_to: Option<String>,
     /// `read_write_split` and `route` for this session.
     pub split: bool,
     pub mode: RouteMode,
@@ -60,6 +65,7 @@ impl SessionState {
             tables_locked: false,
             unreplayable: false,
             previous: None,
+            bound_to: None,
             split,
             mode,
         }
@@ -93,6 +99,20 @@ impl SessionState {
     /// `ok` whether the response ended without error, `status` the final status flags
     /// and `session_state` the raw session-tracking data of its OK packets.
     pub fn after_statement(&mut self, node: &str, payload: Option<&[u8]>, effects: &[Effect], statements: u32, ok: bool, status: Option<u16>, session_state: &[u8]) {
+        self.after_statement_of(node, None, payload, effects, statements, ok, status, session_state)
+    }
+
+    /// [`Self::after_statement`], knowing the statement's kind: anything but a read, a
+    /// session `SET`, `USE` or a diagnostics read that succeeds leaves state on `node`'s
+    /// connection (a failed one changes nothing there: a write refused by a read-only
+    /// old primary must not tie the session to it).
+    #[allow(clippy::too_many_arguments)]
+    pub fn after_statement_of(&mut self, node: &str, kind: Option<Kind>, payload: Option<&[u8]>, effects: &[Effect], statements: u32, ok: bool, status: Option<u16>, session_state: &[u8]) {
+        if let (Some(k), true) = (kind, ok || statements > 1) {
+            if !matches!(k, Kind::Read | Kind::SessionSet | Kind::Use | Kind::Diagnostics | Kind::SluiceSet | Kind::SluiceShow) && self.bound_to.as_deref() != Some(node) {
+                self.bound_to = Some(node.to_string());
+            }
+        }
         if let Some(s) = status {
             self.status.insert(node.to_string(), s);
         }
@@ -165,6 +185,7 @@ impl SessionState {
         self.temp_tables = false;
         self.tables_locked = false;
         self.unreplayable = false;
+        self.bound_to = None;
     }
 }
 
@@ -243,6 +264,20 @@ mod tests {
         assert!(s.temp_tables && s.tables_locked);
         s.after_statement("p", None, &[Effect::UnlocksTables], 1, true, Some(2), &[]);
         assert!(!s.tables_locked);
+    }
+
+    #[test]
+    fn writes_and_session_bound_statements_bind_the_session_to_their_node_and_reads_do_not() {
+        let mut s = st();
+        s.after_statement_of("r", Some(Kind::Read), None, &[], 1, true, Some(2), &[]);
+        s.after_statement_of("p", Some(Kind::SessionSet), None, &[Effect::ReplaySet], 1, true, Some(2), &[]);
+        assert_eq!(s.bound_to, None);
+        s.after_statement_of("p", Some(Kind::SessionBound(crate::route::class::Bound::UserVariable)), None, &[], 1, true, Some(2), &[]);
+        assert_eq!(s.bound_to.as_deref(), Some("p"));
+        s.reset(None);
+        assert_eq!(s.bound_to, None);
+        s.after_statement_of("p", Some(Kind::Write), None, &[], 1, true, Some(2), &[]);
+        assert_eq!(s.bound_to.as_deref(), Some("p"));
     }
 
     #[test]

@@ -149,6 +149,7 @@ impl<'h> Facts<'h> {
                         });
                     }
                 }
+                Op::SessionRead { .. } => {}
                 Op::Txn { ops } => {
                     let last_write: BTreeMap<&str, usize> = ops
                         .iter()

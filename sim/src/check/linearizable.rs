@@ -327,7 +327,7 @@ fn build_problems(f: &Facts<'_>, opts: &LinOptions) -> Result<Vec<Problem>, Viol
     }
     for r in f.reads.iter().filter(|r| !r.internal) {
         let op = h.op(r.op);
-        if !op.meta.routed_to_primary {
+        if !op.meta.routed_to_primary || op.meta.eventual {
             continue;
         }
         let Some(end) = op.ok_at() else { continue };

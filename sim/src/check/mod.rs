@@ -12,6 +12,13 @@
 //! | [`no_lost_or_duplicate_writes`] | acknowledged writes applied exactly once, failed ones never, unknown ones at most once |
 //! | [`linearizable_per_key`] | per key, primary-routed reads and all writes form a linearizable register history |
 //! | [`transactions_atomic`] | committed transactions visible all-or-nothing, aborted ones never, never split across backends |
+//! | [`primary_only_statements_never_reach_a_replica`] | no write or connection-bound statement runs on a node that has been a replica for longer than the proxy's detection window |
+//! | [`service_resumes_after_heal`] | once every fault is healed, a write and a read through the proxy succeed within a bound |
+//!
+//! Reads marked eventually consistent (a replica served them through a
+//! read/write-splitting proxy) are held only to "the value was written by some
+//! write, or is the initial one" (checked with the other reads in
+//! [`no_lost_or_duplicate_writes`] and [`transactions_atomic`]).
 //!
 //! [`check_all`] runs them all and returns a [`Report`].
 //!
@@ -31,6 +38,8 @@
 
 mod facts;
 mod linearizable;
+mod liveness;
+mod routing;
 mod session;
 mod txn;
 mod writes;
@@ -45,6 +54,8 @@ use crate::history::{render_ops, History, Key, OpId, Operation, Val};
 pub use linearizable::{
     linearizable_per_key, linearizable_per_key_with, InconclusiveKey, LinOptions, LinReport,
 };
+pub use liveness::service_resumes_after_heal;
+pub use routing::primary_only_statements_never_reach_a_replica;
 pub use session::{monotonic_reads, read_your_writes};
 pub use txn::transactions_atomic;
 pub use writes::{no_lost_or_duplicate_writes, UnknownWrite, WritesReport};
@@ -60,6 +71,8 @@ pub enum Checker {
     NoLostOrDuplicateWrites,
     LinearizablePerKey,
     TransactionsAtomic,
+    PrimaryOnlyOnReplica,
+    Liveness,
 }
 
 impl Checker {
@@ -71,6 +84,8 @@ impl Checker {
             Checker::NoLostOrDuplicateWrites => "no_lost_or_duplicate_writes",
             Checker::LinearizablePerKey => "linearizable_per_key",
             Checker::TransactionsAtomic => "transactions_atomic",
+            Checker::PrimaryOnlyOnReplica => "primary_only_statements_never_reach_a_replica",
+            Checker::Liveness => "service_resumes_after_heal",
         }
     }
 }
@@ -153,6 +168,8 @@ pub struct Report {
     pub reads: usize,
     pub writes: usize,
     pub txns: usize,
+    /// Session-state read-backs ([`crate::history::Op::SessionRead`]).
+    pub session_reads: usize,
     /// Completed with `Ok` (including client-side rollbacks).
     pub ok: usize,
     /// Definite errors.
@@ -184,6 +201,7 @@ impl Report {
                 }
                 crate::history::Op::Write { .. } => r.writes += 1,
                 crate::history::Op::Txn { .. } => r.txns += 1,
+                crate::history::Op::SessionRead { .. } => r.session_reads += 1,
             }
             if o.is_ok() {
                 r.ok += 1;
@@ -201,8 +219,16 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{} ops ({} reads, {} writes, {} txns): {} ok, {} failed, {} unknown; {} reads served by a replica",
-            self.ops, self.reads, self.writes, self.txns, self.ok, self.failed, self.unknown, self.reads_served_by_replica
+            "{} ops ({} reads, {} writes, {} txns, {} session reads): {} ok, {} failed, {} unknown; {} reads served by a replica",
+            self.ops,
+            self.reads,
+            self.writes,
+            self.txns,
+            self.session_reads,
+            self.ok,
+            self.failed,
+            self.unknown,
+            self.reads_served_by_replica
         )?;
         let applied = self
             .unknown_writes
@@ -239,8 +265,9 @@ impl fmt::Display for Report {
 }
 
 /// Runs every checker (well-formedness, lost/duplicate writes, read your
-/// writes, monotonic reads, transactions, linearizability — in that order)
-/// and returns the first violation, or a [`Report`].
+/// writes, monotonic reads, transactions, linearizability, primary-only
+/// statements on replicas, liveness after the heal — in that order) and
+/// returns the first violation, or a [`Report`].
 pub fn check_all(h: &History) -> Result<Report, Violation> {
     check_all_with(h, &LinOptions::default())
 }
@@ -254,6 +281,8 @@ pub fn check_all_with(h: &History, lin: &LinOptions) -> Result<Report, Violation
     session::monotonic_reads_in(h, &f)?;
     txn::transactions_atomic_in(h, &f)?;
     let linearizability = linearizable::linearizable_per_key_in(h, &f, lin)?;
+    routing::primary_only_statements_never_reach_a_replica(h)?;
+    liveness::service_resumes_after_heal(h)?;
     let mut report = Report::summarize(h);
     report.unknown_writes = writes.unknown_writes;
     report.linearizability = linearizability;
@@ -280,6 +309,12 @@ pub fn all_violations(h: &History) -> Vec<Violation> {
         out.push(v);
     }
     if let Err(v) = linearizable_per_key(h) {
+        out.push(v);
+    }
+    if let Err(v) = primary_only_statements_never_reach_a_replica(h) {
+        out.push(v);
+    }
+    if let Err(v) = service_resumes_after_heal(h) {
         out.push(v);
     }
     out

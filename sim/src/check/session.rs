@@ -3,8 +3,11 @@
 //! A session is one client connection ([`SessionRef`]); its operations are
 //! taken in invocation order. Reads from any backend count (these are the
 //! guarantees a read/write-splitting proxy must keep when it routes reads to
-//! replicas). Reads inside a transaction that follow the transaction's own
-//! write of the same key are left to [`super::transactions_atomic`].
+//! replicas), except reads marked eventually consistent
+//! ([`crate::history::OpMeta::eventual`]: a proxy read a replica served while
+//! read-after-write consistency is not promised), which are left out entirely.
+//! Reads inside a transaction that follow the transaction's own write of the
+//! same key are left to [`super::transactions_atomic`].
 
 use std::collections::BTreeMap;
 
@@ -20,11 +23,12 @@ fn sessions(h: &History) -> BTreeMap<SessionRef, Vec<OpId>> {
     m
 }
 
-/// Observations grouped by operation.
+/// Observations grouped by operation (eventually consistent reads, which no session
+/// guarantee covers, left out).
 fn reads_by_op<'a>(f: &'a Facts<'_>) -> BTreeMap<OpId, Vec<&'a ReadObs>> {
     let mut m: BTreeMap<OpId, Vec<&ReadObs>> = BTreeMap::new();
     for r in &f.reads {
-        if !r.internal {
+        if !r.internal && !f.h.op(r.op).meta.eventual {
             m.entry(r.op).or_default().push(r);
         }
     }

@@ -898,7 +898,7 @@ fn check_all_summarises_a_clean_history() {
     assert_eq!(rep.unknown_writes[0].applied, Some(true));
     assert_eq!(rep.linearizability.keys_checked, 2);
     let text = rep.to_string();
-    assert!(text.contains("6 ops (2 reads, 3 writes, 1 txns): 4 ok, 1 failed, 1 unknown; 1 reads served by a replica"), "{text}");
+    assert!(text.contains("6 ops (2 reads, 3 writes, 1 txns, 0 session reads): 4 ok, 1 failed, 1 unknown; 1 reads served by a replica"), "{text}");
     assert!(
         text.contains("unknown-outcome writes: 1 (1 applied"),
         "{text}"
@@ -1289,4 +1289,261 @@ proptest! {
             prop_assert!(rep.is_conclusive());
         }
     }
+}
+
+// ---------------------------------------------------------------------------
+// Eventually consistent reads (a replica served them through a splitting proxy).
+
+/// Read through the proxy that a replica served: eventual.
+fn read_eventual(b: &mut B, c: u32, k: &str, v: Option<Val>, inv: Time, end: Time) -> OpId {
+    let id = b.op(c, Op::read(k), OpMeta::primary().served_by(Backend::replica("db2")), inv, end, Outcome::Ok(OpResult::Read(v)));
+    b.h.mark_eventual(id);
+    id
+}
+
+#[test]
+fn stale_replica_read_through_a_splitting_proxy_is_not_a_session_or_linearizability_violation() {
+    let mut b = B::new();
+    b.w(1, "x", 1, 0, 10);
+    b.w(1, "x", 2, 20, 30);
+    // The same session reads the older value from a replica after both writes.
+    read_eventual(&mut b, 1, "x", Some(1), 40, 50);
+    // ... and then the initial absence, going back further.
+    read_eventual(&mut b, 1, "x", None, 60, 70);
+    b.log(&[("x", &[1, 2])]);
+    b.rows(&[("x", &[2])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+}
+
+#[test]
+fn the_same_stale_read_served_by_the_primary_is_a_violation() {
+    let mut b = B::new();
+    b.w(1, "x", 1, 0, 10);
+    b.w(1, "x", 2, 20, 30);
+    b.r(1, "x", Some(1), 40, 50);
+    b.log(&[("x", &[1, 2])]);
+    b.rows(&[("x", &[2])]);
+    assert_eq!(check_all(&b.h).unwrap_err().checker, Checker::ReadYourWrites);
+}
+
+#[test]
+fn eventual_read_of_a_value_no_write_produced_is_a_violation() {
+    let mut b = B::new();
+    b.w(1, "x", 1, 0, 10);
+    read_eventual(&mut b, 2, "x", Some(99), 40, 50);
+    let v = check_all(&b.h).unwrap_err();
+    assert_eq!(v.checker, Checker::NoLostOrDuplicateWrites, "{v}");
+}
+
+#[test]
+fn eventual_read_of_a_failed_write_is_a_violation() {
+    let mut b = B::new();
+    b.w_failed(1, "x", 5, 0, 10);
+    read_eventual(&mut b, 2, "x", Some(5), 40, 50);
+    assert!(check_all(&b.h).is_err());
+}
+
+#[test]
+fn eventual_read_of_an_aborted_transactions_value_is_a_violation() {
+    let mut b = B::new();
+    let (ops, results) = txn_parts(&[("x", Some(7))], &[]);
+    b.op(1, Op::txn(ops), OpMeta::primary(), 0, 10, Outcome::Ok(OpResult::Txn { committed: false, results }));
+    read_eventual(&mut b, 2, "x", Some(7), 40, 50);
+    assert!(check_all(&b.h).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// primary_only_statements_never_reach_a_replica
+
+fn replica_stmt(at: Time, kind: crate::history::PrimaryOnlyKind, sql: &str) -> crate::history::ReplicaStatement {
+    crate::history::ReplicaStatement { at, kind, sql: sql.into(), error: Some(1290) }
+}
+
+#[test]
+fn write_on_a_node_that_was_always_a_replica_is_a_violation() {
+    let mut b = B::new();
+    let w = b.w(1, "x", 4294967297, 0, 10);
+    b.h.set_detection_window(5_000);
+    b.h.record_node_facts(
+        "db1",
+        crate::history::NodeFacts {
+            on_replica: vec![replica_stmt(5, crate::history::PrimaryOnlyKind::Write, "INSERT INTO kv (k, v, n) VALUES ('x', 4294967297, 1)")],
+            ..Default::default()
+        },
+    );
+    let v = primary_only_statements_never_reach_a_replica(&b.h).unwrap_err();
+    assert_eq!(v.checker, Checker::PrimaryOnlyOnReplica);
+    assert!(v.explanation.contains("db1") && v.explanation.contains("from the start of the run"), "{v}");
+    // The operation that sent it is named by its unique value.
+    assert_eq!(v.op_ids(), vec![w]);
+    assert_eq!(check_all(&b.h).unwrap_err().checker, Checker::PrimaryOnlyOnReplica);
+}
+
+#[test]
+fn session_bound_read_on_a_replica_is_a_violation() {
+    let mut b = B::new();
+    b.h.set_detection_window(5_000);
+    b.h.record_node_facts(
+        "db2",
+        crate::history::NodeFacts {
+            role_changes: vec![(1_000, true)],
+            on_replica: vec![replica_stmt(9_000, crate::history::PrimaryOnlyKind::SessionBound, "SELECT @sim_v, @@server_id, @@read_only")],
+            ..Default::default()
+        },
+    );
+    let v = primary_only_statements_never_reach_a_replica(&b.h).unwrap_err();
+    assert!(v.explanation.contains("session-bound statement") && v.explanation.contains("since t=1000"), "{v}");
+}
+
+#[test]
+fn write_within_the_detection_window_after_becoming_a_replica_is_allowed() {
+    let mut b = B::new();
+    b.h.set_detection_window(5_000);
+    b.h.record_node_facts(
+        "db0",
+        crate::history::NodeFacts {
+            role_changes: vec![(10_000, true)],
+            on_replica: vec![replica_stmt(14_999, crate::history::PrimaryOnlyKind::Write, "INSERT …")],
+            ..Default::default()
+        },
+    );
+    assert!(primary_only_statements_never_reach_a_replica(&b.h).is_ok());
+    // One microsecond later it is past the window.
+    b.h.record_node_facts(
+        "db0",
+        crate::history::NodeFacts {
+            role_changes: vec![(10_000, true)],
+            on_replica: vec![replica_stmt(15_000, crate::history::PrimaryOnlyKind::Write, "INSERT …")],
+            ..Default::default()
+        },
+    );
+    assert!(primary_only_statements_never_reach_a_replica(&b.h).is_err());
+}
+
+#[test]
+fn the_window_counts_from_the_latest_time_the_node_started_replicating() {
+    let mut b = B::new();
+    b.h.set_detection_window(5_000);
+    // Replica from the start, promoted at t=2000, a replica again at t=20000.
+    b.h.record_node_facts(
+        "db1",
+        crate::history::NodeFacts {
+            role_changes: vec![(2_000, false), (20_000, true)],
+            on_replica: vec![replica_stmt(21_000, crate::history::PrimaryOnlyKind::Write, "UPDATE …")],
+            ..Default::default()
+        },
+    );
+    assert!(primary_only_statements_never_reach_a_replica(&b.h).is_ok());
+    assert_eq!(b.h.node_facts()["db1"].replica_since(21_000, true), Some(Some(20_000)));
+    assert_eq!(b.h.node_facts()["db1"].replica_since(3_000, true), None);
+    assert_eq!(b.h.node_facts()["db1"].replica_since(1_000, true), Some(None));
+}
+
+#[test]
+fn without_a_detection_window_every_primary_only_statement_on_a_replica_is_a_violation() {
+    let mut b = B::new();
+    b.h.record_node_facts(
+        "db0",
+        crate::history::NodeFacts {
+            role_changes: vec![(10_000, true)],
+            on_replica: vec![replica_stmt(10_001, crate::history::PrimaryOnlyKind::Write, "INSERT …")],
+            ..Default::default()
+        },
+    );
+    assert!(primary_only_statements_never_reach_a_replica(&b.h).is_err());
+}
+
+// ---------------------------------------------------------------------------
+// service_resumes_after_heal
+
+fn healed_at(b: &mut B, heal_at: Time, bound: Time) {
+    b.h.set_liveness(crate::history::Liveness { heal_at, bound });
+}
+
+#[test]
+fn no_write_succeeding_after_the_heal_is_a_liveness_violation() {
+    let mut b = B::new();
+    b.w(1, "x", 1, 0, 10);
+    healed_at(&mut b, 100, 1_000);
+    b.w_failed(2, "p2", 2, 150, 160);
+    b.w_failed(2, "p2", 3, 300, 310);
+    b.r(2, "p2", None, 320, 330);
+    let v = service_resumes_after_heal(&b.h).unwrap_err();
+    assert_eq!(v.checker, Checker::Liveness);
+    assert!(v.explanation.contains("no write") && v.explanation.contains("1290"), "{v}");
+    assert_eq!(v.ops.len(), 2);
+    assert_eq!(check_all(&b.h).unwrap_err().checker, Checker::Liveness);
+}
+
+#[test]
+fn no_read_succeeding_after_the_heal_is_a_liveness_violation() {
+    let mut b = B::new();
+    healed_at(&mut b, 100, 1_000);
+    b.w(2, "p2", 2, 150, 160);
+    b.op(2, Op::read("p2"), OpMeta::primary(), 170, 3_170, Outcome::Unknown);
+    let v = service_resumes_after_heal(&b.h).unwrap_err();
+    assert!(v.explanation.contains("no read"), "{v}");
+}
+
+#[test]
+fn a_write_and_a_read_within_the_bound_after_the_heal_satisfy_liveness() {
+    let mut b = B::new();
+    healed_at(&mut b, 100, 1_000);
+    b.w_failed(2, "p2", 1, 150, 160);
+    b.w(2, "p2", 2, 900, 1_100);
+    // A committed transaction with a read counts as a read.
+    let (ops, results) = txn_parts(&[("p2", None)], &[Some(2)]);
+    b.op(3, Op::txn(ops), OpMeta::primary(), 1_000, 1_050, Outcome::Ok(OpResult::Txn { committed: true, results }));
+    assert!(service_resumes_after_heal(&b.h).is_ok());
+}
+
+#[test]
+fn success_only_after_the_bound_is_a_liveness_violation() {
+    let mut b = B::new();
+    healed_at(&mut b, 100, 1_000);
+    b.w(2, "p2", 2, 900, 1_101);
+    b.r(2, "p2", Some(2), 1_200, 1_210);
+    let v = service_resumes_after_heal(&b.h).unwrap_err();
+    assert!(v.explanation.contains("the first at t=1101"), "{v}");
+}
+
+#[test]
+fn operations_before_the_heal_and_direct_reads_do_not_count_for_liveness() {
+    let mut b = B::new();
+    healed_at(&mut b, 100, 1_000);
+    // Invoked before the heal, completed after it.
+    b.w(1, "x", 1, 50, 200);
+    b.r(1, "x", Some(1), 60, 210);
+    // A read on a direct connection to a replica, after the heal.
+    b.op(4, Op::read("x"), OpMeta::direct().served_by(Backend::replica("db1")), 300, 310, Outcome::Ok(OpResult::Read(Some(1))));
+    b.w(2, "p2", 2, 400, 410);
+    let v = service_resumes_after_heal(&b.h).unwrap_err();
+    assert!(v.explanation.contains("no read"), "{v}");
+}
+
+#[test]
+fn a_rolled_back_transaction_is_not_a_successful_write() {
+    let mut b = B::new();
+    healed_at(&mut b, 100, 1_000);
+    let (ops, results) = txn_parts(&[("p2", Some(5)), ("p3", None)], &[None]);
+    b.op(2, Op::txn(ops), OpMeta::primary(), 150, 160, Outcome::Ok(OpResult::Txn { committed: false, results }));
+    let v = service_resumes_after_heal(&b.h).unwrap_err();
+    assert!(v.explanation.contains("no write"), "{v}");
+}
+
+#[test]
+fn histories_without_a_liveness_requirement_pass_it() {
+    let mut b = B::new();
+    b.w_failed(2, "p2", 1, 150, 160);
+    assert!(service_resumes_after_heal(&b.h).is_ok());
+}
+
+#[test]
+fn session_reads_touch_no_key_and_are_reported() {
+    let mut b = B::new();
+    let id = b.op(1, Op::session_read("@v", 7), OpMeta::primary().served_by(Backend::primary("db0")), 0, 5, Outcome::Ok(OpResult::SessionValue(Some(7))));
+    assert!(b.h.op(id).keys().is_empty());
+    let r = check_all(&b.h).unwrap();
+    assert_eq!(r.session_reads, 1);
+    assert!(b.h.render(&[id]).contains("session read @v (set to 7) = 7"));
 }

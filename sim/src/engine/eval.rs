@@ -42,6 +42,10 @@ pub(crate) trait Env {
     fn call(&mut self, name: &str, args: Vec<Value>) -> IResult<Option<Value>>;
     fn aggregate(&mut self, e: &Expr) -> IResult<Value>;
     fn current_db(&self) -> Option<String>;
+    /// The expression uses state that lives on this connection (a user variable,
+    /// `LAST_INSERT_ID()`, a user lock, …): noted for the simulation's routing checks
+    /// (see [`Server::replica_execs`]).
+    fn note_session_bound(&self);
     fn default_of(&mut self, _name: Option<&str>) -> IResult<Value> {
         Err(Interrupt::Err(SqlError::not_supported(
             self.flavour(),
@@ -55,10 +59,14 @@ pub(crate) fn eval(env: &mut dyn Env, e: &Expr) -> IResult<Value> {
     Ok(match e {
         Expr::Lit(v) => v.clone(),
         Expr::Column { table, name } => env.column(table.as_deref(), name)?,
-        Expr::UserVar(n) => env.user_var(n),
+        Expr::UserVar(n) => {
+            env.note_session_bound();
+            env.user_var(n)
+        }
         Expr::SysVar { scope, name } => env.sys_var(*scope, name)?,
         Expr::Default => env.default_of(None)?,
         Expr::AssignUserVar { name, e } => {
+            env.note_session_bound();
             let v = eval(env, e)?;
             env.assign_user_var(name, v.clone())?;
             v
@@ -211,6 +219,9 @@ pub(crate) fn eval(env: &mut dyn Env, e: &Expr) -> IResult<Value> {
         Expr::CountStar | Expr::Agg { .. } => env.aggregate(e)?,
         Expr::Func { name, args } => {
             let upper = name.to_ascii_uppercase();
+            if SESSION_BOUND_FUNCS.contains(&upper.as_str()) {
+                env.note_session_bound();
+            }
             let mut vals = Vec::with_capacity(args.len());
             for a in args {
                 vals.push(eval(env, a)?);
@@ -629,6 +640,20 @@ fn common_func(
     }))
 }
 
+/// Functions whose answer or effect belongs to the connection (what a routing proxy
+/// must keep on the session's primary connection).
+const SESSION_BOUND_FUNCS: &[&str] = &[
+    "LAST_INSERT_ID",
+    "ROW_COUNT",
+    "FOUND_ROWS",
+    "CONNECTION_ID",
+    "GET_LOCK",
+    "RELEASE_LOCK",
+    "RELEASE_ALL_LOCKS",
+    "IS_FREE_LOCK",
+    "IS_USED_LOCK",
+];
+
 const MUTATING: &[&str] = &[
     "GET_LOCK",
     "RELEASE_LOCK",
@@ -716,6 +741,10 @@ impl Env for ConstEnv<'_> {
 
     fn current_db(&self) -> Option<String> {
         self.sess.db.clone()
+    }
+
+    fn note_session_bound(&self) {
+        self.sess.session_bound_used.set(true);
     }
 
     fn aggregate(&mut self, e: &Expr) -> IResult<Value> {
@@ -979,6 +1008,10 @@ impl Env for RowEnv<'_> {
 
     fn current_db(&self) -> Option<String> {
         self.sess.db.clone()
+    }
+
+    fn note_session_bound(&self) {
+        self.sess.session_bound_used.set(true);
     }
 
     fn aggregate(&mut self, e: &Expr) -> IResult<Value> {

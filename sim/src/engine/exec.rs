@@ -2093,6 +2093,7 @@ impl Server {
         for item in items {
             match item {
                 SetItem::UserVar { name, value } => {
+                    sess.session_bound_used.set(true);
                     let v = self.eval_const(sess, cur, value, now)?;
                     sess.user_vars.insert(name.to_lowercase(), v);
                     cur.state_changed = true;

@@ -100,7 +100,7 @@ pub use replication::{BinlogEvent, ReplicaSource, ReplicaState, UseGtid};
 pub use result::{
     col_flags, col_type, status, Column, OkPacket, QueryResult, ResultSet, StateChange,
 };
-pub use server::{ApplyOutcome, Server, SessionOptions};
+pub use server::{ApplyOutcome, PrimaryOnly, ReplicaExec, Server, SessionOptions};
 pub use session::Session;
 pub use storage::{Change, Row};
 pub use value::Value;

@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::ast::Statement;
+use super::ast::{Statement, StatementKind};
 use super::config::{Flavour, ServerConfig};
 use super::error::{SimError, SqlError};
 use super::faults::{CommitFault, FaultContext, FaultHooks, NoFaults};
@@ -114,6 +114,41 @@ enum HistoryEntry {
     SetSlavePos(MariaGtidPos),
 }
 
+/// What makes a statement one only a primary should run (see [`Server::replica_execs`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PrimaryOnly {
+    /// Changes data or schema (INSERT, UPDATE, DELETE, DDL).
+    Write,
+    /// Uses or sets state of its connection: user variables, `LAST_INSERT_ID()`,
+    /// `ROW_COUNT()`, `FOUND_ROWS()`, `CONNECTION_ID()`, user locks.
+    SessionBound,
+}
+
+/// A statement only a primary should run that this server executed while it was
+/// replicating (a fact for the simulation's routing checks).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplicaExec {
+    /// The server's clock (ms) when the statement finished.
+    pub at_ms: u64,
+    pub session: SessionId,
+    pub user: String,
+    pub what: PrimaryOnly,
+    /// The statement's text (at most [`REPLICA_EXEC_SQL_MAX`] bytes).
+    pub sql: String,
+    /// The error code it ended with (a write on a read-only replica fails with 1290).
+    pub error: Option<u16>,
+}
+
+/// Most [`ReplicaExec`]s a server keeps per replicating period (between two role
+/// changes): the first `REPLICA_EXECS_MAX - 1` and the latest; the others are only
+/// counted. Keeping the latest keeps the one furthest from the role change.
+pub const REPLICA_EXECS_MAX: usize = 64;
+/// Most [`ReplicaExec`]s a server keeps in all; past it only the latest of the current
+/// period is replaced.
+pub const REPLICA_EXECS_TOTAL_MAX: usize = 1_024;
+/// Longest statement text a [`ReplicaExec`] keeps.
+pub const REPLICA_EXEC_SQL_MAX: usize = 160;
+
 /// Semi-sync primary state.
 #[derive(Clone, Debug)]
 struct SemiSync {
@@ -156,6 +191,15 @@ pub struct Server {
     session_generation: u64,
     boot_count: u64,
     pub(crate) clock: u64,
+    /// Primary-only statements executed while replicating (bounded), and how many
+    /// more were not kept.
+    replica_execs: Vec<ReplicaExec>,
+    replica_execs_dropped: u64,
+    /// Index in `replica_execs` where the current replicating period starts.
+    replica_execs_period: usize,
+    /// `(clock ms, replicating)` each time the server started or stopped replicating
+    /// (CHANGE MASTER TO on a server without a source, RESET SLAVE ALL).
+    role_changes: Vec<(u64, bool)>,
     /// Parsed first statements by query text (parsing is a pure function of the text;
     /// workloads and monitors repeat the same queries). Row writes carry fresh values
     /// almost every time and are not kept. Bounded: cleared when full.
@@ -240,6 +284,10 @@ impl Server {
             session_generation: 0,
             boot_count: 1,
             clock: 0,
+            replica_execs: Vec::new(),
+            replica_execs_dropped: 0,
+            replica_execs_period: 0,
+            role_changes: Vec::new(),
             parse_cache: Default::default(),
             cfg,
         }
@@ -524,6 +572,7 @@ impl Server {
             killed: false,
             last_trx_state: "________".into(),
             last_active: self.clock,
+            session_bound_used: std::cell::Cell::new(false),
         }
     }
 
@@ -935,6 +984,12 @@ impl Server {
                 self.semi.no_tx += 1;
                 return Step::Done(result);
             }
+            if cur.killed {
+                // KILL QUERY ends the wait for the ack: the transaction stays committed,
+                // the client gets "interrupted" instead of its OK.
+                self.semi.no_tx += 1;
+                return Step::Done(QueryResult::Err(SqlError::query_interrupted()));
+            }
             return Step::PendingAck { gtid, deadline };
         }
         if cur.killed {
@@ -980,7 +1035,28 @@ impl Server {
         cur.tracked.clear();
         cur.state_changed = false;
         cur.commit_gtid = None;
+        sess.session_bound_used.set(false);
+        let replicating = self.repl.source.is_some();
         let res = self.exec_statement(sess, cur, now);
+        if self.repl.source.is_some() != replicating {
+            self.role_changes.push((self.clock, !replicating));
+            self.replica_execs_period = self.replica_execs.len();
+        }
+        if replicating && !matches!(res, Err(Interrupt::Block(_) | Interrupt::Crash | Interrupt::Disconnect(_))) {
+            let what = match cur.stmt.kind() {
+                StatementKind::Write | StatementKind::Ddl => Some(PrimaryOnly::Write),
+                _ if sess.session_bound_used.get() => Some(PrimaryOnly::SessionBound),
+                _ => None,
+            };
+            if let Some(what) = what {
+                let error = match &res {
+                    Ok(r) => r.err().map(|e| e.code),
+                    Err(Interrupt::Err(e)) => Some(e.code),
+                    Err(_) => None,
+                };
+                self.note_replica_exec(sess, what, text, error);
+            }
+        }
         match res {
             Ok(r) => {
                 let r = self.finish_result(sess, cur, r);
@@ -1324,6 +1400,58 @@ impl Server {
         self.maria_slave_pos = pos.clone();
         self.history.push(HistoryEntry::SetSlavePos(pos));
         self.bump();
+    }
+
+    fn note_replica_exec(&mut self, sess: &Session, what: PrimaryOnly, text: &str, error: Option<u16>) {
+        let mut end = text.len().min(REPLICA_EXEC_SQL_MAX);
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        let x = ReplicaExec {
+            at_ms: self.clock,
+            session: sess.id,
+            user: sess.user.clone(),
+            what,
+            sql: text[..end].to_string(),
+            error,
+        };
+        let in_period = self.replica_execs.len() - self.replica_execs_period;
+        if in_period < REPLICA_EXECS_MAX && self.replica_execs.len() < REPLICA_EXECS_TOTAL_MAX {
+            self.replica_execs.push(x);
+        } else if in_period > 0 {
+            // Full: the last slot of the period holds the latest statement.
+            *self.replica_execs.last_mut().expect("a slot of this period") = x;
+            self.replica_execs_dropped += 1;
+        } else {
+            self.replica_execs_dropped += 1;
+        }
+    }
+
+    /// Statements only a primary should run (writes, statements using connection-bound
+    /// state) that this server executed while it was replicating, in order (per
+    /// replicating period the first [`REPLICA_EXECS_MAX`]` - 1` and the latest), and how
+    /// many more there were. Survives crashes.
+    pub fn replica_execs(&self) -> (&[ReplicaExec], u64) {
+        (&self.replica_execs, self.replica_execs_dropped)
+    }
+
+    /// `(clock ms, replicating)` for each time this server started or stopped
+    /// replicating, in order. Survives crashes.
+    pub fn role_changes(&self) -> &[(u64, bool)] {
+        &self.role_changes
+    }
+
+    /// Forgets the role changes so far (a harness calls it once a cluster is set up:
+    /// the roles it starts with are not changes).
+    pub fn clear_role_changes(&mut self) {
+        self.role_changes.clear();
+    }
+
+    /// Moves the server's clock forward to `now_ms` (never back). For a harness that
+    /// changes a server's configuration while it is down (its tasks see no time
+    /// pass), so that the change is recorded at the right time.
+    pub fn advance_clock(&mut self, now_ms: u64) {
+        self.observe(now_ms);
     }
 
     // ------------------------------------------------------------------

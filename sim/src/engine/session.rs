@@ -205,6 +205,9 @@ pub struct Session {
     pub(crate) killed: bool,
     pub(crate) last_trx_state: String,
     pub(crate) last_active: u64,
+    /// The current statement used connection-bound state (user variables,
+    /// `LAST_INSERT_ID()`, user locks, …); reset before each statement.
+    pub(crate) session_bound_used: std::cell::Cell<bool>,
 }
 
 impl Session {

@@ -2002,3 +2002,112 @@ fn user_lock_cycles_are_reported_as_deadlocks() {
     let e = err(&mut srv, b, "SELECT GET_LOCK('x', 10)");
     assert_eq!((e.code, e.state.as_str()), (3058, "40001"));
 }
+
+// ---------------------------------------------------------------------------
+// routing facts: primary-only statements on replicas, role changes
+// ---------------------------------------------------------------------------
+
+#[test]
+fn kill_query_ends_a_wait_for_a_semi_sync_ack_with_interrupted() {
+    let mut p = maria(1);
+    let pc = conn(&mut p);
+    setup_table(&mut p, pc);
+    p.set_semi_sync(true);
+    let out = run_at(&mut p, pc, "INSERT INTO t (id) VALUES (1)", 100);
+    assert!(matches!(out, ExecOutcome::CommitPendingAck { .. }), "{out:?}");
+    p.kill(pc, true).unwrap();
+    assert!(p.can_resume(pc, 200));
+    // Resuming makes progress (it used to answer "still waiting" forever).
+    let res = done(p.resume(pc, 200).unwrap());
+    assert_eq!(res[0].err().map(|e| e.code), Some(1317));
+    // The transaction stays committed.
+    let other = conn(&mut p);
+    assert_eq!(scalar(&mut p, other, "SELECT COUNT(*) FROM t"), Value::Int(1));
+}
+
+#[test]
+fn replica_logs_writes_and_session_bound_statements_it_executes_but_not_plain_reads() {
+    let mut p = maria(1);
+    let mut r = maria(2);
+    let rr = root(&mut r);
+    make_replica(&p, &mut r, rr);
+    r.set_read_only(true);
+    let pc = conn(&mut p);
+    setup_table(&mut p, pc);
+    sync(&p, &mut r);
+    let c = conn(&mut r);
+    let at = |out: ExecOutcome| done(out);
+    at(run_at(&mut r, c, "SELECT id, @@server_id, @@read_only FROM t", 1_000));
+    at(run_at(&mut r, c, "SET SESSION innodb_lock_wait_timeout = 1", 1_001));
+    assert_eq!(r.replica_execs().0, &[], "plain reads and session SETs are not primary-only");
+    assert_eq!(at(run_at(&mut r, c, "INSERT INTO t (id) VALUES (5)", 1_002))[0].err().map(|e| e.code), Some(1290));
+    at(run_at(&mut r, c, "SET @v = 7", 1_003));
+    at(run_at(&mut r, c, "SELECT @v, @@server_id", 1_004));
+    at(run_at(&mut r, c, "SELECT LAST_INSERT_ID()", 1_005));
+    at(run_at(&mut r, c, "SELECT CONNECTION_ID()", 1_006));
+    let (execs, dropped) = r.replica_execs();
+    assert_eq!(dropped, 0);
+    let got: Vec<(u64, PrimaryOnly, &str, Option<u16>)> = execs.iter().map(|x| (x.at_ms, x.what, x.sql.as_str(), x.error)).collect();
+    assert_eq!(
+        got,
+        vec![
+            (1_002, PrimaryOnly::Write, "INSERT INTO t (id) VALUES (5)", Some(1290)),
+            (1_003, PrimaryOnly::SessionBound, "SET @v = 7", None),
+            (1_004, PrimaryOnly::SessionBound, "SELECT @v, @@server_id", None),
+            (1_005, PrimaryOnly::SessionBound, "SELECT LAST_INSERT_ID()", None),
+            (1_006, PrimaryOnly::SessionBound, "SELECT CONNECTION_ID()", None),
+        ]
+    );
+    // The primary is not replicating: nothing is logged there.
+    ok(&mut p, pc, "SET @v = 1");
+    ok(&mut p, pc, "INSERT INTO t (id) VALUES (6)");
+    assert!(p.replica_execs().0.is_empty());
+}
+
+#[test]
+fn role_changes_are_recorded_at_the_servers_clock_and_survive_a_crash() {
+    let p = maria(1);
+    let mut r = maria(2);
+    let rr = root(&mut r);
+    make_replica(&p, &mut r, rr);
+    assert_eq!(r.role_changes(), &[(0, true)]);
+    r.clear_role_changes();
+    // Promotion at t=5000: no longer replicating.
+    run_at(&mut r, rr, "STOP SLAVE", 5_000);
+    done(run_at(&mut r, rr, "RESET SLAVE ALL", 5_000));
+    assert_eq!(r.role_changes(), &[(5_000, false)]);
+    // Down, then re-pointed while its own tasks saw no time pass: the harness moves
+    // its clock forward first.
+    r.crash();
+    r.advance_clock(9_000);
+    let rr = root(&mut r);
+    done(run_at(&mut r, rr, "CHANGE MASTER TO MASTER_HOST='db1', MASTER_PORT=3306, MASTER_USER='repl'", 10));
+    assert_eq!(r.role_changes(), &[(5_000, false), (9_000, true)]);
+    // Re-pointing a replica is not a role change.
+    done(run_at(&mut r, rr, "CHANGE MASTER TO MASTER_HOST='db3'", 9_500));
+    assert_eq!(r.role_changes().len(), 2);
+}
+
+#[test]
+fn replica_exec_log_is_bounded_and_counts_the_rest() {
+    let p = maria(1);
+    let mut r = maria(2);
+    let rr = root(&mut r);
+    make_replica(&p, &mut r, rr);
+    let c = conn(&mut r);
+    let n = server::REPLICA_EXECS_MAX + 5;
+    for i in 0..n {
+        done(run_at(&mut r, c, &format!("SET @v = {i}"), i as u64));
+    }
+    let (kept, dropped) = r.replica_execs();
+    assert_eq!((kept.len(), dropped), (server::REPLICA_EXECS_MAX, 5));
+    // The first ones and the latest are kept.
+    assert_eq!(kept[0].at_ms, 0);
+    assert_eq!(kept.last().unwrap().at_ms, n as u64 - 1);
+    // A new replicating period gets room of its own.
+    done(run_at(&mut r, rr, "STOP SLAVE", 1_000));
+    done(run_at(&mut r, rr, "RESET SLAVE ALL", 1_000));
+    done(run_at(&mut r, rr, "CHANGE MASTER TO MASTER_HOST='db3'", 2_000));
+    done(run_at(&mut r, c, "SET @v = 1", 3_000));
+    assert_eq!(r.replica_execs().0.len(), server::REPLICA_EXECS_MAX + 1);
+}

@@ -6,7 +6,58 @@ use std::fmt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use sluice::config::Policy;
+
 use crate::engine::Flavour;
+
+/// Every load-balancing policy the proxy has, in the order the seed picks from.
+pub const POLICIES: [Policy; 5] = [Policy::RoundRobin, Policy::Random, Policy::LeastConnections, Policy::LeastLatency, Policy::LeastLag];
+
+/// The proxy's `backend.connect_timeout_ms` in every run.
+pub const CONNECT_TIMEOUT_MS: u64 = 2_000;
+/// The proxy's `backend.monitor_failures` in every run.
+pub const MONITOR_FAILURES: u32 = 3;
+/// Added to the detection window: the longest a statement routed just before the
+/// proxy noticed a role change can be held on a link before it reaches the node (the
+/// schedules' longest stall is 2 s), plus latency.
+pub const DETECTION_MARGIN_MS: u64 = 2_500;
+/// Added to the liveness bound: the clients' pause between probe attempts, latency.
+pub const LIVENESS_MARGIN_MS: u64 = 1_000;
+
+/// Deliberate proxy bugs (`sluice::faults::Faults`) a run switches on; all off by
+/// default. Each is there to show that a checker catches it (`sim/tests/injected_bug.rs`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProxyBugs {
+    /// Resend a command after the backend connection was lost (duplicate writes).
+    pub resend_after_lost_backend: bool,
+    /// Send writes to an eligible replica.
+    pub route_writes_to_replica: bool,
+    /// Send reads of connection-bound state to an eligible replica.
+    pub route_session_bound_reads_to_replica: bool,
+    /// Keep the first primary the monitor found, whatever it reports later.
+    pub ignore_promotion: bool,
+}
+
+impl ProxyBugs {
+    pub fn any(&self) -> bool {
+        self.resend_after_lost_backend || self.route_writes_to_replica || self.route_session_bound_reads_to_replica || self.ignore_promotion
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        for (on, n) in [
+            (self.resend_after_lost_backend, "resend_after_lost_backend"),
+            (self.route_writes_to_replica, "route_writes_to_replica"),
+            (self.route_session_bound_reads_to_replica, "route_session_bound_reads_to_replica"),
+            (self.ignore_promotion, "ignore_promotion"),
+        ] {
+            if on {
+                v.push(n);
+            }
+        }
+        v
+    }
+}
 
 /// How many faults a run gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +94,12 @@ pub struct Options {
     pub faults: FaultProfile,
     /// Use exactly this fault schedule instead of deriving one.
     pub schedule: Option<Vec<super::schedule::Fault>>,
-    /// Turn on the proxy's injected bug (`Faults::resend_after_lost_backend`).
-    pub proxy_bug_resend: bool,
+    /// Injected proxy bugs (default: none).
+    pub proxy_bugs: ProxyBugs,
+    /// `[routing] read_write_split` (default: from the seed, off for seeds ≡ 3 mod 4).
+    pub read_write_split: Option<bool>,
+    /// `[routing] policy` (default: from the seed).
+    pub policy: Option<Policy>,
     /// Client-side timeout of one statement (then the outcome is unknown).
     pub op_timeout_ms: u64,
     /// turmoil's tick (simulated ms per step; default 2, `SLUICE_SIM_TICK_MS`). Every
@@ -70,7 +125,9 @@ impl Default for Options {
             keys: None,
             faults: FaultProfile::Random,
             schedule: None,
-            proxy_bug_resend: false,
+            proxy_bugs: ProxyBugs::default(),
+            read_write_split: None,
+            policy: None,
             op_timeout_ms: 3_000,
             tick_ms: 2,
             verbose: false,
@@ -151,12 +208,20 @@ pub struct RunConfig {
     /// Maximum one-way message latency of every link (turmoil: exponential up to this).
     pub max_latency_ms: u64,
     pub op_timeout_ms: u64,
-    pub proxy_bug_resend: bool,
+    pub proxy_bugs: ProxyBugs,
     pub faults: FaultProfile,
     pub tick_ms: u64,
     /// The proxy's `backend.monitor_interval_ms` (100, 200, 300 or 500 from the seed):
     /// how soon it notices a failover varies between runs.
     pub monitor_interval_ms: u64,
+    /// The proxy's `backend.monitor_debounce` (1..=3 from the seed).
+    pub monitor_debounce: u32,
+    /// `[routing] read_write_split`.
+    pub read_write_split: bool,
+    /// `[routing] policy`.
+    pub policy: Policy,
+    /// `[routing] max_replica_lag_ms` (50..=2000 from the seed).
+    pub max_replica_lag_ms: u64,
 }
 
 impl RunConfig {
@@ -175,6 +240,14 @@ impl RunConfig {
         let lag_jitter_ms = rng.gen_range(0..=80);
         let max_latency_ms = rng.gen_range(1..=4);
         let monitor_interval_ms = [100, 200, 300, 500][rng.gen_range(0..4)];
+        // Drawn after everything else, so the other settings of a seed stay as they were.
+        // Splitting is off for one seed in four (every seed ≡ 3 mod 4, so any run of
+        // consecutive seeds has both).
+        let read_write_split = opts.read_write_split.unwrap_or(seed % 4 != 3);
+        let policy = POLICIES[rng.gen_range(0..POLICIES.len())];
+        let policy = opts.policy.unwrap_or(policy);
+        let max_replica_lag_ms = rng.gen_range(50..=2_000);
+        let monitor_debounce = rng.gen_range(1..=3);
         RunConfig {
             seed,
             flavour,
@@ -193,11 +266,53 @@ impl RunConfig {
             lag_jitter_ms,
             max_latency_ms,
             op_timeout_ms: opts.op_timeout_ms,
-            proxy_bug_resend: opts.proxy_bug_resend,
+            proxy_bugs: opts.proxy_bugs,
             faults: opts.faults,
             tick_ms: opts.tick_ms.max(1),
             monitor_interval_ms,
+            monitor_debounce,
+            read_write_split,
+            policy,
+            max_replica_lag_ms,
         }
+    }
+
+    /// The proxy's `backend.monitor_timeout_ms`: shorter than the interval, as the
+    /// proxy requires.
+    pub fn monitor_timeout_ms(&self) -> u64 {
+        self.monitor_interval_ms * 4 / 5
+    }
+
+    /// Longest time between two probes of one node by the proxy's monitor: a probe may
+    /// take up to the timeout, then the monitor waits an interval.
+    pub fn probe_cycle_ms(&self) -> u64 {
+        self.monitor_interval_ms + self.monitor_timeout_ms()
+    }
+
+    /// How long after a node became a replica primary-only statements may still reach
+    /// it: the monitor may need the probe in flight plus `monitor_failures` failed probes
+    /// (the node was down) plus `monitor_debounce` agreeing probes before the proxy
+    /// stops taking the node for the primary, a new session's backend connection may
+    /// take up to the connect timeout, and a statement sent just before may be held on
+    /// a stalled link ([`DETECTION_MARGIN_MS`]).
+    pub fn detection_window_ms(&self) -> u64 {
+        (MONITOR_FAILURES as u64 + self.monitor_debounce as u64 + 1) * self.probe_cycle_ms() + CONNECT_TIMEOUT_MS + DETECTION_MARGIN_MS
+    }
+
+    /// How soon after the heal a write and a read through the proxy must succeed: the
+    /// monitor needs the probe in flight at the heal plus `monitor_debounce` agreeing
+    /// probes to see the healed cluster (nothing is down any more, so no failure
+    /// count matters), a backend connection attempt made before that may take the
+    /// connect timeout, a statement sent on a connection broken by a fault may hang for
+    /// the client's timeout before the client retries, a semi-synchronous primary may
+    /// hold a commit for its ack timeout while its replicas reconnect, plus
+    /// [`LIVENESS_MARGIN_MS`].
+    pub fn liveness_bound_ms(&self) -> u64 {
+        (self.monitor_debounce as u64 + 2) * self.probe_cycle_ms()
+            + CONNECT_TIMEOUT_MS
+            + self.op_timeout_ms
+            + if self.semi_sync { self.semi_sync_timeout_ms } else { 0 }
+            + LIVENESS_MARGIN_MS
     }
 
     pub fn flavour_name(&self) -> &'static str {
@@ -213,7 +328,8 @@ impl fmt::Display for RunConfig {
         write!(
             f,
             "seed={} flavour={} replication={} nodes={} clients={} replica_readers={} duration={}ms settle={}ms keys={} \
-             mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms monitor={}ms faults={:?}{}{}",
+             mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms monitor={}ms/debounce {} \
+             split={} faults={:?}{}{}",
             self.seed,
             self.flavour_name(),
             if self.semi_sync { format!("semi-sync(timeout {}ms)", self.semi_sync_timeout_ms) } else { "async".into() },
@@ -233,8 +349,14 @@ impl fmt::Display for RunConfig {
             self.max_latency_ms,
             self.op_timeout_ms,
             self.monitor_interval_ms,
+            self.monitor_debounce,
+            if self.read_write_split {
+                format!("on(policy {}, max lag {}ms)", self.policy.name(), self.max_replica_lag_ms)
+            } else {
+                "off".to_string()
+            },
             self.faults,
-            if self.proxy_bug_resend { " PROXY-BUG(resend_after_lost_backend)" } else { "" },
+            if self.proxy_bugs.any() { format!(" PROXY-BUG({})", self.proxy_bugs.names().join(",")) } else { String::new() },
             format!(" tick={}ms", self.tick_ms),
         )
     }

@@ -170,10 +170,13 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
         let next = nemesis.next_due().unwrap_or(cfg.duration_ms).clamp(now_ms + 1, cfg.duration_ms);
         tokio::time::sleep_until(start + Duration::from_millis(next)).await;
     }
+    // The clients probe the proxy after the heal, then replication gets up to
+    // `settle_ms`.
     for t in tasks {
         let _ = t.await;
     }
-    super::settle(&cluster, start + Duration::from_millis(cfg.duration_ms + cfg.settle_ms)).await;
+    let settled_by = (start + Duration::from_millis(cfg.duration_ms + cfg.settle_ms)).max(tokio::time::Instant::now() + Duration::from_millis(cfg.settle_ms));
+    super::settle(&cluster, settled_by).await;
     let sim_elapsed = start.elapsed();
     let fault_log = std::mem::take(&mut nemesis.log);
     let res = finish("madsim", cfg, schedule, fault_log, &shared, sim_elapsed, Duration::ZERO);

@@ -16,6 +16,7 @@
 //! ([`schedule::generate`]), the cluster's, the proxy's and every client's RNG, and
 //! turmoil's own RNG. `SLUICE_SIM_SEED=<n>` replays one seed (see `docs/simulation.md`).
 
+pub mod client;
 pub mod config;
 pub mod nemesis;
 pub mod schedule;
@@ -29,14 +30,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use config::{derive_seed, FaultProfile, Options, RunConfig};
+pub use config::{derive_seed, FaultProfile, Options, ProxyBugs, RunConfig};
 pub use schedule::{Fault, FaultKind};
 pub use workload::{Coverage, RunShared};
 
 use crate::check::{check_all, Report, Violation};
 use crate::cluster::{ClusterConfig, SimCluster};
 use crate::engine::Change;
-use crate::history::{History, Key, Role, Val};
+use crate::history::{History, Key, Liveness, NodeFacts, PrimaryOnlyKind, ReplicaStatement, Role, Val};
 use nemesis::{EngineFaultCtl, HarnessHooks};
 
 /// Path of the proxy's RSA key (caching_sha2_password), so a run does not spend its time
@@ -64,8 +65,20 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// No checker found a violation and every must-be-zero coverage counter is zero.
     pub fn ok(&self) -> bool {
-        self.outcome.is_ok()
+        self.outcome.is_ok() && self.coverage.forbidden().is_empty()
+    }
+
+    /// What the must-be-zero counters say, if any is not zero.
+    fn forbidden_counters(&self) -> Option<String> {
+        let f = self.coverage.forbidden();
+        (!f.is_empty()).then(|| {
+            format!(
+                "coverage counters that must stay zero are not: {} (docs/simulation.md, \"Coverage counters\")\n",
+                f.iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>().join(", ")
+            )
+        })
     }
 
     /// The command that replays this run (the environment knobs reproduce the
@@ -104,6 +117,10 @@ impl RunResult {
             s.push_str(&format!("  {l}\n"));
         }
         s.push_str(&format!("history hash: {}\n", self.history_hash));
+        s.push_str(&format!("coverage: {}\n", self.coverage));
+        if let Some(f) = self.forbidden_counters() {
+            s.push_str(&f);
+        }
         match &self.outcome {
             Ok(r) => s.push_str(&format!("no violation:\n{r}")),
             Err(v) => s.push_str(&format!("{v}")),
@@ -126,6 +143,9 @@ impl fmt::Display for RunResult {
             self.sim_elapsed.as_secs_f64(),
             self.wall.as_secs_f64()
         )?;
+        if let Some(x) = self.forbidden_counters() {
+            write!(f, "  {x}")?;
+        }
         match &self.outcome {
             Ok(r) => write!(f, "  {}", r.to_string().trim_end().replace('\n', "\n  ")),
             Err(v) => write!(f, "{v}"),
@@ -172,30 +192,52 @@ password = "app"
 user = "app"
 password = "app"
 nodes = [{nodes}]
-connect_timeout_ms = 2000
+connect_timeout_ms = {connect}
 monitor_interval_ms = {monitor}
 monitor_timeout_ms = {monitor_timeout}
+monitor_failures = {failures}
+monitor_debounce = {debounce}
+
+[routing]
+read_write_split = {split}
+policy = "{policy}"
+max_replica_lag_ms = {max_lag}
 "#,
         listen = workload::PROXY_ADDR,
         key = PROXY_RSA_KEY,
+        connect = config::CONNECT_TIMEOUT_MS,
         monitor = cfg.monitor_interval_ms,
-        monitor_timeout = cfg.monitor_interval_ms * 4 / 5,
+        monitor_timeout = cfg.monitor_timeout_ms(),
+        failures = config::MONITOR_FAILURES,
+        debounce = cfg.monitor_debounce,
+        split = cfg.read_write_split,
+        policy = cfg.policy.name(),
+        max_lag = cfg.max_replica_lag_ms,
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
 
-/// The proxy's injected bug switched on.
-struct ResendBug;
+/// The proxy's injected bugs switched on.
+struct InjectedBugs(ProxyBugs);
 
-impl sluice::faults::Faults for ResendBug {
+impl sluice::faults::Faults for InjectedBugs {
     fn resend_after_lost_backend(&self) -> bool {
-        true
+        self.0.resend_after_lost_backend
+    }
+    fn route_writes_to_replica(&self) -> bool {
+        self.0.route_writes_to_replica
+    }
+    fn route_session_bound_reads_to_replica(&self) -> bool {
+        self.0.route_session_bound_reads_to_replica
+    }
+    fn ignore_promotion(&self) -> bool {
+        self.0.ignore_promotion
     }
 }
 
 fn proxy_faults(cfg: &RunConfig) -> Arc<dyn sluice::faults::Faults> {
-    if cfg.proxy_bug_resend {
-        Arc::new(ResendBug)
+    if cfg.proxy_bugs.any() {
+        Arc::new(InjectedBugs(cfg.proxy_bugs))
     } else {
         Arc::new(sluice::faults::NoFaults)
     }
@@ -224,6 +266,10 @@ fn build_cluster(cfg: &RunConfig) -> (SimCluster, Vec<Arc<EngineFaultCtl>>) {
         for i in 0..cluster.len() {
             cluster.server(i).with(|e| e.set_semi_sync(true));
         }
+    }
+    // The roles the cluster starts with are not changes the proxy has to notice.
+    for i in 0..cluster.len() {
+        cluster.server(i).with(|e| e.clear_role_changes());
     }
     (cluster, ctls)
 }
@@ -259,7 +305,32 @@ pub fn record_final_state(cluster: &SimCluster, h: &mut History) {
         };
         let name = cluster.host(i);
         h.record_final_state(name.clone(), role, rows);
-        h.record_applied_log(name, role, log);
+        h.record_applied_log(name.clone(), role, log);
+        h.record_node_facts(name, node_facts(cluster, i));
+    }
+}
+
+/// What node `i` recorded about its role changes and the primary-only statements it
+/// ran while replicating, in history time (µs; the servers' clocks count ms from the
+/// start of the simulation, like the clients').
+pub fn node_facts(cluster: &SimCluster, i: usize) -> NodeFacts {
+    let e = cluster.server(i).engine();
+    let (execs, dropped) = e.replica_execs();
+    NodeFacts {
+        role_changes: e.role_changes().iter().map(|&(ms, r)| (ms * 1_000, r)).collect(),
+        on_replica: execs
+            .iter()
+            .map(|x| ReplicaStatement {
+                at: x.at_ms * 1_000,
+                kind: match x.what {
+                    crate::engine::PrimaryOnly::Write => PrimaryOnlyKind::Write,
+                    crate::engine::PrimaryOnly::SessionBound => PrimaryOnlyKind::SessionBound,
+                },
+                sql: x.sql.clone(),
+                error: x.error,
+            })
+            .collect(),
+        on_replica_dropped: dropped,
     }
 }
 
@@ -289,11 +360,22 @@ fn finish(
     sim_elapsed: Duration,
     wall: Duration,
 ) -> RunResult {
-    let (mut history, coverage) = {
+    let (mut history, mut coverage) = {
         let mut rec = shared.rec.lock().expect("recorder");
         (std::mem::take(&mut rec.history), rec.cov.clone())
     };
     record_final_state(&shared.cluster, &mut history);
+    let window = cfg.detection_window_ms() * 1_000;
+    history.set_detection_window(window);
+    for nf in history.node_facts().values() {
+        for x in &nf.on_replica {
+            let since = nf.role_changes.iter().filter(|(at, r)| *r && *at <= x.at).map(|(at, _)| *at).next_back();
+            if since.is_some_and(|s| x.at - s < window) {
+                coverage.primary_only_in_window += 1;
+            }
+        }
+    }
+    history.set_liveness(Liveness { heal_at: cfg.duration_ms * 1_000, bound: cfg.liveness_bound_ms() * 1_000 });
     let outcome = check_all(&history);
     RunResult {
         simulator,
@@ -439,9 +521,11 @@ mod turmoil_run {
                 t.await.map_err(|e| format!("client task: {e}"))?;
             }
             // Faults are healed at `duration_ms` (between two steps, before any host
-            // runs at that time); then replication gets up to `settle_ms`.
+            // runs at that time); the clients probe the proxy after it; then
+            // replication gets up to `settle_ms`.
             tokio::time::sleep_until(start + Duration::from_millis(shared.cfg.duration_ms + 1)).await;
-            settle(&shared.cluster, start + total).await;
+            let settled_by = (start + total).max(tokio::time::Instant::now() + Duration::from_millis(shared.cfg.settle_ms));
+            settle(&shared.cluster, settled_by).await;
             Ok(())
         });
         let client_hosts = vec![CLIENTS_HOST.to_string()];

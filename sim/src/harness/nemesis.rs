@@ -315,6 +315,12 @@ impl Nemesis {
             }
         });
         self.cluster.server(r).notify();
+        // The promotion is recorded by each server as a role change at its clock; a
+        // server that is down (the fenced old primary) saw no time pass since it went
+        // down, so bring every clock to now first.
+        for j in 0..self.cluster.len() {
+            self.cluster.server(j).with(|e| e.advance_clock(now));
+        }
         // Engine fault hooks would make the promotion's statements "slow" (blocked).
         let saved: Vec<_> = self.engine_ctl.iter().map(|c| c.get()).collect();
         for c in &self.engine_ctl {

@@ -1,7 +1,11 @@
 //! The generated workload: simulated clients running single-key writes, single-key
-//! reads and multi-key transactions through the proxy, and "causal readers" that write
-//! through the proxy and read from a replica after a GTID wait. Every operation is
-//! recorded in a [`History`] with simulated timestamps (µs since the start).
+//! reads and multi-key transactions through the proxy — as text queries, prepared
+//! statements (binary protocol) and multi-statements — plus session-state read-backs,
+//! `KILL` of each other's queries and connections, and COM_CHANGE_USER; "causal readers"
+//! that write through the proxy and read from a replica after a GTID wait; and, after
+//! the heal, a probe phase in which every client checks that a write and a read through
+//! the proxy succeed again. Every operation is recorded in a [`History`] with simulated
+//! timestamps (µs since the start).
 //!
 //! Generic over [`Net`], so the same clients run on turmoil and on madsim.
 //!
@@ -11,7 +15,10 @@
 //! to key `k` is `INSERT … ON DUPLICATE KEY UPDATE v = v', n = n + 1`: every value is
 //! unique in the run, and every *application* of a write changes the row (through `n`),
 //! so a write applied twice shows up twice in the binlog — the per-key applied log the
-//! checkers read.
+//! checkers read. A read is `SELECT MAX(v), @@server_id, @@read_only FROM kv WHERE k = …`:
+//! one row even for an absent key, naming the node that served it and whether it was
+//! read-only. A read a read-only node served through the proxy is recorded as
+//! eventually consistent ([`crate::history::OpMeta::eventual`]).
 //!
 //! ## Outcomes
 //!
@@ -21,9 +28,10 @@
 //!   connection after sending, or the client's own timeout is **unknown**;
 //! * a transaction that fails before its `COMMIT` was sent is definitely not applied
 //!   (the server rolls back a transaction whose connection ends); a failed `COMMIT` is
-//!   definite only for a server error.
+//!   definite only for a server error;
+//! * any failure of a session another client has sent a `KILL` for is **unknown**.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -37,10 +45,11 @@ use sluice::protocol::constants::cap;
 use sluice::Error;
 use tokio::time::Instant;
 
+use super::client::{self, Param, Prepared, Res};
 use super::config::{rng_for, RunConfig};
 use crate::cluster::SimCluster;
 use crate::engine::{Flavour, GtidPosition};
-use crate::history::{Backend, History, ReadIsolation, Op, OpId, OpMeta, OpResult, Outcome, Role, SessionRef, TxnOp, TxnOpResult, Val};
+use crate::history::{Backend, History, Op, OpId, OpMeta, OpResult, Outcome, ReadIsolation, Role, SessionRef, TxnOp, TxnOpResult, Val};
 use crate::wire::Life;
 
 /// The proxy's address inside the simulation.
@@ -63,12 +72,37 @@ pub struct Coverage {
     /// Writes (single writes or transactions with writes) in flight when the primary
     /// crashed or was fenced, summed over crashes.
     pub crashes_during_write: u64,
+    /// Prepared-statement executions (COM_STMT_EXECUTE) that succeeded.
+    pub prepared: u64,
+    /// Multi-statement queries that succeeded.
+    pub multi_statements: u64,
+    /// `KILL [QUERY]` statements the proxy accepted.
+    pub kills: u64,
+    /// COM_CHANGE_USER re-logins that succeeded.
+    pub change_users: u64,
+    /// Session-state read-backs (`SELECT @v`, `SELECT LAST_INSERT_ID()`) that succeeded.
+    pub session_reads: u64,
+    /// Proxy reads (single, prepared or in a multi-statement) that a read-only node
+    /// served: the proxy's read/write splitting at work.
+    pub proxy_replica_reads: u64,
+    // Must stay zero.
+    /// Proxy reads a replica served in a run with `read_write_split = false`, outside
+    /// the detection window of a role change.
+    pub split_off_replica_reads: u64,
+    /// Session-state read-backs that did not return what the same session had just set.
+    pub session_state_lost: u64,
     // Informative.
     pub crashes: u64,
     pub partitions: u64,
     pub lag_wait_timeouts: u64,
-    /// Proxy-routed reads that were served by a read-only node.
-    pub proxy_reads_on_non_primary: u64,
+    /// Runs with `read_write_split = true`.
+    pub split_runs: u64,
+    /// Failed operations of sessions another client had sent a `KILL` for (recorded as
+    /// unknown).
+    pub killed_ops: u64,
+    /// Primary-only statements a node ran while replicating, within the detection window
+    /// after it became a replica (allowed).
+    pub primary_only_in_window: u64,
 }
 
 impl std::ops::AddAssign<&Coverage> for Coverage {
@@ -78,22 +112,38 @@ impl std::ops::AddAssign<&Coverage> for Coverage {
         self.lag_waits += o.lag_waits;
         self.partitions_during_txn += o.partitions_during_txn;
         self.crashes_during_write += o.crashes_during_write;
+        self.prepared += o.prepared;
+        self.multi_statements += o.multi_statements;
+        self.kills += o.kills;
+        self.change_users += o.change_users;
+        self.session_reads += o.session_reads;
+        self.proxy_replica_reads += o.proxy_replica_reads;
+        self.split_off_replica_reads += o.split_off_replica_reads;
+        self.session_state_lost += o.session_state_lost;
         self.crashes += o.crashes;
         self.partitions += o.partitions;
         self.lag_wait_timeouts += o.lag_wait_timeouts;
-        self.proxy_reads_on_non_primary += o.proxy_reads_on_non_primary;
+        self.split_runs += o.split_runs;
+        self.killed_ops += o.killed_ops;
+        self.primary_only_in_window += o.primary_only_in_window;
     }
 }
 
 impl Coverage {
     /// The counters that must not stay zero across a suite, by name.
-    pub fn required(&self) -> [(&'static str, u64); 5] {
-        [
+    pub fn required(&self) -> Vec<(&'static str, u64)> {
+        vec![
             ("failovers", self.failovers),
             ("replica_reads", self.replica_reads),
             ("lag_waits", self.lag_waits),
             ("partitions_during_txn", self.partitions_during_txn),
             ("crashes_during_write", self.crashes_during_write),
+            ("prepared", self.prepared),
+            ("multi_statements", self.multi_statements),
+            ("kills", self.kills),
+            ("change_users", self.change_users),
+            ("session_reads", self.session_reads),
+            ("proxy_replica_reads", self.proxy_replica_reads),
         ]
     }
 
@@ -101,23 +151,45 @@ impl Coverage {
     pub fn missing(&self) -> Vec<&'static str> {
         self.required().iter().filter(|(_, v)| *v == 0).map(|(n, _)| *n).collect()
     }
+
+    /// The counters that must stay zero, by name.
+    pub fn must_be_zero(&self) -> [(&'static str, u64); 2] {
+        [("split_off_replica_reads", self.split_off_replica_reads), ("session_state_lost", self.session_state_lost)]
+    }
+
+    /// Must-be-zero counters that are not, with their values.
+    pub fn forbidden(&self) -> Vec<(&'static str, u64)> {
+        self.must_be_zero().into_iter().filter(|(_, v)| *v != 0).collect()
+    }
 }
 
 impl fmt::Display for Coverage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "failovers={} replica_reads={} lag_waits={} partitions_during_txn={} crashes_during_write={} \
-             (crashes={} partitions={} lag_wait_timeouts={} proxy_reads_on_non_primary={})",
+            "failovers={} replica_reads={} lag_waits={} partitions_during_txn={} crashes_during_write={} prepared={} \
+             multi_statements={} kills={} change_users={} session_reads={} proxy_replica_reads={} \
+             [must be 0: split_off_replica_reads={} session_state_lost={}] \
+             (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={})",
             self.failovers,
             self.replica_reads,
             self.lag_waits,
             self.partitions_during_txn,
             self.crashes_during_write,
+            self.prepared,
+            self.multi_statements,
+            self.kills,
+            self.change_users,
+            self.session_reads,
+            self.proxy_replica_reads,
+            self.split_off_replica_reads,
+            self.session_state_lost,
             self.crashes,
             self.partitions,
             self.lag_wait_timeouts,
-            self.proxy_reads_on_non_primary
+            self.split_runs,
+            self.killed_ops,
+            self.primary_only_in_window,
         )
     }
 }
@@ -130,6 +202,12 @@ pub struct Recorder {
     pub open_txns: BTreeSet<u32>,
     /// Clients with a write in flight (single write, or a transaction with writes).
     pub writes_in_flight: BTreeSet<u32>,
+    /// Clients with an operation in flight (candidates for a `KILL QUERY`).
+    pub busy: BTreeSet<u32>,
+    /// Each client's current proxy connection: `(connection number, CONNECTION_ID())`.
+    pub conn_ids: BTreeMap<u32, (u64, u64)>,
+    /// Sessions another client sent a `KILL` for, with when (µs) the first was sent.
+    pub kill_targets: BTreeMap<SessionRef, u64>,
     pub cov: Coverage,
 }
 
@@ -146,11 +224,26 @@ impl RunShared {
         // The simulated engine reads READ COMMITTED-like (no snapshots; see
         // `crate::engine`), so transactions' reads are checked as such.
         rec.history.set_read_isolation(ReadIsolation::ReadCommitted);
+        if cfg.read_write_split {
+            rec.cov.split_runs = 1;
+        }
         RunShared { cfg, cluster, rec: Mutex::new(rec) }
     }
 
     fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
         self.rec.lock().expect("recorder")
+    }
+
+    /// Whether node `node` started replicating less than the detection window before
+    /// `now_us` (the proxy may not have noticed yet).
+    fn in_detection_window(&self, node: usize, now_us: u64) -> bool {
+        if node >= self.cluster.len() {
+            return false;
+        }
+        let now_ms = now_us / 1_000;
+        let e = self.cluster.server(node).engine();
+        let since = e.role_changes().iter().filter(|(at, r)| *r && *at <= now_ms).map(|(at, _)| *at).next_back();
+        since.is_some_and(|s| now_ms - s < self.cfg.detection_window_ms())
     }
 }
 
@@ -185,6 +278,14 @@ impl Fail {
             Fail::Unknown(code, m) => Outcome::Err { code: *code, message: m.clone(), definite: false },
         }
     }
+    /// The statement certainly did not apply (e.g. it was never executed), whatever
+    /// happened to the connection.
+    fn definite_outcome(&self, what: &str) -> Outcome {
+        let (code, m) = match self {
+            Fail::Definite(c, m) | Fail::Unknown(c, m) => (if *c == 0 { 2013 } else { *c }, m.clone()),
+        };
+        Outcome::Err { code, message: format!("{what}: {m}"), definite: true }
+    }
     fn keeps_connection(&self) -> bool {
         matches!(self, Fail::Definite(c, _) if *c < 2000)
     }
@@ -204,11 +305,24 @@ fn classify(e: Error) -> Fail {
     }
 }
 
-async fn query<S: sluice::net::Stream>(c: &mut BackendConn<S>, sql: &str, t: Duration) -> Result<TextResult, Fail> {
-    match tokio::time::timeout(t, c.query(sql)).await {
+async fn timed<T>(t: Duration, f: impl std::future::Future<Output = Result<T, Error>>) -> Result<T, Fail> {
+    match tokio::time::timeout(t, f).await {
         Ok(Ok(r)) => Ok(r),
         Ok(Err(e)) => Err(classify(e)),
         Err(_) => Err(Fail::Unknown(0, "client timeout".into())),
+    }
+}
+
+async fn query<S: sluice::net::Stream>(c: &mut BackendConn<S>, sql: &str, t: Duration) -> Result<TextResult, Fail> {
+    timed(t, c.query(sql)).await
+}
+
+/// Runs a multi-statement; on failure also says how many statements answered first.
+async fn query_all<S: sluice::net::Stream>(c: &mut BackendConn<S>, sql: &str, t: Duration) -> Result<Vec<Res>, (usize, Fail)> {
+    match tokio::time::timeout(t, client::query_all(c, sql)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err((n, e))) => Err((n, classify(e))),
+        Err(_) => Err((0, Fail::Unknown(0, "client timeout".into()))),
     }
 }
 
@@ -216,20 +330,28 @@ fn cell(r: &TextResult, row: usize, col: usize) -> Option<String> {
     r.rows.get(row)?.get(col)?.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())
 }
 
-/// Parses `SELECT v, @@server_id, @@read_only …`: the value and who served it.
-fn parse_read(r: &TextResult) -> Result<(Option<Val>, Option<Backend>), Fail> {
-    if r.rows.is_empty() {
-        return Ok((None, None));
+/// Who served a statement, from its `@@server_id, @@read_only` columns.
+fn backend_of(server_id: Option<&str>, read_only: Option<&str>) -> Option<Backend> {
+    let id = server_id?.parse::<u32>().ok().filter(|&i| i >= 1)?;
+    let role = if read_only? == "0" { Role::Primary } else { Role::Replica };
+    Some(Backend::new(format!("db{}", id - 1), Some(role)))
+}
+
+/// Parses `SELECT MAX(v), @@server_id, @@read_only …`: the value and who served it.
+fn parse_read(r: &Res) -> Result<(Option<Val>, Backend), Fail> {
+    let bad = || Fail::Unknown(0, "unparsable read result".into());
+    if r.rows() != 1 {
+        return Err(bad());
     }
-    let v = cell(r, 0, 0).and_then(|s| s.parse::<Val>().ok()).ok_or_else(|| Fail::Unknown(0, "unparsable row".into()))?;
-    let backend = match (cell(r, 0, 1).and_then(|s| s.parse::<u32>().ok()), cell(r, 0, 2)) {
-        (Some(id), Some(ro)) if id >= 1 => {
-            let role = if ro == "0" { Role::Primary } else { Role::Replica };
-            Some(Backend::new(format!("db{}", id - 1), Some(role)))
-        }
-        _ => None,
+    let v = match r.cell(0) {
+        None => None,
+        Some(s) => Some(s.parse::<Val>().map_err(|_| bad())?),
     };
-    Ok((Some(v), backend))
+    Ok((v, backend_of(r.cell(1), r.cell(2)).ok_or_else(bad)?))
+}
+
+fn text_res(r: &TextResult) -> Res {
+    Res::Rows(r.rows.iter().map(|row| row.iter().map(|v| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned())).collect()).collect())
 }
 
 fn write_sql(key: &str, v: Val) -> String {
@@ -237,7 +359,18 @@ fn write_sql(key: &str, v: Val) -> String {
 }
 
 fn read_sql(key: &str) -> String {
-    format!("SELECT v, @@server_id, @@read_only FROM kv WHERE k = '{key}'")
+    format!("SELECT MAX(v), @@server_id, @@read_only FROM kv WHERE k = '{key}'")
+}
+
+const WRITE_PS: &str = "INSERT INTO kv (k, v, n) VALUES (?, ?, 1) ON DUPLICATE KEY UPDATE v = VALUES(v), n = n + 1";
+const READ_PS: &str = "SELECT MAX(v), @@server_id, @@read_only FROM kv WHERE k = ?";
+
+/// One connection to the proxy and what the client keeps on it.
+struct Conn<S> {
+    c: BackendConn<S>,
+    no: u64,
+    write_ps: Option<Prepared>,
+    read_ps: Option<Prepared>,
 }
 
 /// One client's identity, clock and random choices.
@@ -249,6 +382,12 @@ struct Client {
     origin: Instant,
     next_value: u64,
     timeout: Duration,
+}
+
+/// What an operation leaves of its connection.
+enum After {
+    Keep,
+    Drop,
 }
 
 impl Client {
@@ -289,6 +428,7 @@ impl Client {
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
 
+    /// A logged-in connection with the workload's session settings.
     async fn connect<N: Net>(&mut self, net: &N, addr: &str) -> Option<BackendConn<N::Stream>> {
         let login = app_login(self.timeout);
         let mut c = match connect(net, addr, &login, &self.auth_rng).await {
@@ -303,17 +443,80 @@ impl Client {
         }
     }
 
+    /// A connection to the proxy whose `CONNECTION_ID()` other clients may `KILL`.
+    async fn connect_proxy<N: Net>(&mut self, net: &N, no: u64) -> Option<Conn<N::Stream>> {
+        let mut c = self.connect(net, PROXY_ADDR).await?;
+        let id = query(&mut c, "SELECT CONNECTION_ID()", self.timeout).await.ok().and_then(|r| cell(&r, 0, 0)).and_then(|s| s.parse::<u64>().ok())?;
+        self.shared.rec().conn_ids.insert(self.id, (no, id));
+        Some(Conn { c, no, write_ps: None, read_ps: None })
+    }
+
     fn invoke(&self, session: SessionRef, op: Op, meta: OpMeta) -> OpId {
         let at = self.now();
         self.shared.rec().history.invoke(session, op, meta, at)
     }
 
-    fn complete(&self, id: OpId, outcome: Outcome) {
+    /// Completes `id`; a failure of a session someone sent a `KILL` for is unknown.
+    fn complete(&self, id: OpId, session: SessionRef, outcome: Outcome) {
         let at = self.now();
-        self.shared.rec().history.complete(id, outcome, at);
+        let mut rec = self.shared.rec();
+        let outcome = match outcome {
+            Outcome::Ok(r) => Outcome::Ok(r),
+            other if rec.kill_targets.get(&session).is_some_and(|&k| k <= at) => {
+                rec.cov.killed_ops += 1;
+                match other {
+                    Outcome::Err { code, message, .. } => Outcome::Err { code, message: format!("{message} (session was a KILL target)"), definite: false },
+                    _ => Outcome::Unknown,
+                }
+            }
+            other => other,
+        };
+        rec.history.complete(id, outcome, at);
     }
 
-    /// A single write; returns whether the connection is still usable.
+    fn killed(&self, session: SessionRef) -> bool {
+        self.shared.rec().kill_targets.contains_key(&session)
+    }
+
+    /// Whether the connection stays after a failure.
+    fn after(&self, session: SessionRef, f: &Fail) -> After {
+        if f.keeps_connection() && !self.killed(session) {
+            After::Keep
+        } else {
+            After::Drop
+        }
+    }
+
+    /// Records a successful read of `id`: the value and who served it (a read-only
+    /// node serving a proxy read makes it eventually consistent).
+    fn complete_read(&self, id: OpId, v: Option<Val>, b: Backend) {
+        let at = self.now();
+        let replica = b.role == Some(Role::Replica);
+        let node = b.name.strip_prefix("db").and_then(|n| n.parse::<usize>().ok());
+        let in_window = node.is_some_and(|n| self.shared.in_detection_window(n, at));
+        let mut rec = self.shared.rec();
+        if replica {
+            rec.history.mark_eventual(id);
+            rec.cov.replica_reads += 1;
+            rec.cov.proxy_replica_reads += 1;
+            if !self.shared.cfg.read_write_split && !in_window {
+                rec.cov.split_off_replica_reads += 1;
+            }
+        }
+        rec.history.note_backend(id, b);
+        rec.history.complete(id, Outcome::Ok(OpResult::Read(v)), at);
+    }
+
+    fn busy(&self, yes: bool) {
+        let mut rec = self.shared.rec();
+        if yes {
+            rec.busy.insert(self.id);
+        } else {
+            rec.busy.remove(&self.id);
+        }
+    }
+
+    /// A single write (text protocol).
     async fn write<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef, key: String) -> Result<(), Fail> {
         let v = self.value();
         let id = self.invoke(session, Op::write(key.clone(), v), OpMeta::primary());
@@ -322,37 +525,234 @@ impl Client {
         self.shared.rec().writes_in_flight.remove(&self.id);
         match r {
             Ok(_) => {
-                self.complete(id, Outcome::Ok(OpResult::Written));
+                self.complete(id, session, Outcome::Ok(OpResult::Written));
                 Ok(())
             }
             Err(f) => {
-                self.complete(id, f.outcome());
+                self.complete(id, session, f.outcome());
                 Err(f)
             }
         }
     }
 
-    /// A single read through the proxy.
-    async fn read<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef) -> Result<(), Fail> {
-        let key = self.key();
+    /// A single read of `key` through the proxy (text protocol).
+    async fn read<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef, key: String) -> Result<(), Fail> {
         let id = self.invoke(session, Op::read(key.clone()), OpMeta::primary());
-        let r = query(c, &read_sql(&key), self.timeout).await.and_then(|r| parse_read(&r));
+        let r = query(c, &read_sql(&key), self.timeout).await.and_then(|r| parse_read(&text_res(&r)));
         match r {
-            Ok((v, backend)) => {
-                let mut rec = self.shared.rec();
-                if let Some(b) = backend {
-                    if b.role == Some(Role::Replica) {
-                        rec.cov.proxy_reads_on_non_primary += 1;
-                        rec.cov.replica_reads += 1;
-                    }
-                    rec.history.note_backend(id, b);
-                }
-                let at = self.now();
-                rec.history.complete(id, Outcome::Ok(OpResult::Read(v)), at);
+            Ok((v, b)) => {
+                self.complete_read(id, v, b);
                 Ok(())
             }
             Err(f) => {
-                self.complete(id, f.outcome());
+                self.complete(id, session, f.outcome());
+                Err(f)
+            }
+        }
+    }
+
+    /// Prepares `sql` on the connection unless `slot` holds it already.
+    async fn prepared<S: sluice::net::Stream>(&self, c: &mut BackendConn<S>, slot: &mut Option<Prepared>, sql: &str) -> Result<Prepared, Fail> {
+        if let Some(p) = *slot {
+            return Ok(p);
+        }
+        let p = timed(self.timeout, client::prepare(c, sql)).await?;
+        *slot = Some(p);
+        Ok(p)
+    }
+
+    /// Closes a prepared statement one time in three (otherwise the connection keeps it
+    /// for the next execution).
+    async fn maybe_close<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, slot: &mut Option<Prepared>) {
+        if self.rng.gen_ratio(1, 3) {
+            if let Some(p) = slot.take() {
+                let _ = tokio::time::timeout(self.timeout, client::close(c, p)).await;
+            }
+        }
+    }
+
+    /// A single write as a prepared statement (COM_STMT_PREPARE / EXECUTE / CLOSE).
+    async fn write_prepared<S: sluice::net::Stream>(&mut self, conn: &mut Conn<S>, session: SessionRef, key: String) -> Result<(), Fail> {
+        let v = self.value();
+        let id = self.invoke(session, Op::write(key.clone(), v), OpMeta::primary());
+        let mut slot = conn.write_ps.take();
+        let stmt = match self.prepared(&mut conn.c, &mut slot, WRITE_PS).await {
+            Ok(p) => p,
+            Err(f) => {
+                // Nothing was executed.
+                self.complete(id, session, f.definite_outcome("prepare"));
+                return Err(f);
+            }
+        };
+        self.shared.rec().writes_in_flight.insert(self.id);
+        let r = timed(self.timeout, client::execute(&mut conn.c, stmt, &[Param::Text(key), Param::Int(v as i64)])).await;
+        self.shared.rec().writes_in_flight.remove(&self.id);
+        match r {
+            Ok(_) => {
+                self.shared.rec().cov.prepared += 1;
+                self.complete(id, session, Outcome::Ok(OpResult::Written));
+                self.maybe_close(&mut conn.c, &mut slot).await;
+                conn.write_ps = slot;
+                Ok(())
+            }
+            Err(f) => {
+                self.complete(id, session, f.outcome());
+                conn.write_ps = slot;
+                Err(f)
+            }
+        }
+    }
+
+    /// A single read as a prepared statement.
+    async fn read_prepared<S: sluice::net::Stream>(&mut self, conn: &mut Conn<S>, session: SessionRef, key: String) -> Result<(), Fail> {
+        let id = self.invoke(session, Op::read(key.clone()), OpMeta::primary());
+        let mut slot = conn.read_ps.take();
+        let stmt = match self.prepared(&mut conn.c, &mut slot, READ_PS).await {
+            Ok(p) => p,
+            Err(f) => {
+                self.complete(id, session, f.outcome());
+                return Err(f);
+            }
+        };
+        let r = timed(self.timeout, client::execute(&mut conn.c, stmt, &[Param::Text(key)])).await.and_then(|r| parse_read(&r));
+        match r {
+            Ok((v, b)) => {
+                self.shared.rec().cov.prepared += 1;
+                self.complete_read(id, v, b);
+                self.maybe_close(&mut conn.c, &mut slot).await;
+                conn.read_ps = slot;
+                Ok(())
+            }
+            Err(f) => {
+                self.complete(id, session, f.outcome());
+                conn.read_ps = slot;
+                Err(f)
+            }
+        }
+    }
+
+    /// A write and a read of the same key in one multi-statement query. Recorded as two
+    /// operations with the same interval (they are not atomic; the read runs after the
+    /// write, on the same connection).
+    async fn write_then_read_multi<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef, key: String) -> Result<(), Fail> {
+        let v = self.value();
+        let w = self.invoke(session, Op::write(key.clone(), v), OpMeta::primary());
+        let r = self.invoke(session, Op::read(key.clone()), OpMeta::primary());
+        self.shared.rec().writes_in_flight.insert(self.id);
+        let res = query_all(c, &format!("{}; {}", write_sql(&key, v), read_sql(&key)), self.timeout).await;
+        self.shared.rec().writes_in_flight.remove(&self.id);
+        match res {
+            Ok(results) if results.len() == 2 => {
+                self.complete(w, session, Outcome::Ok(OpResult::Written));
+                match parse_read(&results[1]) {
+                    Ok((val, b)) => {
+                        self.shared.rec().cov.multi_statements += 1;
+                        self.complete_read(r, val, b);
+                        Ok(())
+                    }
+                    Err(f) => {
+                        self.complete(r, session, f.outcome());
+                        Err(f)
+                    }
+                }
+            }
+            Ok(results) => {
+                // Not what a server answers to two statements: nothing can be known.
+                let f = Fail::Unknown(0, format!("{} results for 2 statements", results.len()));
+                self.complete(w, session, f.outcome());
+                self.complete(r, session, f.outcome());
+                Err(f)
+            }
+            Err((answered, f)) => {
+                if answered == 0 {
+                    self.complete(w, session, f.outcome());
+                    // A failed statement ends the batch: the read never ran.
+                    self.complete(r, session, f.definite_outcome("not run"));
+                } else {
+                    self.complete(w, session, Outcome::Ok(OpResult::Written));
+                    self.complete(r, session, f.outcome());
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// Two reads in one multi-statement query (a pure read: a splitting proxy may send
+    /// it to a replica).
+    async fn reads_multi<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef) -> Result<(), Fail> {
+        let keys = [self.key(), self.key()];
+        let ids: Vec<OpId> = keys.iter().map(|k| self.invoke(session, Op::read(k.clone()), OpMeta::primary())).collect();
+        let res = query_all(c, &format!("{}; {}", read_sql(&keys[0]), read_sql(&keys[1])), self.timeout).await;
+        let parsed: Result<Vec<_>, (usize, Fail)> = match res {
+            Ok(results) if results.len() == 2 => results.iter().enumerate().map(|(i, r)| parse_read(r).map_err(|f| (i, f))).collect(),
+            Ok(results) => Err((0, Fail::Unknown(0, format!("{} results for 2 statements", results.len())))),
+            Err(e) => Err(e),
+        };
+        match parsed {
+            Ok(vals) => {
+                self.shared.rec().cov.multi_statements += 1;
+                for (id, (v, b)) in ids.into_iter().zip(vals) {
+                    self.complete_read(id, v, b);
+                }
+                Ok(())
+            }
+            Err((_, f)) => {
+                for id in ids {
+                    self.complete(id, session, f.outcome());
+                }
+                Err(f)
+            }
+        }
+    }
+
+    /// Sets connection-bound state and reads it back with the node that served the
+    /// read: `LAST_INSERT_ID(x)` then `SELECT LAST_INSERT_ID(), …`, `SET @v = x` then
+    /// `SELECT @v, …`, or both of the latter in one multi-statement.
+    async fn session_read<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef) -> Result<(), Fail> {
+        let x = self.value();
+        let variant = self.rng.gen_range(0..3);
+        let var = if variant == 0 { "LAST_INSERT_ID()" } else { "@sim_v" };
+        let id = self.invoke(session, Op::session_read(var, x), OpMeta::primary());
+        let read = format!("SELECT {var}, @@server_id, @@read_only");
+        let r: Result<Res, Fail> = match variant {
+            0 | 1 => {
+                let set = if variant == 0 { format!("SELECT LAST_INSERT_ID({x})") } else { format!("SET @sim_v = {x}") };
+                match query(c, &set, self.timeout).await {
+                    Ok(_) => query(c, &read, self.timeout).await.map(|r| text_res(&r)),
+                    Err(f) => Err(f),
+                }
+            }
+            _ => match query_all(c, &format!("SET @sim_v = {x}; {read}"), self.timeout).await {
+                Ok(mut results) if results.len() == 2 => {
+                    self.shared.rec().cov.multi_statements += 1;
+                    Ok(results.remove(1))
+                }
+                Ok(results) => Err(Fail::Unknown(0, format!("{} results for 2 statements", results.len()))),
+                Err((_, f)) => Err(f),
+            },
+        };
+        let parsed = r.and_then(|res| {
+            let v = match res.cell(0) {
+                None => None,
+                Some(s) => Some(s.parse::<Val>().map_err(|_| Fail::Unknown(0, "unparsable session value".into()))?),
+            };
+            let b = backend_of(res.cell(1), res.cell(2)).ok_or_else(|| Fail::Unknown(0, "no server in the answer".into()))?;
+            Ok((v, b))
+        });
+        match parsed {
+            Ok((v, b)) => {
+                let at = self.now();
+                let mut rec = self.shared.rec();
+                rec.cov.session_reads += 1;
+                if v != Some(x) {
+                    rec.cov.session_state_lost += 1;
+                }
+                rec.history.note_backend(id, b);
+                rec.history.complete(id, Outcome::Ok(OpResult::SessionValue(v)), at);
+                Ok(())
+            }
+            Err(f) => {
+                self.complete(id, session, f.outcome());
                 Err(f)
             }
         }
@@ -390,11 +790,11 @@ impl Client {
         }
         match r {
             Ok((committed, results)) => {
-                self.complete(id, Outcome::Ok(OpResult::Txn { committed, results }));
+                self.complete(id, session, Outcome::Ok(OpResult::Txn { committed, results }));
                 Ok(())
             }
             Err((outcome, f)) => {
-                self.complete(id, outcome);
+                self.complete(id, session, outcome);
                 Err(f)
             }
         }
@@ -408,12 +808,7 @@ impl Client {
         rollback: bool,
     ) -> Result<(bool, Vec<TxnOpResult>), (Outcome, Fail)> {
         // Any failure before COMMIT is sent: the transaction cannot commit.
-        let before_commit = |f: Fail| {
-            let (code, m) = match &f {
-                Fail::Definite(c, m) | Fail::Unknown(c, m) => (if *c == 0 { 2013 } else { *c }, m.clone()),
-            };
-            (Outcome::Err { code, message: format!("before COMMIT: {m}"), definite: true }, f)
-        };
+        let before_commit = |f: Fail| (f.definite_outcome("before COMMIT"), f);
         let t = self.timeout;
         query(c, "BEGIN", t).await.map_err(before_commit)?;
         let mut results = Vec::with_capacity(ops.len());
@@ -457,12 +852,138 @@ impl Client {
             Err(f) => Err((f.outcome(), f)),
         }
     }
+
+    /// `KILL QUERY <id>` (three times in four) or `KILL <id>` through the proxy, for
+    /// another client's connection (one with an operation in flight if there is one),
+    /// `id` from that connection's `CONNECTION_ID()`. The target session's failures are
+    /// then recorded as unknown. Not an operation of the history.
+    async fn kill<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>) -> After {
+        let (victim, busy) = {
+            let rec = self.shared.rec();
+            let cands: Vec<(u32, (u64, u64))> = rec.conn_ids.iter().filter(|(&k, _)| k != self.id).map(|(&k, &v)| (k, v)).collect();
+            let busy: Vec<(u32, (u64, u64))> = cands.iter().copied().filter(|(k, _)| rec.busy.contains(k)).collect();
+            if !busy.is_empty() {
+                (busy.choose(&mut self.rng).copied(), true)
+            } else {
+                (cands.choose(&mut self.rng).copied(), false)
+            }
+        };
+        let Some((client, (no, conn_id))) = victim else { return After::Keep };
+        // An idle connection is killed one time in four (KILL QUERY would do nothing).
+        let query_only = if busy { self.rng.gen_ratio(3, 4) } else { false };
+        if !busy && !self.rng.gen_ratio(1, 4) {
+            return After::Keep;
+        }
+        let at = self.now();
+        self.shared.rec().kill_targets.entry(SessionRef::new(client, no)).or_insert(at);
+        let sql = format!("KILL {}{conn_id}", if query_only { "QUERY " } else { "" });
+        match query(c, &sql, self.timeout).await {
+            Ok(_) => {
+                self.shared.rec().cov.kills += 1;
+                After::Keep
+            }
+            Err(f) if f.keeps_connection() => After::Keep,
+            Err(_) => After::Drop,
+        }
+    }
+
+    /// COM_CHANGE_USER to the same account, then the session settings again. Prepared
+    /// statements do not survive it.
+    async fn change_user<S: sluice::net::Stream>(&mut self, conn: &mut Conn<S>) -> After {
+        let login = app_login(self.timeout);
+        match tokio::time::timeout(self.timeout, conn.c.change_user(&login, 45, &self.auth_rng)).await {
+            Ok(Ok(_)) => {}
+            _ => return After::Drop,
+        }
+        conn.write_ps = None;
+        conn.read_ps = None;
+        match query(&mut conn.c, "SET SESSION innodb_lock_wait_timeout = 1", self.timeout).await {
+            Ok(_) => {
+                self.shared.rec().cov.change_users += 1;
+                After::Keep
+            }
+            Err(_) => After::Drop,
+        }
+    }
+
+    /// One operation of the main phase on `conn`.
+    async fn operation<S: sluice::net::Stream>(&mut self, conn: &mut Conn<S>) -> After {
+        let session = SessionRef::new(self.id, conn.no);
+        let special = self.rng.gen_range(0..100);
+        if special < 2 {
+            return self.kill(&mut conn.c).await;
+        }
+        if special < 4 {
+            return self.change_user(conn).await;
+        }
+        let cfg = &self.shared.cfg;
+        let (write_pct, read_pct) = (cfg.write_pct, cfg.read_pct);
+        let roll = self.rng.gen_range(0..100);
+        let variant = self.rng.gen_range(0..100);
+        self.busy(true);
+        let r = if roll < write_pct {
+            let key = self.key();
+            match variant {
+                0..=14 => self.write_prepared(conn, session, key).await,
+                15..=29 => self.write_then_read_multi(&mut conn.c, session, key).await,
+                _ => self.write(&mut conn.c, session, key).await,
+            }
+        } else if roll < write_pct + read_pct {
+            match variant {
+                0..=14 => {
+                    let key = self.key();
+                    self.read_prepared(conn, session, key).await
+                }
+                15..=24 => self.reads_multi(&mut conn.c, session).await,
+                25..=39 => self.session_read(&mut conn.c, session).await,
+                _ => {
+                    let key = self.key();
+                    self.read(&mut conn.c, session, key).await
+                }
+            }
+        } else {
+            self.txn(&mut conn.c, session).await
+        };
+        self.busy(false);
+        match r {
+            Ok(()) => After::Keep,
+            Err(f) => self.after(session, &f),
+        }
+    }
+
+    /// After the heal: with a fresh connection per attempt, writes this client's own
+    /// probe key and reads it back through the proxy until both succeeded once, or the
+    /// liveness bound (plus a little) has passed. The liveness checker reads the result
+    /// from the history.
+    async fn probe_after_heal<N: Net>(&mut self, net: &N, conn_no: &mut u64) {
+        let cfg = &self.shared.cfg;
+        let give_up = Duration::from_millis(cfg.duration_ms + cfg.liveness_bound_ms() + 500);
+        let key = format!("p{}", self.id);
+        let (mut wrote, mut read) = (false, false);
+        while !(wrote && read) && self.origin.elapsed() < give_up {
+            *conn_no += 1;
+            let session = SessionRef::new(self.id, *conn_no);
+            if let Some(mut c) = self.connect(net, PROXY_ADDR).await {
+                if !wrote {
+                    wrote = self.write(&mut c, session, key.clone()).await.is_ok();
+                }
+                if wrote && !read {
+                    read = self.read(&mut c, session, key.clone()).await.is_ok();
+                }
+                let _ = tokio::time::timeout(Duration::from_secs(1), c.quit()).await;
+            }
+            if !(wrote && read) {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
-/// A workload client: runs operations through the proxy until the workload's end.
+/// A workload client: runs operations through the proxy until the workload's end, then
+/// probes the proxy after the heal.
 pub async fn run_client<N: Net>(net: N, shared: Arc<RunShared>, id: u32) {
     let mut cl = Client::new(shared.clone(), id);
-    let mut conn: Option<BackendConn<N::Stream>> = None;
+    let mut conn: Option<Conn<N::Stream>> = None;
     let mut conn_no = 0u64;
     let start = cl.rng.gen_range(0..200);
     tokio::time::sleep(Duration::from_millis(start)).await;
@@ -471,7 +992,7 @@ pub async fn run_client<N: Net>(net: N, shared: Arc<RunShared>, id: u32) {
             Some(c) => c,
             None => {
                 conn_no += 1;
-                match cl.connect(&net, PROXY_ADDR).await {
+                match cl.connect_proxy(&net, conn_no).await {
                     Some(c) => c,
                     None => {
                         let ms = cl.rng.gen_range(50..300);
@@ -481,26 +1002,20 @@ pub async fn run_client<N: Net>(net: N, shared: Arc<RunShared>, id: u32) {
                 }
             }
         };
-        let session = SessionRef::new(id, conn_no);
-        let roll = cl.rng.gen_range(0..100);
-        let r = if roll < shared.cfg.write_pct {
-            let key = cl.key();
-            cl.write(&mut c, session, key).await
-        } else if roll < shared.cfg.write_pct + shared.cfg.read_pct {
-            cl.read(&mut c, session).await
-        } else {
-            cl.txn(&mut c, session).await
-        };
-        match r {
-            Ok(()) => conn = Some(c),
-            Err(f) if f.keeps_connection() => conn = Some(c),
-            Err(_) => drop(c),
+        match cl.operation(&mut c).await {
+            After::Keep => conn = Some(c),
+            After::Drop => {
+                shared.rec().conn_ids.remove(&id);
+                drop(c);
+            }
         }
         cl.think().await;
     }
+    shared.rec().conn_ids.remove(&id);
     if let Some(c) = conn {
-        let _ = tokio::time::timeout(Duration::from_secs(1), c.quit()).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), c.c.quit()).await;
     }
+    cl.probe_after_heal(&net, &mut conn_no).await;
 }
 
 /// A causal reader: writes a key through the proxy, reads the primary's GTID position on
@@ -565,11 +1080,17 @@ async fn reader_round<S: sluice::net::Stream>(
     if let Err(f) = cl.write(pc, session, key.clone()).await {
         return f.keeps_connection();
     }
+    // The primary's position, on the proxy connection; a routing hint keeps it off the
+    // replicas of a splitting proxy, and a position a read-only node answered is not
+    // used (it would not include the write).
     let pos_sql = match flavour {
-        Flavour::MariaDb => "SELECT @@gtid_binlog_pos",
-        Flavour::MySql8 => "SELECT @@gtid_executed",
+        Flavour::MariaDb => "/* sluice: route=primary */ SELECT @@gtid_binlog_pos, @@server_id, @@read_only",
+        Flavour::MySql8 => "/* sluice: route=primary */ SELECT @@gtid_executed, @@server_id, @@read_only",
     };
     let Ok(pos) = query(pc, pos_sql, cl.timeout).await else { return false };
+    if cell(&pos, 0, 2).as_deref() != Some("0") {
+        return true;
+    }
     let Some(pos) = cell(&pos, 0, 0) else { return false };
     let pos = pos.replace(['\n', ' '], "");
     let lagging = match GtidPosition::parse(flavour, &pos) {
@@ -592,21 +1113,20 @@ async fn reader_round<S: sluice::net::Stream>(
     if lagging {
         cl.shared.rec().cov.lag_waits += 1;
     }
-    let id = cl.invoke(session, Op::read(key.clone()), OpMeta::any());
-    match query(rc, &read_sql(&key), cl.timeout).await.and_then(|res| parse_read(&res)) {
-        Ok((v, backend)) => {
+    let id = cl.invoke(session, Op::read(key.clone()), OpMeta::direct());
+    match query(rc, &read_sql(&key), cl.timeout).await.and_then(|res| parse_read(&text_res(&res))) {
+        Ok((v, b)) => {
+            let at = cl.now();
             let mut rec = cl.shared.rec();
-            let b = backend.unwrap_or_else(|| Backend::new(format!("db{r}"), None));
             if b.role == Some(Role::Replica) {
                 rec.cov.replica_reads += 1;
             }
             rec.history.note_backend(id, b);
-            let at = cl.now();
             rec.history.complete(id, Outcome::Ok(OpResult::Read(v)), at);
             true
         }
         Err(f) => {
-            cl.complete(id, f.outcome());
+            cl.complete(id, session, f.outcome());
             f.keeps_connection()
         }
     }
