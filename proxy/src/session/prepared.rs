@@ -58,7 +58,7 @@ fn layout(payload: &[u8], params: u16) -> Option<Layout> {
         return None;
     }
     // command, id (4), flags (1), iteration count (4), null bitmap.
-    let flag = 10 + (usize::from(params) + 7) / 8;
+    let flag = 10 + usize::from(params).div_ceil(8);
     (payload.len() > flag).then_some(Layout { flag })
 }
 

@@ -98,6 +98,7 @@ impl SessionState {
     /// `payload` is the COM_QUERY packet (for replay), `effects` the classifier's,
     /// `ok` whether the response ended without error, `status` the final status flags
     /// and `session_state` the raw session-tracking data of its OK packets.
+    #[allow(clippy::too_many_arguments)]
     pub fn after_statement(&mut self, node: &str, payload: Option<&[u8]>, effects: &[Effect], statements: u32, ok: bool, status: Option<u16>, session_state: &[u8]) {
         self.after_statement_of(node, None, payload, effects, statements, ok, status, session_state)
     }
