@@ -507,22 +507,29 @@ impl<N: Net> Session<N> {
 
 }
 
-/// `KILL QUERY` on `node` for backend thread `thread`, as Sluice's own account.
+/// Runs `sql` (a `KILL`) on `node` as Sluice's own account, over a connection of its
+/// own; the whole exchange is bounded by `backend.connect_timeout_ms`.
+async fn run_as_service<N: Net>(shared: &Shared<N>, node: &str, sql: &str) -> Result<(), Error> {
+    let login = shared.service_login();
+    let limit = login.timeout;
+    let exchange = async {
+        let mut c = connect(&shared.net, node, &login, &shared.rng).await?;
+        let r = c.query(sql).await;
+        c.quit().await;
+        r.map(|_| ())
+    };
+    match tokio::time::timeout(limit, exchange).await {
+        Ok(r) => r,
+        Err(_) => Err(Error::BackendTimeout { addr: node.to_string(), what: "running a KILL" }),
+    }
+}
+
+/// `KILL QUERY` on `node` for backend thread `thread` (a client left mid-statement).
 async fn kill_backend_query<N: Net>(shared: &Shared<N>, conn: u32, node: &str, thread: u32) {
-    {
-        let login = shared.service_login();
-        let result = async {
-            let mut c = connect(&shared.net, node, &login, &shared.rng).await?;
-            let r = c.query(&format!("KILL QUERY {thread}")).await;
-            c.quit().await;
-            r.map(|_| ())
-        }
-        .await;
-        match result {
-            Ok(()) => tracing::debug!(conn, node, thread, "client left mid-statement: backend statement killed"),
-            Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
-            Err(e) => tracing::info!(conn, node, thread, error = %e, "client left mid-statement; could not kill the backend statement"),
-        }
+    match run_as_service(shared, node, &format!("KILL QUERY {thread}")).await {
+        Ok(()) => tracing::debug!(conn, node, thread, "client left mid-statement: backend statement killed"),
+        Err(Error::BackendErr { code, .. }) if code == err::ER_NO_SUCH_THREAD => {}
+        Err(e) => tracing::info!(conn, node, thread, error = %e, "client left mid-statement; could not kill the backend statement"),
     }
 }
 
@@ -917,14 +924,7 @@ impl<N: Net> Session<N> {
                 // the server applies its privilege rules (CONNECTION ADMIN, owner).
                 self.nodes.get_mut(addr).expect("present").conn.query(&sql).await.map(|_| ())
             } else {
-                let login = self.shared.service_login();
-                async {
-                    let mut c = connect(&self.shared.net, addr, &login, &self.shared.rng).await?;
-                    let r = c.query(&sql).await;
-                    c.quit().await;
-                    r.map(|_| ())
-                }
-                .await
+                run_as_service(&self.shared, addr, &sql).await
             };
             match result {
                 Ok(()) => {}
