@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::consistency::level::{Fallback, Level};
 use crate::error::{Error, Result};
 use crate::protocol::auth;
 
@@ -230,6 +231,16 @@ pub struct RoutingConfig {
     /// Classifier cache entries (normalised statement texts); 0 disables the cache.
     #[serde(default = "defaults::classifier_cache")]
     pub classifier_cache: usize,
+    /// Read-after-write consistency of reads sent to replicas (docs/consistency.md).
+    #[serde(default)]
+    pub consistency: Level,
+    /// Longest wait for a replica to reach a read's position; past it the read goes to
+    /// the primary (or fails, with `consistency_fallback = "error"`).
+    #[serde(default = "defaults::consistency_timeout_ms")]
+    pub consistency_timeout_ms: u64,
+    /// What a read gets when no replica reached its position in time.
+    #[serde(default)]
+    pub consistency_fallback: Fallback,
     /// Per-user defaults, overriding the global ones.
     #[serde(default)]
     pub users: Vec<UserRouting>,
@@ -245,6 +256,9 @@ impl Default for RoutingConfig {
             weights: Default::default(),
             primary_read_weight: 0,
             classifier_cache: defaults::classifier_cache(),
+            consistency: Level::default(),
+            consistency_timeout_ms: defaults::consistency_timeout_ms(),
+            consistency_fallback: Fallback::default(),
             users: Vec::new(),
         }
     }
@@ -257,6 +271,21 @@ impl RoutingConfig {
             Some(u) => (u.read_write_split.unwrap_or(self.read_write_split), u.route.unwrap_or(self.route)),
             None => (self.read_write_split, self.route),
         }
+    }
+
+    /// A consistency wait's longest duration: `ms`, kept below the backend read deadline
+    /// (`read_timeout_ms`, 0 = none) so that a wait always ends first.
+    pub fn wait_limit_ms(ms: u64, read_timeout_ms: u64) -> u64 {
+        if read_timeout_ms > 0 {
+            ms.min(read_timeout_ms.saturating_mul(9) / 10).max(1)
+        } else {
+            ms.max(1)
+        }
+    }
+
+    /// The consistency level of sessions of `user`.
+    pub fn consistency_for(&self, user: &str) -> Level {
+        self.users.iter().find(|u| u.name == user).and_then(|u| u.consistency).unwrap_or(self.consistency)
     }
 
     /// The read weight of `node`.
@@ -273,6 +302,8 @@ pub struct UserRouting {
     pub read_write_split: Option<bool>,
     #[serde(default)]
     pub route: Option<RouteMode>,
+    #[serde(default)]
+    pub consistency: Option<Level>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -329,6 +360,9 @@ mod defaults {
     }
     pub fn read_timeout_ms() -> u64 {
         36_000_000
+    }
+    pub fn consistency_timeout_ms() -> u64 {
+        2000
     }
     pub fn max_replica_lag_ms() -> u64 {
         5_000
@@ -411,6 +445,9 @@ impl Config {
                 "backend.monitor_timeout_ms ({}) must be shorter than monitor_interval_ms ({})",
                 self.backend.monitor_timeout_ms, self.backend.monitor_interval_ms
             ));
+        }
+        if self.routing.consistency_timeout_ms == 0 || self.routing.consistency_timeout_ms > 3_600_000 {
+            return bad(format!("routing.consistency_timeout_ms ({}) must be between 1 and 3600000", self.routing.consistency_timeout_ms));
         }
         for node in self.routing.weights.keys() {
             if !self.backend.nodes.contains(node) {

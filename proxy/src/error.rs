@@ -64,6 +64,11 @@ pub enum Error {
     /// session cannot go on without losing it.
     #[error("the primary moved from {from} to {to} while this session had state on {from}")]
     PrimaryMoved { from: String, to: String },
+    /// A replica did not reach a read's GTID position within the consistency timeout
+    /// (the read ran there, its answer was dropped: only reads get here, and nothing
+    /// reached the client, so sending it elsewhere is safe).
+    #[error("replica {node} did not reach the read's GTID position in time ({detail})")]
+    ConsistencyNotReached { node: String, detail: String },
 }
 
 impl Error {
@@ -75,14 +80,14 @@ impl Error {
             | Error::BackendErr { .. }
             | Error::BackendTimeout { .. } => Origin::Backend,
             Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) => Origin::Proxy,
-            Error::PrimaryMoved { .. } => Origin::Backend,
+            Error::PrimaryMoved { .. } | Error::ConsistencyNotReached { .. } => Origin::Backend,
         }
     }
 
     /// True only when nothing of the failed command reached a backend, so sending it
     /// again (to the same or another backend) cannot apply it twice.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, Error::BackendIo { sent: false, .. } | Error::NoBackend(_))
+        matches!(self, Error::BackendIo { sent: false, .. } | Error::NoBackend(_) | Error::ConsistencyNotReached { .. })
     }
 
     pub fn client_protocol(code: u16, message: impl Into<String>) -> Self {

@@ -30,6 +30,12 @@ pub trait Faults: Send + Sync + 'static {
     fn ignore_promotion(&self) -> bool {
         false
     }
+
+    /// Ignore read-after-write requirements: send reads to any eligible replica without
+    /// checking or waiting for the session's GTID position.
+    fn ignore_consistency(&self) -> bool {
+        false
+    }
 }
 
 /// No injected faults (production).

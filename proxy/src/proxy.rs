@@ -63,6 +63,8 @@ pub struct Shared<N: Net> {
     pub node_stats: BTreeMap<String, Arc<NodeStats>>,
     /// Turn counter of the load balancer (round robin, tie breaks).
     pub turn: AtomicU64,
+    /// Known GTID positions of the nodes, and what was written through this Sluice.
+    pub positions: crate::consistency::positions::Positions,
 }
 
 impl<N: Net> Shared<N> {
@@ -288,6 +290,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         classifier: Classifier::new(classifier_capacity),
         node_stats,
         turn: AtomicU64::new(0),
+        positions: Default::default(),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();

@@ -34,29 +34,7 @@ impl Fixture {
     }
 
     fn config(&self, routing: &str) -> String {
-        // (`backend` keys may be added by replacing the `[routing]` line.)
-        let nodes: Vec<String> = self.cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect();
-        format!(
-            r#"
-[proxy]
-listen = "127.0.0.1:0"
-[[users]]
-name = "app"
-password = "app"
-[backend]
-user = "app"
-password = "app"
-nodes = [{nodes}]
-monitor_interval_ms = 200
-monitor_timeout_ms = 150
-monitor_failures = 2
-monitor_debounce = 2
-[routing]
-read_write_split = true
-{routing}
-"#,
-            nodes = nodes.join(", ")
-        )
+        common::split_config(&self.cluster, routing)
     }
 
     async fn proxy(&self, routing: &str) -> sluice::ProxyHandle {

@@ -97,7 +97,7 @@ fn read_err(addr: &str, sent: bool, e: ReadError) -> Error {
     }
 }
 
-fn err_packet(addr: &str, payload: &[u8]) -> Error {
+pub(crate) fn err_packet(addr: &str, payload: &[u8]) -> Error {
     match packets::Err::parse(payload) {
         Some(e) => Error::BackendErr {
             addr: addr.to_string(),
@@ -303,7 +303,7 @@ impl<S: crate::net::Stream> BackendConn<S> {
         packets::Ok::parse(payload, self.caps).map(|o| o.status).ok_or_else(|| Error::backend_protocol(&self.addr, "bad OK packet"))
     }
 
-    async fn read(&mut self) -> Result<Packet> {
+    pub(crate) async fn read(&mut self) -> Result<Packet> {
         self.conn.read_packet().await.map_err(|e| read_err(&self.addr, true, e))
     }
 

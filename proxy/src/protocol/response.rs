@@ -120,6 +120,13 @@ pub struct ResponseTracker {
     continuing: bool,
     last_seq: Option<u8>,
     summary: Summary,
+    /// Record where OK-format packets are ([`ResponseTracker::mark_oks`]).
+    mark_oks: bool,
+    /// An OK packet was judged by the current `judge_whole` call.
+    saw_ok: bool,
+    /// `(start, end)` of the OK-format packets (header included) within the buffer of
+    /// the latest `advance` call.
+    oks: Vec<(usize, usize)>,
 }
 
 impl ResponseTracker {
@@ -130,7 +137,22 @@ impl ResponseTracker {
             Expect::Fetch | Expect::FieldList => State::Rows,
             Expect::OnePacket => State::OnePacket,
         };
-        ResponseTracker { caps, cache_metadata: false, expect, state, frame_left: 0, continuing: false, last_seq: None, summary: Summary::default() }
+        ResponseTracker { caps, cache_metadata: false, expect, state, frame_left: 0, continuing: false, last_seq: None, summary: Summary::default(), mark_oks: false, saw_ok: false, oks: Vec::new() }
+    }
+
+    /// Makes [`ResponseTracker::advance`] record where each OK-format packet (an OK,
+    /// or a result-set terminator in OK format under DEPRECATE_EOF) lies in the bytes it
+    /// consumed, for a caller that rewrites them ([`ResponseTracker::oks`]).
+    pub fn mark_oks(mut self) -> Self {
+        self.mark_oks = true;
+        self
+    }
+
+    /// `(start, end)` of the OK-format packets, frame header included, among the bytes
+    /// consumed by the latest [`ResponseTracker::advance`] (offsets into its buffer).
+    /// OK packets are small: each lies whole within the consumed bytes.
+    pub fn oks(&self) -> &[(usize, usize)] {
+        &self.oks
     }
 
     /// `ext_caps` are the MariaDB extended capabilities negotiated on the connection.
@@ -180,6 +202,7 @@ impl ResponseTracker {
     /// Consumes as much of `buf` as belongs to the response and can be judged now.
     /// Returns the number of bytes consumed and what to do next.
     pub fn advance(&mut self, buf: &[u8]) -> Result<(usize, Event), Malformed> {
+        self.oks.clear();
         let mut pos = 0;
         loop {
             if self.frame_left > 0 {
@@ -211,6 +234,12 @@ impl ResponseTracker {
                 }
                 let payload = &body[..len];
                 let ev = self.judge_whole(payload, len)?;
+                if self.saw_ok {
+                    self.saw_ok = false;
+                    if self.mark_oks && len < MAX_FRAME {
+                        self.oks.push((pos, pos + HEADER_LEN + len));
+                    }
+                }
                 pos += HEADER_LEN + len;
                 self.last_seq = Some(seq);
                 self.continuing = len == MAX_FRAME;
@@ -287,6 +316,7 @@ impl ResponseTracker {
 
     fn record_ok(&mut self, payload: &[u8]) -> Result<u16, Malformed> {
         let ok = packets::Ok::parse(payload, self.caps).ok_or(Malformed("bad OK packet"))?;
+        self.saw_ok = true;
         if !ok.session_state.is_empty() {
             self.summary.session_state.extend_from_slice(ok.session_state);
         }
@@ -303,6 +333,7 @@ impl ResponseTracker {
         let first = payload.first().copied();
         match self.state {
             State::OnePacket => {
+                self.saw_ok = first == Some(0x00) && packets::Ok::parse(payload, self.caps).is_some();
                 if first == Some(0x00) || (first == Some(0xFE) && len < 9) {
                     self.summary.status = terminator_status(payload, self.caps);
                 } else if first == Some(0xFF) {

@@ -75,6 +75,10 @@ pub enum Reason {
     ReadOnPrimary,
     /// A read that found no eligible replica.
     NoEligibleReplica,
+    /// A read whose GTID requirement no replica had reached (the wait timed out, or
+    /// the requirement came from a previous primary, or the primary's position could
+    /// not be read): the primary serves it.
+    ConsistencyFallback,
     /// Injected bug (simulation only).
     InjectedBug,
 }
@@ -120,6 +124,7 @@ impl Reason {
             Reason::Read => "read",
             Reason::ReadOnPrimary => "read_on_primary",
             Reason::NoEligibleReplica => "no_eligible_replica",
+            Reason::ConsistencyFallback => "consistency_fallback",
             Reason::InjectedBug => "injected_bug",
         }
     }
@@ -151,6 +156,7 @@ impl Reason {
             Reason::Read => "reads go to an eligible replica, chosen by the load-balancing policy",
             Reason::ReadOnPrimary => "the load balancer gave this read to the primary (primary_read_weight)",
             Reason::NoEligibleReplica => "no replica is eligible (down, stopped, erroring or lagging): the primary serves reads",
+            Reason::ConsistencyFallback => "no replica reached the read's GTID position in time (consistency_timeout_ms), or it came from a previous primary: the primary serves the read",
             Reason::InjectedBug => "injected bug (simulation only)",
         }
     }

@@ -14,7 +14,9 @@ use crate::error::Error;
 use crate::net::Stream;
 use crate::protocol::conn::PacketConn;
 use crate::protocol::constants::com;
+use crate::protocol::packet::HEADER_LEN;
 use crate::protocol::response::{Event, Expect, ResponseTracker, Summary};
+use crate::protocol::rewrite::{ok_for_client, Strip};
 
 use super::state::SessionState;
 
@@ -30,16 +32,35 @@ pub struct NodeConn<S> {
     pub generation: u64,
     pub schema: Option<Vec<u8>>,
     pub set_option: Option<u16>,
+    /// Sluice's GTID tracking statement ran here (and no later client statement may
+    /// have changed what the connection tracks).
+    pub tracking: bool,
+    /// The node is MySQL (GTID sets, `session_track_gtids`), not MariaDB.
+    pub mysql: bool,
+    /// How OK packets from this connection are rewritten for the client (capabilities
+    /// that differ, tracked entries the client did not ask for); `None`: byte for byte.
+    pub rewrite: Option<OkRewrite>,
+}
+
+/// What the relay does to OK packets on their way to the client
+/// ([`crate::protocol::rewrite::ok_for_client`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OkRewrite {
+    pub client_caps: u32,
+    pub strip: Strip,
 }
 
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None }
+        let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None }
     }
 
-    /// Whether this connection lags behind the session state.
-    pub fn needs_sync(&self, state: &SessionState) -> bool {
-        self.generation != state.replay_generation
+    /// Whether this connection lags behind the session state (or should track GTIDs
+    /// and does not yet).
+    pub fn needs_sync(&self, state: &SessionState, track: bool) -> bool {
+        (track && !self.tracking)
+            || self.generation != state.replay_generation
             || self.applied < state.replay.len()
             || (state.schema.is_some() && self.schema != state.schema)
             || (state.set_option.is_some() && self.set_option != state.set_option)
@@ -141,12 +162,28 @@ pub async fn relay<S: Stream, C: Stream>(
     timeout: Option<Duration>,
     patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
 ) -> Result<Relayed, RelayError> {
+    if let Err(source) = node.conn.conn.send(0, payload).await {
+        let addr = node.conn.addr.clone();
+        return Err(RelayError { error: Error::BackendIo { addr, sent: true, source }, forwarded: false, backend_lost: true });
+    }
+    relay_response(node, client, expect, timeout, patch).await
+}
+
+/// Passes the response to a command already sent to `node` on to `client` (see [`relay`]).
+pub async fn relay_response<S: Stream, C: Stream>(
+    node: &mut NodeConn<S>,
+    client: &mut PacketConn<C>,
+    expect: Expect,
+    timeout: Option<Duration>,
+    patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
+) -> Result<Relayed, RelayError> {
     let addr = node.conn.addr.clone();
     let lost = |sent: bool, source: std::io::Error, forwarded: bool| RelayError { error: Error::BackendIo { addr: addr.clone(), sent, source }, forwarded, backend_lost: true };
-    if let Err(source) = node.conn.conn.send(0, payload).await {
-        return Err(lost(true, source, false));
-    }
     let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
+    let rewrite = node.rewrite;
+    if rewrite.is_some() {
+        t = t.mark_oks();
+    }
     let mut forwarded = false;
     let mut patched = false;
     loop {
@@ -159,7 +196,10 @@ pub async fn relay<S: Stream, C: Stream>(
                 patched = true;
                 patch(&mut node.conn.conn.buffered_mut()[..n], t.summary());
             }
-            let res = client.write_raw(&node.conn.conn.buffered()[..n]).await;
+            let res = match rewrite {
+                Some(rw) if !t.oks().is_empty() => write_rewritten(client, &node.conn.conn.buffered()[..n], t.oks(), node.conn.caps, rw).await,
+                _ => client.write_raw(&node.conn.conn.buffered()[..n]).await,
+            };
             node.conn.conn.consume(n);
             forwarded = true;
             if let Err(e) = res {
@@ -190,6 +230,115 @@ pub async fn relay<S: Stream, C: Stream>(
                 }
             }
         }
+    }
+}
+
+/// Writes `bytes` (whole packets and pieces of packets) to the client with the OK
+/// packets at `oks` rewritten per `rw`.
+async fn write_rewritten<C: Stream>(client: &mut PacketConn<C>, bytes: &[u8], oks: &[(usize, usize)], backend_caps: u32, rw: OkRewrite) -> std::io::Result<()> {
+    let mut from = 0;
+    for &(start, end) in oks {
+        let payload = &bytes[start + HEADER_LEN..end];
+        if let Some(new) = ok_for_client(payload, backend_caps, rw.client_caps, rw.strip) {
+            client.write_raw(&bytes[from..start]).await?;
+            let len = new.len() as u32;
+            let header = [len as u8, (len >> 8) as u8, (len >> 16) as u8, bytes[start + 3]];
+            client.write_raw(&header).await?;
+            client.write_raw(&new).await?;
+            from = end;
+        }
+    }
+    client.write_raw(&bytes[from..]).await
+}
+
+/// What a read found after Sluice's GTID wait ran ahead of it on a replica.
+pub enum Waited {
+    /// The replica reached the position; the statement's response was relayed.
+    Reached(Relayed),
+    /// The wait timed out (or failed): the statement's response was read and dropped,
+    /// nothing reached the client.
+    NotReached(String),
+}
+
+/// Sends `wait` (a GTID wait of Sluice's own, answering one value) and `payload` in
+/// one write; relays the statement's response only if the wait answered "reached".
+pub async fn relay_after_wait<S: Stream, C: Stream>(
+    node: &mut NodeConn<S>,
+    client: &mut PacketConn<C>,
+    wait: &str,
+    payload: &[u8],
+    expect: Expect,
+    timeout: Option<Duration>,
+    patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
+) -> Result<Waited, RelayError> {
+    let addr = node.conn.addr.clone();
+    let lost = |source: std::io::Error| RelayError { error: Error::BackendIo { addr: addr.clone(), sent: true, source }, forwarded: false, backend_lost: true };
+    let mut q = Vec::with_capacity(1 + wait.len());
+    q.push(com::QUERY);
+    q.extend_from_slice(wait.as_bytes());
+    node.conn.conn.queue(0, &q);
+    node.conn.conn.queue(0, payload);
+    node.conn.conn.flush().await.map_err(lost)?;
+    let answer = read_scalar(node, timeout).await;
+    let reached = match &answer {
+        Ok(v) => crate::consistency::level::wait_reached(v.as_deref()),
+        Err(_) => false,
+    };
+    if reached {
+        return relay_response(node, client, expect, timeout, patch).await.map(Waited::Reached);
+    }
+    // The statement ran (a read: harmless) but may be stale; its answer is dropped.
+    let why = match answer {
+        Ok(v) => format!("wait answered {}", v.map_or("NULL".into(), |v| String::from_utf8_lossy(&v).into_owned())),
+        Err(Error::BackendErr { code, message, .. }) => format!("wait failed: {code} {message}"),
+        Err(e) => return Err(RelayError { error: e, forwarded: false, backend_lost: true }),
+    };
+    discard_response(node, expect, timeout).await.map_err(|e| RelayError { error: e, forwarded: false, backend_lost: true })?;
+    Ok(Waited::NotReached(why))
+}
+
+/// Reads a one-value text result (of a statement of Sluice's own already sent): the
+/// first column of the first row; `None` for NULL or no row. An ERR answer is
+/// `Error::BackendErr`.
+pub async fn read_scalar<S: Stream>(node: &mut NodeConn<S>, timeout: Option<Duration>) -> Result<Option<Vec<u8>>, Error> {
+    let read = async {
+        let conn = &mut node.conn;
+        let first = conn.read().await?;
+        match first.payload.first() {
+            Some(0xFF) => return Err(crate::backend::conn::err_packet(&conn.addr, &first.payload)),
+            Some(0x00) => return Ok(None),
+            _ => {}
+        }
+        let mut r = crate::protocol::packet::Reader::new(&first.payload);
+        let n = r.lenenc().ok_or_else(|| Error::backend_protocol(&conn.addr, "bad column count"))?;
+        let defs = if conn.ext_caps & crate::protocol::constants::cap::ext::CACHE_METADATA != 0 && r.u8() == Some(0) { 0 } else { n };
+        for _ in 0..defs {
+            conn.read().await?;
+        }
+        if conn.caps & crate::protocol::constants::cap::DEPRECATE_EOF == 0 {
+            conn.read().await?;
+        }
+        let mut value = None;
+        let mut first_row = true;
+        loop {
+            let p = conn.read().await?;
+            match p.payload.first() {
+                Some(0xFF) => return Err(crate::backend::conn::err_packet(&conn.addr, &p.payload)),
+                Some(0xFE) if p.payload.len() < 0xFF_FFFF => return Ok(value),
+                _ if first_row => {
+                    first_row = false;
+                    let mut r = crate::protocol::packet::Reader::new(&p.payload);
+                    if r.peek() != Some(0xFB) {
+                        value = r.lenenc_bytes().map(|v| v.to_vec());
+                    }
+                }
+                _ => {}
+            }
+        }
+    };
+    match timeout {
+        Some(d) => tokio::time::timeout(d, read).await.map_err(|_| Error::BackendTimeout { addr: node.conn.addr.clone(), what: "waiting for a replica to reach a GTID position" })?,
+        None => read.await,
     }
 }
 
@@ -229,7 +378,10 @@ pub async fn exchange<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect:
 /// Brings `node` to the session's state: schema, COM_SET_OPTION, then the `SET`s it
 /// has not applied. Statements are pipelined (sent together, answered in order).
 /// An error answer means the node cannot take the session's state.
-pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, timeout: Option<Duration>) -> Result<(), Error> {
+/// With `track`, the connection is also made to report the GTID of each of its
+/// transactions in OK packets ([`crate::consistency::level::tracking_sql`]), after the
+/// replayed `SET`s (which may change what it tracks).
+pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, timeout: Option<Duration>) -> Result<(), Error> {
     if node.generation != state.replay_generation {
         // The log was rewritten: start over. Re-applying a prefix is harmless (each
         // entry assigns a value; the last assignment wins).
@@ -253,6 +405,14 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, timeo
         }
     }
     cmds.extend(state.replay[node.applied.min(state.replay.len())..].iter().cloned());
+    let tracking = track && !node.tracking;
+    if tracking {
+        let sql = crate::consistency::level::tracking_sql(node.mysql);
+        let mut p = Vec::with_capacity(1 + sql.len());
+        p.push(com::QUERY);
+        p.extend_from_slice(sql.as_bytes());
+        cmds.push(p);
+    }
     if cmds.is_empty() {
         return Ok(());
     }
@@ -277,11 +437,22 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, timeo
         node.set_option = state.set_option;
     }
     node.applied = state.replay.len();
+    node.tracking |= tracking;
     Ok(())
 }
 
 /// Reads one response (already sent) and discards it; at most 1 MiB of it.
 async fn read_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
+    read_response_up_to(node, expect, timeout, 1 << 20).await
+}
+
+/// Reads the response to a client's statement that must not reach the client, and
+/// drops it, however large.
+async fn discard_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
+    read_response_up_to(node, expect, timeout, usize::MAX).await
+}
+
+async fn read_response_up_to<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>, limit: usize) -> Result<Summary, Error> {
     let addr = node.conn.addr.clone();
     let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
     let mut seen = 0usize;
@@ -289,7 +460,7 @@ async fn read_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeou
         let (n, ev) = t.advance(node.conn.conn.buffered()).map_err(|m| Error::backend_protocol(&addr, m.0))?;
         node.conn.conn.consume(n);
         seen += n;
-        if seen > 1 << 20 {
+        if seen > limit {
             return Err(Error::backend_protocol(&addr, "unexpectedly large response to a command of Sluice's own"));
         }
         match ev {

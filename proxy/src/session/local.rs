@@ -10,6 +10,7 @@
 use bytes::BytesMut;
 
 use crate::config::RouteMode;
+use crate::consistency::level::{Fallback, Level};
 use crate::error::Error;
 use crate::net::Net;
 use crate::protocol::constants::{cap, err};
@@ -21,13 +22,16 @@ use crate::route::classify;
 use super::Session;
 
 /// Session variables Sluice handles itself.
-pub const VARIABLES: [&str; 2] = ["sluice_read_write_split", "sluice_route"];
+pub const VARIABLES: [&str; 5] = ["sluice_read_write_split", "sluice_route", "sluice_consistency", "sluice_consistency_timeout_ms", "sluice_consistency_fallback"];
 
 /// A parsed `SET @@sluice_…` assignment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Setting {
     Split(Option<bool>),
     Route(Option<RouteMode>),
+    Consistency(Option<Level>),
+    ConsistencyTimeoutMs(Option<u64>),
+    ConsistencyFallback(Option<Fallback>),
 }
 
 /// Checks one assignment: `Ok` with the setting (`None` value = DEFAULT), or the MySQL
@@ -47,6 +51,21 @@ pub fn parse_setting(name: &str, value: &str) -> Result<Setting, (u16, String)> 
             "primary" => Ok(Setting::Route(Some(RouteMode::Primary))),
             "replica" => Ok(Setting::Route(Some(RouteMode::Replica))),
             _ => Err(bad()),
+        },
+        "sluice_consistency" => match value {
+            "default" => Ok(Setting::Consistency(None)),
+            v => Level::parse(v).map(|l| Setting::Consistency(Some(l))).ok_or_else(bad),
+        },
+        "sluice_consistency_timeout_ms" => match value {
+            "default" => Ok(Setting::ConsistencyTimeoutMs(None)),
+            v => match v.parse::<u64>() {
+                Ok(ms) if (1..=3_600_000).contains(&ms) => Ok(Setting::ConsistencyTimeoutMs(Some(ms))),
+                _ => Err(bad()),
+            },
+        },
+        "sluice_consistency_fallback" => match value {
+            "default" => Ok(Setting::ConsistencyFallback(None)),
+            v => Fallback::parse(v).map(|f| Setting::ConsistencyFallback(Some(f))).ok_or_else(bad),
         },
         _ => Err((1193, format!("Unknown system variable '{name}'"))),
     }
@@ -126,13 +145,19 @@ impl<N: Net> Session<N> {
                 return Ok(());
             }
         };
-        let (split, mode) = self.shared.cfg.routing.for_user(&self.login.user);
+        let routing = &self.shared.cfg.routing;
+        let (split, mode) = routing.for_user(&self.login.user);
         for s in settings {
             match s {
                 Setting::Split(v) => self.state.split = v.unwrap_or(split),
                 Setting::Route(v) => self.state.mode = v.unwrap_or(mode),
+                Setting::Consistency(v) => self.state.consistency = v.unwrap_or(routing.consistency_for(&self.login.user)),
+                Setting::ConsistencyTimeoutMs(v) => self.state.consistency_timeout_ms = v.unwrap_or(routing.consistency_timeout_ms),
+                Setting::ConsistencyFallback(v) => self.state.consistency_fallback = v.unwrap_or(routing.consistency_fallback),
             }
         }
+        // A wait must end before the read deadline does.
+        self.state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(self.state.consistency_timeout_ms, self.shared.cfg.backend.read_timeout_ms);
         tracing::debug!(conn = self.id, split = self.state.split, route = self.state.mode.name(), "session routing settings");
         let ok = packets::ok_payload(self.local_status(), self.login.caps);
         self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
@@ -146,12 +171,12 @@ impl<N: Net> Session<N> {
         if let Some(at) = classify::show_sluice_route_for(sql) {
             let stmt = &sql[at..];
             let c = self.shared.classifier.classify(stmt);
-            let (node, role, reason, rule) = match self.route(&c, true) {
+            let (node, role, reason, rule, wait) = match self.route(&c, true) {
                 Ok(r) => {
                     let role = if r.primary { "primary" } else { "replica" };
-                    (r.node, role.to_string(), r.reason.name().to_string(), r.reason.rule().to_string())
+                    (r.node, role.to_string(), r.reason.name().to_string(), r.reason.rule().to_string(), r.wait.map(|g| g.to_string()).unwrap_or_default())
                 }
-                Err(e) => (String::new(), String::new(), "no_primary".into(), e.to_string()),
+                Err(e) => (String::new(), String::new(), "no_primary".into(), e.to_string(), String::new()),
             };
             let kind = format!("{:?}", c.kind);
             let hint = match c.hint {
@@ -159,8 +184,8 @@ impl<N: Net> Session<N> {
                 Some(Hint::Replica) => "replica",
                 None => "",
             };
-            let row = vec![node, role, reason, rule, kind, c.statements.to_string(), hint.to_string(), if c.parsed { "parser" } else { "scan" }.to_string()];
-            let cols = ["node", "role", "reason", "rule", "kind", "statements", "hint", "classified_by"];
+            let row = vec![node, role, reason, rule, kind, c.statements.to_string(), hint.to_string(), if c.parsed { "parser" } else { "scan" }.to_string(), wait];
+            let cols = ["node", "role", "reason", "rule", "kind", "statements", "hint", "classified_by", "wait_for_gtids"];
             let out = result_set(&cols, &[row], self.login.caps, self.login.ext_caps, status);
             self.client.write_raw(&out).await.map_err(Error::ClientIo)?;
             return self.client.flush_raw().await.map_err(Error::ClientIo);
@@ -170,6 +195,10 @@ impl<N: Net> Session<N> {
             let rows = vec![
                 vec!["sluice_read_write_split".to_string(), if self.state.split { "ON" } else { "OFF" }.to_string()],
                 vec!["sluice_route".to_string(), self.state.mode.name().to_string()],
+                vec!["sluice_consistency".to_string(), self.state.consistency.name().to_string()],
+                vec!["sluice_consistency_timeout_ms".to_string(), self.state.consistency_timeout_ms.to_string()],
+                vec!["sluice_consistency_fallback".to_string(), self.state.consistency_fallback.name().to_string()],
+                vec!["sluice_session_gtids".to_string(), self.state.written.gtids.to_string()],
             ];
             let out = result_set(&["Variable_name", "Value"], &rows, self.login.caps, self.login.ext_caps, status);
             self.client.write_raw(&out).await.map_err(Error::ClientIo)?;
@@ -195,6 +224,11 @@ mod tests {
         assert_eq!(parse_setting("sluice_route", "default"), Ok(Setting::Route(None)));
         assert_eq!(parse_setting("sluice_route", "nowhere").unwrap_err().0, 1231);
         assert_eq!(parse_setting("sluice_bogus", "1").unwrap_err().0, 1193);
+        assert_eq!(parse_setting("sluice_consistency", "global"), Ok(Setting::Consistency(Some(Level::Global))));
+        assert_eq!(parse_setting("sluice_consistency", "strong").unwrap_err().0, 1231);
+        assert_eq!(parse_setting("sluice_consistency_timeout_ms", "250"), Ok(Setting::ConsistencyTimeoutMs(Some(250))));
+        assert_eq!(parse_setting("sluice_consistency_timeout_ms", "0").unwrap_err().0, 1231);
+        assert_eq!(parse_setting("sluice_consistency_fallback", "error"), Ok(Setting::ConsistencyFallback(Some(Fallback::Error))));
     }
 
     #[test]

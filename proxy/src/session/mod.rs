@@ -33,6 +33,10 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::backend::conn::{connect, Secret};
+use crate::consistency::gtid::GtidSet;
+use crate::consistency::level::{self as consistency, Fallback, Level, Need};
+use crate::protocol::constants::cap;
+use crate::protocol::rewrite::{ok_for_client, Strip};
 use crate::backend::topology::Topology;
 use crate::config::AuthMode;
 use crate::error::Error;
@@ -48,7 +52,7 @@ use crate::route::decide::{decide, Bugs, Plan, Reason, SessionView, Target};
 use crate::server::login::{self, send_err, ClientLogin};
 use crate::server::registry::{parse_kill, Current, Kill};
 
-use backends::{NodeConn, RelayError};
+use backends::{NodeConn, OkRewrite, RelayError, Waited};
 use prepared::Statements;
 use state::SessionState;
 
@@ -102,6 +106,9 @@ enum End {
     Failed(Error),
 }
 
+/// A filter on read candidates: `(address, is the primary)` → keep.
+type KeepNode<'a> = dyn Fn(&str, bool) -> bool + 'a;
+
 /// Where one statement was sent and why.
 #[derive(Debug, Clone)]
 pub struct Routed {
@@ -109,6 +116,9 @@ pub struct Routed {
     pub reason: Reason,
     /// The node is the primary.
     pub primary: bool,
+    /// A replica that must first reach these GTIDs (Sluice waits there, in the same
+    /// round trip, before the statement runs).
+    pub wait: Option<GtidSet>,
 }
 
 struct Session<N: Net> {
@@ -133,6 +143,9 @@ struct Session<N: Net> {
     rng: ChaCha8Rng,
     bugs: Bugs,
     read_timeout: Option<Duration>,
+    /// The primary's GTID position read for the current statement (`global` reads, or
+    /// after a write whose GTID Sluice did not see).
+    position_for_read: Option<GtidSet>,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -164,7 +177,14 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         shared.registry.remove(id);
         return;
     };
-    let blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
+    let (split, mode) = shared.cfg.routing.for_user(&login.user);
+    let level = shared.cfg.routing.consistency_for(&login.user);
+    let mut blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
+    if split && level != Level::Eventual {
+        // GTIDs of writes come in OK packets' session-state data (rewritten for a
+        // client that did not ask for it).
+        blogin.caps |= cap::SESSION_TRACK;
+    }
     let backend = match connect(&shared.net, &primary, &blogin, &shared.rng).await {
         Ok(b) => b,
         Err(e) => {
@@ -191,7 +211,8 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     }
     shared.registry.add_backend(id, &backend.addr, backend.thread_id);
     *current.lock().expect("current lock") = Some((backend.addr.clone(), backend.thread_id));
-    if let Err(e) = client.send(login.seq, &backend.login_ok).await {
+    let login_ok = ok_for_client(&backend.login_ok, backend.caps, login.caps, Strip::default()).unwrap_or_else(|| backend.login_ok.clone());
+    if let Err(e) = client.send(login.seq, &login_ok).await {
         tracing::debug!(conn = id, error = %e, "client left after login");
         backend.quit().await;
         shared.registry.remove(id);
@@ -199,8 +220,10 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     }
     tracing::debug!(conn = id, %peer, user = %login.user, backend = %backend.addr, thread = backend.thread_id, "session open");
     let login_status = crate::protocol::packets::Ok::parse(&backend.login_ok, backend.caps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
-    let (split, mode) = shared.cfg.routing.for_user(&login.user);
-    let state = SessionState::new(login.database.clone(), login_status, split, mode);
+    let mut state = SessionState::new(login.database.clone(), login_status, split, mode);
+    state.consistency = level;
+    state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(shared.cfg.routing.consistency_timeout_ms, shared.cfg.backend.read_timeout_ms);
+    state.consistency_fallback = shared.cfg.routing.consistency_fallback;
     let mut nodes = BTreeMap::new();
     nodes.insert(backend.addr.clone(), NodeConn::new(backend, login.database.clone(), &state));
     let seed = shared.rng.lock().expect("rng lock").gen::<u64>();
@@ -224,6 +247,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         rng: ChaCha8Rng::seed_from_u64(seed),
         bugs,
         read_timeout,
+        position_for_read: None,
     };
     let end = s.serve().await;
     match end {
@@ -332,6 +356,9 @@ impl<N: Net> Session<N> {
             self.topo_version = v;
             self.topo = self.shared.topology.get();
             self.primary = self.shared.primary();
+            if let Some(t) = &self.topo {
+                self.shared.positions.observe(v, t);
+            }
         }
     }
 
@@ -358,6 +385,70 @@ impl<N: Net> Session<N> {
         self.resolve(target, reason, peek)
     }
 
+    /// [`Self::route`] for a statement about to run: a read that needs the primary's
+    /// GTID position first reads it (one round trip).
+    async fn route_to_run(&mut self, c: &Classified) -> Result<Routed, Error> {
+        self.refresh_topology();
+        let Plan { target, reason } = decide(c, &self.view(), self.bugs);
+        self.position_for_read = None;
+        if target == Target::Readers && self.read_need() == Need::PrimaryPosition {
+            match self.primary_position().await {
+                Ok(g) => self.position_for_read = Some(g),
+                Err(e) => tracing::info!(conn = self.id, error = %e, "cannot read the primary's GTID position; the read goes to the primary"),
+            }
+        }
+        self.resolve(target, reason, false)
+    }
+
+    /// What the session's next replica read requires.
+    fn read_need(&self) -> Need {
+        if self.shared.faults.ignore_consistency() {
+            return Need::Nothing;
+        }
+        let level = self.state.consistency;
+        let primary = self.primary.as_deref();
+        if level == Level::Instance {
+            let instance = self.shared.positions.instance();
+            return consistency::need(level, &self.state.written, &instance, primary);
+        }
+        consistency::need(level, &self.state.written, &self.state.written, primary)
+    }
+
+    /// Reads the primary's current GTID position (for `global` reads, and after a
+    /// write whose GTID Sluice did not see), on the session's primary connection.
+    async fn primary_position(&mut self) -> Result<GtidSet, Error> {
+        let primary = self.primary.clone().ok_or(Error::NoBackend("primary"))?;
+        self.ready(&primary).await?;
+        let timeout = self.read_timeout;
+        let nc = self.nodes.get_mut(&primary).expect("ready");
+        let mysql = nc.mysql;
+        let sql = consistency::position_sql(mysql);
+        let mut q = Vec::with_capacity(1 + sql.len());
+        q.push(com::QUERY);
+        q.extend_from_slice(sql.as_bytes());
+        if let Err(source) = nc.conn.conn.send(0, &q).await {
+            self.drop_node(&primary).await;
+            return Err(Error::BackendIo { addr: primary, sent: true, source });
+        }
+        let v = match backends::read_scalar(nc, timeout).await {
+            Ok(v) => v,
+            Err(e) => {
+                if !matches!(e, Error::BackendErr { .. }) {
+                    self.drop_node(&primary).await;
+                }
+                return Err(e);
+            }
+        };
+        let text = String::from_utf8_lossy(v.as_deref().unwrap_or_default()).into_owned();
+        let g = if mysql { GtidSet::parse_mysql(&text) } else { GtidSet::parse_mariadb(&text) }
+            .map_err(|e| Error::backend_protocol(&primary, format!("unreadable GTID position {text:?}: {e}")))?;
+        if self.state.written.unknown && self.state.written.primary.as_deref() == Some(primary.as_str()) {
+            self.state.written.resolve_unknown(&primary, &g);
+        }
+        self.shared.positions.resolve_unknown(&primary, &g);
+        Ok(g)
+    }
+
     fn resolve(&mut self, target: Target, reason: Reason, peek: bool) -> Result<Routed, Error> {
         let on_primary = |s: &Self, reason| {
             let node = s.primary.clone().ok_or(Error::NoBackend("primary"))?;
@@ -365,23 +456,65 @@ impl<N: Net> Session<N> {
                 // The session's state lives on a node that is no longer the primary:
                 // following the new primary would silently lose it.
                 Some(old) if *old != node => Err(Error::PrimaryMoved { from: old.clone(), to: node }),
-                _ => Ok(Routed { node, reason, primary: true }),
+                _ => Ok(Routed { node, reason, primary: true, wait: None }),
             }
+        };
+        // A read needs none of the session's state: it may go to the current primary even
+        // when that state lives on an old one.
+        let read_on_primary = |s: &Self, reason| {
+            let node = s.primary.clone().ok_or(Error::NoBackend("primary"))?;
+            Ok(Routed { node, reason, primary: true, wait: None })
         };
         match target {
             Target::Primary => on_primary(self, reason),
-            Target::Node(node) => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason }),
-            Target::Readers => match self.pick_reader(peek) {
-                Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true }),
-                Some(node) => Ok(Routed { node, reason, primary: false }),
-                None => on_primary(self, Reason::NoEligibleReplica),
-            },
+            Target::Node(node) => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason, wait: None }),
+            Target::Readers => {
+                let need = self.read_need();
+                let required = match need {
+                    Need::Nothing => None,
+                    Need::Gtids(g) => Some((g, false)),
+                    Need::FromPreviousPrimary(g) => Some((g, true)),
+                    Need::PrimaryPosition => match self.position_for_read.clone() {
+                        Some(g) => Some((g, false)),
+                        // Not read (or unreadable): only the primary is sure to have it.
+                        None => return read_on_primary(self, Reason::ConsistencyFallback),
+                    },
+                };
+                let Some((g, previous_primary)) = required else {
+                    return match self.pick_reader(peek, None) {
+                        Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true, wait: None }),
+                        Some(node) => Ok(Routed { node, reason, primary: false, wait: None }),
+                        None => read_on_primary(self, Reason::NoEligibleReplica),
+                    };
+                };
+                // A replica known to have the position serves the read without a wait.
+                let positions = &self.shared.positions;
+                let has = |addr: &str| positions.has(addr, &g);
+                let known = self.topo.as_ref().is_some_and(|t| t.readable().any(|(a, _)| self.primary.as_deref() != Some(a) && has(a)));
+                if known {
+                    let shared = self.shared.clone();
+                    let keep = move |addr: &str, is_primary: bool| is_primary || shared.positions.has(addr, &g);
+                    return match self.pick_reader(peek, Some(&keep)) {
+                        Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true, wait: None }),
+                        Some(node) => Ok(Routed { node, reason, primary: false, wait: None }),
+                        None => read_on_primary(self, Reason::NoEligibleReplica),
+                    };
+                }
+                if previous_primary {
+                    return read_on_primary(self, Reason::ConsistencyFallback);
+                }
+                match self.pick_reader(peek, None) {
+                    Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true, wait: None }),
+                    Some(node) => Ok(Routed { node, reason, primary: false, wait: Some(g) }),
+                    None => read_on_primary(self, Reason::NoEligibleReplica),
+                }
+            }
         }
     }
 
     /// Chooses a node for a read among the eligible replicas (and the primary, when it
     /// has a read weight), by the configured policy.
-    fn pick_reader(&mut self, peek: bool) -> Option<String> {
+    fn pick_reader(&mut self, peek: bool, keep: Option<&KeepNode<'_>>) -> Option<String> {
         let topo = self.topo.as_ref()?;
         let now = Instant::now();
         self.avoid.retain(|_, until| *until > now);
@@ -390,7 +523,7 @@ impl<N: Net> Session<N> {
         for (addr, n) in &topo.nodes {
             let is_primary = self.primary.as_deref() == Some(addr.as_str());
             let weight = if is_primary { routing.primary_read_weight } else { routing.weight(addr) };
-            if weight == 0 || self.avoid.contains_key(addr) || !(is_primary || n.readable) {
+            if weight == 0 || self.avoid.contains_key(addr) || !(is_primary || n.readable) || keep.is_some_and(|k| !k(addr, is_primary)) {
                 continue;
             }
             let stats = self.shared.node_stats.get(addr);
@@ -418,8 +551,9 @@ impl<N: Net> Session<N> {
     /// The connection to `node`, opened (with the client's login and the session's
     /// schema) if the session has none, and brought to the session's state.
     async fn ready(&mut self, node: &str) -> Result<(), Error> {
+        let track = self.tracks_gtids_on(node);
         if !self.nodes.contains_key(node) {
-            let blogin = self.shared.backend_login(
+            let mut blogin = self.shared.backend_login(
                 &self.login.backend_user,
                 &self.login.backend_secret,
                 self.state.schema.clone(),
@@ -428,6 +562,9 @@ impl<N: Net> Session<N> {
                 self.login.ext_caps,
                 self.login.attrs.clone(),
             );
+            if track {
+                blogin.caps |= cap::SESSION_TRACK;
+            }
             let conn = connect(&self.shared.net, node, &blogin, &self.shared.rng).await?;
             if conn.ext_caps != self.login.ext_caps {
                 let addr = conn.addr.clone();
@@ -441,13 +578,53 @@ impl<N: Net> Session<N> {
             self.nodes.get_mut(node).expect("inserted").applied = 0;
         }
         let nc = self.nodes.get_mut(node).expect("present");
-        if nc.needs_sync(&self.state) {
-            if let Err(e) = backends::sync(nc, &self.state, self.read_timeout).await {
+        let track = track && nc.conn.caps & cap::SESSION_TRACK != 0;
+        if nc.needs_sync(&self.state, track) {
+            if let Err(e) = backends::sync(nc, &self.state, track, self.read_timeout).await {
                 self.drop_node(node).await;
                 return Err(e);
             }
         }
         Ok(())
+    }
+
+    /// Whether the session's connection to `node` should report the GTIDs of its
+    /// transactions: it is the primary and the session's reads may go to replicas.
+    fn tracks_gtids_on(&self, node: &str) -> bool {
+        self.state.split && self.state.consistency != Level::Eventual && self.primary.as_deref() == Some(node)
+    }
+
+    /// How OK packets of `nc` reach the client: rewritten when the capabilities differ
+    /// (Sluice asked for session tracking) or when they carry GTIDs the client did not
+    /// ask for.
+    fn ok_rewrite(&self, nc: &NodeConn<N::Stream>) -> Option<OkRewrite> {
+        let client_caps = self.login.caps;
+        let differs = (nc.conn.caps ^ client_caps) & cap::SESSION_TRACK != 0;
+        let ours = nc.tracking && !self.state.client_tracks_gtids;
+        let strip = Strip { last_gtid: ours && !nc.mysql, gtids: ours && nc.mysql };
+        (differs || ours).then_some(OkRewrite { client_caps, strip })
+    }
+
+    /// Records the GTIDs a statement on the primary reported (what later reads of this
+    /// session, and of the instance, require); a write whose GTID could not be seen
+    /// makes the next consistent read ask the primary for its position.
+    fn record_gtids(&mut self, node: &str, kind: Option<Kind>, statements: u32, summary: &Summary) {
+        if self.primary.as_deref() != Some(node) {
+            return;
+        }
+        if !summary.session_state.is_empty() {
+            if let Some(g) = GtidSet::from_session_state(&summary.session_state) {
+                self.state.written.record(node, &g);
+                self.shared.positions.written(node, &g);
+                return;
+            }
+        }
+        let tracked = self.nodes.get(node).is_some_and(|n| n.tracking);
+        let may_write = kind.is_some_and(|k| !matches!(k, Kind::Read | Kind::SessionSet | Kind::Use | Kind::Diagnostics | Kind::SluiceSet | Kind::SluiceShow | Kind::Begin { .. }));
+        if !tracked && may_write && (summary.error.is_none() || statements > 1) {
+            self.state.written.record_unknown(node);
+            self.shared.positions.written_unknown(node);
+        }
     }
 
     /// Closes the session's connection to `node` and forgets what lived on it.
@@ -471,8 +648,13 @@ impl<N: Net> Session<N> {
 
     /// Relays `payload` to `node` (which must be ready) and records the statement in
     /// the node's counters.
-    async fn relay_on(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
+    async fn relay_on(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, wait: Option<&GtidSet>, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
         self.set_current(node);
+        let rewrite = self.ok_rewrite(&self.nodes[node]);
+        self.nodes.get_mut(node).expect("ready").rewrite = rewrite;
+        if let Some(g) = wait {
+            return self.relay_after_wait(node, payload, expect, read, g, patch).await;
+        }
         let stats = self.shared.node_stats.get(node).cloned();
         if let Some(s) = &stats {
             s.start(read);
@@ -503,6 +685,55 @@ impl<N: Net> Session<N> {
             }
         }
         r.map(|x| x.summary)
+    }
+
+    /// Runs Sluice's GTID wait for `g` and then the read on replica `node`, in one round
+    /// trip; the read's answer reaches the client only if the replica got there in time.
+    async fn relay_after_wait(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, g: &GtidSet, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
+        let stats = self.shared.node_stats.get(node).cloned();
+        if let Some(s) = &stats {
+            s.start(read);
+        }
+        let started = Instant::now();
+        let timeout_ms = self.state.consistency_timeout_ms;
+        let nc = self.nodes.get_mut(node).expect("ready");
+        let sql = consistency::wait_sql(nc.mysql, g, timeout_ms);
+        let r = backends::relay_after_wait(nc, &mut self.client, &sql, payload, expect, self.read_timeout, patch).await;
+        if let Some(s) = &stats {
+            s.finish(started.elapsed().as_nanos() as u64);
+        }
+        match r {
+            Ok(Waited::Reached(x)) => {
+                self.shared.positions.reached(node, g);
+                Ok(x.summary)
+            }
+            Ok(Waited::NotReached(detail)) => {
+                tracing::debug!(conn = self.id, node, %detail, gtids = %g, "replica did not reach the session's position in time");
+                Err(RelayError { error: Error::ConsistencyNotReached { node: node.to_string(), detail }, forwarded: false, backend_lost: false })
+            }
+            Err(e) => {
+                if let Error::ClientIo(_) = &e.error {
+                    if let Some(thread) = self.nodes.get(node).map(|n| n.conn.thread_id) {
+                        kill_backend_query(&self.shared, self.id, node, thread).await;
+                    }
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// A read's replica did not reach its position in time: the primary serves it, or
+    /// (`consistency_fallback = error`) the client gets error 1969. `None`: answered.
+    async fn consistency_fallback(&mut self, failed: &Routed, error: &Error) -> Result<Option<Routed>, Error> {
+        if self.state.consistency_fallback == Fallback::Error {
+            let msg = format!("Sluice: consistency timeout: {error} within {} ms (sluice_consistency_timeout_ms)", self.state.consistency_timeout_ms);
+            send_err(&mut self.client, 1, consistency::ER_SLUICE_CONSISTENCY_TIMEOUT, consistency::CONSISTENCY_TIMEOUT_STATE, &msg).await;
+            return Ok(None);
+        }
+        tracing::debug!(conn = self.id, node = %failed.node, %error, "read goes to the primary");
+        // A read: the session's state on an old primary does not matter to it.
+        let node = self.primary.clone().ok_or(Error::NoBackend("primary"))?;
+        Ok(Some(Routed { node, reason: Reason::ConsistencyFallback, primary: true, wait: None }))
     }
 
 }
@@ -557,8 +788,12 @@ impl<N: Net> Session<N> {
                     return Ok(None);
                 }
             }
-            match self.relay_on(&routed.node, payload, expect, read, patch).await {
+            match self.relay_on(&routed.node, payload, expect, read, routed.wait.as_ref(), patch).await {
                 Ok(summary) => return Ok(Some((routed, summary))),
+                Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
+                    Some(r) => routed = r,
+                    None => return Ok(None),
+                },
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
                     routed = self.read_elsewhere(routed, &error).await?;
                 }
@@ -612,6 +847,18 @@ impl<N: Net> Session<N> {
 
     fn after(&mut self, node: &str, kind: Option<Kind>, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
         self.state.after_statement_of(node, kind, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
+        self.record_gtids(node, kind, statements, summary);
+        if let (Some(Kind::SessionSet), Some(p), true) = (kind, payload, summary.error.is_none()) {
+            if let Some(wants) = state::client_gtid_tracking(&p[1..]) {
+                // The client changed what its connections track: Sluice re-adds its own
+                // GTID tracking before the next statement, and leaves GTIDs in OK packets
+                // if the client asked for them.
+                self.state.client_tracks_gtids = wants;
+                for nc in self.nodes.values_mut() {
+                    nc.tracking = false;
+                }
+            }
+        }
         if let Some(nc) = self.nodes.get_mut(node) {
             // The connection was in step before the statement, and ran it: it is in
             // step with whatever the statement changed.
@@ -628,7 +875,7 @@ impl<N: Net> Session<N> {
             Kind::SluiceShow => return self.sluice_show(sql).await,
             _ => {}
         }
-        let routed = match self.route(&c, false) {
+        let routed = match self.route_to_run(&c).await {
             Ok(r) => r,
             Err(e) => {
                 return self.no_primary(e).await;
@@ -707,8 +954,8 @@ impl<N: Net> Session<N> {
         let class = stmt.class.clone();
         let long_data = stmt.long_data_on.clone();
         let mut routed = match long_data {
-            Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other) },
-            None => match self.route(&class, false) {
+            Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other), wait: None },
+            None => match self.route_to_run(&class).await {
                 Ok(r) => r,
                 Err(e) => {
                     return self.no_primary(e).await;
@@ -739,8 +986,12 @@ impl<N: Net> Session<N> {
             };
             let stmt = self.stmts.get_mut(id).expect("resolved");
             let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
-            match self.relay_on(&routed.node, &out, expect, class.is_read(), &mut |_, _| {}).await {
+            match self.relay_on(&routed.node, &out, expect, class.is_read(), routed.wait.as_ref(), &mut |_, _| {}).await {
                 Ok(s) => break s,
+                Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
+                    Some(r) => routed = r,
+                    None => return Ok(()),
+                },
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
                     routed = self.read_elsewhere(routed, &error).await?;
                 }
@@ -771,7 +1022,7 @@ impl<N: Net> Session<N> {
             return Ok(());
         }
         let out = prepared::with_id(payload, nid).into_owned();
-        let summary = self.relay_on(&node, &out, expect, false, &mut |_, _| {}).await.map_err(|e| e.error)?;
+        let summary = self.relay_on(&node, &out, expect, false, None, &mut |_, _| {}).await.map_err(|e| e.error)?;
         if payload[0] == com::STMT_RESET {
             if let Some(s) = self.stmts.get_mut(id) {
                 s.long_data_on = None;
@@ -867,6 +1118,7 @@ impl<N: Net> Session<N> {
             self.state.reset(schema);
             if let Some(nc) = self.nodes.get_mut(&keep) {
                 nc.mark_synced(&self.state);
+                nc.tracking = false;
             }
         }
         Ok(())
@@ -1035,6 +1287,7 @@ impl<N: Net> Session<N> {
         let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, bcaps, bext, cu.attrs.clone());
         match self.nodes.get_mut(&home).expect("ready").conn.change_user(&blogin, charset, &self.shared.rng).await {
             Ok(ok_payload) => {
+                let ok_payload = ok_for_client(&ok_payload, bcaps, self.login.caps, Strip::default()).unwrap_or(ok_payload);
                 self.client.send(seq, &ok_payload).await.map_err(Error::ClientIo)?;
                 self.login.user = name.clone();
                 self.login.backend_user = backend_user;
@@ -1047,6 +1300,7 @@ impl<N: Net> Session<N> {
                 self.state.reset(database);
                 if let Some(nc) = self.nodes.get_mut(&home) {
                     nc.mark_synced(&self.state);
+                    nc.tracking = false;
                 }
                 self.shared.registry.set_user(self.id, &name);
                 Ok(())

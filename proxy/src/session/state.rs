@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::config::RouteMode;
+use crate::consistency::level::{Fallback, Level, Written};
 use crate::protocol::constants::status;
 use crate::protocol::packets::{track, StateChanges};
 use crate::protocol::packet::Reader;
@@ -17,6 +18,19 @@ use crate::route::class::{Effect, Kind};
 /// Longest replay log: a session that issued more distinct session `SET`s than this
 /// keeps its later statements on the primary rather than replaying an unbounded log.
 pub const MAX_REPLAY: usize = 256;
+
+/// What a client's session `SET` (COM_QUERY text, command byte removed) says about
+/// GTID tracking: `None` when it does not set `session_track_system_variables` or
+/// `session_track_gtids`; otherwise whether the client now receives GTIDs itself
+/// (`last_gtid` or `*` tracked, `OWN_GTID` / `ALL_GTIDS`).
+pub fn client_gtid_tracking(sql: &[u8]) -> Option<bool> {
+    let lower = sql.to_ascii_lowercase();
+    let has = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
+    if !has(b"session_track_system_variables") && !has(b"session_track_gtids") {
+        return None;
+    }
+    Some(has(b"last_gtid") || has(b"'*'") || has(b"\"*\"") || has(b"own_gtid") || has(b"all_gtids"))
+}
 
 /// The session state Sluice tracks for one client session.
 #[derive(Debug, Clone)]
@@ -50,6 +64,18 @@ pub struct SessionState {
     /// `read_write_split` and `route` for this session.
     pub split: bool,
     pub mode: RouteMode,
+    /// Read-after-write consistency settings of this session
+    /// (`SET @@sluice_consistency…`, `[routing]`).
+    pub consistency: Level,
+    pub consistency_timeout_ms: u64,
+    pub consistency_fallback: Fallback,
+    /// GTIDs of this session's acknowledged writes (and the primary that reported
+    /// them): what its `session`-level reads require. Lives with the client session,
+    /// whichever backend connection ran the writes.
+    pub written: Written,
+    /// The client set `session_track_system_variables` / `session_track_gtids` itself
+    /// so that it receives GTIDs: Sluice then leaves them in the OK packets.
+    pub client_tracks_gtids: bool,
 }
 
 impl SessionState {
@@ -68,6 +94,11 @@ impl SessionState {
             bound_to: None,
             split,
             mode,
+            consistency: Level::default(),
+            consistency_timeout_ms: 2000,
+            consistency_fallback: Fallback::default(),
+            written: Written::default(),
+            client_tracks_gtids: false,
         }
     }
 
@@ -187,12 +218,25 @@ impl SessionState {
         self.tables_locked = false;
         self.unreplayable = false;
         self.bound_to = None;
+        // The server's tracking settings are back to their defaults; what the session
+        // wrote stays required (it is still this client's session).
+        self.client_tracks_gtids = false;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_setting_its_own_gtid_tracking_is_recognised() {
+        assert_eq!(client_gtid_tracking(b"SET autocommit=1"), None);
+        assert_eq!(client_gtid_tracking(b"SET session_track_system_variables='autocommit'"), Some(false));
+        assert_eq!(client_gtid_tracking(b"SET @@session.SESSION_TRACK_SYSTEM_VARIABLES = 'last_gtid,autocommit'"), Some(true));
+        assert_eq!(client_gtid_tracking(b"SET session_track_system_variables='*'"), Some(true));
+        assert_eq!(client_gtid_tracking(b"SET session_track_gtids = OWN_GTID"), Some(true));
+        assert_eq!(client_gtid_tracking(b"SET session_track_gtids = OFF"), Some(false));
+    }
 
     fn st() -> SessionState {
         SessionState::new(Some(b"app".to_vec()), status::AUTOCOMMIT, true, RouteMode::Auto)

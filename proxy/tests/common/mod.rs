@@ -233,3 +233,32 @@ pub fn trailing_err(resp: &[u8]) -> Option<(u16, String)> {
     let e = sluice::protocol::packets::Err::parse(last?)?;
     Some((e.code, e.message_lossy()))
 }
+
+/// A Sluice config for a test cluster: account `app`/`app` on both sides, a fast
+/// monitor, read/write splitting on, then `routing` (more `[routing]` keys; `backend`
+/// keys may be added by replacing the `[routing]` line).
+#[allow(dead_code)]
+pub fn split_config(cluster: &chaos::Cluster, routing: &str) -> String {
+    let nodes: Vec<String> = cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect();
+    format!(
+        r#"
+[proxy]
+listen = "127.0.0.1:0"
+[[users]]
+name = "app"
+password = "app"
+[backend]
+user = "app"
+password = "app"
+nodes = [{nodes}]
+monitor_interval_ms = 200
+monitor_timeout_ms = 150
+monitor_failures = 2
+monitor_debounce = 2
+[routing]
+read_write_split = true
+{routing}
+"#,
+        nodes = nodes.join(", ")
+    )
+}
