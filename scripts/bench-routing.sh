@@ -10,6 +10,9 @@
 #   split     a Sluice with [routing] read_write_split = true over all nodes  (b)
 #   passthru  a Sluice with read_write_split = false (everything to the primary)  (c)
 #   haproxy   HAProxy (TCP mode) to the primary, for reference             (d)
+#   eventual  a splitting Sluice with consistency = "eventual" (not run by default:
+#             with BENCH_WORKLOAD=oltp_read_write, split vs eventual is the cost of
+#             read-after-write consistency)
 #
 # For each run it records queries/s and latency, the proxy's CPU time (utime+stime from
 # /proc/PID/stat), and per node the SELECTs and questions it executed (deltas of
@@ -37,6 +40,8 @@
 #   BENCH_SKIP_TRX      sysbench --skip_trx [on]
 #   BENCH_TARGETS       targets to run [direct split passthru haproxy]
 #   BENCH_POLICY        routing.policy of the splitting Sluice [round_robin]
+#   BENCH_WORKLOAD      sysbench script of the runs [oltp_read_only]
+#   BENCH_CONSISTENCY   routing.consistency of the "split" Sluice [session]
 #   BENCH_PRIMARY_READ_WEIGHT  routing.primary_read_weight [1]: the primary serves a
 #                       share of the reads like a replica (0 would cap the gain at the
 #                       replica count)
@@ -63,6 +68,8 @@ BENCH_PS_MODE=${BENCH_PS_MODE:-disable}
 BENCH_SKIP_TRX=${BENCH_SKIP_TRX:-on}
 BENCH_TARGETS=${BENCH_TARGETS:-"direct split passthru haproxy"}
 BENCH_POLICY=${BENCH_POLICY:-round_robin}
+BENCH_WORKLOAD=${BENCH_WORKLOAD:-oltp_read_only}
+BENCH_CONSISTENCY=${BENCH_CONSISTENCY:-session}
 BENCH_PRIMARY_READ_WEIGHT=${BENCH_PRIMARY_READ_WEIGHT:-1}
 BENCH_SLUICE_WORKERS=${BENCH_SLUICE_WORKERS:-0}
 BENCH_SLUICE_SCHEDULER=${BENCH_SLUICE_SCHEDULER:-pinned}
@@ -249,9 +256,19 @@ case " $BENCH_TARGETS " in *" split "*)
     start_sluice sluice-split "$BENCH_SLUICE_SCHEDULER" "$BENCH_SLUICE_WORKERS" "
 [routing]
 read_write_split = true
+consistency = \"$BENCH_CONSISTENCY\"
 policy = \"$BENCH_POLICY\"
 primary_read_weight = $BENCH_PRIMARY_READ_WEIGHT"
     SPLIT_PID=$STARTED_PID; PORT_OF[split]=$STARTED_PORT; PID_OF[split]=$STARTED_PID ;;
+esac
+case " $BENCH_TARGETS " in *" eventual "*)
+    start_sluice sluice-eventual "$BENCH_SLUICE_SCHEDULER" "$BENCH_SLUICE_WORKERS" "
+[routing]
+read_write_split = true
+consistency = \"eventual\"
+policy = \"$BENCH_POLICY\"
+primary_read_weight = $BENCH_PRIMARY_READ_WEIGHT"
+    PORT_OF[eventual]=$STARTED_PORT; PID_OF[eventual]=$STARTED_PID ;;
 esac
 case " $BENCH_TARGETS " in *" passthru "*)
     start_sluice sluice-passthru "$BENCH_SLUICE_SCHEDULER" "$BENCH_SLUICE_WORKERS" "
@@ -285,7 +302,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
         read -r sel0 q0 us0 < <(snapshot)
         t0=$(date +%s%N)
         set +e
-        sysbench oltp_read_only --mysql-host=127.0.0.1 --mysql-port="$port" \
+        sysbench "$BENCH_WORKLOAD" --mysql-host=127.0.0.1 --mysql-port="$port" \
             "${SB_COMMON[@]}" --threads="$BENCH_THREADS" --time="$BENCH_SECONDS" \
             --db-ps-mode="$BENCH_PS_MODE" --skip_trx="$BENCH_SKIP_TRX" --report-interval=0 \
             run >"$logf" 2>&1 &
@@ -381,8 +398,8 @@ report() {
     echo "- Machine: $(nproc) CPU ($cpu_model), Linux $(uname -r), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
     echo "- Cluster: 1 primary + $BENCH_REPLICAS replicas; CPU quota: $QUOTA_DESC"
-    echo "- Workload: sysbench oltp_read_only, $BENCH_THREADS threads, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), $BENCH_TABLES x $BENCH_TABLE_SIZE rows, --db-ps-mode=$BENCH_PS_MODE, --skip_trx=$BENCH_SKIP_TRX (on: no BEGIN/COMMIT around the reads, for every target; a transaction would go to the primary as a whole)"
-    echo "- Sluice: scheduler = $BENCH_SLUICE_SCHEDULER, worker_threads = $BENCH_SLUICE_WORKERS; split: read_write_split = true, policy = $BENCH_POLICY, primary_read_weight = $BENCH_PRIMARY_READ_WEIGHT; passthru: read_write_split = false"
+    echo "- Workload: sysbench $BENCH_WORKLOAD, $BENCH_THREADS threads, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), $BENCH_TABLES x $BENCH_TABLE_SIZE rows, --db-ps-mode=$BENCH_PS_MODE, --skip_trx=$BENCH_SKIP_TRX (on: no BEGIN/COMMIT around the reads, for every target; a transaction would go to the primary as a whole)"
+    echo "- Sluice: scheduler = $BENCH_SLUICE_SCHEDULER, worker_threads = $BENCH_SLUICE_WORKERS; split: read_write_split = true, consistency = $BENCH_CONSISTENCY, policy = $BENCH_POLICY, primary_read_weight = $BENCH_PRIMARY_READ_WEIGHT; passthru: read_write_split = false"
     echo "- Proxy CPU per query: utime+stime of the proxy process over the run (/proc/PID/stat) / queries sysbench completed. Node CPU: CPU time of each node's cgroup over the run / wall time, in CPUs."
     echo
     echo "## Runs"
@@ -425,6 +442,9 @@ report() {
         c_b=$(ratio_per_round split passthru cpu | median_of)
         echo "- Sluice CPU per query, split / passthru: $(ratio_per_round split passthru cpu | summarize) — target ≤ $CPU_TARGET: **$(verdict "$c_b" "$CPU_TARGET" le)**"
     fi
+    if [ -n "${PORT_OF[split]:-}" ] && [ -n "${PORT_OF[eventual]:-}" ]; then
+        echo "- Consistency ($BENCH_CONSISTENCY) against none: split / eventual QPS $(ratio_per_round split eventual qps | summarize), Sluice CPU per query $(ratio_per_round split eventual cpu | summarize)"
+    fi
     if [ -n "${PORT_OF[split]:-}" ] && [ "$NNODES" -gt 1 ]; then
         local replica_share
         replica_share=$(awk -F'\t' '$2 == "split" { n = split($6, v, ","); for (k = 1; k <= n; k++) { tot += v[k]; if (k > 1) rep += v[k] } }
@@ -437,7 +457,7 @@ report() {
         echo "- Sluice (split) peak RSS: $SPLIT_HWM kB"
     fi
     local nwarn
-    for t in split passthru; do
+    for t in split passthru eventual; do
         [ -f "$WORK/sluice-$t.log" ] || continue
         nwarn=$(grep -c -E 'WARN|ERROR' "$WORK/sluice-$t.log" || true)
         echo "- Sluice ($t) log: $nwarn WARN/ERROR lines"

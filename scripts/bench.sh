@@ -27,6 +27,9 @@
 #   BENCH_PIN        1 = pin the proxies to the last CPU and sysbench + MariaDB to the
 #                    others with taskset [0]
 #   BENCH_PAUSE      seconds of idle between runs [1]
+#   BENCH_SPLIT      Sluice's [routing] read_write_split [false]: the pass-through
+#                    figures are with splitting off (one primary: with it on, reads
+#                    still go to the primary, and writes' GTIDs are tracked)
 #   BENCH_SLUICE_WORKERS    Sluice's proxy.worker_threads [0 = one per CPU]
 #   BENCH_SLUICE_SCHEDULER  Sluice's proxy.scheduler [pinned]: pinned or work-stealing
 #   BENCH_ALT_SCHEDULER     when set (pinned or work-stealing), a second Sluice with this
@@ -52,6 +55,7 @@ BENCH_TABLES=${BENCH_TABLES:-4}
 BENCH_TABLE_SIZE=${BENCH_TABLE_SIZE:-10000}
 BENCH_PIN=${BENCH_PIN:-0}
 BENCH_PAUSE=${BENCH_PAUSE:-1}
+BENCH_SPLIT=${BENCH_SPLIT:-false}
 
 # Targets: Sluice CPU per query <= CPU_TARGET x HAProxy's; Sluice QPS >= QPS_TARGET x HAProxy's.
 CPU_TARGET=1.2
@@ -206,13 +210,15 @@ start_haproxy "$PRIMARY"
 
 SLUICE_SCHEDULER=${BENCH_SLUICE_SCHEDULER:-pinned}
 SLUICE_WORKERS=${BENCH_SLUICE_WORKERS:-0}
-start_sluice sluice "$SLUICE_SCHEDULER" "$SLUICE_WORKERS"
+start_sluice sluice "$SLUICE_SCHEDULER" "$SLUICE_WORKERS" "[routing]
+read_write_split = $BENCH_SPLIT"
 SLUICE_PID=$STARTED_PID; SLUICE_PORT=$STARTED_PORT
 TARGETS="direct haproxy sluice"
 ALT_PORT=""
 if [ -n "${BENCH_ALT_SCHEDULER:-}" ]; then
     ALT_WORKERS=${BENCH_ALT_WORKERS:-$SLUICE_WORKERS}
-    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER" "$ALT_WORKERS"
+    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER" "$ALT_WORKERS" "[routing]
+read_write_split = $BENCH_SPLIT"
     ALT_PID=$STARTED_PID; ALT_PORT=$STARTED_PORT
     TARGETS="$TARGETS sluice-alt"
 fi

@@ -209,8 +209,9 @@ impl Policy {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
-    /// Send reads to replicas (off: everything goes to the primary).
-    #[serde(default)]
+    /// Send reads to replicas (off: everything goes to the primary). On by default,
+    /// with `consistency = "session"`: a session reads its own writes.
+    #[serde(default = "defaults::yes")]
     pub read_write_split: bool,
     /// Default route mode of every session.
     #[serde(default)]
@@ -249,7 +250,7 @@ pub struct RoutingConfig {
 impl Default for RoutingConfig {
     fn default() -> Self {
         RoutingConfig {
-            read_write_split: false,
+            read_write_split: true,
             route: RouteMode::Auto,
             policy: Policy::RoundRobin,
             max_replica_lag_ms: defaults::max_replica_lag_ms(),

@@ -133,6 +133,11 @@ async fn read_after_write_waits_for_the_gtid_on_a_delayed_replica() {
     c.query_drop("INSERT INTO c (v) VALUES (4); INSERT INTO c (v) VALUES (5)").await.unwrap();
     let (s, n) = seen(&mut c, 5).await;
     assert!(replicas.contains(&s) && n == 1, "multi-statement write then read: server {s}, {n} rows");
+    // A write inside a stored procedure: the CALL's OK packet carries its GTID.
+    c.query_drop("CREATE PROCEDURE add_c(x INT) INSERT INTO c (v) VALUES (x)").await.unwrap();
+    c.query_drop("CALL add_c(6)").await.unwrap();
+    let (s, n) = seen(&mut c, 6).await;
+    assert!(replicas.contains(&s) && n == 1, "write in a procedure then read: server {s}, {n} rows");
     proxy.shutdown().await;
 }
 

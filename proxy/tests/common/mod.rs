@@ -75,6 +75,12 @@ shutdown_timeout_ms = 5000
 cert = "{cert}"
 key = "{key}"
 
+# Splitting is on (the default). These tests compare Sluice with a direct connection
+# and often write through that other connection: `global` makes a replica read see
+# every committed write, as the one server would.
+[routing]
+consistency = "global"
+
 [[users]]
 name = "app"
 password = "app"
@@ -94,6 +100,7 @@ password = "app"
 nodes = [{nodes}]
 monitor_interval_ms = 300
 monitor_timeout_ms = 250
+
 {extra}
 "#,
         rsa = s.rsa_key.display(),
