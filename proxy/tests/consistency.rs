@@ -133,6 +133,15 @@ async fn read_after_write_waits_for_the_gtid_on_a_delayed_replica() {
     c.query_drop("INSERT INTO c (v) VALUES (4); INSERT INTO c (v) VALUES (5)").await.unwrap();
     let (s, n) = seen(&mut c, 5).await;
     assert!(replicas.contains(&s) && n == 1, "multi-statement write then read: server {s}, {n} rows");
+    // A multi-statement read after a write: the wait runs ahead of it, the client gets
+    // exactly its two result sets.
+    c.query_drop("INSERT INTO c (v) VALUES (10)").await.unwrap();
+    let mut r = c.query_iter("SELECT COUNT(*) FROM c WHERE v = 10; SELECT @@server_id").await.unwrap();
+    let first: Vec<i64> = r.collect().await.unwrap();
+    let second: Vec<u32> = r.collect().await.unwrap();
+    drop(r);
+    assert_eq!(first, vec![1], "first result set");
+    assert!(second.len() == 1 && replicas.contains(&second[0]), "second result set: {second:?}");
     // A write inside a stored procedure: the CALL's OK packet carries its GTID.
     c.query_drop("CREATE PROCEDURE add_c(x INT) INSERT INTO c (v) VALUES (x)").await.unwrap();
     c.query_drop("CALL add_c(6)").await.unwrap();
