@@ -7,6 +7,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod consistency;
 pub mod error;
 pub mod faults;
 pub mod health;

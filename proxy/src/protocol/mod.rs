@@ -10,3 +10,4 @@ pub mod handshake;
 pub mod packet;
 pub mod packets;
 pub mod response;
+pub mod rewrite;

@@ -1,0 +1,3 @@
+//! Read-after-write consistency: GTID positions, ...
+
+pub mod gtid;
