@@ -206,6 +206,31 @@ pub fn tracking_sql(mysql: bool) -> &'static str {
     }
 }
 
+/// Undoes [`tracking_sql`] for one statement: the client's own value of the tracking
+/// variable comes back (Sluice appended `,last_gtid`, or set `last_gtid` alone in
+/// place of an empty list).
+pub fn untracking_sql(mysql: bool) -> &'static str {
+    if mysql {
+        "SET @@SESSION.session_track_gtids = OFF"
+    } else {
+        "SET @@SESSION.session_track_system_variables = IF(@@SESSION.session_track_system_variables = 'last_gtid', '', \
+         IF(@@SESSION.session_track_system_variables LIKE '%,last_gtid', \
+         LEFT(@@SESSION.session_track_system_variables, CHAR_LENGTH(@@SESSION.session_track_system_variables) - 10), \
+         @@SESSION.session_track_system_variables))"
+    }
+}
+
+/// Whether a statement may read the variable Sluice's GTID tracking changes
+/// (`@@session_track_system_variables`, `SHOW VARIABLES [LIKE '%track%']`,
+/// `information_schema.SESSION_VARIABLES`, ...): it runs with the client's own value
+/// ([`untracking_sql`] before it, [`tracking_sql`] after it, in the same round trip).
+/// A cheap, generous byte scan: a false positive costs two small statements
+/// pipelined with it.
+pub fn may_show_tracking(sql: &[u8]) -> bool {
+    let has = |needle: &[u8]| sql.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
+    has(b"track") || has(b"variables")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +312,14 @@ mod tests {
         for f in [Fallback::Primary, Fallback::Error] {
             assert_eq!(Fallback::parse(f.name()), Some(f));
         }
+    }
+
+    #[test]
+    fn statements_that_may_read_the_tracking_variable_are_recognised() {
+        assert!(may_show_tracking(b"SELECT @@session.SESSION_TRACK_system_variables"));
+        assert!(may_show_tracking(b"show variables"));
+        assert!(may_show_tracking(b"SHOW SESSION VARIABLES LIKE 'session\\_track%'"));
+        assert!(may_show_tracking(b"select * from information_schema.session_variables"));
+        assert!(!may_show_tracking(b"SELECT id FROM t WHERE k = 1"));
     }
 }

@@ -251,6 +251,37 @@ async fn write_rewritten<C: Stream>(client: &mut PacketConn<C>, bytes: &[u8], ok
     client.write_raw(&bytes[from..]).await
 }
 
+/// Sends `before`, `payload` and `after` (statements of Sluice's own, `before` and
+/// `after` answering OK) in one write and relays only `payload`'s response. Returns
+/// whether `after` succeeded as well.
+pub async fn relay_between<S: Stream, C: Stream>(
+    node: &mut NodeConn<S>,
+    client: &mut PacketConn<C>,
+    before: &str,
+    payload: &[u8],
+    after: &str,
+    expect: Expect,
+    timeout: Option<Duration>,
+    patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
+) -> Result<(Relayed, bool), RelayError> {
+    let addr = node.conn.addr.clone();
+    let lost = |source: std::io::Error| RelayError { error: Error::BackendIo { addr: addr.clone(), sent: true, source }, forwarded: false, backend_lost: true };
+    let query = |sql: &str| {
+        let mut q = Vec::with_capacity(1 + sql.len());
+        q.push(com::QUERY);
+        q.extend_from_slice(sql.as_bytes());
+        q
+    };
+    node.conn.conn.queue(0, &query(before));
+    node.conn.conn.queue(0, payload);
+    node.conn.conn.queue(0, &query(after));
+    node.conn.conn.flush().await.map_err(lost)?;
+    discard_response(node, Expect::Query, timeout).await.map_err(|e| RelayError { error: e, forwarded: false, backend_lost: true })?;
+    let relayed = relay_response(node, client, expect, timeout, patch).await?;
+    let done = discard_response(node, Expect::Query, timeout).await.map_err(|e| RelayError { error: e, forwarded: true, backend_lost: true })?;
+    Ok((relayed, done.error.is_none()))
+}
+
 /// What a read found after Sluice's GTID wait ran ahead of it on a replica.
 pub enum Waited {
     /// The replica reached the position; the statement's response was relayed.

@@ -134,6 +134,9 @@ struct Session<N: Net> {
     nodes: BTreeMap<String, NodeConn<N::Stream>>,
     state: SessionState,
     stmts: Statements,
+    /// The COM_STMT_EXECUTE being relayed runs SQL that may read the variable Sluice's
+    /// GTID tracking changes ([`consistency::may_show_tracking`]).
+    execute_shows_tracking: bool,
     /// The topology as of `topo_version`, and the primary statements go to.
     topo: Option<Topology>,
     topo_version: u64,
@@ -240,6 +243,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         nodes,
         state,
         stmts: Statements::default(),
+        execute_shows_tracking: false,
         topo: None,
         topo_version: u64::MAX,
         primary: None,
@@ -609,15 +613,19 @@ impl<N: Net> Session<N> {
     /// session, and of the instance, require); a write whose GTID could not be seen
     /// makes the next consistent read ask the primary for its position.
     fn record_gtids(&mut self, node: &str, kind: Option<Kind>, statements: u32, summary: &Summary) {
-        if self.primary.as_deref() != Some(node) {
-            return;
-        }
+        // GTIDs count whichever node reported them: the monitor may have marked the
+        // node down or seen another primary while this commit completed on it, and
+        // the commit is acknowledged all the same.
         if !summary.session_state.is_empty() {
             if let Some(g) = GtidSet::from_session_state(&summary.session_state) {
                 self.state.written.record(node, &g);
                 self.shared.positions.written(node, &g);
                 return;
             }
+        }
+        if self.primary.as_deref() != Some(node) && !self.nodes.get(node).is_some_and(|n| n.tracking) {
+            // A replica's reads and read-only transactions write nothing.
+            return;
         }
         let tracked = self.nodes.get(node).is_some_and(|n| n.tracking);
         let may_write = kind.is_some_and(|k| !matches!(k, Kind::Read | Kind::SessionSet | Kind::Use | Kind::Diagnostics | Kind::SluiceSet | Kind::SluiceShow | Kind::Begin { .. }));
@@ -655,6 +663,14 @@ impl<N: Net> Session<N> {
         if let Some(g) = wait {
             return self.relay_after_wait(node, payload, expect, read, g, patch).await;
         }
+        let shows_tracking = match payload.first() {
+            Some(&com::QUERY) => consistency::may_show_tracking(&payload[1..]),
+            Some(&com::STMT_EXECUTE) => std::mem::take(&mut self.execute_shows_tracking),
+            _ => false,
+        };
+        if shows_tracking && self.nodes[node].tracking && !self.state.client_tracks_gtids {
+            return self.relay_untracked(node, payload, expect, read, patch).await;
+        }
         let stats = self.shared.node_stats.get(node).cloned();
         if let Some(s) = &stats {
             s.start(read);
@@ -685,6 +701,43 @@ impl<N: Net> Session<N> {
             }
         }
         r.map(|x| x.summary)
+    }
+
+    /// Runs a statement that may read the variable Sluice's GTID tracking changed with
+    /// the client's own value of it: tracking off just before it and back on just
+    /// after, in one round trip. Whatever GTID the statement itself made is not
+    /// reported, so the session's position becomes unknown if it may have written.
+    async fn relay_untracked(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
+        let stats = self.shared.node_stats.get(node).cloned();
+        if let Some(s) = &stats {
+            s.start(read);
+        }
+        let started = Instant::now();
+        let nc = self.nodes.get_mut(node).expect("ready");
+        let (before, after) = (consistency::untracking_sql(nc.mysql), consistency::tracking_sql(nc.mysql));
+        let r = backends::relay_between(nc, &mut self.client, before, payload, after, expect, self.read_timeout, patch).await;
+        if let Some(s) = &stats {
+            s.finish(started.elapsed().as_nanos() as u64);
+        }
+        match r {
+            Ok((relayed, tracking)) => {
+                let nc = self.nodes.get_mut(node).expect("ready");
+                nc.tracking = tracking;
+                if !read {
+                    self.state.written.record_unknown(node);
+                    self.shared.positions.written_unknown(node);
+                }
+                Ok(relayed.summary)
+            }
+            Err(e) => {
+                if let Error::ClientIo(_) = &e.error {
+                    if let Some(thread) = self.nodes.get(node).map(|n| n.conn.thread_id) {
+                        kill_backend_query(&self.shared, self.id, node, thread).await;
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Runs Sluice's GTID wait for `g` and then the read on replica `node`, in one round
@@ -985,6 +1038,7 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(e),
             };
             let stmt = self.stmts.get_mut(id).expect("resolved");
+            self.execute_shows_tracking = consistency::may_show_tracking(&stmt.prepare[1..]);
             let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
             match self.relay_on(&routed.node, &out, expect, class.is_read(), routed.wait.as_ref(), &mut |_, _| {}).await {
                 Ok(s) => break s,
