@@ -207,16 +207,14 @@ pub fn tracking_sql(mysql: bool) -> &'static str {
 }
 
 /// Undoes [`tracking_sql`] for one statement: the client's own value of the tracking
-/// variable comes back (Sluice appended `,last_gtid`, or set `last_gtid` alone in
-/// place of an empty list).
+/// variable comes back (Sluice added `last_gtid` to the list; `*` stays `*`).
 pub fn untracking_sql(mysql: bool) -> &'static str {
     if mysql {
         "SET @@SESSION.session_track_gtids = OFF"
     } else {
-        "SET @@SESSION.session_track_system_variables = IF(@@SESSION.session_track_system_variables = 'last_gtid', '', \
-         IF(@@SESSION.session_track_system_variables LIKE '%,last_gtid', \
-         LEFT(@@SESSION.session_track_system_variables, CHAR_LENGTH(@@SESSION.session_track_system_variables) - 10), \
-         @@SESSION.session_track_system_variables))"
+        // The server keeps the list sorted: `last_gtid` may sit anywhere in it.
+        "SET @@SESSION.session_track_system_variables = TRIM(BOTH ',' FROM \
+         REPLACE(CONCAT(',', @@SESSION.session_track_system_variables, ','), ',last_gtid,', ','))"
     }
 }
 
@@ -228,7 +226,11 @@ pub fn untracking_sql(mysql: bool) -> &'static str {
 /// pipelined with it.
 pub fn may_show_tracking(sql: &[u8]) -> bool {
     let has = |needle: &[u8]| sql.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle));
-    has(b"track") || has(b"variables")
+    has(b"session_track")
+        || has(b"session\\_track")
+        || has(b"%track")
+        || has(b"session_variables")
+        || (has(b"show") && has(b"variables") && !has(b"like") && !has(b"where"))
 }
 
 #[cfg(test)]
@@ -320,6 +322,9 @@ mod tests {
         assert!(may_show_tracking(b"show variables"));
         assert!(may_show_tracking(b"SHOW SESSION VARIABLES LIKE 'session\\_track%'"));
         assert!(may_show_tracking(b"select * from information_schema.session_variables"));
+        assert!(may_show_tracking(b"SHOW VARIABLES LIKE '%track%'"));
+        assert!(!may_show_tracking(b"SHOW VARIABLES LIKE 'sql_mode'"));
+        assert!(!may_show_tracking(b"SELECT * FROM t_txn_track_transaction_state"));
         assert!(!may_show_tracking(b"SELECT id FROM t WHERE k = 1"));
     }
 }

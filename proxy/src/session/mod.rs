@@ -663,11 +663,14 @@ impl<N: Net> Session<N> {
         if let Some(g) = wait {
             return self.relay_after_wait(node, payload, expect, read, g, patch).await;
         }
-        let shows_tracking = match payload.first() {
+        // Reads only: a statement pipelined after a write could meet a LOCAL INFILE
+        // request, and a write's GTID would go unreported.
+        let flagged = match payload.first() {
             Some(&com::QUERY) => consistency::may_show_tracking(&payload[1..]),
             Some(&com::STMT_EXECUTE) => std::mem::take(&mut self.execute_shows_tracking),
             _ => false,
         };
+        let shows_tracking = read && flagged;
         if shows_tracking && self.nodes[node].tracking && !self.state.client_tracks_gtids {
             return self.relay_untracked(node, payload, expect, read, patch).await;
         }
