@@ -4,11 +4,15 @@
 # Sluice in front of it, runs `conformance diff`, and tears everything down.
 #
 #   conformance/run.sh [--corpus DIR] [--jobs N] [--filter SUBSTRING] [--text-only|--binary-only]
-#                      [--auth-mode passthrough|config] [-v]
+#                      [--auth-mode passthrough|config] [--topology single|split]
+#                      [--replica-delay SECS] [-v]
 #
 # --auth-mode: how Sluice authenticates the corpus's account `app`: `passthrough` (the
 # default; MariaDB's own accounts, Sluice logs in as the client) or `config` (a
 # [[users]] entry, Sluice logs in with its backend account).
+# --topology split: a primary and 2 replicas behind Sluice with its routing defaults
+# (read/write splitting, consistency = session); the reference is the primary.
+# --replica-delay SECS: split, with the second replica SECS seconds behind (MASTER_DELAY).
 # Exits with conformance's status: 0 when no case differs.
 set -euo pipefail
 
@@ -19,6 +23,8 @@ args=()
 corpus="$root/testdata/conformance"
 jobs=4
 auth_mode=passthrough
+topology=single
+replica_delay=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --corpus) corpus="$2"; shift 2 ;;
@@ -28,7 +34,11 @@ while [ $# -gt 0 ]; do
             case "$auth_mode" in passthrough|config) ;; *) echo "run.sh: --auth-mode is passthrough or config" >&2; exit 2 ;; esac ;;
         --filter) args+=(--filter "$2"); shift 2 ;;
         --text-only|--binary-only|-v|--verbose) args+=("$1"); shift ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --topology)
+            topology="$2"; shift 2
+            case "$topology" in single|split) ;; *) echo "run.sh: --topology is single or split" >&2; exit 2 ;; esac ;;
+        --replica-delay) replica_delay="$2"; topology=split; shift 2 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -49,7 +59,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$bin/chaos" cluster --replicas 0 --state-file "$work/cluster.json" \
+cluster_args=(--replicas 0)
+if [ "$topology" = split ]; then
+    cluster_args=(--replicas 2)
+    [ "$replica_delay" -gt 0 ] && cluster_args+=("--delay-replica=2=$replica_delay")
+fi
+"$bin/chaos" cluster "${cluster_args[@]}" --state-file "$work/cluster.json" \
     --server-option=--local-infile=1 \
     --server-option=--max-allowed-packet=256M \
     --server-option=--log-bin-trust-function-creators=1 \
@@ -62,6 +77,7 @@ for _ in $(seq 1 120); do
 done
 [ -s "$work/cluster.json" ] || { echo "run.sh: the cluster did not start" >&2; cat "$work/chaos.log" >&2; exit 1; }
 primary="$(sed -n 's/.*"primary": *"\([^"]*\)".*/\1/p' "$work/cluster.json" | head -1)"
+nodes="$(python3 -c 'import json, sys; s = json.load(open(sys.argv[1])); print(", ".join(chr(34) + a + chr(34) for a in [s["primary"]] + s["replicas"]))' "$work/cluster.json")"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 if [ "$auth_mode" = passthrough ]; then
@@ -78,7 +94,7 @@ $accounts
 [backend]
 user = "app"
 password = "app"
-nodes = ["$primary"]
+nodes = [$nodes]
 connect_timeout_ms = 30000
 monitor_timeout_ms = 30000
 monitor_interval_ms = 31000
@@ -93,7 +109,10 @@ done
 candidate="$(sed -n 's/^sluice listening on //p' "$work/sluice.out" | head -1)"
 [ -n "$candidate" ] || { echo "run.sh: Sluice did not start" >&2; cat "$work/sluice.log" >&2; exit 1; }
 
-echo "conformance: MariaDB $primary vs Sluice $candidate ($auth_mode accounts)"
+shape="one node"
+[ "$topology" = split ] && shape="primary + 2 replicas"
+[ "$replica_delay" -gt 0 ] && shape+=", the second ${replica_delay}s behind"
+echo "conformance: MariaDB $primary vs Sluice $candidate ($auth_mode accounts, $shape)"
 status=0
 "$bin/conformance" diff --reference "$primary" --candidate "$candidate" --corpus "$corpus" --jobs "$jobs" "${args[@]}" || status=$?
 exit "$status"

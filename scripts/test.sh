@@ -22,7 +22,7 @@ log=$(mktemp /tmp/sluice-test.XXXXXX)
 status=0
 
 # shellcheck disable=SC2086
-cargo test --workspace --all-targets ${CARGO_TEST_ARGS:-} 2>&1 | tee "$log"
+cargo test --workspace --all-targets --no-fail-fast ${CARGO_TEST_ARGS:-} 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
 
 if [ "${SLUICE_SKIP_MADSIM:-0}" != 1 ]; then

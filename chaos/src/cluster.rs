@@ -66,6 +66,8 @@ pub struct Cluster {
     app: Credentials,
     /// Index of the current primary; also serializes topology changes.
     primary: Mutex<usize>,
+    /// Replicas applying transactions late on purpose: index → seconds.
+    delays: Mutex<BTreeMap<usize, u32>>,
     spawner: Spawner,
     /// One group per node when the spec asks for a CPU quota; removed on
     /// drop, after [`Drop for Cluster`](Cluster) has killed the servers.
@@ -146,6 +148,7 @@ impl Cluster {
             spec,
             tls,
             primary: Mutex::new(0),
+            delays: Mutex::new(BTreeMap::new()),
             spawner: Spawner::new().context("starting the spawner thread")?,
             cgroups,
             dir,
@@ -241,6 +244,9 @@ impl Cluster {
             self.root_sql(replica.index(), &change_master_sql(primary_port))?;
         }
         self.wait_replicas_caught_up(self.spec.startup_timeout)?;
+        for (&replica, &seconds) in &self.spec.replica_delays {
+            self.set_replica_delay(replica, seconds)?;
+        }
         if self.spec.semi_sync {
             self.enable_semi_sync_primary(0)?;
             // Replicas register as semi-synchronous when their I/O thread
@@ -389,6 +395,37 @@ impl Cluster {
         self.sql(node, &self.app, sql, DEFAULT_SQL_TIMEOUT)
     }
 
+    /// Makes replica `index` apply each transaction `seconds` after the
+    /// primary committed it (`MASTER_DELAY`; 0 removes the delay). Its
+    /// replication threads restart; what it already received is kept.
+    /// [`Cluster::wait_replicas_caught_up`] skips a delayed replica.
+    pub fn set_replica_delay(&self, index: usize, seconds: u32) -> Result<()> {
+        if index == self.primary_index() {
+            bail!("node {index} is the primary; only a replica can be delayed");
+        }
+        if self.slave_status(index)?.is_none() {
+            bail!("node {index} is not a replica");
+        }
+        self.root_sql(
+            index,
+            &format!("STOP SLAVE;\nCHANGE MASTER TO MASTER_DELAY={seconds};\nSTART SLAVE;\n"),
+        )?;
+        let mut delays = self.delays.lock().unwrap_or_else(|e| e.into_inner());
+        if seconds == 0 {
+            delays.remove(&index);
+        } else {
+            delays.insert(index, seconds);
+        }
+        Ok(())
+    }
+
+    /// The delay set on replica `index` with [`Cluster::set_replica_delay`]
+    /// or [`ClusterSpec::replica_delays`], in seconds (0: none).
+    pub fn replica_delay(&self, index: usize) -> u32 {
+        let delays = self.delays.lock().unwrap_or_else(|e| e.into_inner());
+        delays.get(&index).copied().unwrap_or(0)
+    }
+
     /// `SHOW SLAVE STATUS` of `node` as a column → value map, or `None` if
     /// the node has no replication configured.
     pub fn slave_status(&self, node: usize) -> Result<Option<BTreeMap<String, String>>, SqlError> {
@@ -507,7 +544,8 @@ impl Cluster {
 
     /// Waits until every running replica has applied everything in the
     /// primary's binary log at the time of the call. Stopped and paused
-    /// nodes are skipped. Fails early if a replica's SQL thread stopped with
+    /// nodes are skipped, and so are delayed replicas
+    /// ([`Cluster::set_replica_delay`]). Fails early if a replica's SQL thread stopped with
     /// an error, and on timeout; the error shows the replica's replication
     /// status and the end of its error log.
     pub fn wait_replicas_caught_up(&self, timeout: Duration) -> Result<()> {
@@ -517,7 +555,10 @@ impl Cluster {
             .root_sql(primary, "SELECT @@gtid_binlog_pos")
             .context("reading the primary's binary log position")?;
         for replica in &self.nodes {
-            if replica.index() != primary && replica.state() == NodeState::Running {
+            if replica.index() != primary
+                && replica.state() == NodeState::Running
+                && self.replica_delay(replica.index()) == 0
+            {
                 self.wait_for_gtid(replica.index(), &position, deadline)?;
             }
         }
@@ -648,6 +689,11 @@ impl Cluster {
             sql += "SET GLOBAL rpl_semi_sync_master_enabled=1;\n";
         }
         self.root_sql(index, &sql)?;
+        // RESET SLAVE ALL dropped its MASTER_DELAY with the rest.
+        self.delays
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&index);
 
         self.node(old).set_primary(false);
         candidate.set_primary(true);

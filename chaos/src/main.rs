@@ -97,6 +97,25 @@ struct ClusterArgs {
     /// cgroup of its own; fails if the cgroup cpu controller is unavailable.
     #[arg(long, value_name = "CPUS")]
     cpu_quota: Option<f64>,
+    /// Make replica N apply transactions SECS seconds after the primary
+    /// committed them (MASTER_DELAY), e.g. --delay-replica 2=3 (repeatable).
+    #[arg(long = "delay-replica", value_name = "N=SECS", value_parser = parse_delay)]
+    delay_replica: Vec<(usize, u32)>,
+}
+
+fn parse_delay(s: &str) -> Result<(usize, u32), String> {
+    let (n, secs) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected N=SECS, e.g. 2=3"))?;
+    let n = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("{n:?} is not a node index"))?;
+    let secs = secs
+        .trim()
+        .parse()
+        .map_err(|_| format!("{secs:?} is not a whole number of seconds"))?;
+    Ok((n, secs))
 }
 
 /// The `--state-file` contents.
@@ -170,6 +189,7 @@ fn run_cluster(args: ClusterArgs) -> Result<()> {
         app_password: args.app_password,
         server_options: args.server_options,
         cpu_quota: args.cpu_quota,
+        replica_delays: args.delay_replica.iter().copied().collect(),
         ..ClusterSpec::default()
     };
     let started = Instant::now();
@@ -231,8 +251,12 @@ fn print_summary(cluster: &Cluster, seconds: f64, print_env: bool) {
         },
     );
     for node in cluster.nodes() {
+        let delay = match cluster.replica_delay(node.index()) {
+            0 => String::new(),
+            secs => format!("  delay={secs}s"),
+        };
         println!(
-            "  node{}  {}  {}  datadir={}",
+            "  node{}  {}  {}  datadir={}{delay}",
             node.index(),
             role(node),
             node.addr(),

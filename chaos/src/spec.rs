@@ -1,5 +1,6 @@
 //! What cluster to start: [`ClusterSpec`].
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -45,6 +46,14 @@ pub struct ClusterSpec {
     /// Deadline for each step of bringing nodes up: bootstrapping a data
     /// directory, a server accepting connections, replicas catching up.
     pub startup_timeout: Duration,
+    /// Delayed replicas: node index → seconds. Such a replica applies each
+    /// transaction only that long after the primary committed it
+    /// (`CHANGE MASTER TO MASTER_DELAY`), like a replica far behind. The
+    /// delay is set once the setup has replicated, so a delayed replica
+    /// starts with the accounts and databases; see
+    /// [`Cluster::set_replica_delay`](crate::Cluster::set_replica_delay).
+    /// Empty by default.
+    pub replica_delays: BTreeMap<usize, u32>,
 }
 
 impl Default for ClusterSpec {
@@ -59,6 +68,7 @@ impl Default for ClusterSpec {
             server_options: Vec::new(),
             cpu_quota: None,
             startup_timeout: Duration::from_secs(60),
+            replica_delays: BTreeMap::new(),
         }
     }
 }
@@ -73,6 +83,16 @@ impl ClusterSpec {
             bail!(
                 "the application user may not be called {:?}: the launcher uses that account",
                 self.app_user
+            );
+        }
+        if let Some(bad) = self
+            .replica_delays
+            .keys()
+            .find(|&&i| i == 0 || i > self.replicas)
+        {
+            bail!(
+                "cannot delay node {bad}: the replicas are nodes 1 to {}",
+                self.replicas
             );
         }
         if let Some(bad) = self.server_options.iter().find(|o| !o.starts_with("--")) {

@@ -626,3 +626,60 @@ fn cgroups_of_dead_processes_are_removed_by_the_next_cluster() {
     tear_down(second);
     tear_down(first);
 }
+
+#[test]
+fn delayed_replica_applies_writes_only_after_its_delay() {
+    let cluster = start(ClusterSpec {
+        replica_delays: [(2, 2)].into_iter().collect(),
+        ..ClusterSpec::default()
+    });
+    assert_eq!(cluster.replica_delay(2), 2);
+    assert_eq!(cluster.replica_delay(1), 0);
+    // The setup replicated before the delay was set.
+    assert!(count(&cluster, 2, "mysql.user WHERE User = 'app'") >= 1);
+    let status = cluster.slave_status(2).unwrap().expect("a replica");
+    assert_eq!(status.get("SQL_Delay").map(String::as_str), Some("2"));
+
+    cluster
+        .app_sql(0, "CREATE TABLE test.d (id INT PRIMARY KEY)")
+        .unwrap();
+    let written = Instant::now();
+    // The undelayed replica catches up; waiting skips the delayed one.
+    cluster.wait_replicas_caught_up(CATCH_UP).unwrap();
+    assert_eq!(count(&cluster, 1, "test.d"), 0);
+    let err = cluster
+        .app_sql(2, "SELECT COUNT(*) FROM test.d")
+        .expect_err("the delayed replica has not created the table yet");
+    assert_eq!(err.code(), Some(1146), "{err}");
+    while cluster.app_sql(2, "SELECT COUNT(*) FROM test.d").is_err() {
+        assert!(
+            written.elapsed() < Duration::from_secs(20),
+            "the delayed replica never applied the table"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        written.elapsed() >= Duration::from_millis(1_900),
+        "applied after {:?}, before its 2 s delay",
+        written.elapsed()
+    );
+
+    // The delay can be removed (and set) while running.
+    cluster.set_replica_delay(2, 0).unwrap();
+    assert_eq!(cluster.replica_delay(2), 0);
+    cluster.app_sql(0, "INSERT INTO test.d VALUES (1)").unwrap();
+    cluster.wait_replicas_caught_up(CATCH_UP).unwrap();
+    assert_eq!(count(&cluster, 2, "test.d"), 1);
+    assert!(cluster.set_replica_delay(0, 1).is_err(), "the primary cannot be delayed");
+    tear_down(cluster);
+}
+
+#[test]
+fn delay_on_a_node_that_is_not_a_replica_is_refused() {
+    let err = Cluster::start(ClusterSpec {
+        replica_delays: [(3, 1)].into_iter().collect(),
+        ..ClusterSpec::default()
+    })
+    .expect_err("node 3 does not exist");
+    assert!(err.to_string().contains("cannot delay node 3"), "{err}");
+}

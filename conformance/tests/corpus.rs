@@ -4,6 +4,12 @@
 //! case must show no difference (cases marked `@known-difference` are reported, not
 //! failed). A second test proves the runner notices a difference at all, with a
 //! candidate that corrupts one byte of the server's responses.
+//!
+//! `SLUICE_CORPUS_TOPOLOGY=split` runs the same comparison with a primary and two
+//! replicas behind Sluice (its routing defaults: read/write splitting, `consistency =
+//! session`; the reference is the primary itself), and `SLUICE_CORPUS_REPLICA_DELAY=SECS`
+//! delays the second replica by SECS seconds (`MASTER_DELAY`; implies `split`).
+//! `conformance/run.sh --topology split [--replica-delay SECS]` sets both.
 
 use std::path::Path;
 use std::sync::OnceLock;
@@ -16,10 +22,32 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 /// Options the corpus needs from the server (see conformance/run.sh).
 pub const SERVER_OPTIONS: &[&str] = &["--local-infile=1", "--max-allowed-packet=256M", "--log-bin-trust-function-creators=1"];
 
+/// The second replica's delay in seconds, when the corpus runs against a split
+/// topology (`None`: one MariaDB, no replicas).
+fn topology() -> Option<u32> {
+    let delay = std::env::var("SLUICE_CORPUS_REPLICA_DELAY").ok().filter(|s| !s.is_empty());
+    let delay = delay.map(|d| d.parse::<u32>().expect("SLUICE_CORPUS_REPLICA_DELAY is whole seconds"));
+    match std::env::var("SLUICE_CORPUS_TOPOLOGY").as_deref() {
+        Ok("split") => Some(delay.unwrap_or(0)),
+        Ok("single") | Ok("") | Err(_) => delay,
+        Ok(other) => panic!("SLUICE_CORPUS_TOPOLOGY is single or split, not {other:?}"),
+    }
+}
+
 fn cluster() -> &'static chaos::Cluster {
     static CLUSTER: OnceLock<chaos::Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let spec = chaos::ClusterSpec { replicas: 0, server_options: SERVER_OPTIONS.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let (replicas, replica_delays) = match topology() {
+            None => (0, Default::default()),
+            Some(0) => (2, Default::default()),
+            Some(delay) => (2, [(2, delay)].into_iter().collect()),
+        };
+        let spec = chaos::ClusterSpec {
+            replicas,
+            replica_delays,
+            server_options: SERVER_OPTIONS.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
         chaos::Cluster::start(spec).expect("start MariaDB")
     })
 }
@@ -36,7 +64,8 @@ fn corpus() -> Vec<Case> {
 /// Sluice with the corpus's account `app` in its config (`passthrough = false`), or in
 /// pass-through identity mode, where clients log in with MariaDB's own accounts and
 /// Sluice logs in to MariaDB as them.
-async fn sluice_in_front_of(primary: &str, passthrough: bool) -> sluice::ProxyHandle {
+async fn sluice_in_front_of(cluster: &chaos::Cluster, passthrough: bool) -> sluice::ProxyHandle {
+    let nodes = cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect::<Vec<_>>().join(", ");
     let accounts = if passthrough {
         "auth_mode = \"passthrough\"\n"
     } else {
@@ -51,7 +80,7 @@ max_allowed_packet = 268435456
 [backend]
 user = "app"
 password = "app"
-nodes = ["{primary}"]
+nodes = [{nodes}]
 # A loaded 2-core machine (16 MB rows, other test suites) can stall a monitor probe for
 # seconds; one missed probe would mark the only primary down and refuse new sessions.
 connect_timeout_ms = 30000
@@ -78,7 +107,7 @@ static ONE_RUN_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new
 async fn whole_corpus(passthrough: bool) {
     let _one = ONE_RUN_AT_A_TIME.lock().await;
     let primary = cluster().primary().addr();
-    let proxy = sluice_in_front_of(&primary, passthrough).await;
+    let proxy = sluice_in_front_of(cluster(), passthrough).await;
     let cases = corpus();
     assert!(cases.len() >= 400, "the corpus has {} cases", cases.len());
     let started = Instant::now();
@@ -98,8 +127,12 @@ async fn whole_corpus(passthrough: bool) {
     println!("ran {} cases in {:.1}s", outcomes.len(), started.elapsed().as_secs_f64());
     println!("{}", summary_line(&outcomes));
     let failed: Vec<&str> = outcomes.iter().filter(|o| o.failed()).map(|o| o.name.as_str()).collect();
-    let mode = if passthrough { "pass-through" } else { "config" };
-    assert!(failed.is_empty(), "cases differing between MariaDB and Sluice ({mode} accounts): {failed:?}");
+    let mode = match (passthrough, topology()) {
+        (true, None) => "pass-through accounts".to_string(),
+        (false, None) => "config accounts".to_string(),
+        (p, Some(delay)) => format!("{} accounts, primary + 2 replicas, one delayed {delay}s", if p { "pass-through" } else { "config" }),
+    };
+    assert!(failed.is_empty(), "cases differing between MariaDB and Sluice ({mode}): {failed:?}");
     proxy.shutdown().await;
 }
 

@@ -4,6 +4,7 @@
 #
 # Usage: scripts/suites/run.sh [--suite pymysql|mysqlclient|mtr|all] [--quick]
 #                              [--endpoint-only HOST:PORT [--user U] [--password PW]]
+#                              [--topology single|split] [--replica-delay SECS]
 #                              [--out DIR] [--no-build]
 #
 #   --suite S        one suite, a comma-separated list, or all (default)
@@ -13,6 +14,12 @@
 #                    (account --user, default root, --password, default empty)
 #                    instead of starting MariaDB and Sluice; compare two such
 #                    runs with `scripts/suites/results.py compare`
+#   --topology T     single (default): Sluice in front of one MariaDB;
+#                    split: Sluice in front of a primary and 2 replicas with its
+#                    defaults (read/write splitting, consistency = session)
+#   --replica-delay SECS
+#                    split, with the second replica applying every transaction
+#                    SECS seconds late (MASTER_DELAY)
 #   --mtr-tests FILE another list of MariaDB tests for the mtr suite (format of
 #                    scripts/suites/mtr-tests.txt)
 #   --out DIR        where results and logs go (default: a new directory
@@ -24,8 +31,9 @@
 #
 # Without --endpoint-only, for every suite: a fresh MariaDB (`chaos cluster
 # --replicas 0`, with the server options the suite expects) runs the suite
-# directly; then another fresh one, with Sluice in front of it in
-# `auth_mode = "passthrough"`, runs it through Sluice. Per suite it prints
+# directly; then another fresh one (with --topology split: a primary and 2
+# replicas), with Sluice in front of it in `auth_mode = "passthrough"`, runs
+# it through Sluice. Per suite it prints
 #   direct: P passed, F failed, S skipped
 #   sluice: P passed, F failed, S skipped
 # and every test whose outcome differs. Exit status: 0 when the outcomes are
@@ -52,6 +60,8 @@ profile=
 mtr_tests=
 user=root
 password=
+topology=single
+replica_delay=0
 while [ $# -gt 0 ]; do
     case "$1" in
         --suite) selected=${2:?--suite needs a value}; shift 2 ;;
@@ -63,6 +73,10 @@ while [ $# -gt 0 ]; do
         --password) password=$2; shift 2 ;;
         --out) out=$2; shift 2 ;;
         --mtr-tests) mtr_tests=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
+        --topology) topology=${2:?--topology needs single or split}; shift 2 ;;
+        --topology=*) topology=${1#*=}; shift ;;
+        --replica-delay) replica_delay=${2:?--replica-delay needs seconds}; topology=split; shift 2 ;;
+        --replica-delay=*) replica_delay=${1#*=}; topology=split; shift ;;
         --no-build) build=false; shift ;;
         --profile) profile=${2:?--profile needs release or debug}; shift 2 ;;
         --profile=*) profile=${1#*=}; shift ;;
@@ -79,6 +93,11 @@ else
         printf '%s\n' "${all_suites[@]}" | grep -qx "$s" || { echo "run.sh: unknown suite $s" >&2; exit 2; }
     done
 fi
+case "$topology" in
+    single|split) ;;
+    *) echo "run.sh: --topology is single or split" >&2; exit 2 ;;
+esac
+[[ "$replica_delay" =~ ^[0-9]+$ ]] || { echo "run.sh: --replica-delay wants whole seconds" >&2; exit 2; }
 if [ -n "$endpoint" ]; then
     [[ "$endpoint" == *:* ]] || { echo "run.sh: --endpoint-only wants HOST:PORT" >&2; exit 2; }
     ep_host=${endpoint%:*}
@@ -127,16 +146,20 @@ fi
 CLUSTER_PID=
 CLUSTER_NODE_PIDS=
 PRIMARY=
+REPLICAS=
 SLUICE_PID=
 SLUICE_ADDR=
 
-# start_cluster DIR OPTION...: a fresh single-node MariaDB; sets PRIMARY.
+# start_cluster DIR REPLICAS DELAY OPTION...: a fresh MariaDB (a primary and
+# REPLICAS replicas, the last one delayed by DELAY seconds unless 0); sets
+# PRIMARY and REPLICAS (comma-separated).
 start_cluster() {
-    local dir=$1; shift
+    local dir=$1 replicas=$2 delay=$3; shift 3
     local state="$dir/cluster.json" opts=() o i
     for o in "$@"; do opts+=("--server-option=$o"); done
+    [ "$delay" -gt 0 ] && [ "$replicas" -gt 0 ] && opts+=("--delay-replica=$replicas=$delay")
     rm -f "$state"
-    "$chaos" cluster --replicas 0 --state-file "$state" "${opts[@]}" > "$dir/chaos.log" 2>&1 &
+    "$chaos" cluster --replicas "$replicas" --state-file "$state" "${opts[@]}" > "$dir/chaos.log" 2>&1 &
     CLUSTER_PID=$!
     for ((i = 0; i < 1800; i++)); do
         [ -s "$state" ] && break
@@ -146,9 +169,16 @@ start_cluster() {
     [ -s "$state" ] || die "chaos cluster not ready after 180s; see $dir/chaos.log"
     sleep 0.2 # the file may be mid-write
     PRIMARY=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["primary"])' "$state")
+    REPLICAS=$(python3 -c 'import json, sys; print(",".join(json.load(open(sys.argv[1]))["replicas"]))' "$state")
     CLUSTER_NODE_PIDS=$(python3 -c 'import json, sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"] if n.get("pid")))' "$state")
     cp "$state" "$dir/cluster-state.json"
-    log "MariaDB at $PRIMARY"
+    if [ -n "$REPLICAS" ]; then
+        local note=
+        [ "$delay" -gt 0 ] && note=" (the last delayed by ${delay}s)"
+        log "MariaDB primary at $PRIMARY, replicas at $REPLICAS$note"
+    else
+        log "MariaDB at $PRIMARY"
+    fi
 }
 
 stop_cluster() {
@@ -167,9 +197,13 @@ stop_cluster() {
     CLUSTER_PID=
 }
 
-# start_sluice DIR BACKEND: Sluice in passthrough mode; sets SLUICE_ADDR.
+# start_sluice DIR NODE...: Sluice in passthrough mode with its routing
+# defaults in front of NODE... (the primary first); sets SLUICE_ADDR.
 start_sluice() {
-    local dir=$1 backend=$2 i
+    local dir=$1 i; shift
+    local nodes
+    nodes=$(printf '"%s", ' "$@")
+    nodes=${nodes%, }
     cat > "$dir/sluice.toml" <<EOF
 [proxy]
 listen = "127.0.0.1:0"
@@ -180,7 +214,7 @@ shutdown_timeout_ms = 2000
 [backend]
 user = "root"
 password = ""
-nodes = ["$backend"]
+nodes = [$nodes]
 EOF
     # Created before the start: the background child opens it only when it runs, and
     # the loop below may look first (a race seen on a loaded machine).
@@ -194,7 +228,7 @@ EOF
         sleep 0.1
     done
     [ -n "$SLUICE_ADDR" ] || die "sluice not listening after 60s; see $dir/sluice.log"
-    log "Sluice at $SLUICE_ADDR in front of $backend"
+    log "Sluice at $SLUICE_ADDR in front of $*"
 }
 
 stop_sluice() {
@@ -260,12 +294,18 @@ for suite in "${suites[@]}"; do
     through="$out/$suite/sluice"
     mkdir -p "$direct" "$through"
     ok=true
-    start_cluster "$direct" "${server_options[@]}"
+    start_cluster "$direct" 0 0 "${server_options[@]}"
     run_suite "$suite" "$direct" "${PRIMARY%:*}" "${PRIMARY##*:}" root "" || ok=false
     stop_cluster
     if $ok; then
-        start_cluster "$through" "${server_options[@]}"
-        start_sluice "$through" "$PRIMARY"
+        if [ "$topology" = split ]; then
+            start_cluster "$through" 2 "$replica_delay" "${server_options[@]}"
+            IFS=, read -r -a replica_list <<< "$REPLICAS"
+            start_sluice "$through" "$PRIMARY" "${replica_list[@]}"
+        else
+            start_cluster "$through" 0 0 "${server_options[@]}"
+            start_sluice "$through" "$PRIMARY"
+        fi
         extra=()
         # MTR's set-up and the resets between tests are the harness's, not
         # under test: they go to MariaDB directly (a test that leaves the
@@ -300,6 +340,11 @@ $(sed 's/^/  /' "$out/$suite/differences.txt")"
 done
 
 echo
-echo "=== client suites: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - started ))s, results in $out"
+topology_note=
+if [ -z "$endpoint" ] && [ "$topology" = split ]; then
+    topology_note=", Sluice in front of a primary + 2 replicas"
+    [ "$replica_delay" -gt 0 ] && topology_note+=" (one delayed by ${replica_delay}s)"
+fi
+echo "=== client suites: $(date -u +%Y-%m-%dT%H:%M:%SZ), $(( $(date +%s) - started ))s$topology_note, results in $out"
 printf '%s\n' "${summary[@]}"
 exit "$exit_status"

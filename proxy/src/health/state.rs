@@ -206,6 +206,14 @@ impl Topology {
         self.nodes.iter().filter(|(_, n)| n.readable).map(|(a, n)| (a.as_str(), n))
     }
 
+    /// The readable nodes other than `except` (the primary) whose reported lag is the
+    /// least, in address order; empty when none reports a lag.
+    pub fn least_lagging_readers(&self, except: Option<&str>) -> Vec<String> {
+        let lags = || self.readable().filter(|(a, _)| Some(*a) != except).filter_map(|(a, n)| Some((a, n.lag_ms?)));
+        let Some(min) = lags().map(|(_, l)| l).min() else { return Vec::new() };
+        lags().filter(|(_, l)| *l == min).map(|(a, _)| a.to_string()).collect()
+    }
+
     /// The primary's `(version, caps, extended caps, charset)`.
     pub fn primary_facts(&self) -> Option<(&str, u32, u32, u8)> {
         let p = self.nodes.get(self.primary.as_ref()?)?;
@@ -213,5 +221,31 @@ impl Topology {
             Observation::Up { version, caps, ext_caps, charset, .. } => Some((version, *caps, *ext_caps, *charset)),
             Observation::Down { .. } => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topo(nodes: &[(&str, bool, Option<u64>)]) -> Topology {
+        let mut t = Topology { nodes: BTreeMap::new(), primary: Some("p:1".into()) };
+        t.nodes.insert("p:1".into(), NodeState { role: Role::Primary, readable: true, lag_ms: Some(0), ..NodeState::default() });
+        for &(a, readable, lag_ms) in nodes {
+            t.nodes.insert(a.into(), NodeState { role: Role::Replica, readable, lag_ms, ..NodeState::default() });
+        }
+        t
+    }
+
+    #[test]
+    fn reads_that_must_wait_prefer_the_least_lagging_readable_replicas() {
+        let t = topo(&[("r1:1", true, Some(1000)), ("r2:1", true, Some(0)), ("r3:1", true, Some(0)), ("r4:1", false, None)]);
+        assert_eq!(t.least_lagging_readers(Some("p:1")), vec!["r2:1".to_string(), "r3:1".to_string()]);
+        // An unreadable replica never counts, whatever its lag.
+        let t = topo(&[("r1:1", true, Some(3000)), ("r2:1", false, Some(0))]);
+        assert_eq!(t.least_lagging_readers(Some("p:1")), vec!["r1:1".to_string()]);
+        // No replica reports a lag: no preference.
+        let t = topo(&[("r1:1", true, None)]);
+        assert!(t.least_lagging_readers(Some("p:1")).is_empty());
     }
 }

@@ -507,7 +507,13 @@ impl<N: Net> Session<N> {
                 if previous_primary {
                     return read_on_primary(self, Reason::ConsistencyFallback);
                 }
-                match self.pick_reader(peek, None) {
+                // The read must wait: among the eligible replicas, those with the least
+                // reported lag are the likeliest to get there soonest (a replica far
+                // behind, e.g. a delayed one, would make the read wait longest or time
+                // out). Ties keep the configured policy.
+                let least_lag = self.topo.as_ref().map(|t| t.least_lagging_readers(self.primary.as_deref())).unwrap_or_default();
+                let keep = move |addr: &str, is_primary: bool| is_primary || least_lag.is_empty() || least_lag.iter().any(|a| a == addr);
+                match self.pick_reader(peek, Some(&keep)) {
                     Some(node) if self.primary.as_deref() == Some(node.as_str()) => Ok(Routed { node, reason: Reason::ReadOnPrimary, primary: true, wait: None }),
                     Some(node) => Ok(Routed { node, reason, primary: false, wait: Some(g) }),
                     None => read_on_primary(self, Reason::NoEligibleReplica),
