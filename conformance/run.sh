@@ -114,5 +114,6 @@ shape="one node"
 [ "$replica_delay" -gt 0 ] && shape+=", the second ${replica_delay}s behind"
 echo "conformance: MariaDB $primary vs Sluice $candidate ($auth_mode accounts, $shape)"
 status=0
+[ "$topology" = split ] && args+=(--split)
 "$bin/conformance" diff --reference "$primary" --candidate "$candidate" --corpus "$corpus" --jobs "$jobs" "${args[@]}" || status=$?
 exit "$status"

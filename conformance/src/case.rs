@@ -72,6 +72,10 @@ pub struct Case {
     /// `@known-difference TEXT`: the candidate is known to differ here (a reported
     /// problem); differences are listed but do not fail the run.
     pub known_difference: Option<String>,
+    /// `@known-difference-split TEXT`: a known difference only when the candidate
+    /// splits reads over replicas (`Options::split`): per-connection state that a
+    /// statement on another node cannot see (see docs/compatibility.md).
+    pub known_difference_split: Option<String>,
     pub rules: Vec<Rule>,
     pub setup: Vec<Stmt>,
     pub test: Vec<Stmt>,
@@ -253,6 +257,7 @@ impl Case {
             compare_handshake: false,
             timeout: Duration::from_secs(60),
             known_difference: None,
+            known_difference_split: None,
             rules: Vec::new(),
             setup: Vec::new(),
             test: Vec::new(),
@@ -411,6 +416,12 @@ impl Case {
                     bail!("@known-difference needs a description of the difference");
                 }
                 self.known_difference = Some(rest.to_string());
+            }
+            "known-difference-split" => {
+                if rest.is_empty() {
+                    bail!("@known-difference-split needs a description of the difference");
+                }
+                self.known_difference_split = Some(rest.to_string());
             }
             other => bail!("unknown directive @{other}"),
         }

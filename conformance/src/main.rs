@@ -83,6 +83,10 @@ struct DiffArgs {
     /// Cases run concurrently.
     #[arg(long, default_value_t = 4)]
     jobs: usize,
+    /// The candidate splits reads over replicas: cases marked
+    /// `@known-difference-split` are reported, not failed.
+    #[arg(long)]
+    split: bool,
     /// Print a line for every case, not only failures.
     #[arg(long, short)]
     verbose: bool,
@@ -194,6 +198,7 @@ fn main() -> ExitCode {
                 jobs: a.jobs,
                 text: !a.corpus.binary_only,
                 binary: !a.corpus.text_only,
+                split: a.split,
             };
             let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
             let started = Instant::now();

@@ -111,7 +111,7 @@ async fn whole_corpus(passthrough: bool) {
     let cases = corpus();
     assert!(cases.len() >= 400, "the corpus has {} cases", cases.len());
     let started = Instant::now();
-    let opts = Options { reference: endpoint(&primary), candidate: endpoint(proxy.local_addr()), jobs: 4, text: true, binary: true };
+    let opts = Options { reference: endpoint(&primary), candidate: endpoint(proxy.local_addr()), jobs: 4, text: true, binary: true, split: topology().is_some() };
     let outcomes = run_all(cases, opts, |o| {
         if !o.passed() {
             println!("{} {}", if o.known_difference() { "KNOWN" } else { "FAIL" }, o.name);
@@ -188,11 +188,11 @@ async fn a_corrupted_candidate_is_reported_as_a_difference() {
     )
     .unwrap();
     // Same endpoint on both sides: no difference.
-    let same = Options { reference: endpoint(&primary), candidate: endpoint(&primary), jobs: 1, text: true, binary: true };
+    let same = Options { reference: endpoint(&primary), candidate: endpoint(&primary), jobs: 1, text: true, binary: true, split: false };
     let o = conformance::runner::run_case(&case, &same).await;
     assert!(o.passed(), "{:?}", o.failures);
     // The corrupting relay: a difference in row 1, column 2, in both protocols.
-    let opts = Options { reference: endpoint(&primary), candidate: endpoint(&bad), jobs: 1, text: true, binary: true };
+    let opts = Options { reference: endpoint(&primary), candidate: endpoint(&bad), jobs: 1, text: true, binary: true, split: false };
     let o = conformance::runner::run_case(&case, &opts).await;
     assert!(o.failed());
     assert_eq!(o.failures.len(), 2, "{:?}", o.failures);

@@ -6,8 +6,7 @@
 /// holds that state (the primary's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Bound {
-    /// `LAST_INSERT_ID()`, `@@last_insert_id`, `@@identity`, `@@insert_id`, `ROW_COUNT()`,
-    /// `@@last_gtid`.
+    /// `LAST_INSERT_ID()`, `@@last_insert_id`, `@@identity`, `@@insert_id`, `@@last_gtid`.
     LastInsertId,
     /// `GET_LOCK`, `RELEASE_LOCK`, `RELEASE_ALL_LOCKS`, `IS_FREE_LOCK`, `IS_USED_LOCK`.
     UserLock,
@@ -15,7 +14,8 @@ pub enum Bound {
     UserVariable,
     /// `SELECT … INTO @v | OUTFILE | DUMPFILE`.
     SelectInto,
-    /// `FOUND_ROWS()` or `SQL_CALC_FOUND_ROWS`.
+    /// `SQL_CALC_FOUND_ROWS` (which `FOUND_ROWS()`, a [`Kind::Diagnostics`] read, then
+    /// reads where it ran).
     FoundRows,
     /// `CREATE/DROP TEMPORARY TABLE`, or any statement once the session has one.
     TemporaryTable,
@@ -68,7 +68,8 @@ pub enum Kind {
     Use,
     /// Reads the previous statement's diagnostics: `SHOW WARNINGS`, `SHOW ERRORS`,
     /// `SHOW COUNT(*) WARNINGS|ERRORS`, `GET DIAGNOSTICS`, `@@warning_count`,
-    /// `@@error_count`: runs where the previous statement ran.
+    /// `@@error_count`, `ROW_COUNT()`, `FOUND_ROWS()`: runs where the previous statement
+    /// ran.
     Diagnostics,
     /// `SET @@sluice_… = …` (or `SET sluice_… = …`): a Sluice session command; never
     /// reaches a backend.

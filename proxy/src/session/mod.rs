@@ -562,6 +562,14 @@ impl<N: Net> Session<N> {
     /// schema) if the session has none, and brought to the session's state.
     async fn ready(&mut self, node: &str) -> Result<(), Error> {
         let track = self.tracks_gtids_on(node);
+        // The session has no default schema any more (its database was dropped), but
+        // this connection has one, and `USE` cannot unset it: a new connection (logged
+        // in without a database, the session's state replayed) replaces it — unless
+        // session-bound state lives on it.
+        let stale_schema = self.state.schema.is_none() && self.nodes.get(node).is_some_and(|nc| nc.schema.is_some());
+        if stale_schema && self.state.bound_to.as_deref() != Some(node) {
+            self.drop_node(node).await;
+        }
         if !self.nodes.contains_key(node) {
             let mut blogin = self.shared.backend_login(
                 &self.login.backend_user,
@@ -974,10 +982,17 @@ impl<N: Net> Session<N> {
             }
         };
         let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Prepare, false, &mut patch).await? else { return Ok(()) };
+        let diagnostics = c.kind == Kind::Diagnostics;
         if let (Some((node_id, _, params)), Some(id)) = (summary.prepared, client_id) {
             self.stmts.insert(id, &routed.node, node_id, payload, c, params);
         }
+        // Preparing `SHOW WARNINGS` (and the like) leaves the diagnostics it will read
+        // where they are: on the node of the statement before, which the execute goes to.
+        let previous = self.state.previous.clone();
         self.after(&routed.node, None, None, &[], 1, &summary);
+        if diagnostics && summary.error.is_none() {
+            self.state.previous = previous;
+        }
         Ok(())
     }
 
@@ -1369,6 +1384,11 @@ impl<N: Net> Session<N> {
                 Ok(())
             }
             Err(Error::BackendErr { code, state, message, .. }) => {
+                // Refused by the server (e.g. an unknown database): it keeps the
+                // connection but reset parts of its session that Sluice does not track;
+                // as above, the session stays on the primary.
+                self.drop_other_nodes(&home).await;
+                self.state.unreplayable = true;
                 send_err(&mut self.client, seq, code, &state, &message).await;
                 Ok(())
             }

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use super::class::{Bound, Classified, Effect, Kind};
 use cache::Cache;
 use names::{
-    lower, node_specific_table, session_function, sysvar_class, SysVarClass, BUILTIN_INDEX, PAREN_KEYWORD_INDEX,
+    lower, node_specific_table, previous_statement_function, session_function, sysvar_class, SysVarClass, BUILTIN_INDEX, PAREN_KEYWORD_INDEX,
 };
 use parse::Parsed;
 use scan::{Flags, Lexer, Mode, NoKey, Tok, T};
@@ -882,6 +882,10 @@ fn word_feature(s: Stmt, i: usize, exempt: &[usize], f: &mut Features) {
         }
         if let Some(b) = session_function(lw) {
             f.bind(b);
+            return;
+        }
+        if previous_statement_function(lw) {
+            f.diagnostics = true;
             return;
         }
         if PAREN_KEYWORD_INDEX.contains(lw) {

@@ -398,12 +398,17 @@ pub(crate) const PAREN_KEYWORDS: &[&str] = &[
     "xor",
 ];
 
+/// Functions that tell about the previous statement on the connection (`ROW_COUNT()`,
+/// `FOUND_ROWS()`): the statement runs where the previous one ran, like `SHOW WARNINGS`.
+pub(crate) fn previous_statement_function(name: &[u8]) -> bool {
+    matches!(name, b"row_count" | b"found_rows")
+}
+
 /// Functions whose answer is the connection's or the node's own: the statement must run
 /// on the primary's connection.
 pub(crate) fn session_function(name: &[u8]) -> Option<Bound> {
     Some(match name {
-        b"last_insert_id" | b"row_count" => Bound::LastInsertId,
-        b"found_rows" => Bound::FoundRows,
+        b"last_insert_id" => Bound::LastInsertId,
         b"get_lock" | b"release_lock" | b"release_all_locks" | b"is_free_lock" | b"is_used_lock" => Bound::UserLock,
         b"nextval" | b"lastval" | b"setval" => Bound::Sequence,
         b"connection_id" | b"ps_current_thread_id" | b"ps_thread_id" => Bound::Connection,
@@ -575,9 +580,13 @@ mod tests {
 
     #[test]
     fn session_functions_are_not_builtins() {
-        for n in ["last_insert_id", "row_count", "found_rows", "get_lock", "nextval", "connection_id", "load_file"] {
+        for n in ["last_insert_id", "get_lock", "nextval", "connection_id", "load_file"] {
             assert!(!BUILTIN_INDEX.contains(n.as_bytes()), "{n}");
             assert!(session_function(n.as_bytes()).is_some(), "{n}");
+        }
+        for n in ["row_count", "found_rows"] {
+            assert!(!BUILTIN_INDEX.contains(n.as_bytes()), "{n}");
+            assert!(previous_statement_function(n.as_bytes()), "{n}");
         }
     }
 }

@@ -394,7 +394,6 @@ fn last_insert_id_and_row_count_are_session_bound() {
         &[
             "SELECT LAST_INSERT_ID()",
             "select last_insert_id ( )",
-            "SELECT ROW_COUNT()",
             "SELECT @@last_insert_id",
             "SELECT @@identity",
             "SELECT @@session.insert_id",
@@ -454,7 +453,6 @@ fn found_rows_is_session_bound() {
     all(
         sb(Bound::FoundRows),
         &[
-            "SELECT FOUND_ROWS()",
             "SELECT SQL_CALC_FOUND_ROWS * FROM t LIMIT 10",
             "SELECT SQL_CALC_FOUND_ROWS (SELECT 1) FROM t",
         ],
@@ -777,8 +775,21 @@ fn diagnostics_are_classified_as_such() {
             "GET STACKED DIAGNOSTICS @n = NUMBER",
             "SELECT @@warning_count",
             "SELECT @@session.error_count",
+            "SELECT ROW_COUNT()",
+            "SELECT FOUND_ROWS()",
+            "select found_rows ( )",
+            "SELECT DATABASE(), ROW_COUNT(), FOUND_ROWS()",
         ],
     );
+}
+
+#[test]
+fn row_count_and_found_rows_with_connection_state_stay_session_bound() {
+    // The previous statement's counts, read with state that lives on the primary's
+    // connection: the primary (where a write, and SQL_CALC_FOUND_ROWS, ran anyway).
+    assert_eq!(k("SELECT LAST_INSERT_ID(), ROW_COUNT()"), sb(Bound::LastInsertId));
+    assert_eq!(k("SELECT FOUND_ROWS() INTO @n"), sb(Bound::SelectInto));
+    assert_eq!(k("SELECT @n := FOUND_ROWS()"), sb(Bound::UserVariable));
 }
 
 #[test]
