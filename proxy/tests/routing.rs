@@ -489,3 +489,45 @@ async fn a_backend_that_stays_silent_past_the_read_timeout_ends_the_session_with
     assert_eq!(server_id(&mut d, "SELECT /* sluice: route=primary */ @@server_id").await, f.server_id(0));
     proxy.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previous_statement_state_is_read_where_that_statement_ran() {
+    let f = cluster();
+    let proxy = f.proxy("").await;
+    let p = f.server_id(0);
+    f.cluster.app_sql(0, "INSERT INTO test.r (v) VALUES (1), (2), (3)").unwrap();
+    f.cluster.wait_replicas_caught_up(Duration::from_secs(30)).unwrap();
+    let mut c = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+
+    // FOUND_ROWS() and ROW_COUNT() after a read on a replica: that replica's counts.
+    let rows: Vec<(i64, u32)> = c.query("SELECT v, @@server_id FROM test.r WHERE v <= 2").await.unwrap();
+    assert!(rows.iter().all(|r| r.1 != p), "the read ran on a replica: {rows:?}");
+    let (found, rc): (i64, i64) = c.query_first("SELECT FOUND_ROWS(), ROW_COUNT()").await.unwrap().unwrap();
+    assert_eq!((found, rc), (2, -1));
+    // … and after a write: the primary's.
+    c.query_drop("UPDATE test.r SET v = v WHERE v >= 0").await.unwrap();
+    let (rc, sid): (i64, u32) = c.query_first("SELECT ROW_COUNT(), @@server_id").await.unwrap().unwrap();
+    assert_eq!((rc, sid), (0, p), "ROW_COUNT() of the UPDATE (no row changed), read on the primary");
+
+    // Prepared SHOW ERRORS / @@error_count after a replica read that failed.
+    let err = c.query_drop("SELECT 9223372036854775807 + 1").await.expect_err("overflow");
+    assert!(err.to_string().contains("out of range"), "{err}");
+    let stmt = c.prep("SHOW ERRORS").await.unwrap();
+    let errors: Vec<(String, u32, String)> = c.exec(&stmt, ()).await.unwrap();
+    assert_eq!(errors.len(), 1, "the prepared SHOW ERRORS sees the replica's error: {errors:?}");
+    assert_eq!(errors[0].1, 1690);
+
+    // The session's database dropped under it: no node keeps it.
+    c.query_drop("CREATE DATABASE dropme").await.unwrap();
+    c.query_drop("USE dropme").await.unwrap();
+    let (db, sid): (String, u32) = c.query_first("SELECT DATABASE(), @@server_id").await.unwrap().unwrap();
+    assert_eq!(db, "dropme");
+    assert_ne!(sid, p);
+    c.query_drop("DROP DATABASE dropme").await.unwrap();
+    for _ in 0..4 {
+        let (db, sid): (Option<String>, u32) = c.query_first("SELECT DATABASE(), @@server_id").await.unwrap().unwrap();
+        assert_eq!(db, None, "on server {sid}");
+    }
+    c.disconnect().await.unwrap();
+    proxy.shutdown().await;
+}
