@@ -12,9 +12,13 @@ Usage:
     results.py junit REPORT.xml OUT.tsv      pytest --junitxml report -> TSV
     results.py mtr OUTPUT.log OUT.tsv        mariadb-test-run output -> TSV
     results.py counts RESULTS.tsv            prints "P passed, F failed, S skipped"
-    results.py compare A.tsv B.tsv [NAME_A NAME_B]
+    results.py compare A.tsv B.tsv [NAME_A NAME_B] [--known FILE]
                                              tests whose outcome differs; exit 1
-                                             when there is any
+                                             when there is any not listed in FILE
+                                             (lines "TEST  reason"; a test also
+                                             covers its "TEST [variant]" runs;
+                                             `#` starts a comment), which are
+                                             printed as known
 
 Standard library only, so any Python 3 runs it.
 """
@@ -123,9 +127,22 @@ def counts(results):
     return "%d passed, %d failed, %d skipped" % (c["pass"], c["fail"], c["skip"])
 
 
-def compare(a, b, name_a, name_b):
-    """Lines describing every test whose outcome differs."""
-    out = []
+def read_known(path):
+    """Test name -> reason, from a known-differences file."""
+    known = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.split("#", 1)[0].strip()
+            if line:
+                name, _, reason = line.partition(" ")
+                known[name] = reason.strip()
+    return known
+
+
+def compare(a, b, name_a, name_b, known=None):
+    """Lines describing every test whose outcome differs, and those of them that
+    `known` (test name -> reason) lists."""
+    out, listed = [], []
     for test in sorted(set(a) | set(b)):
         oa, da = a.get(test, ("absent", ""))
         ob, db = b.get(test, ("absent", ""))
@@ -135,8 +152,12 @@ def compare(a, b, name_a, name_b):
         detail = db if ob in ("fail", "skip") else da
         if detail:
             line += "\n      " + detail
-        out.append(line)
-    return out
+        reason = (known or {}).get(test.split(" [", 1)[0])
+        if reason is not None:
+            listed.append(line + "\n      known: " + reason)
+        else:
+            out.append(line)
+    return out, listed
 
 
 def main(argv):
@@ -146,11 +167,24 @@ def main(argv):
         write_tsv(parse_mtr(argv[2]), argv[3])
     elif len(argv) == 3 and argv[1] == "counts":
         print(counts(read_tsv(argv[2])))
-    elif len(argv) in (4, 6) and argv[1] == "compare":
-        names = argv[4:6] if len(argv) == 6 else ["A", "B"]
-        diffs = compare(read_tsv(argv[2]), read_tsv(argv[3]), *names)
+    elif len(argv) >= 4 and argv[1] == "compare":
+        args = argv[2:]
+        known = None
+        if "--known" in args:
+            i = args.index("--known")
+            known = read_known(args[i + 1])
+            del args[i:i + 2]
+        if len(args) not in (2, 4):
+            sys.stderr.write(__doc__)
+            return 2
+        names = args[2:4] if len(args) == 4 else ["A", "B"]
+        diffs, listed = compare(read_tsv(args[0]), read_tsv(args[1]), *names, known=known)
         for line in diffs:
             print(line)
+        if listed:
+            print("known differences (%d):" % len(listed))
+            for line in listed:
+                print(line)
         return 1 if diffs else 0
     else:
         sys.stderr.write(__doc__)
