@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # What read-after-write consistency costs (issue 12), on a real MariaDB primary and two
-# replicas: one replica applies every transaction SLUICE_RW_DELAY seconds late
-# (MASTER_DELAY), the other is held back by a table lock in short random bursts (so it
-# keeps falling a little behind and catching up). Writer sessions update their own key,
+# replicas kept 0-50 ms behind: each replica's SQL thread is held back by a table lock in
+# random bursts of SLUICE_RW_BURST_MS (so it keeps falling a little behind and catching
+# up); SLUICE_RW_DELAY > 0 also delays replica 2 by that many seconds (MASTER_DELAY). Writer sessions update their own key,
 # read it back at once, sleep longer than the lag, read it back again, and read another
 # key; read-only sessions read random keys; a direct writer updates keys of its own on
 # the primary. Each level (eventual, session, instance, global) runs through a fresh
@@ -20,8 +20,11 @@
 # Environment knobs (defaults in brackets):
 #   SLUICE_RW_SECONDS   seconds per level [20]
 #   SLUICE_RW_WRITERS   writer sessions [8];  SLUICE_RW_READERS  read-only sessions [8]
-#   SLUICE_RW_PAUSE_MS  writers' pause between the two own reads [1300]
-#   SLUICE_RW_DELAY     the delayed replica's MASTER_DELAY in seconds [1]
+#   SLUICE_RW_PAUSE_MS  writers' pause between the two own reads [200]: longer
+#                       than the replicas' lag
+#   SLUICE_RW_BURST_MS  MIN-MAX length of the lock bursts in ms [0-50]
+#   SLUICE_RW_BURST_REPLICAS  replicas that get them [1,2]
+#   SLUICE_RW_DELAY     replica 2's MASTER_DELAY in seconds [0]
 #   SLUICE_RW_LEVELS    comma-separated levels [eventual,session,instance,global]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -42,8 +45,10 @@ scripts/install-deps.sh >/dev/null
 export SLUICE_RW_SECONDS=${SLUICE_RW_SECONDS:-20}
 export SLUICE_RW_WRITERS=${SLUICE_RW_WRITERS:-8}
 export SLUICE_RW_READERS=${SLUICE_RW_READERS:-8}
-export SLUICE_RW_PAUSE_MS=${SLUICE_RW_PAUSE_MS:-1300}
-export SLUICE_RW_DELAY=${SLUICE_RW_DELAY:-1}
+export SLUICE_RW_PAUSE_MS=${SLUICE_RW_PAUSE_MS:-200}
+export SLUICE_RW_BURST_MS=${SLUICE_RW_BURST_MS:-0-50}
+export SLUICE_RW_BURST_REPLICAS=${SLUICE_RW_BURST_REPLICAS:-1,2}
+export SLUICE_RW_DELAY=${SLUICE_RW_DELAY:-0}
 echo "building (release)" >&2
 cargo test --release -q -p sluice-proxy --test rw_consistency --no-run >&2
 : > "$out"

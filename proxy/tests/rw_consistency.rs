@@ -45,6 +45,9 @@ struct Opts {
     direct_keys: usize,
     /// The writers' pause between their immediate read and the one after the lag.
     pause: Duration,
+    /// Replicas held back by table-lock bursts, and the bursts' length range in ms.
+    burst_replicas: Vec<usize>,
+    burst_ms: (u64, u64),
     seed: u64,
 }
 
@@ -295,7 +298,7 @@ async fn direct_writer(run: Arc<Run>, primary: String) {
 /// Holds a read lock on the table on replica `node` in short random bursts until
 /// `stop`, so that its SQL thread keeps falling behind and catching up while the replica
 /// stays eligible (its threads run; its lag, in whole seconds, mostly reads 0).
-async fn lag_injector(addr: String, stop: Arc<AtomicBool>, seed: u64) {
+async fn lag_injector(addr: String, stop: Arc<AtomicBool>, seed: u64, (min_ms, max_ms): (u64, u64)) {
     let opts: mysql_async::Opts = mysql_async::OptsBuilder::default()
         .ip_or_hostname("127.0.0.1")
         .tcp_port(common::port_of(&addr))
@@ -307,7 +310,7 @@ async fn lag_injector(addr: String, stop: Arc<AtomicBool>, seed: u64) {
     let mut rng = Rng::new(seed);
     while !stop.load(Ordering::SeqCst) {
         c.query_drop("LOCK TABLES test.rw READ").await.expect("lock");
-        tokio::time::sleep(Duration::from_millis(20 + rng.below(200))).await;
+        tokio::time::sleep(Duration::from_millis(min_ms + rng.below(max_ms.saturating_sub(min_ms) + 1))).await;
         c.query_drop("UNLOCK TABLES").await.expect("unlock");
         tokio::time::sleep(Duration::from_millis(50 + rng.below(300))).await;
     }
@@ -376,7 +379,11 @@ impl Fixture {
             base,
         });
         let stop_lag = Arc::new(AtomicBool::new(false));
-        let injector = tokio::spawn(lag_injector(self.cluster.node(1).addr(), stop_lag.clone(), opts.seed));
+        let injectors: Vec<_> = opts
+            .burst_replicas
+            .iter()
+            .map(|&n| tokio::spawn(lag_injector(self.cluster.node(n).addr(), stop_lag.clone(), opts.seed * 31 + n as u64, opts.burst_ms)))
+            .collect();
         let mut tasks = Vec::new();
         for k in 0..opts.writers {
             tasks.push(tokio::spawn(writer(run.clone(), addr.clone(), k)));
@@ -393,7 +400,9 @@ impl Fixture {
             t.await.expect("task");
         }
         stop_lag.store(true, Ordering::SeqCst);
-        injector.await.expect("lag injector");
+        for injector in injectors {
+            injector.await.expect("lag injector");
+        }
         proxy.shutdown().await;
         let mut report = std::mem::take(&mut *run.report.lock().unwrap());
         for t in report.by_kind.values_mut() {
@@ -463,6 +472,16 @@ fn default_opts(level: &'static str) -> Opts {
         readers: env_or("SLUICE_RW_READERS", 4),
         direct_keys: 4,
         pause: Duration::from_millis(env_or("SLUICE_RW_PAUSE_MS", 1_300)),
+        burst_replicas: env_or::<String>("SLUICE_RW_BURST_REPLICAS", "1".into())
+            .split(',')
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| s.trim().parse().expect("SLUICE_RW_BURST_REPLICAS: replica numbers (1, 2)"))
+            .collect(),
+        burst_ms: {
+            let r: String = env_or("SLUICE_RW_BURST_MS", "20-220".into());
+            let (a, b) = r.split_once('-').expect("SLUICE_RW_BURST_MS is MIN-MAX");
+            (a.trim().parse().expect("MIN"), b.trim().parse().expect("MAX"))
+        },
         seed: env_or("SLUICE_RW_SEED", 1),
     }
 }
@@ -506,7 +525,9 @@ async fn concurrent_write_then_read_sessions_never_read_stale_data_at_session_in
 /// What consistency costs (`scripts/bench-consistency.sh`, release build): per level,
 /// where reads went and their latency. Knobs: `SLUICE_RW_SECONDS`, `SLUICE_RW_WRITERS`,
 /// `SLUICE_RW_READERS`, `SLUICE_RW_PAUSE_MS`, `SLUICE_RW_DELAY` (the delayed replica's
-/// seconds), `SLUICE_RW_LEVELS` (comma-separated).
+/// seconds), `SLUICE_RW_BURST_MS` (`MIN-MAX` of the table-lock bursts),
+/// `SLUICE_RW_BURST_REPLICAS` (which replicas get them: `1`, `1,2`), `SLUICE_RW_LEVELS`
+/// (comma-separated).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: scripts/bench-consistency.sh"]
 async fn consistency_cost() {
@@ -515,23 +536,44 @@ async fn consistency_cost() {
     let levels: String = env_or("SLUICE_RW_LEVELS", LEVELS.join(","));
     let f = Fixture::start(base.writers + base.direct_keys, delay);
     println!(
-        "consistency cost: {} s per level, {} writer sessions, {} read-only sessions, direct writer on {} keys, pause {} ms, replica 2 delayed {delay} s, replica 1 held back in bursts",
+        "consistency cost: {} s per level, {} writer sessions, {} read-only sessions, direct writer on {} keys, pause {} ms, replica 2 delayed {delay} s, replicas {:?} held back in bursts of {}-{} ms",
         base.seconds,
         base.writers,
         base.readers,
         base.direct_keys,
-        base.pause.as_millis()
+        base.pause.as_millis(),
+        base.burst_replicas,
+        base.burst_ms.0,
+        base.burst_ms.1
     );
-    let mut summary = Vec::new();
+    let mut reports = Vec::new();
     for level in LEVELS.into_iter().filter(|l| levels.split(',').any(|x| x.trim() == *l)) {
         let report = f.run(Opts { level, ..base.clone() }, "").await;
         report.print(level);
+        reports.push((level, report));
+    }
+    // Every read of a level, for its latency over all kinds (and what it adds to eventual's).
+    let all = |r: &Report| {
+        let mut v: Vec<u64> = r.by_kind.values().flat_map(|t| t.latencies_us.iter().copied()).collect();
+        v.sort_unstable();
+        v
+    };
+    let eventual = reports.iter().find(|(l, _)| *l == "eventual").map(|(_, r)| all(r));
+    let mut summary = Vec::new();
+    for (level, report) in &reports {
         let (r, now, after) = (report.tally(Kind::Reader), report.tally(Kind::OwnNow), report.tally(Kind::OwnAfterLag));
+        let lat = all(report);
+        let added = match &eventual {
+            Some(e) => format!("{:+.2} / {:+.2}", pct(&lat, 0.5) - pct(e, 0.5), pct(&lat, 0.99) - pct(e, 0.99)),
+            None => "-".into(),
+        };
         summary.push(format!(
-            "| {level} | {:.1} % | {:.1} % | {:.1} % | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {} | {} |",
+            "| {level} | {:.1} % | {:.1} % | {:.1} % | {:.2} / {:.2} | {added} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {} | {} |",
             share(r.on_replica, r.reads),
             share(now.on_replica, now.reads),
             share(after.on_replica, after.reads),
+            pct(&lat, 0.5),
+            pct(&lat, 0.99),
             pct(&r.latencies_us, 0.5),
             pct(&r.latencies_us, 0.99),
             pct(&now.latencies_us, 0.5),
@@ -542,8 +584,8 @@ async fn consistency_cost() {
             report.stale(),
         ));
     }
-    println!("| level | read-only sessions' reads on replicas | own reads at once on replicas | own reads after the lag on replicas | read-only p50 / p99 ms | own at once p50 / p99 ms | own after lag p50 / p99 ms | violations | stale (own + instance) |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| level | read-only sessions' reads on replicas | own reads at once on replicas | own reads after the lag on replicas | all reads p50 / p99 ms | added vs eventual p50 / p99 ms | read-only p50 / p99 ms | own at once p50 / p99 ms | own after lag p50 / p99 ms | violations | stale (own + instance) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for line in summary {
         println!("{line}");
     }
