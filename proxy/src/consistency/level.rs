@@ -157,11 +157,13 @@ pub fn need(level: Level, session: &Written, instance: &Written, primary: Option
     if w.is_empty() {
         return Need::Nothing;
     }
-    if w.primary.as_deref() != primary {
-        return if w.gtids.is_empty() { Need::Nothing } else { Need::FromPreviousPrimary(w.gtids.clone()) };
-    }
+    // A write whose GTID Sluice did not see: no known position covers it, whichever
+    // primary it came from (also when the monitor sees no primary or another one now).
     if w.unknown {
         return Need::PrimaryPosition;
+    }
+    if w.primary.as_deref() != primary {
+        return if w.gtids.is_empty() { Need::Nothing } else { Need::FromPreviousPrimary(w.gtids.clone()) };
     }
     Need::Gtids(w.gtids.clone())
 }
@@ -280,6 +282,19 @@ mod tests {
         assert_eq!(need(Level::Session, &s, &s, Some("p:1")), Need::PrimaryPosition);
         s.resolve_unknown("p:1", &g("0-1-7"));
         assert_eq!(need(Level::Session, &s, &s, Some("p:1")), Need::Gtids(g("0-1-7")));
+    }
+
+    #[test]
+    fn an_unseen_gtid_from_a_primary_the_monitor_no_longer_sees_still_makes_the_read_ask_the_primary() {
+        let mut i = Written::default();
+        i.record("p:1", &g("0-1-449"));
+        i.record_unknown("p:1");
+        let s = Written::default();
+        // The monitor lost the primary (no primary) or saw another one: the GTIDs it
+        // knows do not cover the unseen write, so no replica may serve the read on them.
+        assert_eq!(need(Level::Instance, &s, &i, None), Need::PrimaryPosition);
+        assert_eq!(need(Level::Instance, &s, &i, Some("new:1")), Need::PrimaryPosition);
+        assert_eq!(need(Level::Session, &i, &s, None), Need::PrimaryPosition);
     }
 
     #[test]

@@ -623,8 +623,11 @@ impl<N: Net> Session<N> {
                 return;
             }
         }
-        if self.primary.as_deref() != Some(node) && !self.nodes.get(node).is_some_and(|n| n.tracking) {
-            // A replica's reads and read-only transactions write nothing.
+        // A replica's reads and read-only transactions write nothing. A node the monitor
+        // does not take for a replica (down, or a primary it lost sight of) may have
+        // committed the write all the same.
+        let replica = self.topo.as_ref().is_some_and(|t| t.nodes.get(node).is_some_and(|n| n.role == crate::backend::topology::Role::Replica));
+        if self.primary.as_deref() != Some(node) && replica && !self.nodes.get(node).is_some_and(|n| n.tracking) {
             return;
         }
         let tracked = self.nodes.get(node).is_some_and(|n| n.tracking);
