@@ -226,5 +226,8 @@ fn a_proxy_that_honours_session_and_global_levels_passes_with_stalled_replicatio
         let r = run(1, &consistency_opts(level, proxies, ProxyBugs::default()));
         assert!(r.ok(), "{}", r.failure_report());
         assert!(r.coverage.replica_reads_after_own_write > 0, "{level}: no replica read right after an own write ({})", r.coverage);
+        if proxies == 2 {
+            assert!(r.coverage.cross_instance_global_reads > 0, "no global replica read right after a write through the other instance ({})", r.coverage);
+        }
     }
 }

@@ -68,6 +68,9 @@ fn fixed_seeds_hold_every_property_and_cover_every_fault() {
         "coverage counters stayed at zero over {} seeds: {missing:?} ({cov}); the fault schedules or the workload no longer reach these situations",
         seeds.len()
     );
+    if seeds.len() >= CI_SEEDS as usize {
+        assert!(cov.cross_instance_global_reads > 0, "no replica read at global right after a write through the other Sluice instance ({cov})");
+    }
 }
 
 fn fresh_cases() -> u32 {

@@ -107,7 +107,8 @@ pub struct Options {
     pub policy: Option<Policy>,
     /// `[routing] max_replica_lag_ms` (default: 50..=2000 from the seed).
     pub max_replica_lag_ms: Option<u64>,
-    /// `[routing] consistency` (default: from the seed, `session` most often).
+    /// `[routing] consistency` (default: from the seed, `session` most often; `global`
+    /// more often in two-instance runs).
     pub consistency: Option<Consistency>,
     /// `[routing] consistency_timeout_ms` (default: from the seed, short 5–50 ms in a
     /// third of the runs so that waits time out, else 500–3000 ms).
@@ -288,11 +289,14 @@ impl RunConfig {
         let monitor_debounce = rng.gen_range(1..=3);
         // Consistency settings from their own RNG, so every other setting of a seed
         // stays what it was before they existed.
+        // Two Sluice instances run `global` more often (what they are there to check:
+        // a read through one sees writes acknowledged through the other).
         let mut crng = rng_for(seed, "consistency", 0);
-        let consistency = match crng.gen_range(0..20) {
-            0..=9 => Consistency::Session,
-            10..=12 => Consistency::Eventual,
-            13..=15 => Consistency::Instance,
+        let proxies = opts.proxies.unwrap_or(if seed % 3 == 1 { 2 } else { 1 }).clamp(1, 2);
+        let consistency = match (proxies, crng.gen_range(0..20)) {
+            (1, 0..=9) | (_, 0..=6) => Consistency::Session,
+            (1, 10..=12) | (_, 7..=8) => Consistency::Eventual,
+            (1, 13..=15) | (_, 9..=10) => Consistency::Instance,
             _ => Consistency::Global,
         };
         let consistency_timeout_ms = if crng.gen_ratio(1, 3) { crng.gen_range(5..=50) } else { crng.gen_range(500..=3_000) };
@@ -328,7 +332,7 @@ impl RunConfig {
             consistency_timeout_ms: opts.consistency_timeout_ms.unwrap_or(consistency_timeout_ms),
             consistency_fallback_error: opts.consistency_fallback_error.unwrap_or(consistency_fallback_error),
             level_switch_pct: opts.level_switch_pct.unwrap_or(level_switch_pct),
-            proxies: opts.proxies.unwrap_or(if seed % 3 == 1 { 2 } else { 1 }).clamp(1, 2),
+            proxies,
         }
     }
 

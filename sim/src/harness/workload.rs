@@ -107,6 +107,9 @@ pub struct Coverage {
     /// had acknowledged before (`check::stale_eventual_reads`): the staleness
     /// `reads_see_acknowledged_writes` would report at a stronger level.
     pub stale_eventual_reads: u64,
+    /// Proxy reads at `global` a read-only node served within [`RECENT_WRITE_US`] after a
+    /// write acknowledged through *another* Sluice instance: `global` across instances.
+    pub cross_instance_global_reads: u64,
     // Must stay zero.
     /// Proxy reads a replica served in a run with `read_write_split = false`, outside
     /// the detection window of a role change.
@@ -163,6 +166,7 @@ impl std::ops::AddAssign<&Coverage> for Coverage {
         self.primary_only_in_window += o.primary_only_in_window;
         self.replica_reads_after_own_write += o.replica_reads_after_own_write;
         self.stale_eventual_reads += o.stale_eventual_reads;
+        self.cross_instance_global_reads += o.cross_instance_global_reads;
         self.primary_reads_after_own_write += o.primary_reads_after_own_write;
         self.consistency_errors += o.consistency_errors;
         self.level_switches += o.level_switches;
@@ -212,7 +216,7 @@ impl fmt::Display for Coverage {
             f,
             "failovers={} replica_reads={} lag_waits={} partitions_during_txn={} crashes_during_write={} prepared={} \
              multi_statements={} kills={} change_users={} session_reads={} proxy_replica_reads={} \
-             replica_reads_after_own_write={} stale_eventual_reads={} \
+             replica_reads_after_own_write={} stale_eventual_reads={} cross_instance_global_reads={} \
              [must be 0: split_off_replica_reads={} session_state_lost={}] \
              (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={} \
              primary_reads_after_own_write={} consistency_errors={} level_switches={} two_proxy_runs={})",
@@ -229,6 +233,7 @@ impl fmt::Display for Coverage {
             self.proxy_replica_reads,
             self.replica_reads_after_own_write,
             self.stale_eventual_reads,
+            self.cross_instance_global_reads,
             self.split_off_replica_reads,
             self.session_state_lost,
             self.crashes,
@@ -261,6 +266,8 @@ pub struct Recorder {
     pub kill_targets: BTreeMap<SessionRef, u64>,
     /// When each session's latest write (or committed transaction) was acknowledged (µs).
     pub last_ack: BTreeMap<SessionRef, u64>,
+    /// When the latest write through each proxy instance was acknowledged (µs).
+    pub last_ack_via: BTreeMap<u32, u64>,
     pub cov: Coverage,
 }
 
@@ -557,7 +564,11 @@ impl Client {
         rec.history.complete(id, outcome, at);
         let op = rec.history.op(id);
         if op.op.has_writes() && op.write_effect() == crate::history::WriteEffect::Acked {
+            let via = op.meta.instance;
             rec.last_ack.insert(session, at);
+            if let Some(i) = via {
+                rec.last_ack_via.insert(i, at);
+            }
         }
     }
 
@@ -589,11 +600,15 @@ impl Client {
         let mut rec = self.shared.rec();
         // A read with a requirement: at a level above `eventual`, right after the
         // session's own acknowledged write.
-        let required = {
+        let recent = |t: u64, inv: u64| t <= inv && inv - t <= RECENT_WRITE_US;
+        let (required, cross_instance) = {
             let op = rec.history.op(id);
             let (inv, session) = (op.invoked_at, op.session);
-            op.meta.consistency.is_some_and(|l| l != Consistency::Eventual)
-                && rec.last_ack.get(&session).is_some_and(|&t| t <= inv && inv - t <= RECENT_WRITE_US)
+            let required = op.meta.consistency.is_some_and(|l| l != Consistency::Eventual)
+                && rec.last_ack.get(&session).is_some_and(|&t| recent(t, inv));
+            let cross = op.meta.consistency == Some(Consistency::Global)
+                && rec.last_ack_via.iter().any(|(&i, &t)| Some(i) != op.meta.instance && recent(t, inv));
+            (required, cross)
         };
         if replica {
             rec.history.mark_eventual(id);
@@ -601,6 +616,9 @@ impl Client {
             rec.cov.proxy_replica_reads += 1;
             if required {
                 rec.cov.replica_reads_after_own_write += 1;
+            }
+            if cross_instance {
+                rec.cov.cross_instance_global_reads += 1;
             }
             if !self.shared.cfg.read_write_split && !in_window {
                 rec.cov.split_off_replica_reads += 1;
