@@ -618,8 +618,11 @@ impl<N: Net> Session<N> {
         // the commit is acknowledged all the same.
         if !summary.session_state.is_empty() {
             if let Some(g) = GtidSet::from_session_state(&summary.session_state) {
-                self.state.written.record(node, &g);
-                self.shared.positions.written(node, &g);
+                // The monitor's latest primary, not this session's snapshot of it: a
+                // commit an old primary acknowledged may be relayed after a promotion.
+                let current = self.shared.primary();
+                self.state.written.record(node, current.as_deref(), &g);
+                self.shared.positions.written(node, current.as_deref(), &g);
                 return;
             }
         }
@@ -633,8 +636,9 @@ impl<N: Net> Session<N> {
         let tracked = self.nodes.get(node).is_some_and(|n| n.tracking);
         let may_write = kind.is_some_and(|k| !matches!(k, Kind::Read | Kind::SessionSet | Kind::Use | Kind::Diagnostics | Kind::SluiceSet | Kind::SluiceShow | Kind::Begin { .. }));
         if !tracked && may_write && (summary.error.is_none() || statements > 1) {
-            self.state.written.record_unknown(node);
-            self.shared.positions.written_unknown(node);
+            let current = self.shared.primary();
+            self.state.written.record_unknown(node, current.as_deref());
+            self.shared.positions.written_unknown(node, current.as_deref());
         }
     }
 
@@ -730,8 +734,9 @@ impl<N: Net> Session<N> {
                 let nc = self.nodes.get_mut(node).expect("ready");
                 nc.tracking = tracking;
                 if !read {
-                    self.state.written.record_unknown(node);
-                    self.shared.positions.written_unknown(node);
+                    let current = self.shared.primary();
+                    self.state.written.record_unknown(node, current.as_deref());
+                    self.shared.positions.written_unknown(node, current.as_deref());
                 }
                 Ok(relayed.summary)
             }
