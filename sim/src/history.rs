@@ -246,6 +246,46 @@ impl Backend {
     }
 }
 
+/// The read-after-write consistency level a read through the proxy ran at (Sluice's
+/// `@@sluice_consistency`, see `docs/consistency.md`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Consistency {
+    Eventual,
+    Session,
+    Instance,
+    Global,
+}
+
+impl Consistency {
+    /// Every level, weakest first.
+    pub const ALL: [Consistency; 4] = [Consistency::Eventual, Consistency::Session, Consistency::Instance, Consistency::Global];
+
+    /// The level's name in Sluice's config and `SET @@sluice_consistency`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Consistency::Eventual => "eventual",
+            Consistency::Session => "session",
+            Consistency::Instance => "instance",
+            Consistency::Global => "global",
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The host name of proxy instance `i` (`proxy`, `proxy2`, …).
+pub fn instance_name(i: u32) -> String {
+    if i == 0 {
+        "proxy".to_string()
+    } else {
+        format!("proxy{}", i + 1)
+    }
+}
+
 /// Routing metadata of an operation.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OpMeta {
@@ -257,13 +297,22 @@ pub struct OpMeta {
     /// The backends that served the operation's statements, in order, when
     /// known (one entry per statement, or one per distinct backend).
     pub served_by: Vec<Backend>,
-    /// A read served by a replica through a read/write-splitting proxy: eventually
-    /// consistent. It must return a value some write produced (or the initial
-    /// value), and is held to nothing else: no linearizability, read-your-writes or
-    /// monotonic reads.
+    /// A read served by a replica through a read/write-splitting proxy. The checkers of
+    /// the primary's guarantees hold it only to "some write produced this value (or it
+    /// is the initial one)": no linearizability, read-your-writes or monotonic reads
+    /// (Sluice promises no monotonic reads across replicas). What its consistency level
+    /// promises ([`OpMeta::consistency`]) is checked by
+    /// [`crate::check::reads_see_acknowledged_writes`].
     pub eventual: bool,
     /// Issued on a direct connection to one server, not through the proxy.
     pub direct: bool,
+    /// The consistency level in effect for a read through the proxy (checked by
+    /// [`crate::check::reads_see_acknowledged_writes`] whoever served the read); `None`
+    /// for other operations and reads without a level.
+    pub consistency: Option<Consistency>,
+    /// The proxy instance the operation went through (0: `proxy`, 1: `proxy2`, see
+    /// [`instance_name`]); `None` on a direct connection or when unknown.
+    pub instance: Option<u32>,
 }
 
 impl OpMeta {
@@ -285,6 +334,16 @@ impl OpMeta {
             direct: true,
             ..OpMeta::default()
         }
+    }
+    /// Read at consistency level `l`.
+    pub fn at_level(mut self, l: Consistency) -> Self {
+        self.consistency = Some(l);
+        self
+    }
+    /// Through proxy instance `i`.
+    pub fn via(mut self, i: u32) -> Self {
+        self.instance = Some(i);
+        self
     }
     pub fn served_by(mut self, b: Backend) -> Self {
         self.served_by.push(b);
@@ -489,13 +548,19 @@ impl fmt::Display for Operation {
             if self.meta.direct {
                 "direct"
             } else if self.meta.eventual {
-                "eventual"
+                "replica read"
             } else if self.meta.routed_to_primary {
                 "to primary"
             } else {
                 "any backend"
             }
         )?;
+        if let Some(l) = self.meta.consistency {
+            write!(f, "; level {l}")?;
+        }
+        if let Some(i) = self.meta.instance {
+            write!(f, "; via {}", instance_name(i))?;
+        }
         if !self.meta.served_by.is_empty() {
             f.write_str("; served by ")?;
             for (i, b) in self.meta.served_by.iter().enumerate() {
@@ -705,6 +770,11 @@ impl History {
         let m = &mut self.ops[id.0].meta;
         m.eventual = true;
         m.routed_to_primary = false;
+    }
+
+    /// Records the consistency level in effect for read `id`.
+    pub fn set_consistency(&mut self, id: OpId, level: Consistency) {
+        self.ops[id.0].meta.consistency = Some(level);
     }
 
     /// Notes that (a statement of) `id` was served by `backend`.
@@ -949,6 +1019,12 @@ impl History {
                 e.tag(b'M');
                 e.tag(o.meta.eventual as u8);
                 e.tag(o.meta.direct as u8);
+            }
+            // Later additions, encoded only when present (older hashes stay valid).
+            if o.meta.consistency.is_some() || o.meta.instance.is_some() {
+                e.tag(b'Q');
+                e.u64(o.meta.consistency.map_or(u64::MAX, |l| l as u64));
+                e.u64(o.meta.instance.map_or(u64::MAX, u64::from));
             }
             match &o.completion {
                 None => e.tag(b'-'),
@@ -1280,6 +1356,22 @@ mod tests {
         e.set_detection_window(7);
         assert_ne!(a.hash(), e.hash());
         assert!(c.render_all().contains("db2 (replicating) executed a write at t=9: INSERT -> error 1290"));
+    }
+
+    #[test]
+    fn history_hash_covers_consistency_level_and_proxy_instance() {
+        let a = sample();
+        let mut b = sample();
+        b.set_consistency(OpId(1), Consistency::Global);
+        assert_ne!(a.hash(), b.hash());
+        let mut c = sample();
+        c.set_consistency(OpId(1), Consistency::Session);
+        assert_ne!(b.hash(), c.hash());
+        let mut d = sample();
+        d.ops[1].meta.instance = Some(1);
+        assert_ne!(a.hash(), d.hash());
+        assert!(b.render_all().contains("level global"));
+        assert!(d.render_all().contains("via proxy2"));
     }
 
     #[test]

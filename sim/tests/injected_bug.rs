@@ -24,6 +24,12 @@
 //!   primary its monitor found. After a failover every write fails (the old primary
 //!   comes back read-only), and `service_resumes_after_heal` reports that no write
 //!   succeeded after the heal. Without the bug the proxy follows the promotion.
+//! * `ignore_consistency` — the proxy sends reads to any eligible replica without
+//!   checking or waiting for the GTID position their consistency level requires. With
+//!   splitting on at `session` (or `global`, with two Sluice instances) and the
+//!   replicas' IO threads stalled again and again, a read right after a write finds a
+//!   replica without it, and `reads_see_acknowledged_writes` reports the stale read.
+//!   Without the bug the proxy waits (or falls back to the primary).
 #![cfg(not(madsim))]
 
 use rand::{Rng, SeedableRng};
@@ -31,6 +37,7 @@ use rand_chacha::ChaCha8Rng;
 use sim::check::{all_violations, Checker};
 use sim::harness::schedule::{FaultKind, NodeSel};
 use sim::harness::{derive_seed, run, Fault, FaultProfile, Options, ProxyBugs, RunResult};
+use sim::history::Consistency;
 
 const DURATION_MS: u64 = 10_000;
 /// Seeds tried before giving up (the CI budget).
@@ -167,5 +174,60 @@ fn a_proxy_that_follows_the_promotion_passes_the_liveness_checker() {
         let r = run(seed, &failover_opts(ProxyBugs::default()));
         assert_eq!(r.coverage.failovers, 1, "{}", r.coverage);
         assert!(r.ok(), "{}", r.failure_report());
+    }
+}
+
+/// Splitting on at `level` (with `proxies` Sluice instances), no level switches, and the
+/// replicas' IO threads stalled for 1.2 s every 1.5 s: replicas stay healthy in the
+/// monitor's eyes (nothing is left to apply) but fall behind the primary, so a read right
+/// after a write finds them without it. Waits (2 s) outlast the stalls.
+fn consistency_opts(level: Consistency, proxies: usize, bugs: ProxyBugs) -> Options {
+    let mut schedule = Vec::new();
+    let mut t = 300;
+    while t < 5_500 {
+        for k in 0..2 {
+            schedule.push(Fault { at_ms: t, kind: FaultKind::StallReplication { replica: k, dur_ms: 1_200 } });
+        }
+        t += 1_500;
+    }
+    Options {
+        duration_ms: 6_000,
+        clients: 8,
+        schedule: Some(schedule),
+        read_write_split: Some(true),
+        max_replica_lag_ms: Some(2_000),
+        consistency: Some(level),
+        consistency_timeout_ms: Some(2_000),
+        consistency_fallback_error: Some(false),
+        level_switch_pct: Some(0),
+        proxies: Some(proxies),
+        proxy_bugs: bugs,
+        ..Options::default()
+    }
+}
+
+#[test]
+fn consistency_checker_catches_a_proxy_that_ignores_the_session_level() {
+    caught_by(Checker::ReadsSeeAcknowledgedWrites, "ignore_consistency at session", |_| {
+        consistency_opts(Consistency::Session, 1, ProxyBugs { ignore_consistency: true, ..ProxyBugs::default() })
+    });
+}
+
+#[test]
+fn consistency_checker_catches_a_proxy_that_ignores_the_global_level_across_two_instances() {
+    caught_by(Checker::ReadsSeeAcknowledgedWrites, "ignore_consistency at global", |_| {
+        consistency_opts(Consistency::Global, 2, ProxyBugs { ignore_consistency: true, ..ProxyBugs::default() })
+    });
+}
+
+#[test]
+fn a_proxy_that_honours_session_and_global_levels_passes_with_stalled_replication() {
+    for (level, proxies) in [(Consistency::Session, 1), (Consistency::Global, 2)] {
+        let r = run(1, &consistency_opts(level, proxies, ProxyBugs::default()));
+        assert!(r.ok(), "{}", r.failure_report());
+        assert!(r.coverage.replica_reads_after_own_write > 0, "{level}: no replica read right after an own write ({})", r.coverage);
+        if proxies == 2 {
+            assert!(r.coverage.cross_instance_global_reads > 0, "no global replica read right after a write through the other instance ({})", r.coverage);
+        }
     }
 }

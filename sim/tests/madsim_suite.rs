@@ -11,6 +11,8 @@
 //! * `madsim_suite_holds_every_property_and_covers_every_fault` — seeds `1..=N`
 //!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, checkers and coverage counters
 //!   (required ones non-zero over the suite, must-be-zero ones zero in every run).
+//! * `madsim_global_reads_through_one_instance_see_writes_acknowledged_through_the_other`
+//!   — two Sluice instances at `global`.
 //! * `madsim_same_seed_same_history_hash` — determinism.
 #![cfg(madsim)]
 
@@ -77,6 +79,25 @@ fn madsim_suite_holds_every_property_and_covers_every_fault() {
         let missing = cov.missing();
         assert!(missing.is_empty(), "coverage counters stayed at zero: {missing:?} ({cov})");
     }
+}
+
+/// Two Sluice instances at `global` with splitting on, under the seed's faults: reads
+/// through one instance right after writes through the other go to replicas, and
+/// `reads_see_acknowledged_writes` (with every other checker) passes.
+#[test]
+fn madsim_global_reads_through_one_instance_see_writes_acknowledged_through_the_other() {
+    let opts = Options {
+        duration_ms: 6_000,
+        read_write_split: Some(true),
+        consistency: Some(sim::history::Consistency::Global),
+        consistency_timeout_ms: Some(2_000),
+        consistency_fallback_error: Some(false),
+        proxies: Some(2),
+        ..Options::default()
+    };
+    let r = run_in_runtime(1, &opts);
+    assert!(r.ok(), "(madsim)\n{}", r.failure_report());
+    assert!(r.coverage.cross_instance_global_reads > 0, "no global replica read right after a write through the other instance ({})", r.coverage);
 }
 
 #[test]

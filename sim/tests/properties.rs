@@ -1,13 +1,14 @@
 //! The simulation property suite (turmoil): the real proxy (with read/write splitting
-//! on for three seeds in four) in front of simulated MariaDB / MySQL 8 clusters, a
+//! on for three seeds in four, at a consistency level from the seed, one or two Sluice
+//! instances) in front of simulated MariaDB / MySQL 8 clusters, a
 //! generated workload of writes, reads and transactions (text, prepared and
 //! multi-statement), session-state read-backs, KILLs and COM_CHANGE_USERs, and a fault
 //! schedule derived from each seed (partitions, latency spikes, crashes, pauses,
 //! failovers, replication stalls and lag, slow statements). After each run the history
 //! checkers (read-your-writes, monotonic reads, no lost or duplicate writes, per-key
 //! linearizability, transaction atomicity, primary-only statements never on a replica,
-//! service resumes after the heal) must pass and the must-be-zero coverage counters
-//! must be zero.
+//! service resumes after the heal, reads see acknowledged writes at their consistency
+//! level) must pass and the must-be-zero coverage counters must be zero.
 //!
 //! * `fixed_seeds_…` runs seeds `1..=N` (N = `SLUICE_SIM_SEEDS`, default sized for CI)
 //!   and also fails when a required coverage counter (docs/simulation.md, "Coverage
@@ -68,6 +69,9 @@ fn fixed_seeds_hold_every_property_and_cover_every_fault() {
         "coverage counters stayed at zero over {} seeds: {missing:?} ({cov}); the fault schedules or the workload no longer reach these situations",
         seeds.len()
     );
+    if seeds.len() >= CI_SEEDS as usize {
+        assert!(cov.cross_instance_global_reads > 0, "no replica read at global right after a write through the other Sluice instance ({cov})");
+    }
 }
 
 fn fresh_cases() -> u32 {

@@ -97,30 +97,40 @@ pub struct Written {
 }
 
 impl Written {
-    /// Records the GTIDs of a statement that succeeded on `primary`.
-    pub fn record(&mut self, primary: &str, gtids: &GtidSet) {
-        self.switch_to(primary);
+    /// Records the GTIDs of a statement that succeeded on `node`; `current` is the
+    /// primary as the monitor sees it now.
+    pub fn record(&mut self, node: &str, current: Option<&str>, gtids: &GtidSet) {
+        self.switch_to(node, current);
         self.gtids.merge(gtids);
     }
 
-    /// A write succeeded on `primary` without a GTID Sluice could see.
-    pub fn record_unknown(&mut self, primary: &str) {
-        self.switch_to(primary);
+    /// A write succeeded on `node` without a GTID Sluice could see.
+    pub fn record_unknown(&mut self, node: &str, current: Option<&str>) {
+        self.switch_to(node, current);
         self.unknown = true;
     }
 
     /// The primary's position (read by Sluice) covers everything written so far.
     pub fn resolve_unknown(&mut self, primary: &str, position: &GtidSet) {
-        self.switch_to(primary);
+        self.switch_to(primary, Some(primary));
         self.gtids.merge(position);
         self.unknown = false;
     }
 
-    fn switch_to(&mut self, primary: &str) {
-        if self.primary.as_deref() != Some(primary) {
-            // A new primary numbers its own transactions: positions of the old one
-            // would make its replicas look behind forever.
-            *self = Written { gtids: GtidSet::default(), primary: Some(primary.to_string()), unknown: false };
+    /// Starts a new requirement when the current primary reports a write and the
+    /// recorded GTIDs came from another node: a new primary numbers its own
+    /// transactions, and positions of the old one could make its replicas look behind
+    /// forever. A write acknowledged by a node that is not the current primary (an old
+    /// primary whose answer arrived after the promotion, a primary the monitor lost
+    /// sight of) is added to what is required and never replaces it: dropping the
+    /// current primary's GTIDs would let a replica without them serve reads.
+    fn switch_to(&mut self, node: &str, current: Option<&str>) {
+        let starts_over = match self.primary.as_deref() {
+            None => true,
+            Some(p) => p != node && current == Some(node),
+        };
+        if starts_over {
+            *self = Written { gtids: GtidSet::default(), primary: Some(node.to_string()), unknown: false };
         }
     }
 
@@ -157,11 +167,13 @@ pub fn need(level: Level, session: &Written, instance: &Written, primary: Option
     if w.is_empty() {
         return Need::Nothing;
     }
-    if w.primary.as_deref() != primary {
-        return if w.gtids.is_empty() { Need::Nothing } else { Need::FromPreviousPrimary(w.gtids.clone()) };
-    }
+    // A write whose GTID Sluice did not see: no known position covers it, whichever
+    // primary it came from (also when the monitor sees no primary or another one now).
     if w.unknown {
         return Need::PrimaryPosition;
+    }
+    if w.primary.as_deref() != primary {
+        return if w.gtids.is_empty() { Need::Nothing } else { Need::FromPreviousPrimary(w.gtids.clone()) };
     }
     Need::Gtids(w.gtids.clone())
 }
@@ -244,7 +256,7 @@ mod tests {
     #[test]
     fn eventual_reads_need_nothing_even_after_writes() {
         let mut w = Written::default();
-        w.record("p:1", &g("0-1-5"));
+        w.record("p:1", Some("p:1"), &g("0-1-5"));
         assert_eq!(need(Level::Eventual, &w, &w, Some("p:1")), Need::Nothing);
     }
 
@@ -253,8 +265,8 @@ mod tests {
         let mut s = Written::default();
         let i = Written::default();
         assert_eq!(need(Level::Session, &s, &i, Some("p:1")), Need::Nothing);
-        s.record("p:1", &g("0-1-5"));
-        s.record("p:1", &g("0-1-3"));
+        s.record("p:1", Some("p:1"), &g("0-1-5"));
+        s.record("p:1", Some("p:1"), &g("0-1-3"));
         assert_eq!(need(Level::Session, &s, &i, Some("p:1")), Need::Gtids(g("0-1-5")));
     }
 
@@ -262,7 +274,7 @@ mod tests {
     fn instance_read_needs_what_any_session_wrote() {
         let s = Written::default();
         let mut i = Written::default();
-        i.record("p:1", &g("0-1-9,1-2-4"));
+        i.record("p:1", Some("p:1"), &g("0-1-9,1-2-4"));
         assert_eq!(need(Level::Instance, &s, &i, Some("p:1")), Need::Gtids(g("0-1-9,1-2-4")));
     }
 
@@ -275,21 +287,52 @@ mod tests {
     #[test]
     fn a_write_with_an_unseen_gtid_makes_the_next_read_ask_the_primary() {
         let mut s = Written::default();
-        s.record("p:1", &g("0-1-5"));
-        s.record_unknown("p:1");
+        s.record("p:1", Some("p:1"), &g("0-1-5"));
+        s.record_unknown("p:1", Some("p:1"));
         assert_eq!(need(Level::Session, &s, &s, Some("p:1")), Need::PrimaryPosition);
         s.resolve_unknown("p:1", &g("0-1-7"));
         assert_eq!(need(Level::Session, &s, &s, Some("p:1")), Need::Gtids(g("0-1-7")));
     }
 
     #[test]
+    fn an_unseen_gtid_from_a_primary_the_monitor_no_longer_sees_still_makes_the_read_ask_the_primary() {
+        let mut i = Written::default();
+        i.record("p:1", Some("p:1"), &g("0-1-449"));
+        i.record_unknown("p:1", Some("p:1"));
+        let s = Written::default();
+        // The monitor lost the primary (no primary) or saw another one: the GTIDs it
+        // knows do not cover the unseen write, so no replica may serve the read on them.
+        assert_eq!(need(Level::Instance, &s, &i, None), Need::PrimaryPosition);
+        assert_eq!(need(Level::Instance, &s, &i, Some("new:1")), Need::PrimaryPosition);
+        assert_eq!(need(Level::Session, &i, &s, None), Need::PrimaryPosition);
+    }
+
+    #[test]
+    fn a_late_answer_of_an_old_primary_never_drops_the_current_primarys_gtids() {
+        let mut i = Written::default();
+        i.record("new:1", Some("new:1"), &g("0-1-1381"));
+        // A commit the old primary acknowledged before the promotion; its OK packet
+        // arrives now (seen in the madsim simulation, seed 1034).
+        i.record("old:1", Some("new:1"), &g("0-2-1377"));
+        assert_eq!(need(Level::Instance, &Written::default(), &i, Some("new:1")), Need::Gtids(g("0-1-1381")));
+        i.record_unknown("old:1", Some("new:1"));
+        assert_eq!(i.primary.as_deref(), Some("new:1"));
+        assert_eq!(need(Level::Instance, &Written::default(), &i, Some("new:1")), Need::PrimaryPosition);
+        // Nor while the monitor sees no primary.
+        let mut s = Written::default();
+        s.record("new:1", Some("new:1"), &g("0-1-10"));
+        s.record("old:1", None, &g("0-2-7"));
+        assert_eq!(need(Level::Session, &s, &s, Some("new:1")), Need::Gtids(g("0-1-10")));
+    }
+
+    #[test]
     fn gtids_of_a_previous_primary_never_make_a_read_wait() {
         let mut s = Written::default();
-        s.record("old:1", &g("0-1-50"));
+        s.record("old:1", Some("old:1"), &g("0-1-50"));
         assert_eq!(need(Level::Session, &s, &s, Some("new:1")), Need::FromPreviousPrimary(g("0-1-50")));
         // The first write on the new primary replaces them (the new primary's sequence
         // may be lower: the old one lost transactions).
-        s.record("new:1", &g("0-2-40"));
+        s.record("new:1", Some("new:1"), &g("0-2-40"));
         assert_eq!(need(Level::Session, &s, &s, Some("new:1")), Need::Gtids(g("0-2-40")));
     }
 

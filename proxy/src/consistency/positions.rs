@@ -73,14 +73,15 @@ impl Positions {
         self.known.lock().expect("positions lock").nodes.get(node).cloned()
     }
 
-    /// Records GTIDs acknowledged through this Sluice on `primary`.
-    pub fn written(&self, primary: &str, gtids: &GtidSet) {
-        self.instance.lock().expect("instance lock").record(primary, gtids);
+    /// Records GTIDs acknowledged through this Sluice on `node` (`current`: the
+    /// primary as the monitor sees it now; see [`Written::record`]).
+    pub fn written(&self, node: &str, current: Option<&str>, gtids: &GtidSet) {
+        self.instance.lock().expect("instance lock").record(node, current, gtids);
     }
 
     /// A write acknowledged through this Sluice whose GTID it did not see.
-    pub fn written_unknown(&self, primary: &str) {
-        self.instance.lock().expect("instance lock").record_unknown(primary);
+    pub fn written_unknown(&self, node: &str, current: Option<&str>) {
+        self.instance.lock().expect("instance lock").record_unknown(node, current);
     }
 
     /// The primary's own position, read for a read that needed it.
@@ -146,10 +147,10 @@ mod tests {
     #[test]
     fn instance_writes_follow_the_primary() {
         let p = Positions::default();
-        p.written("p:1", &g("0-1-3"));
-        p.written("p:1", &g("0-1-2"));
+        p.written("p:1", Some("p:1"), &g("0-1-3"));
+        p.written("p:1", Some("p:1"), &g("0-1-2"));
         assert_eq!(p.instance().gtids, g("0-1-3"));
-        p.written_unknown("p:1");
+        p.written_unknown("p:1", Some("p:1"));
         assert!(p.instance().unknown);
         p.resolve_unknown("p:1", &g("0-1-8"));
         assert!(!p.instance().unknown);

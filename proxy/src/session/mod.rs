@@ -632,20 +632,27 @@ impl<N: Net> Session<N> {
         // the commit is acknowledged all the same.
         if !summary.session_state.is_empty() {
             if let Some(g) = GtidSet::from_session_state(&summary.session_state) {
-                self.state.written.record(node, &g);
-                self.shared.positions.written(node, &g);
+                // The monitor's latest primary, not this session's snapshot of it: a
+                // commit an old primary acknowledged may be relayed after a promotion.
+                let current = self.shared.primary();
+                self.state.written.record(node, current.as_deref(), &g);
+                self.shared.positions.written(node, current.as_deref(), &g);
                 return;
             }
         }
-        if self.primary.as_deref() != Some(node) && !self.nodes.get(node).is_some_and(|n| n.tracking) {
-            // A replica's reads and read-only transactions write nothing.
+        // A replica's reads and read-only transactions write nothing. A node the monitor
+        // does not take for a replica (down, or a primary it lost sight of) may have
+        // committed the write all the same.
+        let replica = self.topo.as_ref().is_some_and(|t| t.nodes.get(node).is_some_and(|n| n.role == crate::backend::topology::Role::Replica));
+        if self.primary.as_deref() != Some(node) && replica && !self.nodes.get(node).is_some_and(|n| n.tracking) {
             return;
         }
         let tracked = self.nodes.get(node).is_some_and(|n| n.tracking);
         let may_write = kind.is_some_and(|k| !matches!(k, Kind::Read | Kind::SessionSet | Kind::Use | Kind::Diagnostics | Kind::SluiceSet | Kind::SluiceShow | Kind::Begin { .. }));
         if !tracked && may_write && (summary.error.is_none() || statements > 1) {
-            self.state.written.record_unknown(node);
-            self.shared.positions.written_unknown(node);
+            let current = self.shared.primary();
+            self.state.written.record_unknown(node, current.as_deref());
+            self.shared.positions.written_unknown(node, current.as_deref());
         }
     }
 
@@ -741,8 +748,9 @@ impl<N: Net> Session<N> {
                 let nc = self.nodes.get_mut(node).expect("ready");
                 nc.tracking = tracking;
                 if !read {
-                    self.state.written.record_unknown(node);
-                    self.shared.positions.written_unknown(node);
+                    let current = self.shared.primary();
+                    self.state.written.record_unknown(node, current.as_deref());
+                    self.shared.positions.written_unknown(node, current.as_deref());
                 }
                 Ok(relayed.summary)
             }

@@ -253,7 +253,7 @@ impl<'h> Facts<'h> {
         self.h.initial(key) == v
     }
 
-    fn log_position(&self, key: &str, v: Val) -> Option<usize> {
+    pub fn log_position(&self, key: &str, v: Val) -> Option<usize> {
         self.log_pos.get(key).and_then(|m| m.get(&v)).copied()
     }
 

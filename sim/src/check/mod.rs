@@ -14,11 +14,14 @@
 //! | [`transactions_atomic`] | committed transactions visible all-or-nothing, aborted ones never, never split across backends |
 //! | [`primary_only_statements_never_reach_a_replica`] | no write or connection-bound statement runs on a node that has been a replica for longer than the proxy's detection window |
 //! | [`service_resumes_after_heal`] | once every fault is healed, a write and a read through the proxy succeed within a bound |
+//! | [`reads_see_acknowledged_writes`] | a proxy read at `session` / `instance` / `global` sees every write acknowledged before it began to its session / through its proxy instance / to anyone |
 //!
-//! Reads marked eventually consistent (a replica served them through a
-//! read/write-splitting proxy) are held only to "the value was written by some
-//! write, or is the initial one" (checked with the other reads in
-//! [`no_lost_or_duplicate_writes`] and [`transactions_atomic`]).
+//! Reads a replica served through a read/write-splitting proxy
+//! ([`crate::history::OpMeta::eventual`]) are held by the checkers of the primary's
+//! guarantees only to "the value was written by some write, or is the initial one"
+//! (checked with the other reads in [`no_lost_or_duplicate_writes`] and
+//! [`transactions_atomic`]); what their consistency level promises is checked by
+//! [`reads_see_acknowledged_writes`], whoever served them.
 //!
 //! [`check_all`] runs them all and returns a [`Report`].
 //!
@@ -36,6 +39,7 @@
 //! When none of these applies the two values are unordered, and no checker
 //! reports a violation based on them.
 
+mod consistency;
 mod facts;
 mod linearizable;
 mod liveness;
@@ -54,6 +58,7 @@ use crate::history::{render_ops, History, Key, OpId, Operation, Val};
 pub use linearizable::{
     linearizable_per_key, linearizable_per_key_with, InconclusiveKey, LinOptions, LinReport,
 };
+pub use consistency::{reads_see_acknowledged_writes, stale_eventual_reads};
 pub use liveness::service_resumes_after_heal;
 pub use routing::primary_only_statements_never_reach_a_replica;
 pub use session::{monotonic_reads, read_your_writes};
@@ -73,6 +78,7 @@ pub enum Checker {
     TransactionsAtomic,
     PrimaryOnlyOnReplica,
     Liveness,
+    ReadsSeeAcknowledgedWrites,
 }
 
 impl Checker {
@@ -86,6 +92,7 @@ impl Checker {
             Checker::TransactionsAtomic => "transactions_atomic",
             Checker::PrimaryOnlyOnReplica => "primary_only_statements_never_reach_a_replica",
             Checker::Liveness => "service_resumes_after_heal",
+            Checker::ReadsSeeAcknowledgedWrites => "reads_see_acknowledged_writes",
         }
     }
 }
@@ -266,7 +273,8 @@ impl fmt::Display for Report {
 
 /// Runs every checker (well-formedness, lost/duplicate writes, read your
 /// writes, monotonic reads, transactions, linearizability, primary-only
-/// statements on replicas, liveness after the heal — in that order) and
+/// statements on replicas, liveness after the heal, reads see acknowledged writes —
+/// in that order) and
 /// returns the first violation, or a [`Report`].
 pub fn check_all(h: &History) -> Result<Report, Violation> {
     check_all_with(h, &LinOptions::default())
@@ -283,6 +291,7 @@ pub fn check_all_with(h: &History, lin: &LinOptions) -> Result<Report, Violation
     let linearizability = linearizable::linearizable_per_key_in(h, &f, lin)?;
     routing::primary_only_statements_never_reach_a_replica(h)?;
     liveness::service_resumes_after_heal(h)?;
+    consistency::reads_see_acknowledged_writes_in(h, &f)?;
     let mut report = Report::summarize(h);
     report.unknown_writes = writes.unknown_writes;
     report.linearizability = linearizability;
@@ -315,6 +324,9 @@ pub fn all_violations(h: &History) -> Vec<Violation> {
         out.push(v);
     }
     if let Err(v) = service_resumes_after_heal(h) {
+        out.push(v);
+    }
+    if let Err(v) = reads_see_acknowledged_writes(h) {
         out.push(v);
     }
     out

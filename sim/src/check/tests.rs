@@ -1547,3 +1547,172 @@ fn session_reads_touch_no_key_and_are_reported() {
     assert_eq!(r.session_reads, 1);
     assert!(b.h.render(&[id]).contains("session read @v (set to 7) = 7"));
 }
+
+// ---------------------------------------------------------------------------
+// reads_see_acknowledged_writes: read-after-write consistency levels.
+
+use crate::history::Consistency;
+
+/// Acknowledged write by client `c` through proxy instance `inst`.
+fn w_via(b: &mut B, c: u32, inst: u32, k: &str, v: Val, inv: Time, end: Time) -> OpId {
+    b.op(c, Op::write(k, v), OpMeta::primary().via(inst), inv, end, Outcome::Ok(OpResult::Written))
+}
+
+/// Read by client `c` through proxy instance `inst` at `level`, served by a replica.
+fn read_at(b: &mut B, c: u32, inst: u32, level: Consistency, k: &str, v: Option<Val>, inv: Time, end: Time) -> OpId {
+    let meta = OpMeta::primary().served_by(Backend::replica("db2")).at_level(level).via(inst);
+    let id = b.op(c, Op::read(k), meta, inv, end, Outcome::Ok(OpResult::Read(v)));
+    b.h.mark_eventual(id);
+    id
+}
+
+fn consistency_violation(b: &B) -> Option<Violation> {
+    match check_all(&b.h) {
+        Ok(_) => None,
+        Err(v) => {
+            assert_eq!(v.checker, Checker::ReadsSeeAcknowledgedWrites, "another checker reported first: {v}");
+            Some(v)
+        }
+    }
+}
+
+#[test]
+fn stale_session_read_after_the_sessions_own_write_is_reported() {
+    let mut b = B::new();
+    let w = w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    let r = read_at(&mut b, 1, 0, Consistency::Session, "x", None, 20, 30);
+    b.log(&[("x", &[1])]);
+    let v = consistency_violation(&b).expect("stale session read not reported");
+    assert_eq!(ids(&v), vec![w.0, r.0]);
+    assert!(v.explanation.contains("level session"), "{v}");
+}
+
+#[test]
+fn session_level_does_not_require_other_sessions_writes() {
+    let mut b = B::new();
+    w_via(&mut b, 2, 0, "x", 1, 0, 10);
+    read_at(&mut b, 1, 0, Consistency::Session, "x", None, 20, 30);
+    b.log(&[("x", &[1])]);
+    assert!(consistency_violation(&b).is_none());
+}
+
+#[test]
+fn stale_instance_read_of_another_sessions_write_through_the_same_instance_is_reported() {
+    let mut b = B::new();
+    w_via(&mut b, 2, 0, "x", 1, 0, 10);
+    w_via(&mut b, 2, 0, "x", 2, 12, 18);
+    read_at(&mut b, 1, 0, Consistency::Instance, "x", Some(1), 20, 30);
+    b.log(&[("x", &[1, 2])]);
+    let v = consistency_violation(&b).expect("stale instance read not reported");
+    assert!(v.explanation.contains("through the same proxy instance (proxy)"), "{v}");
+}
+
+#[test]
+fn instance_level_does_not_require_writes_through_another_instance() {
+    let mut b = B::new();
+    w_via(&mut b, 2, 1, "x", 1, 0, 10);
+    read_at(&mut b, 1, 0, Consistency::Instance, "x", None, 20, 30);
+    b.log(&[("x", &[1])]);
+    assert!(consistency_violation(&b).is_none());
+}
+
+#[test]
+fn stale_global_read_through_proxy2_of_a_write_acknowledged_through_proxy_is_reported() {
+    let mut b = B::new();
+    w_via(&mut b, 2, 0, "x", 1, 0, 10);
+    read_at(&mut b, 1, 1, Consistency::Global, "x", None, 20, 30);
+    b.log(&[("x", &[1])]);
+    let v = consistency_violation(&b).expect("stale global read not reported");
+    assert!(v.explanation.contains("via proxy2") && v.explanation.contains("to anyone"), "{v}");
+}
+
+#[test]
+fn fresh_reads_at_every_level_are_not_reported() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    w_via(&mut b, 2, 1, "x", 2, 12, 18);
+    for (i, l) in Consistency::ALL.into_iter().enumerate() {
+        let t = 20 + 20 * i as Time;
+        read_at(&mut b, 1, 0, l, "x", Some(2), t, t + 10);
+        read_at(&mut b, 3, 1, l, "x", Some(2), t, t + 10);
+    }
+    b.log(&[("x", &[1, 2])]);
+    b.rows(&[("x", &[2])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+}
+
+#[test]
+fn stale_eventual_read_is_not_reported_but_counted_as_stale() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    w_via(&mut b, 1, 0, "x", 2, 12, 18);
+    read_at(&mut b, 1, 0, Consistency::Eventual, "x", Some(1), 20, 30);
+    read_at(&mut b, 1, 0, Consistency::Eventual, "x", Some(2), 40, 50);
+    // Another session's write does not make an eventual read stale for the count.
+    read_at(&mut b, 2, 0, Consistency::Eventual, "x", None, 40, 50);
+    b.log(&[("x", &[1, 2])]);
+    b.rows(&[("x", &[2])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+    assert_eq!(stale_eventual_reads(&b.h), 1);
+}
+
+#[test]
+fn stale_session_read_served_by_the_primary_is_reported_too() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    let meta = OpMeta::primary().served_by(Backend::primary("db0")).at_level(Consistency::Session).via(0);
+    b.op(1, Op::read("x"), meta, 20, 30, Outcome::Ok(OpResult::Read(None)));
+    b.log(&[("x", &[1])]);
+    let v = reads_see_acknowledged_writes(&b.h).expect_err("stale primary read not reported");
+    assert_eq!(v.checker, Checker::ReadsSeeAcknowledgedWrites);
+}
+
+#[test]
+fn reads_begun_before_the_ack_and_unknown_or_failed_writes_add_no_requirement() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 25);
+    read_at(&mut b, 1, 0, Consistency::Global, "x", None, 20, 30);
+    b.op(1, Op::write("y", 2), OpMeta::primary().via(0), 0, 10, Outcome::Unknown);
+    b.w_failed(1, "y", 3, 0, 10);
+    read_at(&mut b, 1, 0, Consistency::Global, "y", None, 20, 30);
+    b.log(&[("x", &[1])]);
+    b.rows(&[("x", &[1])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+}
+
+#[test]
+fn committed_transaction_counts_at_its_commit_and_a_rolled_back_one_not_at_all() {
+    let mut b = B::new();
+    b.txn(1, &[("x", Some(1)), ("y", Some(2))], &[], 0, 10);
+    b.txn_with(1, &[("z", Some(3))], &[], false, 0, 10);
+    read_at(&mut b, 1, 0, Consistency::Session, "z", None, 20, 30);
+    read_at(&mut b, 1, 0, Consistency::Session, "x", Some(1), 20, 30);
+    b.log(&[("x", &[1]), ("y", &[2])]);
+    b.rows(&[("x", &[1]), ("y", &[2])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+    read_at(&mut b, 1, 0, Consistency::Session, "y", None, 40, 50);
+    assert!(consistency_violation(&b).is_some());
+}
+
+#[test]
+fn acknowledged_write_missing_from_the_applied_log_is_left_to_the_lost_writes_checker() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    read_at(&mut b, 1, 0, Consistency::Global, "x", None, 20, 30);
+    b.log(&[("x", &[])]);
+    b.rows(&[("x", &[])]);
+    assert!(reads_see_acknowledged_writes(&b.h).is_ok());
+    assert_eq!(check_all(&b.h).unwrap_err().checker, Checker::NoLostOrDuplicateWrites);
+}
+
+#[test]
+fn a_read_that_failed_with_the_consistency_timeout_is_not_a_violation() {
+    let mut b = B::new();
+    w_via(&mut b, 1, 0, "x", 1, 0, 10);
+    let meta = OpMeta::primary().at_level(Consistency::Session).via(0);
+    let e = Outcome::Err { code: 1969, message: "Sluice: consistency timeout".into(), definite: true };
+    b.op(1, Op::read("x"), meta, 20, 30, e);
+    b.log(&[("x", &[1])]);
+    b.rows(&[("x", &[1])]);
+    assert!(check_all(&b.h).is_ok(), "{:?}", check_all(&b.h).err());
+}

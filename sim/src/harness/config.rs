@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use sluice::config::Policy;
 
 use crate::engine::Flavour;
+use crate::history::Consistency;
 
 /// Every load-balancing policy the proxy has, in the order the seed picks from.
 pub const POLICIES: [Policy; 5] = [Policy::RoundRobin, Policy::Random, Policy::LeastConnections, Policy::LeastLatency, Policy::LeastLag];
@@ -36,11 +37,14 @@ pub struct ProxyBugs {
     pub route_session_bound_reads_to_replica: bool,
     /// Keep the first primary the monitor found, whatever it reports later.
     pub ignore_promotion: bool,
+    /// Send reads to any eligible replica without checking or waiting for the GTID
+    /// position their consistency level requires.
+    pub ignore_consistency: bool,
 }
 
 impl ProxyBugs {
     pub fn any(&self) -> bool {
-        self.resend_after_lost_backend || self.route_writes_to_replica || self.route_session_bound_reads_to_replica || self.ignore_promotion
+        self.resend_after_lost_backend || self.route_writes_to_replica || self.route_session_bound_reads_to_replica || self.ignore_promotion || self.ignore_consistency
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -50,6 +54,7 @@ impl ProxyBugs {
             (self.route_writes_to_replica, "route_writes_to_replica"),
             (self.route_session_bound_reads_to_replica, "route_session_bound_reads_to_replica"),
             (self.ignore_promotion, "ignore_promotion"),
+            (self.ignore_consistency, "ignore_consistency"),
         ] {
             if on {
                 v.push(n);
@@ -100,6 +105,23 @@ pub struct Options {
     pub read_write_split: Option<bool>,
     /// `[routing] policy` (default: from the seed).
     pub policy: Option<Policy>,
+    /// `[routing] max_replica_lag_ms` (default: 50..=2000 from the seed).
+    pub max_replica_lag_ms: Option<u64>,
+    /// `[routing] consistency` (default: from the seed, `session` most often; `global`
+    /// more often in two-instance runs).
+    pub consistency: Option<Consistency>,
+    /// `[routing] consistency_timeout_ms` (default: from the seed, short 5–50 ms in a
+    /// third of the runs so that waits time out, else 500–3000 ms).
+    pub consistency_timeout_ms: Option<u64>,
+    /// `[routing] consistency_fallback = "error"` instead of `"primary"` (default: from
+    /// the seed, one run in five).
+    pub consistency_fallback_error: Option<bool>,
+    /// Per cent of a client's operations that first switch the session's level with
+    /// `SET @@sluice_consistency = …` (default: from the seed, 0, 1 or 3).
+    pub level_switch_pct: Option<u32>,
+    /// Sluice instances in the simulation (hosts `proxy`, `proxy2`; default: 2 for
+    /// every seed ≡ 1 mod 3, else 1). Clients are spread over them.
+    pub proxies: Option<usize>,
     /// Client-side timeout of one statement (then the outcome is unknown).
     pub op_timeout_ms: u64,
     /// turmoil's tick (simulated ms per step; default 2, `SLUICE_SIM_TICK_MS`). Every
@@ -128,6 +150,12 @@ impl Default for Options {
             proxy_bugs: ProxyBugs::default(),
             read_write_split: None,
             policy: None,
+            max_replica_lag_ms: None,
+            consistency: None,
+            consistency_timeout_ms: None,
+            consistency_fallback_error: None,
+            level_switch_pct: None,
+            proxies: None,
             op_timeout_ms: 3_000,
             tick_ms: 2,
             verbose: false,
@@ -222,6 +250,16 @@ pub struct RunConfig {
     pub policy: Policy,
     /// `[routing] max_replica_lag_ms` (50..=2000 from the seed).
     pub max_replica_lag_ms: u64,
+    /// `[routing] consistency`.
+    pub consistency: Consistency,
+    /// `[routing] consistency_timeout_ms`.
+    pub consistency_timeout_ms: u64,
+    /// `[routing] consistency_fallback = "error"` (else `"primary"`).
+    pub consistency_fallback_error: bool,
+    /// Per cent of a client's operations preceded by `SET @@sluice_consistency = …`.
+    pub level_switch_pct: u32,
+    /// Sluice instances (1 or 2).
+    pub proxies: usize,
 }
 
 impl RunConfig {
@@ -247,7 +285,23 @@ impl RunConfig {
         let policy = POLICIES[rng.gen_range(0..POLICIES.len())];
         let policy = opts.policy.unwrap_or(policy);
         let max_replica_lag_ms = rng.gen_range(50..=2_000);
+        let max_replica_lag_ms = opts.max_replica_lag_ms.unwrap_or(max_replica_lag_ms);
         let monitor_debounce = rng.gen_range(1..=3);
+        // Consistency settings from their own RNG, so every other setting of a seed
+        // stays what it was before they existed.
+        // Two Sluice instances run `global` more often (what they are there to check:
+        // a read through one sees writes acknowledged through the other).
+        let mut crng = rng_for(seed, "consistency", 0);
+        let proxies = opts.proxies.unwrap_or(if seed % 3 == 1 { 2 } else { 1 }).clamp(1, 2);
+        let consistency = match (proxies, crng.gen_range(0..20)) {
+            (1, 0..=9) | (_, 0..=6) => Consistency::Session,
+            (1, 10..=12) | (_, 7..=8) => Consistency::Eventual,
+            (1, 13..=15) | (_, 9..=10) => Consistency::Instance,
+            _ => Consistency::Global,
+        };
+        let consistency_timeout_ms = if crng.gen_ratio(1, 3) { crng.gen_range(5..=50) } else { crng.gen_range(500..=3_000) };
+        let consistency_fallback_error = crng.gen_ratio(1, 5);
+        let level_switch_pct = [0, 1, 3][crng.gen_range(0..3)];
         RunConfig {
             seed,
             flavour,
@@ -274,6 +328,11 @@ impl RunConfig {
             read_write_split,
             policy,
             max_replica_lag_ms,
+            consistency: opts.consistency.unwrap_or(consistency),
+            consistency_timeout_ms: opts.consistency_timeout_ms.unwrap_or(consistency_timeout_ms),
+            consistency_fallback_error: opts.consistency_fallback_error.unwrap_or(consistency_fallback_error),
+            level_switch_pct: opts.level_switch_pct.unwrap_or(level_switch_pct),
+            proxies,
         }
     }
 
@@ -329,7 +388,7 @@ impl fmt::Display for RunConfig {
             f,
             "seed={} flavour={} replication={} nodes={} clients={} replica_readers={} duration={}ms settle={}ms keys={} \
              mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms monitor={}ms/debounce {} \
-             split={} faults={:?}{}{}",
+             split={} proxies={} faults={:?}{}{}",
             self.seed,
             self.flavour_name(),
             if self.semi_sync { format!("semi-sync(timeout {}ms)", self.semi_sync_timeout_ms) } else { "async".into() },
@@ -351,10 +410,19 @@ impl fmt::Display for RunConfig {
             self.monitor_interval_ms,
             self.monitor_debounce,
             if self.read_write_split {
-                format!("on(policy {}, max lag {}ms)", self.policy.name(), self.max_replica_lag_ms)
+                format!(
+                    "on(policy {}, max lag {}ms, consistency {} timeout {}ms fallback {}, level switches {}%)",
+                    self.policy.name(),
+                    self.max_replica_lag_ms,
+                    self.consistency,
+                    self.consistency_timeout_ms,
+                    if self.consistency_fallback_error { "error" } else { "primary" },
+                    self.level_switch_pct
+                )
             } else {
                 "off".to_string()
             },
+            self.proxies,
             self.faults,
             if self.proxy_bugs.any() { format!(" PROXY-BUG({})", self.proxy_bugs.names().join(",")) } else { String::new() },
             format!(" tick={}ms", self.tick_ms),

@@ -2,7 +2,8 @@
 //! nemesis and checkers, on madsim's simulated network. The proxy and the servers use
 //! Sluice's own [`TokioNet`] — under `--cfg madsim`, `tokio` is madsim's, so that is
 //! madsim's TCP. Every server, the proxy and every client is a madsim node with a
-//! virtual IP address and a DNS name (`db0`, `proxy`, `client3`); no real socket is
+//! virtual IP address and a DNS name (`db0`, `proxy`, `proxy2` when there are two
+//! Sluice instances, `client3`); no real socket is
 //! opened.
 //!
 //! Differences from turmoil: madsim's TCP is reliable — a clogged link delays traffic
@@ -27,7 +28,7 @@ use super::*;
 struct MadsimCtl {
     net: Arc<NetSim>,
     clients: Vec<NodeId>,
-    proxy: NodeId,
+    proxies: Vec<NodeId>,
     dbs: Vec<NodeId>,
     base_latency: std::ops::Range<Duration>,
     spikes: usize,
@@ -37,7 +38,7 @@ impl MadsimCtl {
     fn nodes(&self, e: Endpoint) -> Vec<NodeId> {
         match e {
             Endpoint::Clients => self.clients.clone(),
-            Endpoint::Proxy => vec![self.proxy],
+            Endpoint::Proxy => self.proxies.clone(),
             Endpoint::Db(i) => vec![self.dbs[i]],
         }
     }
@@ -114,28 +115,33 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
             .build();
         dbs.push(node.id());
     }
-    let proxy_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1));
-    net.add_dns_record("proxy", proxy_ip);
-    let pcfg = proxy_config(&cluster, &cfg);
-    let proxy_seed = derive_seed(seed, "proxy", 0);
-    let faults = proxy_faults(&cfg);
-    let proxy = handle
-        .create_node()
-        .name("proxy")
-        .ip(proxy_ip)
-        .init(move || {
-            let (pcfg, faults) = (pcfg.clone(), faults.clone());
-            async move {
-                match sluice::start_with_faults(TokioNet, pcfg, proxy_seed, faults).await {
-                    Ok(h) => {
-                        std::future::pending::<()>().await;
-                        drop(h);
+    let mut proxies = Vec::new();
+    for i in 0..cfg.proxies as u32 {
+        let proxy_ip = IpAddr::V4(Ipv4Addr::new(10, 0, 0, i as u8 + 1));
+        let name = crate::history::instance_name(i);
+        net.add_dns_record(&name, proxy_ip);
+        let pcfg = proxy_config(&cluster, &cfg, i);
+        let proxy_seed = derive_seed(seed, "proxy", i as u64);
+        let faults = proxy_faults(&cfg);
+        let proxy = handle
+            .create_node()
+            .name(name)
+            .ip(proxy_ip)
+            .init(move || {
+                let (pcfg, faults) = (pcfg.clone(), faults.clone());
+                async move {
+                    match sluice::start_with_faults(TokioNet, pcfg, proxy_seed, faults).await {
+                        Ok(h) => {
+                            std::future::pending::<()>().await;
+                            drop(h);
+                        }
+                        Err(e) => panic!("proxy failed to start: {e}"),
                     }
-                    Err(e) => panic!("proxy failed to start: {e}"),
                 }
-            }
-        })
-        .build();
+            })
+            .build();
+        proxies.push(proxy.id());
+    }
 
     let mut clients = Vec::new();
     let mut tasks = Vec::new();
@@ -157,7 +163,7 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
         }));
     }
 
-    let mut ctl = MadsimCtl { net: net.clone(), clients, proxy: proxy.id(), dbs, base_latency, spikes: 0 };
+    let mut ctl = MadsimCtl { net: net.clone(), clients, proxies, dbs, base_latency, spikes: 0 };
     let mut nemesis = Nemesis::new(cluster.clone(), shared.clone(), engine_ctl, &schedule);
     let start = tokio::time::Instant::now();
     loop {

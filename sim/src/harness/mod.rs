@@ -1,7 +1,8 @@
 //! # Simulation harness: one seed, one whole run
 //!
 //! [`run`] builds a deterministic simulation from a seed — a [`SimCluster`] of simulated
-//! MariaDB / MySQL 8 servers, the **real** Sluice proxy on host `proxy`, and simulated
+//! MariaDB / MySQL 8 servers, the **real** Sluice proxy on host `proxy` (and a second
+//! instance on `proxy2` in one run in three), and simulated
 //! clients on their own hosts — runs a generated workload through the proxy while a
 //! [`nemesis::Nemesis`] applies a fault schedule derived from the same seed, then heals
 //! everything, lets replication settle, reads every server's final rows and binlog
@@ -176,7 +177,9 @@ fn fresh_seed() -> u64 {
     h.finish() % 1_000_000_000
 }
 
-fn proxy_config(cluster: &SimCluster, cfg: &RunConfig) -> sluice::Config {
+/// The config of proxy instance `instance` (they differ only in the address they
+/// listen on).
+fn proxy_config(cluster: &SimCluster, cfg: &RunConfig, instance: u32) -> sluice::Config {
     let nodes = cluster.addrs().iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", ");
     let toml = format!(
         r#"
@@ -202,8 +205,11 @@ monitor_debounce = {debounce}
 read_write_split = {split}
 policy = "{policy}"
 max_replica_lag_ms = {max_lag}
+consistency = "{consistency}"
+consistency_timeout_ms = {consistency_timeout}
+consistency_fallback = "{fallback}"
 "#,
-        listen = workload::PROXY_ADDR,
+        listen = workload::proxy_addr(instance),
         key = PROXY_RSA_KEY,
         connect = config::CONNECT_TIMEOUT_MS,
         monitor = cfg.monitor_interval_ms,
@@ -213,6 +219,9 @@ max_replica_lag_ms = {max_lag}
         split = cfg.read_write_split,
         policy = cfg.policy.name(),
         max_lag = cfg.max_replica_lag_ms,
+        consistency = cfg.consistency,
+        consistency_timeout = cfg.consistency_timeout_ms,
+        fallback = if cfg.consistency_fallback_error { "error" } else { "primary" },
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
@@ -232,6 +241,9 @@ impl sluice::faults::Faults for InjectedBugs {
     }
     fn ignore_promotion(&self) -> bool {
         self.0.ignore_promotion
+    }
+    fn ignore_consistency(&self) -> bool {
+        self.0.ignore_consistency
     }
 }
 
@@ -376,6 +388,7 @@ fn finish(
         }
     }
     history.set_liveness(Liveness { heal_at: cfg.duration_ms * 1_000, bound: cfg.liveness_bound_ms() * 1_000 });
+    coverage.stale_eventual_reads = crate::check::stale_eventual_reads(&history);
     let outcome = check_all(&history);
     RunResult {
         simulator,
@@ -409,11 +422,11 @@ mod turmoil_run {
     /// The host every simulated client runs on.
     const CLIENTS_HOST: &str = "clients";
 
-    /// Host names of an endpoint.
-    fn hosts(e: Endpoint, clients: &[String]) -> Vec<String> {
+    /// Host names of an endpoint (every proxy instance is "the proxy").
+    fn hosts(e: Endpoint, clients: &[String], proxies: &[String]) -> Vec<String> {
         match e {
             Endpoint::Clients => clients.to_vec(),
-            Endpoint::Proxy => vec!["proxy".into()],
+            Endpoint::Proxy => proxies.to_vec(),
             Endpoint::Db(i) => vec![format!("db{i}")],
         }
     }
@@ -421,22 +434,23 @@ mod turmoil_run {
     struct TurmoilCtl<'a, 'b> {
         sim: &'a turmoil::Sim<'b>,
         clients: &'a [String],
+        proxies: &'a [String],
         max_latency: Duration,
     }
 
     impl NetControl for TurmoilCtl<'_, '_> {
         fn set_latency(&mut self, a: Endpoint, b: Endpoint, max_ms: Option<u64>) {
             let v = max_ms.map(Duration::from_millis).unwrap_or(self.max_latency);
-            for x in hosts(a, self.clients) {
-                for y in hosts(b, self.clients) {
+            for x in hosts(a, self.clients, self.proxies) {
+                for y in hosts(b, self.clients, self.proxies) {
                     self.sim.set_link_max_message_latency(x.as_str(), y.as_str(), v);
                 }
             }
         }
 
         fn cut(&mut self, a: Endpoint, b: Endpoint, cut: LinkCut) {
-            for x in hosts(a, self.clients) {
-                for y in hosts(b, self.clients) {
+            for x in hosts(a, self.clients, self.proxies) {
+                for y in hosts(b, self.clients, self.proxies) {
                     match cut {
                         LinkCut::Stall => self.sim.hold(x.as_str(), y.as_str()),
                         LinkCut::Drop => self.sim.partition(x.as_str(), y.as_str()),
@@ -447,8 +461,8 @@ mod turmoil_run {
         }
 
         fn repair(&mut self, a: Endpoint, b: Endpoint, cut: LinkCut) {
-            for x in hosts(a, self.clients) {
-                for y in hosts(b, self.clients) {
+            for x in hosts(a, self.clients, self.proxies) {
+                for y in hosts(b, self.clients, self.proxies) {
                     match cut {
                         LinkCut::Stall => self.sim.release(x.as_str(), y.as_str()),
                         LinkCut::Drop => self.sim.repair(x.as_str(), y.as_str()),
@@ -486,18 +500,23 @@ mod turmoil_run {
             .max_message_latency(max_latency)
             .build();
         cluster.register_turmoil(&mut sim);
-        let pcfg = proxy_config(&cluster, &cfg);
-        let proxy_seed = derive_seed(seed, "proxy", 0);
-        let faults = proxy_faults(&cfg);
-        sim.host("proxy", move || {
-            let (pcfg, faults) = (pcfg.clone(), faults.clone());
-            async move {
-                let handle = sluice::start_with_faults(TurmoilNet, pcfg, proxy_seed, faults).await?;
-                std::future::pending::<()>().await;
-                drop(handle);
-                Ok(())
-            }
-        });
+        let mut proxy_hosts = Vec::new();
+        for i in 0..cfg.proxies as u32 {
+            let pcfg = proxy_config(&cluster, &cfg, i);
+            let proxy_seed = derive_seed(seed, "proxy", i as u64);
+            let faults = proxy_faults(&cfg);
+            let host = crate::history::instance_name(i);
+            sim.host(host.as_str(), move || {
+                let (pcfg, faults) = (pcfg.clone(), faults.clone());
+                async move {
+                    let handle = sluice::start_with_faults(TurmoilNet, pcfg, proxy_seed, faults).await?;
+                    std::future::pending::<()>().await;
+                    drop(handle);
+                    Ok(())
+                }
+            });
+            proxy_hosts.push(host);
+        }
         // All clients, the causal readers and the settle timer share one host: turmoil
         // advances every host every tick and scans its links, so a host per client
         // multiplies the simulator's fixed cost per tick (see docs/simulation.md,
@@ -535,7 +554,7 @@ mod turmoil_run {
         loop {
             let now_ms = sim.elapsed().as_millis() as u64;
             {
-                let mut ctl = TurmoilCtl { sim: &sim, clients: &client_hosts, max_latency };
+                let mut ctl = TurmoilCtl { sim: &sim, clients: &client_hosts, proxies: &proxy_hosts, max_latency };
                 if !healed && now_ms >= cfg.duration_ms {
                     nemesis.heal(now_ms, &mut ctl);
                     healed = true;

@@ -17,8 +17,13 @@
 //! so a write applied twice shows up twice in the binlog — the per-key applied log the
 //! checkers read. A read is `SELECT MAX(v), @@server_id, @@read_only FROM kv WHERE k = …`:
 //! one row even for an absent key, naming the node that served it and whether it was
-//! read-only. A read a read-only node served through the proxy is recorded as
-//! eventually consistent ([`crate::history::OpMeta::eventual`]).
+//! read-only. A read a read-only node served through the proxy is recorded as a replica
+//! read ([`crate::history::OpMeta::eventual`]: not held to the primary's guarantees);
+//! every read through the proxy records the consistency level in effect for its session
+//! ([`crate::history::OpMeta::consistency`]: the run's `[routing] consistency`, or what
+//! the session last set with `SET @@sluice_consistency`) and every operation through
+//! the proxy the instance it went through ([`crate::history::OpMeta::instance`]; with
+//! two Sluice instances, client `i` uses instance `i % 2`).
 //!
 //! ## Outcomes
 //!
@@ -49,11 +54,20 @@ use super::client::{self, Param, Prepared, Res};
 use super::config::{rng_for, RunConfig};
 use crate::cluster::SimCluster;
 use crate::engine::{Flavour, GtidPosition};
-use crate::history::{Backend, History, Op, OpId, OpMeta, OpResult, Outcome, ReadIsolation, Role, SessionRef, TxnOp, TxnOpResult, Val};
+use crate::history::{instance_name, Backend, Consistency, History, Op, OpId, OpMeta, OpResult, Outcome, ReadIsolation, Role, SessionRef, TxnOp, TxnOpResult, Val};
 use crate::wire::Life;
 
-/// The proxy's address inside the simulation.
+/// The (first) proxy's address inside the simulation.
 pub const PROXY_ADDR: &str = "proxy:3306";
+
+/// The address of proxy instance `i` (`proxy:3306`, `proxy2:3306`).
+pub fn proxy_addr(i: u32) -> String {
+    format!("{}:3306", instance_name(i))
+}
+
+/// How soon after its own acknowledged write a session's read counts as "right after
+/// the write" for the coverage counters (µs).
+pub const RECENT_WRITE_US: u64 = 1_000_000;
 
 /// Coverage counters of one run (summed over a suite with `+=`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -85,6 +99,17 @@ pub struct Coverage {
     /// Proxy reads (single, prepared or in a multi-statement) that a read-only node
     /// served: the proxy's read/write splitting at work.
     pub proxy_replica_reads: u64,
+    /// Proxy reads at `session`, `instance` or `global` a read-only node served within
+    /// [`RECENT_WRITE_US`] after the same session's own acknowledged write: reads that
+    /// carried a requirement and were still not sent to the primary.
+    pub replica_reads_after_own_write: u64,
+    /// Reads at `eventual` that returned a value older than a write their own session
+    /// had acknowledged before (`check::stale_eventual_reads`): the staleness
+    /// `reads_see_acknowledged_writes` would report at a stronger level.
+    pub stale_eventual_reads: u64,
+    /// Proxy reads at `global` a read-only node served within [`RECENT_WRITE_US`] after a
+    /// write acknowledged through *another* Sluice instance: `global` across instances.
+    pub cross_instance_global_reads: u64,
     // Must stay zero.
     /// Proxy reads a replica served in a run with `read_write_split = false`, outside
     /// the detection window of a role change.
@@ -103,6 +128,19 @@ pub struct Coverage {
     /// Primary-only statements a node ran while replicating, within the detection window
     /// after it became a replica (allowed).
     pub primary_only_in_window: u64,
+    /// Proxy reads at `session`, `instance` or `global` the primary served within
+    /// [`RECENT_WRITE_US`] after the session's own acknowledged write, in a run with
+    /// splitting on while a replica was running: mostly consistency fallbacks (a wait
+    /// that timed out, a requirement from a previous primary), also reads while every
+    /// replica lagged beyond `max_replica_lag_ms` or was unhealthy.
+    pub primary_reads_after_own_write: u64,
+    /// Reads that failed with Sluice's consistency timeout (error 1969, "Sluice:
+    /// consistency timeout…", `consistency_fallback = error`): definite failures.
+    pub consistency_errors: u64,
+    /// `SET @@sluice_consistency = …` statements the proxy accepted.
+    pub level_switches: u64,
+    /// Runs with two Sluice instances.
+    pub two_proxy_runs: u64,
 }
 
 impl std::ops::AddAssign<&Coverage> for Coverage {
@@ -126,6 +164,13 @@ impl std::ops::AddAssign<&Coverage> for Coverage {
         self.split_runs += o.split_runs;
         self.killed_ops += o.killed_ops;
         self.primary_only_in_window += o.primary_only_in_window;
+        self.replica_reads_after_own_write += o.replica_reads_after_own_write;
+        self.stale_eventual_reads += o.stale_eventual_reads;
+        self.cross_instance_global_reads += o.cross_instance_global_reads;
+        self.primary_reads_after_own_write += o.primary_reads_after_own_write;
+        self.consistency_errors += o.consistency_errors;
+        self.level_switches += o.level_switches;
+        self.two_proxy_runs += o.two_proxy_runs;
     }
 }
 
@@ -144,6 +189,8 @@ impl Coverage {
             ("change_users", self.change_users),
             ("session_reads", self.session_reads),
             ("proxy_replica_reads", self.proxy_replica_reads),
+            ("replica_reads_after_own_write", self.replica_reads_after_own_write),
+            ("stale_eventual_reads", self.stale_eventual_reads),
         ]
     }
 
@@ -169,8 +216,10 @@ impl fmt::Display for Coverage {
             f,
             "failovers={} replica_reads={} lag_waits={} partitions_during_txn={} crashes_during_write={} prepared={} \
              multi_statements={} kills={} change_users={} session_reads={} proxy_replica_reads={} \
+             replica_reads_after_own_write={} stale_eventual_reads={} cross_instance_global_reads={} \
              [must be 0: split_off_replica_reads={} session_state_lost={}] \
-             (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={})",
+             (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={} \
+             primary_reads_after_own_write={} consistency_errors={} level_switches={} two_proxy_runs={})",
             self.failovers,
             self.replica_reads,
             self.lag_waits,
@@ -182,6 +231,9 @@ impl fmt::Display for Coverage {
             self.change_users,
             self.session_reads,
             self.proxy_replica_reads,
+            self.replica_reads_after_own_write,
+            self.stale_eventual_reads,
+            self.cross_instance_global_reads,
             self.split_off_replica_reads,
             self.session_state_lost,
             self.crashes,
@@ -190,6 +242,10 @@ impl fmt::Display for Coverage {
             self.split_runs,
             self.killed_ops,
             self.primary_only_in_window,
+            self.primary_reads_after_own_write,
+            self.consistency_errors,
+            self.level_switches,
+            self.two_proxy_runs,
         )
     }
 }
@@ -208,6 +264,10 @@ pub struct Recorder {
     pub conn_ids: BTreeMap<u32, (u64, u64)>,
     /// Sessions another client sent a `KILL` for, with when (µs) the first was sent.
     pub kill_targets: BTreeMap<SessionRef, u64>,
+    /// When each session's latest write (or committed transaction) was acknowledged (µs).
+    pub last_ack: BTreeMap<SessionRef, u64>,
+    /// When the latest write through each proxy instance was acknowledged (µs).
+    pub last_ack_via: BTreeMap<u32, u64>,
     pub cov: Coverage,
 }
 
@@ -226,6 +286,9 @@ impl RunShared {
         rec.history.set_read_isolation(ReadIsolation::ReadCommitted);
         if cfg.read_write_split {
             rec.cov.split_runs = 1;
+        }
+        if cfg.proxies > 1 {
+            rec.cov.two_proxy_runs = 1;
         }
         RunShared { cfg, cluster, rec: Mutex::new(rec) }
     }
@@ -382,6 +445,10 @@ struct Client {
     origin: Instant,
     next_value: u64,
     timeout: Duration,
+    /// The proxy instance this client uses.
+    instance: u32,
+    /// The consistency level in effect on the current proxy connection.
+    level: Consistency,
 }
 
 /// What an operation leaves of its connection.
@@ -394,6 +461,8 @@ impl Client {
     fn new(shared: Arc<RunShared>, id: u32) -> Client {
         let seed = shared.cfg.seed;
         let timeout = Duration::from_millis(shared.cfg.op_timeout_ms);
+        let instance = id % shared.cfg.proxies.max(1) as u32;
+        let level = shared.cfg.consistency;
         Client {
             shared,
             id,
@@ -402,6 +471,8 @@ impl Client {
             origin: Instant::now(),
             next_value: 0,
             timeout,
+            instance,
+            level,
         }
     }
 
@@ -443,16 +514,30 @@ impl Client {
         }
     }
 
+    /// A new connection to this client's proxy instance (at the run's consistency level).
+    async fn connect_to_proxy<N: Net>(&mut self, net: &N) -> Option<BackendConn<N::Stream>> {
+        self.level = self.shared.cfg.consistency;
+        self.connect(net, &proxy_addr(self.instance)).await
+    }
+
     /// A connection to the proxy whose `CONNECTION_ID()` other clients may `KILL`.
     async fn connect_proxy<N: Net>(&mut self, net: &N, no: u64) -> Option<Conn<N::Stream>> {
-        let mut c = self.connect(net, PROXY_ADDR).await?;
+        let mut c = self.connect_to_proxy(net).await?;
         let id = query(&mut c, "SELECT CONNECTION_ID()", self.timeout).await.ok().and_then(|r| cell(&r, 0, 0)).and_then(|s| s.parse::<u64>().ok())?;
         self.shared.rec().conn_ids.insert(self.id, (no, id));
         Some(Conn { c, no, write_ps: None, read_ps: None })
     }
 
-    fn invoke(&self, session: SessionRef, op: Op, meta: OpMeta) -> OpId {
+    /// Records an invocation; an operation through the proxy notes the instance, and a
+    /// read through it the consistency level in effect.
+    fn invoke(&self, session: SessionRef, op: Op, mut meta: OpMeta) -> OpId {
         let at = self.now();
+        if !meta.direct {
+            meta.instance = Some(self.instance);
+            if op.is_read() {
+                meta.consistency = Some(self.level);
+            }
+        }
         self.shared.rec().history.invoke(session, op, meta, at)
     }
 
@@ -471,7 +556,20 @@ impl Client {
             }
             other => other,
         };
+        if let Outcome::Err { code: sluice::consistency::level::ER_SLUICE_CONSISTENCY_TIMEOUT, message, .. } = &outcome {
+            if message.starts_with("Sluice: consistency timeout") {
+                rec.cov.consistency_errors += 1;
+            }
+        }
         rec.history.complete(id, outcome, at);
+        let op = rec.history.op(id);
+        if op.op.has_writes() && op.write_effect() == crate::history::WriteEffect::Acked {
+            let via = op.meta.instance;
+            rec.last_ack.insert(session, at);
+            if let Some(i) = via {
+                rec.last_ack_via.insert(i, at);
+            }
+        }
     }
 
     fn killed(&self, session: SessionRef) -> bool {
@@ -488,20 +586,45 @@ impl Client {
     }
 
     /// Records a successful read of `id`: the value and who served it (a read-only
-    /// node serving a proxy read makes it eventually consistent).
+    /// node serving a proxy read makes it a replica read).
     fn complete_read(&self, id: OpId, v: Option<Val>, b: Backend) {
         let at = self.now();
         let replica = b.role == Some(Role::Replica);
         let node = b.name.strip_prefix("db").and_then(|n| n.parse::<usize>().ok());
         let in_window = node.is_some_and(|n| self.shared.in_detection_window(n, at));
+        let cluster = &self.shared.cluster;
+        let replica_running = !replica && self.shared.cfg.read_write_split && {
+            let p = cluster.primary();
+            (0..cluster.len()).any(|i| Some(i) != p && cluster.server(i).life() == Life::Running)
+        };
         let mut rec = self.shared.rec();
+        // A read with a requirement: at a level above `eventual`, right after the
+        // session's own acknowledged write.
+        let recent = |t: u64, inv: u64| t <= inv && inv - t <= RECENT_WRITE_US;
+        let (required, cross_instance) = {
+            let op = rec.history.op(id);
+            let (inv, session) = (op.invoked_at, op.session);
+            let required = op.meta.consistency.is_some_and(|l| l != Consistency::Eventual)
+                && rec.last_ack.get(&session).is_some_and(|&t| recent(t, inv));
+            let cross = op.meta.consistency == Some(Consistency::Global)
+                && rec.last_ack_via.iter().any(|(&i, &t)| Some(i) != op.meta.instance && recent(t, inv));
+            (required, cross)
+        };
         if replica {
             rec.history.mark_eventual(id);
             rec.cov.replica_reads += 1;
             rec.cov.proxy_replica_reads += 1;
+            if required {
+                rec.cov.replica_reads_after_own_write += 1;
+            }
+            if cross_instance {
+                rec.cov.cross_instance_global_reads += 1;
+            }
             if !self.shared.cfg.read_write_split && !in_window {
                 rec.cov.split_off_replica_reads += 1;
             }
+        } else if required && replica_running {
+            rec.cov.primary_reads_after_own_write += 1;
         }
         rec.history.note_backend(id, b);
         rec.history.complete(id, Outcome::Ok(OpResult::Read(v)), at);
@@ -906,6 +1029,25 @@ impl Client {
         }
     }
 
+    /// `SET @@sluice_consistency = <level>` (or `DEFAULT`: the run's level) on the
+    /// session: the level of its next reads. Not an operation of the history.
+    async fn switch_level<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>) -> After {
+        let pick = self.rng.gen_range(0..=Consistency::ALL.len());
+        let (value, level) = match Consistency::ALL.get(pick) {
+            Some(&l) => (format!("'{}'", l.name()), l),
+            None => ("DEFAULT".to_string(), self.shared.cfg.consistency),
+        };
+        match query(c, &format!("SET @@sluice_consistency = {value}"), self.timeout).await {
+            Ok(_) => {
+                self.level = level;
+                self.shared.rec().cov.level_switches += 1;
+                After::Keep
+            }
+            Err(f) if f.keeps_connection() => After::Keep,
+            Err(_) => After::Drop,
+        }
+    }
+
     /// One operation of the main phase on `conn`.
     async fn operation<S: sluice::net::Stream>(&mut self, conn: &mut Conn<S>) -> After {
         let session = SessionRef::new(self.id, conn.no);
@@ -915,6 +1057,12 @@ impl Client {
         }
         if special < 4 {
             return self.change_user(conn).await;
+        }
+        let switch_pct = self.shared.cfg.level_switch_pct;
+        if switch_pct > 0 && self.rng.gen_range(0..100) < switch_pct {
+            if let After::Drop = self.switch_level(&mut conn.c).await {
+                return After::Drop;
+            }
         }
         let cfg = &self.shared.cfg;
         let (write_pct, read_pct) = (cfg.write_pct, cfg.read_pct);
@@ -963,7 +1111,7 @@ impl Client {
         while !(wrote && read) && self.origin.elapsed() < give_up {
             *conn_no += 1;
             let session = SessionRef::new(self.id, *conn_no);
-            if let Some(mut c) = self.connect(net, PROXY_ADDR).await {
+            if let Some(mut c) = self.connect_to_proxy(net).await {
                 if !wrote {
                     wrote = self.write(&mut c, session, key.clone()).await.is_ok();
                 }
@@ -1046,7 +1194,7 @@ pub async fn run_replica_reader<N: Net>(net: N, shared: Arc<RunShared>, id: u32)
                     continue;
                 };
                 let addr = cluster.addr(r);
-                let (Some(pc), Some(rc)) = (cl.connect(&net, PROXY_ADDR).await, cl.connect(&net, &addr).await) else {
+                let (Some(pc), Some(rc)) = (cl.connect_to_proxy(&net).await, cl.connect(&net, &addr).await) else {
                     let ms = cl.rng.gen_range(100..400);
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                     continue;
