@@ -686,13 +686,17 @@ impl<N: Net> Session<N> {
         }
         // Reads only: a statement pipelined after a write could meet a LOCAL INFILE
         // request, and a write's GTID would go unreported.
-        let flagged = match payload.first() {
-            Some(&com::QUERY) => consistency::may_show_tracking(&payload[1..]),
-            Some(&com::STMT_EXECUTE) => std::mem::take(&mut self.execute_shows_tracking),
-            _ => false,
-        };
-        let shows_tracking = read && flagged;
-        if shows_tracking && self.nodes[node].tracking && !self.state.client_tracks_gtids {
+        // The flag set for this execute is used once, whatever happens.
+        let execute_flag = payload.first() == Some(&com::STMT_EXECUTE) && std::mem::take(&mut self.execute_shows_tracking);
+        // The text scan runs only where it can matter (a replica read never does).
+        let untrack = read && self.nodes[node].tracking && !self.state.client_tracks_gtids;
+        let shows_tracking = untrack
+            && match payload.first() {
+                Some(&com::QUERY) => consistency::may_show_tracking(&payload[1..]),
+                Some(&com::STMT_EXECUTE) => execute_flag,
+                _ => false,
+            };
+        if shows_tracking {
             return self.relay_untracked(node, payload, expect, read, patch).await;
         }
         let stats = self.shared.node_stats.get(node).cloned();
