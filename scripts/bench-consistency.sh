@@ -12,8 +12,9 @@
 # reads at once, own reads after the lag), read latency p50/p99 by kind, violations
 # (reads older than the level promises; must be 0 except at eventual) and stale reads
 # (returned less than the session's own or this Sluice's acknowledged value: the
-# control at eventual). The test code is proxy/tests/rw_consistency.rs
-# (`consistency_cost`); its default run is part of the test suite.
+# control at eventual). The benchmark is proxy/benches/consistency_cost.rs, on the
+# runner in proxy/tests/rw/mod.rs, whose default run (proxy/tests/rw_consistency.rs) is
+# part of the test suite.
 #
 # Usage: scripts/bench-consistency.sh [--out FILE] [--rounds N]
 #
@@ -50,11 +51,10 @@ export SLUICE_RW_BURST_MS=${SLUICE_RW_BURST_MS:-0-50}
 export SLUICE_RW_BURST_REPLICAS=${SLUICE_RW_BURST_REPLICAS:-1,2}
 export SLUICE_RW_DELAY=${SLUICE_RW_DELAY:-0}
 echo "building (release)" >&2
-cargo test --release -q -p sluice-proxy --test rw_consistency --no-run >&2
+cargo bench -q -p sluice-proxy --bench consistency_cost --no-run >&2
 : > "$out"
 for ((round = 1; round <= rounds; round++)); do
     echo "== round $round of $rounds ($(date -u +%Y-%m-%dT%H:%M:%SZ))" | tee -a "$out"
-    SLUICE_RW_SEED=$round cargo test --release -q -p sluice-proxy --test rw_consistency consistency_cost \
-        -- --ignored --nocapture --test-threads 1 2>&1 | grep -vE '^(running|test |$)|test result' | tee -a "$out"
+    SLUICE_RW_SEED=$round cargo bench -q -p sluice-proxy --bench consistency_cost 2>&1 | tee -a "$out"
 done
 echo "results in $out" >&2
