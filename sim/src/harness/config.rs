@@ -293,11 +293,21 @@ impl RunConfig {
         // a read through one sees writes acknowledged through the other).
         let mut crng = rng_for(seed, "consistency", 0);
         let proxies = opts.proxies.unwrap_or(if seed % 3 == 1 { 2 } else { 1 }).clamp(1, 2);
-        let consistency = match (proxies, crng.gen_range(0..20)) {
-            (1, 0..=9) | (_, 0..=6) => Consistency::Session,
-            (1, 10..=12) | (_, 7..=8) => Consistency::Eventual,
-            (1, 13..=15) | (_, 9..=10) => Consistency::Instance,
-            _ => Consistency::Global,
+        let roll = crng.gen_range(0..20);
+        let consistency = if proxies == 1 {
+            match roll {
+                0..=9 => Consistency::Session,
+                10..=12 => Consistency::Eventual,
+                13..=15 => Consistency::Instance,
+                _ => Consistency::Global,
+            }
+        } else {
+            match roll {
+                0..=6 => Consistency::Session,
+                7..=8 => Consistency::Eventual,
+                9..=10 => Consistency::Instance,
+                _ => Consistency::Global,
+            }
         };
         let consistency_timeout_ms = if crng.gen_ratio(1, 3) { crng.gen_range(5..=50) } else { crng.gen_range(500..=3_000) };
         let consistency_fallback_error = crng.gen_ratio(1, 5);
