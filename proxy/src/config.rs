@@ -22,6 +22,69 @@ pub struct Config {
     /// Read/write splitting and load balancing (`docs/routing.md`).
     #[serde(default)]
     pub routing: RoutingConfig,
+    /// Backend connection pools and multiplexing (`docs/pooling.md`).
+    #[serde(default)]
+    pub pool: PoolConfig,
+}
+
+/// `[pool]`: one pool of backend connections per node (and backend account); with
+/// `multiplex`, client sessions borrow a connection per statement.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PoolConfig {
+    /// Sessions hold no backend connection between statements unless pinned (an open
+    /// transaction, locks, temporary tables, …). Off: one dedicated connection per
+    /// session and node.
+    #[serde(default = "defaults::yes")]
+    pub multiplex: bool,
+    /// Most connections to one node, over all its pools; `0` = the node's
+    /// `max_connections` less `reserve_connections`.
+    #[serde(default)]
+    pub max_per_node: usize,
+    /// With `max_per_node = 0`: connections of the node's `max_connections` left to
+    /// others (administrators, other Sluice instances, the monitor).
+    #[serde(default = "defaults::reserve_connections")]
+    pub reserve_connections: usize,
+    /// Idle connections kept open per node (opened at start and after idle ones close).
+    #[serde(default = "defaults::min_idle")]
+    pub min_idle: usize,
+    /// Longest wait for a connection when the node's pool is at its size; past it the
+    /// client gets ER_CON_COUNT_ERROR (1040).
+    #[serde(default = "defaults::acquire_timeout_ms")]
+    pub acquire_timeout_ms: u64,
+    /// Most statements waiting for a connection of one node; more get 1040 at once.
+    #[serde(default = "defaults::max_queue")]
+    pub max_queue: usize,
+    /// A connection older than this is closed when it comes back (`0` = no limit).
+    #[serde(default = "defaults::max_lifetime_ms")]
+    pub max_lifetime_ms: u64,
+    /// An idle connection unused for this long is closed (down to `min_idle`).
+    #[serde(default = "defaults::idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    /// An idle connection unused for this long is pinged before it is lent.
+    #[serde(default = "defaults::check_idle_after_ms")]
+    pub check_idle_after_ms: u64,
+    /// Prepared statements each backend connection keeps (least recently used ones are
+    /// closed beyond it; also kept under the server's `max_prepared_stmt_count`).
+    #[serde(default = "defaults::statement_cache")]
+    pub statement_cache: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            multiplex: true,
+            max_per_node: 0,
+            reserve_connections: defaults::reserve_connections(),
+            min_idle: defaults::min_idle(),
+            acquire_timeout_ms: defaults::acquire_timeout_ms(),
+            max_queue: defaults::max_queue(),
+            max_lifetime_ms: defaults::max_lifetime_ms(),
+            idle_timeout_ms: defaults::idle_timeout_ms(),
+            check_idle_after_ms: defaults::check_idle_after_ms(),
+            statement_cache: defaults::statement_cache(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -289,6 +352,11 @@ impl RoutingConfig {
         self.users.iter().find(|u| u.name == user).and_then(|u| u.consistency).unwrap_or(self.consistency)
     }
 
+    /// Whether sessions of `user` are multiplexed (`[pool] multiplex`, per-user override).
+    pub fn multiplex_for(&self, user: &str, global: bool) -> bool {
+        self.users.iter().find(|u| u.name == user).and_then(|u| u.multiplex).unwrap_or(global)
+    }
+
     /// The read weight of `node`.
     pub fn weight(&self, node: &str) -> u32 {
         self.weights.get(node).copied().unwrap_or(1)
@@ -305,6 +373,9 @@ pub struct UserRouting {
     pub route: Option<RouteMode>,
     #[serde(default)]
     pub consistency: Option<Level>,
+    /// `[pool] multiplex` for this user's sessions.
+    #[serde(default)]
+    pub multiplex: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -367,6 +438,30 @@ mod defaults {
     }
     pub fn max_replica_lag_ms() -> u64 {
         5_000
+    }
+    pub fn reserve_connections() -> usize {
+        10
+    }
+    pub fn min_idle() -> usize {
+        2
+    }
+    pub fn acquire_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn max_queue() -> usize {
+        100_000
+    }
+    pub fn max_lifetime_ms() -> u64 {
+        3_600_000
+    }
+    pub fn idle_timeout_ms() -> u64 {
+        300_000
+    }
+    pub fn check_idle_after_ms() -> u64 {
+        5_000
+    }
+    pub fn statement_cache() -> usize {
+        256
     }
     pub fn classifier_cache() -> usize {
         10_000
@@ -460,6 +555,12 @@ impl Config {
             if !routed_users.insert(&u.name) {
                 return bad(format!("routing.users: {} is listed twice", u.name));
             }
+        }
+        if self.pool.acquire_timeout_ms == 0 {
+            return bad("pool.acquire_timeout_ms: must be positive".into());
+        }
+        if self.pool.max_per_node > 0 && self.pool.min_idle > self.pool.max_per_node {
+            return bad(format!("pool.min_idle ({}) exceeds pool.max_per_node ({})", self.pool.min_idle, self.pool.max_per_node));
         }
         if let Some(t) = &self.backend.tls {
             if t.verify && t.ca.is_none() {

@@ -69,6 +69,10 @@ pub enum Error {
     /// reached the client, so sending it elsewhere is safe).
     #[error("replica {node} did not reach the read's GTID position in time ({detail})")]
     ConsistencyNotReached { node: String, detail: String },
+    /// No connection of a node's pool came free in time, or too many statements wait
+    /// for one already (nothing was sent: retry is safe). Answered with 1040.
+    #[error("Too many connections: Sluice's pool of connections to {addr} is exhausted: {detail}")]
+    PoolExhausted { addr: String, detail: String },
 }
 
 impl Error {
@@ -79,7 +83,7 @@ impl Error {
             | Error::BackendProtocol { .. }
             | Error::BackendErr { .. }
             | Error::BackendTimeout { .. } => Origin::Backend,
-            Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) => Origin::Proxy,
+            Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) | Error::PoolExhausted { .. } => Origin::Proxy,
             Error::PrimaryMoved { .. } | Error::ConsistencyNotReached { .. } => Origin::Backend,
         }
     }
@@ -87,7 +91,7 @@ impl Error {
     /// True only when nothing of the failed command reached a backend, so sending it
     /// again (to the same or another backend) cannot apply it twice.
     pub fn retry_safe(&self) -> bool {
-        matches!(self, Error::BackendIo { sent: false, .. } | Error::NoBackend(_) | Error::ConsistencyNotReached { .. })
+        matches!(self, Error::BackendIo { sent: false, .. } | Error::NoBackend(_) | Error::ConsistencyNotReached { .. } | Error::PoolExhausted { .. })
     }
 
     pub fn client_protocol(code: u16, message: impl Into<String>) -> Self {

@@ -12,6 +12,7 @@ pub mod error;
 pub mod faults;
 pub mod health;
 pub mod net;
+pub mod pool;
 pub mod protocol;
 pub mod proxy;
 pub mod route;

@@ -65,6 +65,24 @@ pub struct Shared<N: Net> {
     pub turn: AtomicU64,
     /// Known GTID positions of the nodes, and what was written through this Sluice.
     pub positions: crate::consistency::positions::Positions,
+    /// Backend connection pools, one per node.
+    pub pools: crate::pool::Pools<N::Stream>,
+    /// How often sessions were pinned to a backend connection, per user and reason.
+    pub pins: crate::session::state::PinCounters,
+}
+
+impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
+    fn open<'a>(&'a self, node: &'a str, login: &'a Login) -> Pin<Box<dyn Future<Output = Result<crate::backend::conn::BackendConn<N::Stream>>> + Send + 'a>> {
+        Box::pin(async move {
+            let conn = crate::backend::conn::connect(&self.net, node, login, &self.rng).await?;
+            if conn.ext_caps != login.ext_caps {
+                let addr = conn.addr.clone();
+                conn.quit().await;
+                return Err(Error::backend_protocol(&addr, "node's extended capabilities differ from the client's"));
+            }
+            Ok(conn)
+        })
+    }
 }
 
 impl<N: Net> Shared<N> {
@@ -270,6 +288,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
     let classifier_capacity = cfg.routing.classifier_cache;
+    let pool_cfg = cfg.pool.clone();
     let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
     let shared = Arc::new(Shared {
         cfg,
@@ -291,6 +310,8 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         node_stats,
         turn: AtomicU64::new(0),
         positions: Default::default(),
+        pools: crate::pool::Pools::new(pool_cfg),
+        pins: Default::default(),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
@@ -298,6 +319,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         *shared.accounts_loaded.lock().expect("accounts lock") = Some(started);
         tokio::spawn(refresh_accounts(shared.clone()));
     }
+    tokio::spawn(maintain_pools(shared.clone(), topo.clone()));
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
     tokio::spawn(accept_loop(shared, listener, sessions.clone(), dispatch));
     Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout })
@@ -322,6 +344,39 @@ fn check_startup_topology(t: &Topology) -> Result<()> {
         return Err(Error::Config(format!("no primary among the backend nodes ({})", describe())));
     }
     Ok(())
+}
+
+/// Warms the pools up (config mode: `min_idle` connections per reachable node, with
+/// the capabilities Sluice offers clients), then keeps them within their idle and
+/// lifetime limits until shutdown, when idle connections are closed.
+async fn maintain_pools<N: Net>(shared: Arc<Shared<N>>, topo: Topology) {
+    if shared.cfg.proxy.auth_mode == AuthMode::Config && shared.cfg.pool.min_idle > 0 {
+        let (_, caps, ext_caps, charset) = shared.handshake_facts();
+        for (addr, n) in &topo.nodes {
+            if matches!(n.observation, Observation::Down { .. }) {
+                continue;
+            }
+            let mut login = shared.service_login();
+            login.caps = (caps & cap::SUPPORTED) | cap::SESSION_TRACK;
+            login.ext_caps = ext_caps & cap::ext::SUPPORTED;
+            login.charset = charset;
+            login.attrs = None;
+            if let Err(e) = shared.pools.warm_up(&*shared, addr, &login).await {
+                tracing::info!(node = %addr, error = %e, "pool warm-up failed");
+            }
+        }
+    }
+    let every = Duration::from_millis(1000);
+    let shutdown = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => break,
+            _ = tokio::time::sleep(every) => {}
+        }
+        shared.pools.maintain(&*shared).await;
+    }
+    shared.pools.close_idle().await;
 }
 
 /// Pass-through mode: re-reads the account table periodically until shutdown.

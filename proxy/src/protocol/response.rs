@@ -74,6 +74,15 @@ pub struct Summary {
     pub result_sets: u32,
     /// Raw session-state-change data of the OK packets seen, concatenated.
     pub session_state: Vec<u8>,
+    /// Affected rows of the last OK packet that ended a statement without a result
+    /// set (`None`: the last statement returned rows, or the response was not OK).
+    pub affected_rows: Option<u64>,
+    /// The last non-zero last-insert-id of the OK packets (0: none).
+    pub insert_id: u64,
+    /// Warning count of the last OK or EOF packet.
+    pub warnings: u16,
+    /// `(SQL state, message)` of the ERR packet, when the response ended with one.
+    pub error_detail: Option<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -317,6 +326,10 @@ impl ResponseTracker {
     fn record_ok(&mut self, payload: &[u8]) -> Result<u16, Malformed> {
         let ok = packets::Ok::parse(payload, self.caps).ok_or(Malformed("bad OK packet"))?;
         self.saw_ok = true;
+        self.summary.warnings = ok.warnings;
+        if ok.last_insert_id != 0 {
+            self.summary.insert_id = ok.last_insert_id;
+        }
         if !ok.session_state.is_empty() {
             self.summary.session_state.extend_from_slice(ok.session_state);
         }
@@ -324,7 +337,9 @@ impl ResponseTracker {
     }
 
     fn error(&mut self, payload: &[u8]) -> Option<Event> {
-        self.summary.error = Some(packets::Err::parse(payload).map(|e| e.code).unwrap_or(0));
+        let e = packets::Err::parse(payload);
+        self.summary.error = Some(e.as_ref().map(|e| e.code).unwrap_or(0));
+        self.summary.error_detail = e.map(|e| (String::from_utf8_lossy(e.state).into_owned(), String::from_utf8_lossy(e.message).into_owned()));
         self.state = State::Done;
         Some(Event::Done)
     }
@@ -359,6 +374,7 @@ impl ResponseTracker {
                 }
                 Some(0x00) => {
                     let st = self.record_ok(payload)?;
+                    self.summary.affected_rows = packets::Ok::parse(payload, self.caps).map(|o| o.affected_rows);
                     Ok(self.end_of_result(st))
                 }
                 // LOAD DATA LOCAL INFILE, as a query or a prepared statement.
@@ -393,10 +409,13 @@ impl ResponseTracker {
                 Some(0xFF) => Ok(self.error(payload)),
                 Some(0xFE) => {
                     let st = if len < 9 {
-                        terminator_status(payload, self.caps).ok_or(Malformed("bad EOF"))?
+                        let eof = packets::Eof::parse(payload).ok_or(Malformed("bad EOF"))?;
+                        self.summary.warnings = eof.warnings;
+                        eof.status
                     } else {
                         self.record_ok(payload)?
                     };
+                    self.summary.affected_rows = None;
                     Ok(self.end_of_result(st))
                 }
                 _ => Err(Malformed("row judged as whole")),

@@ -102,6 +102,11 @@ impl Registry {
         g.sessions
             .iter()
             .find(|(_, e)| e.backends.iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
+            .or_else(|| {
+                // Multiplexed sessions hold no connection of their own: the one that last
+                // ran a statement on that backend connection.
+                g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.current.lock().expect("current lock").as_ref().is_some_and(|(a, t)| a == addr && u64::from(*t) == thread))
+            })
             .map(|(id, e)| (*id, e.clone()))
     }
 

@@ -18,6 +18,8 @@ use crate::protocol::packet::HEADER_LEN;
 use crate::protocol::response::{Event, Expect, ResponseTracker, Summary};
 use crate::protocol::rewrite::{ok_for_client, Strip};
 
+use crate::pool::{ConnState, Lease, Lent, StmtCache};
+
 use super::state::SessionState;
 
 /// How many bytes of a client's next commands Sluice reads ahead while it waits for a
@@ -40,7 +42,26 @@ pub struct NodeConn<S> {
     /// How OK packets from this connection are rewritten for the client (capabilities
     /// that differ, tracked entries the client did not ask for); `None`: byte for byte.
     pub rewrite: Option<OkRewrite>,
+    /// What `LAST_INSERT_ID()` returns on this connection, if known.
+    pub last_insert_id: Option<u64>,
+    /// The prepared statements this connection holds (whichever session prepared them).
+    pub stmts: StmtCache,
+    /// The connection's place in its node's pool (returned with it).
+    pub lease: Option<Lease>,
+    /// It holds session state of someone else that Sluice cannot match: send
+    /// COM_RESET_CONNECTION before anything else.
+    pub reset_first: bool,
 }
+
+/// COM_SET_OPTION's value for what the handshake's capabilities set: multi-statements
+/// on (0) or off (1).
+fn default_option(caps: u32) -> u16 {
+    if caps & crate::protocol::constants::cap::MULTI_STATEMENTS != 0 { 0 } else { 1 }
+}
+
+/// The COM_SET_OPTION value that never matches a real one (the option's state is not
+/// known after a reset): the next sync sends the session's.
+const UNKNOWN_OPTION: u16 = 0xFFFF;
 
 /// What the relay does to OK packets on their way to the client
 /// ([`crate::protocol::rewrite::ok_for_client`]).
@@ -53,17 +74,78 @@ pub struct OkRewrite {
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
         let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None }
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false }
+    }
+
+    /// A connection lent by a pool, matched against the session's state: if what it
+    /// applied is a prefix of the session's replay log only the rest is replayed;
+    /// otherwise it is reset first (COM_RESET_CONNECTION) and gets everything.
+    pub fn leased(lent: Lent<S>, state: &SessionState) -> Self {
+        let Lent { conn, lease, state: cs, .. } = lent;
+        let mut nc = NodeConn::new(conn, cs.schema.clone(), state);
+        let prefix = !cs.dirty && cs.replay_len <= state.replay.len() && state.replay_fingerprint(cs.replay_len) == cs.replay_hash;
+        nc.lease = Some(lease);
+        if prefix {
+            nc.applied = cs.replay_len;
+            nc.set_option = cs.set_option;
+            nc.tracking = cs.tracking;
+            nc.last_insert_id = cs.last_insert_id;
+            nc.stmts = cs.stmts;
+        } else {
+            // The server keeps the current schema through a reset and drops the rest.
+            nc.reset_first = true;
+            nc.applied = 0;
+            nc.set_option = cs.set_option.map(|_| UNKNOWN_OPTION);
+            nc.tracking = false;
+            nc.last_insert_id = Some(0);
+        }
+        nc
+    }
+
+    /// What the pool keeps of this connection when it goes back: relative to the
+    /// session's state `state`, which it followed up to `applied`.
+    pub fn into_pooled(self, state: &SessionState) -> (BackendConn<S>, Option<Lease>, ConnState) {
+        let in_step = !self.reset_first && self.generation == state.replay_generation && self.applied <= state.replay.len();
+        let cs = ConnState {
+            replay_len: if in_step { self.applied } else { 0 },
+            replay_hash: if in_step { state.replay_fingerprint(self.applied) } else { 0 },
+            schema: self.schema,
+            set_option: self.set_option,
+            tracking: self.tracking,
+            last_insert_id: self.last_insert_id,
+            dirty: !in_step,
+            stmts: self.stmts,
+        };
+        (self.conn, self.lease, cs)
     }
 
     /// Whether this connection lags behind the session state (or should track GTIDs
     /// and does not yet).
-    pub fn needs_sync(&self, state: &SessionState, track: bool) -> bool {
-        (track && !self.tracking)
+    pub fn needs_sync(&self, state: &SessionState, track: bool, lid: Option<u64>) -> bool {
+        self.reset_first
+            || (lid.is_some() && self.last_insert_id != lid)
+            || (track && !self.tracking)
             || self.generation != state.replay_generation
             || self.applied < state.replay.len()
             || (state.schema.is_some() && self.schema != state.schema)
-            || (state.set_option.is_some() && self.set_option != state.set_option)
+            || self.option_differs(state)
+    }
+
+    /// The multi-statement option the session wants differs from the connection's
+    /// (each defaults to what the handshake's capabilities say).
+    fn option_differs(&self, state: &SessionState) -> bool {
+        let default = default_option(self.conn.caps);
+        state.set_option.unwrap_or(default) != self.set_option.unwrap_or(default)
+    }
+
+    /// The server reset this connection's session (COM_RESET_CONNECTION or
+    /// COM_CHANGE_USER relayed for the client) and the session's state was reset too.
+    pub fn after_server_reset(&mut self, state: &SessionState) {
+        self.stmts.clear();
+        self.last_insert_id = Some(0);
+        self.tracking = false;
+        self.set_option = self.set_option.map(|_| UNKNOWN_OPTION);
+        self.mark_synced(state);
     }
 
     /// Marks this connection as fully in step (it just ran the statement that made
@@ -412,7 +494,7 @@ pub async fn exchange<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect:
 /// With `track`, the connection is also made to report the GTID of each of its
 /// transactions in OK packets ([`crate::consistency::level::tracking_sql`]), after the
 /// replayed `SET`s (which may change what it tracks).
-pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, timeout: Option<Duration>) -> Result<(), Error> {
+pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, lid: Option<u64>, timeout: Option<Duration>) -> Result<(), Error> {
     if node.generation != state.replay_generation {
         // The log was rewritten: start over. Re-applying a prefix is harmless (each
         // entry assigns a value; the last assignment wins).
@@ -421,6 +503,10 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
     }
     let addr = node.conn.addr.clone();
     let mut cmds: Vec<Vec<u8>> = Vec::new();
+    let reset = node.reset_first;
+    if reset {
+        cmds.push(vec![com::RESET_CONNECTION]);
+    }
     if let Some(db) = &state.schema {
         if node.schema.as_ref() != Some(db) {
             let mut p = vec![com::INIT_DB];
@@ -428,15 +514,25 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
             cmds.push(p);
         }
     }
-    if let Some(opt) = state.set_option {
-        if node.set_option != Some(opt) {
-            let mut p = vec![com::SET_OPTION];
-            p.extend_from_slice(&opt.to_le_bytes());
-            cmds.push(p);
-        }
+    let set_option = node.option_differs(state).then(|| state.set_option.unwrap_or(default_option(node.conn.caps)));
+    if let Some(opt) = set_option {
+        let mut p = vec![com::SET_OPTION];
+        p.extend_from_slice(&opt.to_le_bytes());
+        cmds.push(p);
     }
-    cmds.extend(state.replay[node.applied.min(state.replay.len())..].iter().cloned());
+    let pending = &state.replay[node.applied.min(state.replay.len())..];
+    if pending.iter().any(|p| super::state::client_gtid_tracking(&p[1..]).is_some()) {
+        // A replayed `SET` changes what the connection tracks: Sluice's tracking goes
+        // after it again.
+        node.tracking = false;
+    }
+    cmds.extend(pending.iter().cloned());
     let tracking = track && !node.tracking;
+    if let Some(id) = lid.filter(|id| node.last_insert_id != Some(*id)) {
+        let mut p = vec![com::QUERY];
+        p.extend_from_slice(format!("SET LAST_INSERT_ID = {id}").as_bytes());
+        cmds.push(p);
+    }
     if tracking {
         let sql = crate::consistency::level::tracking_sql(node.mysql);
         let mut p = Vec::with_capacity(1 + sql.len());
@@ -455,6 +551,13 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
         let expect = if c[0] == com::QUERY { Expect::Query } else { Expect::OnePacket };
         let summary = read_response(node, expect, timeout).await?;
         if let Some(code) = summary.error {
+            if c[0] == com::INIT_DB {
+                // The server's own answer (unknown database, access denied): the client
+                // gets it as it would directly.
+                if let Some((state, message)) = summary.error_detail {
+                    return Err(Error::BackendErr { addr: addr.clone(), code, state, message });
+                }
+            }
             return Err(Error::BackendErr {
                 addr: addr.clone(),
                 code,
@@ -463,9 +566,17 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
             });
         }
     }
+    if reset {
+        node.reset_first = false;
+        node.stmts.clear();
+        node.last_insert_id = Some(0);
+    }
+    if let Some(id) = lid {
+        node.last_insert_id = Some(id);
+    }
     node.schema = state.schema.clone().or(node.schema.take());
-    if state.set_option.is_some() {
-        node.set_option = state.set_option;
+    if set_option.is_some() {
+        node.set_option = set_option;
     }
     node.applied = state.replay.len();
     node.tracking |= tracking;

@@ -120,6 +120,128 @@ pub fn result_set(columns: &[&str], rows: &[Vec<String>], caps: u32, ext_caps: u
     out
 }
 
+/// A one-row, one-column BIGINT result as the server sends `SELECT ROW_COUNT()`:
+/// column `name` (as the client wrote it), type LONGLONG, binary collation, length 21,
+/// NOT NULL, value `value`.
+pub fn int_result(name: &[u8], value: i64, caps: u32, ext_caps: u32, status: u16) -> BytesMut {
+    let mut out = BytesMut::new();
+    let mut seq = 1u8;
+    let mut count = vec![1u8];
+    if ext_caps & cap::ext::CACHE_METADATA != 0 {
+        count.push(1); // metadata follows
+    }
+    seq = crate::protocol::packet::write_packet(&mut out, seq, &count);
+    let mut def = Vec::new();
+    for part in [&b"def"[..], b"", b"", b"", name, b""] {
+        put_lenenc_bytes(&mut def, part);
+    }
+    if ext_caps & cap::ext::EXTENDED_METADATA != 0 {
+        put_lenenc(&mut def, 0);
+    }
+    def.push(0x0c);
+    def.extend_from_slice(&63u16.to_le_bytes()); // binary
+    def.extend_from_slice(&21u32.to_le_bytes());
+    def.push(0x08); // LONGLONG
+    def.extend_from_slice(&0x81u16.to_le_bytes()); // NOT_NULL | BINARY
+    def.push(0); // decimals
+    def.extend_from_slice(&[0, 0]);
+    seq = crate::protocol::packet::write_packet(&mut out, seq, &def);
+    let deprecate_eof = caps & cap::DEPRECATE_EOF != 0;
+    if !deprecate_eof {
+        seq = crate::protocol::packet::write_packet(&mut out, seq, &eof(status));
+    }
+    let mut row = Vec::new();
+    put_lenenc_bytes(&mut row, value.to_string().as_bytes());
+    seq = crate::protocol::packet::write_packet(&mut out, seq, &row);
+    if deprecate_eof {
+        let mut ok = BytesMut::new();
+        packets::Ok { status, ..Default::default() }.write(&mut ok, 0xfe, caps);
+        crate::protocol::packet::write_packet(&mut out, seq, &ok);
+    } else {
+        crate::protocol::packet::write_packet(&mut out, seq, &eof(status));
+    }
+    out
+}
+
+/// If `sql` is exactly `SELECT ROW_COUNT() [[AS] alias] [;]` (any case, any spacing,
+/// no comments), the name the server would give its column: the alias, or the call as
+/// written.
+pub fn row_count_query(sql: &[u8]) -> Option<Vec<u8>> {
+    let mut i = 0;
+    let ws = |i: &mut usize| {
+        while *i < sql.len() && sql[*i].is_ascii_whitespace() {
+            *i += 1;
+        }
+    };
+    let word = |i: &mut usize, w: &[u8]| -> bool {
+        if sql.len() >= *i + w.len() && sql[*i..*i + w.len()].eq_ignore_ascii_case(w) {
+            *i += w.len();
+            true
+        } else {
+            false
+        }
+    };
+    ws(&mut i);
+    if !word(&mut i, b"select") || !sql.get(i).is_some_and(|c| c.is_ascii_whitespace()) {
+        return None;
+    }
+    ws(&mut i);
+    let call_start = i;
+    if !word(&mut i, b"row_count") {
+        return None;
+    }
+    ws(&mut i);
+    if sql.get(i) != Some(&b'(') {
+        return None;
+    }
+    i += 1;
+    ws(&mut i);
+    if sql.get(i) != Some(&b')') {
+        return None;
+    }
+    i += 1;
+    let mut name = sql[call_start..i].to_vec();
+    ws(&mut i);
+    let before_as = i;
+    let had_as = word(&mut i, b"as") && sql.get(i).is_some_and(|c| c.is_ascii_whitespace() || *c == b'`' || *c == b'\'' || *c == b'"');
+    if !had_as {
+        i = before_as;
+    }
+    ws(&mut i);
+    match sql.get(i) {
+        Some(&q) if q == b'`' || q == b'\'' || q == b'"' => {
+            let end = sql[i + 1..].iter().position(|&c| c == q)? + i + 1;
+            let alias = &sql[i + 1..end];
+            if alias.contains(&q) || alias.contains(&b'\\') {
+                return None;
+            }
+            name = alias.to_vec();
+            i = end + 1;
+        }
+        Some(c) if c.is_ascii_alphabetic() || *c == b'_' => {
+            let start = i;
+            while i < sql.len() && (sql[i].is_ascii_alphanumeric() || sql[i] == b'_' || sql[i] == b'$') {
+                i += 1;
+            }
+            let alias = &sql[start..i];
+            for kw in [&b"from"[..], b"where", b"limit", b"into", b"for", b"lock", b"union", b"order", b"group", b"having", b"procedure", b"window"] {
+                if alias.eq_ignore_ascii_case(kw) {
+                    return None;
+                }
+            }
+            name = alias.to_vec();
+        }
+        _ if had_as => return None,
+        _ => {}
+    }
+    ws(&mut i);
+    if sql.get(i) == Some(&b';') {
+        i += 1;
+        ws(&mut i);
+    }
+    (i == sql.len()).then_some(name)
+}
+
 fn eof(status: u16) -> Vec<u8> {
     let mut e = vec![0xfe, 0, 0];
     e.extend_from_slice(&status.to_le_bytes());
@@ -215,6 +337,19 @@ mod tests {
     use super::*;
     use crate::protocol::constants::status;
     use crate::protocol::response::{Event, Expect, ResponseTracker};
+
+    #[test]
+    fn row_count_select_is_recognised_with_the_servers_column_name() {
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT()").as_deref(), Some(&b"ROW_COUNT()"[..]));
+        assert_eq!(row_count_query(b"  select  row_count( ) ;  ").as_deref(), Some(&b"row_count( )"[..]));
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT() AS n").as_deref(), Some(&b"n"[..]));
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT() `rows changed`").as_deref(), Some(&b"rows changed"[..]));
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT() FROM dual"), None);
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT() + 1"), None);
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT(), 1"), None);
+        assert_eq!(row_count_query(b"SELECT /* x */ ROW_COUNT()"), None);
+        assert_eq!(row_count_query(b"SELECT ROW_COUNT() INTO @x"), None);
+    }
 
     #[test]
     fn sluice_settings_accept_the_documented_values_only() {

@@ -54,7 +54,7 @@ use crate::server::registry::{parse_kill, Current, Kill};
 
 use backends::{NodeConn, OkRewrite, RelayError, Waited};
 use prepared::Statements;
-use state::SessionState;
+use state::{Pin, SessionState};
 
 /// How a command is handled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +149,16 @@ struct Session<N: Net> {
     /// The primary's GTID position read for the current statement (`global` reads, or
     /// after a write whose GTID Sluice did not see).
     position_for_read: Option<GtidSet>,
+    /// Backend connections are lent per statement (`[pool] multiplex`).
+    multiplex: bool,
+    /// Why the session keeps its connections now, if it does.
+    pinned: Option<Pin>,
+    /// The connection that ran the session's last statement, `(node, pool id)`: asked
+    /// for again first (its diagnostics are the session's).
+    last_conn: Option<(String, u64)>,
+    /// The statement about to run may read `LAST_INSERT_ID()`: the connection gets the
+    /// session's value first.
+    want_lid: bool,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -182,56 +192,15 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     };
     let (split, mode) = shared.cfg.routing.for_user(&login.user);
     let level = shared.cfg.routing.consistency_for(&login.user);
-    let mut blogin = shared.backend_login(&login.backend_user, &login.backend_secret, login.database.clone(), login.charset, login.caps, login.ext_caps, login.attrs.clone());
-    if split && level != Level::Eventual {
-        // GTIDs of writes come in OK packets' session-state data (rewritten for a
-        // client that did not ask for it).
-        blogin.caps |= cap::SESSION_TRACK;
-    }
-    let backend = match connect(&shared.net, &primary, &blogin, &shared.rng).await {
-        Ok(b) => b,
-        Err(e) => {
-            tracing::warn!(conn = id, %peer, error = %e, "cannot open backend connection");
-            let (code, state, msg) = match &e {
-                Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
-                _ => (err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000".to_string(), format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}")),
-            };
-            send_err(&mut client, login.seq, code, &state, &msg).await;
-            client.shutdown().await;
-            shared.registry.remove(id);
-            return;
-        }
-    };
-    if backend.ext_caps != login.ext_caps {
-        // The client and the backend would frame result sets differently (e.g. the
-        // primary changed to one without cached metadata between handshake and connect).
-        tracing::warn!(conn = id, %peer, client = login.ext_caps, backend = backend.ext_caps, "backend extended capabilities differ from the client's");
-        send_err(&mut client, login.seq, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake: the primary's capabilities changed during login; reconnect").await;
-        client.shutdown().await;
-        backend.quit().await;
-        shared.registry.remove(id);
-        return;
-    }
-    shared.registry.add_backend(id, &backend.addr, backend.thread_id);
-    *current.lock().expect("current lock") = Some((backend.addr.clone(), backend.thread_id));
-    let login_ok = ok_for_client(&backend.login_ok, backend.caps, login.caps, Strip::default()).unwrap_or_else(|| backend.login_ok.clone());
-    if let Err(e) = client.send(login.seq, &login_ok).await {
-        tracing::debug!(conn = id, error = %e, "client left after login");
-        backend.quit().await;
-        shared.registry.remove(id);
-        return;
-    }
-    tracing::debug!(conn = id, %peer, user = %login.user, backend = %backend.addr, thread = backend.thread_id, "session open");
-    let login_status = crate::protocol::packets::Ok::parse(&backend.login_ok, backend.caps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
-    let mut state = SessionState::new(login.database.clone(), login_status, split, mode);
+    let multiplex = shared.cfg.routing.multiplex_for(&login.user, shared.cfg.pool.multiplex);
+    let mut state = SessionState::new(login.database.clone(), status::AUTOCOMMIT, split, mode);
     state.consistency = level;
     state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(shared.cfg.routing.consistency_timeout_ms, shared.cfg.backend.read_timeout_ms);
     state.consistency_fallback = shared.cfg.routing.consistency_fallback;
-    let mut nodes = BTreeMap::new();
-    nodes.insert(backend.addr.clone(), NodeConn::new(backend, login.database.clone(), &state));
     let seed = shared.rng.lock().expect("rng lock").gen::<u64>();
     let bugs = Bugs { writes_to_replica: shared.faults.route_writes_to_replica(), session_bound_reads_to_replica: shared.faults.route_session_bound_reads_to_replica() };
     let read_timeout = (shared.cfg.backend.read_timeout_ms > 0).then(|| Duration::from_millis(shared.cfg.backend.read_timeout_ms));
+    let login_seq = login.seq;
     let mut s = Session {
         shared: shared.clone(),
         id,
@@ -240,7 +209,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         login,
         killed,
         current,
-        nodes,
+        nodes: BTreeMap::new(),
         state,
         stmts: Statements::default(),
         execute_shows_tracking: false,
@@ -252,16 +221,61 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         bugs,
         read_timeout,
         position_for_read: None,
+        multiplex,
+        pinned: None,
+        last_conn: None,
+        want_lid: false,
     };
+    // The login takes a connection to the primary from its pool (or opens one with the
+    // client's login): the server checks the database the client asked for, and its
+    // login OK is the client's.
+    s.refresh_topology();
+    if let Err(e) = s.ready(&primary).await {
+        tracing::warn!(conn = id, peer = %s.peer, error = %e, "cannot open backend connection");
+        let (code, state, msg) = match &e {
+            Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
+            Error::PoolExhausted { .. } => (err::ER_CON_COUNT_ERROR, "08004".to_string(), e.to_string()),
+            Error::BackendProtocol { message, .. } if message.contains("extended capabilities") => {
+                (err::ER_HANDSHAKE_ERROR, "08S01".to_string(), "Bad handshake: the primary's capabilities changed during login; reconnect".to_string())
+            }
+            _ => (err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000".to_string(), format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}")),
+        };
+        send_err(&mut s.client, login_seq, code, &state, &msg).await;
+        s.client.shutdown().await;
+        s.nodes.clear();
+        shared.registry.remove(id);
+        return;
+    }
+    let (login_ok, bcaps, thread, baddr) = {
+        let nc = &s.nodes[&primary];
+        (nc.conn.login_ok.clone(), nc.conn.caps, nc.conn.thread_id, nc.conn.addr.clone())
+    };
+    *s.current.lock().expect("current lock") = Some((baddr.clone(), thread));
+    s.state.login_status = crate::protocol::packets::Ok::parse(&login_ok, bcaps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
+    let login_ok = ok_for_client(&login_ok, bcaps, s.login.caps, Strip::default()).unwrap_or(login_ok);
+    if let Err(e) = s.client.send(login_seq, &login_ok).await {
+        tracing::debug!(conn = id, error = %e, "client left after login");
+        s.release_all(true).await;
+        shared.registry.remove(id);
+        return;
+    }
+    tracing::debug!(conn = id, peer = %s.peer, user = %s.login.user, backend = %baddr, thread, "session open");
+    s.after_command().await;
     let end = s.serve().await;
-    match end {
-        End::Closed(why) => tracing::debug!(conn = id, why, "session closed"),
-        End::Failed(e) => tracing::info!(conn = id, peer = %s.peer, error = %e, origin = ?e.origin(), "session ended by error"),
-    }
+    let clean = match end {
+        // A killed session's backend connection may be killed as well.
+        End::Closed("killed") => false,
+        End::Closed(why) => {
+            tracing::debug!(conn = id, why, "session closed");
+            true
+        }
+        End::Failed(e) => {
+            tracing::info!(conn = id, peer = %s.peer, error = %e, origin = ?e.origin(), "session ended by error");
+            false
+        }
+    };
     s.client.shutdown().await;
-    for (_, n) in std::mem::take(&mut s.nodes) {
-        n.conn.quit().await;
-    }
+    s.release_all(!clean).await;
     shared.registry.remove(id);
 }
 
@@ -349,6 +363,65 @@ impl<N: Net> Session<N> {
                     send_err(&mut self.client, 1, err::ER_CONNECTION_KILLED, "70100", &msg).await;
                 }
                 return End::Failed(e);
+            }
+            self.after_command().await;
+        }
+    }
+
+    /// Why the session must keep its backend connections now, if it must.
+    fn pin_reason(&self) -> Option<Pin> {
+        if !self.multiplex {
+            return Some(Pin::MultiplexOff);
+        }
+        self.state.pin_reason().or_else(|| {
+            if self.stmts.cursor_open() {
+                Some(Pin::Cursor)
+            } else if self.stmts.long_data_pending() {
+                Some(Pin::LongData)
+            } else {
+                None
+            }
+        })
+    }
+
+    /// After each command: counts a pin that begins, and gives the session's backend
+    /// connections back to their pools unless it is pinned.
+    async fn after_command(&mut self) {
+        let pin = self.pin_reason();
+        if pin != self.pinned {
+            if let Some(p) = pin {
+                self.shared.pins.count(&self.login.user, p);
+            }
+            self.pinned = pin;
+        }
+        if pin.is_none() && !self.nodes.is_empty() {
+            self.release_all(false).await;
+        }
+    }
+
+    /// Gives every connection the session holds back to its pool, with what it holds;
+    /// with `close`, or when the session's state on them cannot be handed on (an open
+    /// transaction, locks, temporary tables, …), closes them instead.
+    async fn release_all(&mut self, close: bool) {
+        let keepable = !close && matches!(self.state.pin_reason(), None | Some(Pin::Diagnostics) | Some(Pin::FoundRows)) && !self.stmts.cursor_open() && !self.stmts.long_data_pending();
+        let previous = self.state.previous.clone();
+        for (node, nc) in std::mem::take(&mut self.nodes) {
+            if !self.multiplex {
+                self.shared.registry.remove_backend(self.id, &node);
+            }
+            if !keepable {
+                nc.conn.quit().await;
+                continue;
+            }
+            let (conn, lease, cs) = nc.into_pooled(&self.state);
+            match lease {
+                Some(lease) => {
+                    if previous.as_deref() == Some(node.as_str()) {
+                        self.last_conn = Some((node.clone(), lease.uid));
+                    }
+                    self.shared.pools.put(&node, conn, lease, cs).await;
+                }
+                None => conn.quit().await,
             }
         }
     }
@@ -558,8 +631,9 @@ impl<N: Net> Session<N> {
         Some(cands[i].addr.to_string())
     }
 
-    /// The connection to `node`, opened (with the client's login and the session's
-    /// schema) if the session has none, and brought to the session's state.
+    /// The connection to `node`: the session's own if it holds one, else one lent by
+    /// the node's pool (opened with the client's login if none is idle), brought to
+    /// the session's state.
     async fn ready(&mut self, node: &str) -> Result<(), Error> {
         let track = self.tracks_gtids_on(node);
         // The session has no default schema any more (its database was dropped), but
@@ -567,7 +641,7 @@ impl<N: Net> Session<N> {
         // in without a database, the session's state replayed) replaces it — unless
         // session-bound state lives on it.
         let stale_schema = self.state.schema.is_none() && self.nodes.get(node).is_some_and(|nc| nc.schema.is_some());
-        if stale_schema && self.state.bound_to.as_deref() != Some(node) {
+        if stale_schema && self.state.bound_to.as_deref() != Some(node) && self.pin_reason().is_none_or(|p| p == Pin::MultiplexOff) {
             self.drop_node(node).await;
         }
         if !self.nodes.contains_key(node) {
@@ -580,25 +654,42 @@ impl<N: Net> Session<N> {
                 self.login.ext_caps,
                 self.login.attrs.clone(),
             );
-            if track {
-                blogin.caps |= cap::SESSION_TRACK;
+            // Every backend connection reports session state (schema, GTIDs): OK
+            // packets are rewritten for clients that did not ask for it.
+            blogin.caps |= cap::SESSION_TRACK;
+            let affinity = self.last_conn.as_ref().filter(|(n, _)| n == node).map(|(_, u)| *u);
+            let shared = self.shared.clone();
+            let state = &self.state;
+            let fit = move |uid: u64, cs: &crate::pool::ConnState| -> Option<u32> {
+                if state.schema.is_none() && cs.schema.is_some() {
+                    return None;
+                }
+                let mut score = 1;
+                if affinity == Some(uid) {
+                    score += 1000;
+                }
+                if !cs.dirty && cs.replay_len <= state.replay.len() && state.replay_fingerprint(cs.replay_len) == cs.replay_hash {
+                    score += 100 + cs.replay_len.min(64) as u32;
+                }
+                if cs.schema == state.schema {
+                    score += 10;
+                }
+                if cs.tracking == track {
+                    score += 1;
+                }
+                Some(score)
+            };
+            let lent = shared.pools.acquire(&*shared, node, &blogin, &fit).await?;
+            if !self.multiplex {
+                self.shared.registry.add_backend(self.id, &lent.conn.addr, lent.conn.thread_id);
             }
-            let conn = connect(&self.shared.net, node, &blogin, &self.shared.rng).await?;
-            if conn.ext_caps != self.login.ext_caps {
-                let addr = conn.addr.clone();
-                conn.quit().await;
-                return Err(Error::backend_protocol(&addr, "node's extended capabilities differ from the client's"));
-            }
-            self.shared.registry.add_backend(self.id, &conn.addr, conn.thread_id);
-            let schema = self.state.schema.clone();
-            self.nodes.insert(node.to_string(), NodeConn::new(conn, schema, &self.state));
-            // A new connection starts from the login state: replay everything.
-            self.nodes.get_mut(node).expect("inserted").applied = 0;
+            self.nodes.insert(node.to_string(), NodeConn::leased(lent, &self.state));
         }
+        let lid = self.want_lid.then_some(self.state.last_insert_id);
         let nc = self.nodes.get_mut(node).expect("present");
         let track = track && nc.conn.caps & cap::SESSION_TRACK != 0;
-        if nc.needs_sync(&self.state, track) {
-            if let Err(e) = backends::sync(nc, &self.state, track, self.read_timeout).await {
+        if nc.needs_sync(&self.state, track, lid) {
+            if let Err(e) = backends::sync(nc, &self.state, track, lid, self.read_timeout).await {
                 self.drop_node(node).await;
                 return Err(e);
             }
@@ -661,6 +752,9 @@ impl<N: Net> Session<N> {
         if let Some(nc) = self.nodes.remove(node) {
             self.shared.registry.remove_backend(self.id, node);
             nc.conn.quit().await;
+        }
+        if self.last_conn.as_ref().is_some_and(|(n, _)| n == node) {
+            self.last_conn = None;
         }
         self.state.forget_node(node);
         self.stmts.forget_node(node);
@@ -820,6 +914,22 @@ impl<N: Net> Session<N> {
 
 }
 
+/// Whether a statement may read `LAST_INSERT_ID()` (so its connection must hold the
+/// session's value): one classified so, or a write or session-bound statement whose
+/// text names it.
+fn wants_last_insert_id(c: &Classified, sql: &[u8]) -> bool {
+    match c.kind {
+        Kind::SessionBound(crate::route::class::Bound::LastInsertId) => true,
+        Kind::Read | Kind::SessionSet | Kind::Use | Kind::Begin { .. } | Kind::TransactionControl | Kind::SluiceSet | Kind::SluiceShow => false,
+        _ => contains_ci(sql, b"insert_id") || contains_ci(sql, b"identity"),
+    }
+}
+
+/// `haystack` contains `needle` (lower case ASCII), ignoring ASCII case.
+fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.len() >= needle.len() && haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
+}
+
 /// Runs `sql` (a `KILL`) on `node` as Sluice's own account, over a connection of its
 /// own; the whole exchange is bounded by `backend.connect_timeout_ms`.
 async fn run_as_service<N: Net>(shared: &Shared<N>, node: &str, sql: &str) -> Result<(), Error> {
@@ -929,6 +1039,17 @@ impl<N: Net> Session<N> {
 
     fn after(&mut self, node: &str, kind: Option<Kind>, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
         self.state.after_statement_of(node, kind, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
+        self.state.diagnostics_pending = summary.warnings > 0 || summary.error.is_some();
+        self.state.row_count = match (summary.error, summary.affected_rows) {
+            (None, Some(n)) => n as i64,
+            _ => -1,
+        };
+        if summary.insert_id != 0 {
+            self.state.last_insert_id = summary.insert_id;
+            if let Some(nc) = self.nodes.get_mut(node) {
+                nc.last_insert_id = Some(summary.insert_id);
+            }
+        }
         self.record_gtids(node, kind, statements, summary);
         if let (Some(Kind::SessionSet), Some(p), true) = (kind, payload, summary.error.is_none()) {
             if let Some(wants) = state::client_gtid_tracking(&p[1..]) {
@@ -957,6 +1078,16 @@ impl<N: Net> Session<N> {
             Kind::SluiceShow => return self.sluice_show(sql).await,
             _ => {}
         }
+        if c.kind == Kind::Diagnostics {
+            if let Some(name) = local::row_count_query(sql) {
+                // The connection that ran the previous statement is gone back to the
+                // pool: the session's own ROW_COUNT() answers.
+                let held = self.state.previous.as_ref().is_some_and(|n| self.nodes.contains_key(n));
+                if !held {
+                    return self.answer_row_count(&name).await;
+                }
+            }
+        }
         let routed = match self.route_to_run(&c).await {
             Ok(r) => r,
             Err(e) => {
@@ -964,14 +1095,29 @@ impl<N: Net> Session<N> {
             }
         };
         let read = c.is_read();
-        if let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await? {
+        self.want_lid = wants_last_insert_id(&c, sql);
+        let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
+        self.want_lid = false;
+        if let Some((routed, summary)) = r? {
             self.after(&routed.node, Some(c.kind), Some(payload), &c.effects, c.statements, &summary);
         }
         Ok(())
     }
 
+    /// `SELECT ROW_COUNT()` answered from the session's last statement.
+    async fn answer_row_count(&mut self, name: &[u8]) -> Result<(), Error> {
+        let status = self.state.status_for_local_answer(self.primary.as_deref());
+        let out = local::int_result(name, self.state.row_count, self.login.caps, self.login.ext_caps, status);
+        self.client.write_raw(&out).await.map_err(Error::ClientIo)?;
+        self.client.flush_raw().await.map_err(Error::ClientIo)?;
+        self.state.row_count = -1;
+        self.state.diagnostics_pending = false;
+        Ok(())
+    }
+
     /// COM_STMT_PREPARE: prepared on the primary (always a possible target), known to
-    /// the client by one id; other nodes prepare it lazily when an execute goes there.
+    /// the client by an id of Sluice's; executes prepare it lazily on the connection
+    /// they run on.
     async fn prepare(&mut self, payload: &[u8]) -> Result<(), Error> {
         let c = self.shared.classifier.classify(&payload[1..]);
         self.refresh_topology();
@@ -981,42 +1127,68 @@ impl<N: Net> Session<N> {
                 return self.no_primary(e).await;
             }
         };
-        let mut client_id = None;
-        let used = self.stmts.used();
+        let id = self.stmts.next_id();
         let mut patch = |first: &mut [u8], summary: &Summary| {
             // PREPARE_OK: header (4), status 0x00, statement id (4).
-            if let Some((node_id, _, _)) = summary.prepared {
-                let id = prepared::free_id(&used, node_id);
-                if id != node_id && first.len() >= 9 {
-                    first[5..9].copy_from_slice(&id.to_le_bytes());
-                }
-                client_id = Some(id);
+            if summary.prepared.is_some() && first.len() >= 9 {
+                first[5..9].copy_from_slice(&id.to_le_bytes());
             }
         };
         let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Prepare, false, &mut patch).await? else { return Ok(()) };
         let diagnostics = c.kind == Kind::Diagnostics;
-        if let (Some((node_id, _, params)), Some(id)) = (summary.prepared, client_id) {
-            self.stmts.insert(id, &routed.node, node_id, payload, c, params);
+        if let Some((server_id, _, params)) = summary.prepared {
+            self.stmts.insert(id, &routed.node, payload, c, params);
+            let key = self.stmt_key(payload);
+            self.cache_statement(&routed.node, &key, server_id);
         }
         // Preparing `SHOW WARNINGS` (and the like) leaves the diagnostics it will read
         // where they are: on the node of the statement before, which the execute goes to.
         let previous = self.state.previous.clone();
+        let pending = self.state.diagnostics_pending;
         self.after(&routed.node, None, None, &[], 1, &summary);
         if diagnostics && summary.error.is_none() {
             self.state.previous = previous;
+            self.state.diagnostics_pending = pending;
         }
         Ok(())
     }
 
-    /// Makes sure statement `id` is prepared on `node`; returns its id there.
-    async fn prepared_on(&mut self, id: u32, node: &str) -> Result<u32, Error> {
-        let stmt = self.stmts.get(id).expect("known statement");
-        if let Some(&nid) = stmt.ids.get(node) {
-            return Ok(nid);
+    /// The key of a prepared statement in a connection's cache: its SQL and the state
+    /// it is prepared under (the schema resolves its table names, the replayed `SET`s
+    /// — `sql_mode`, character set — how it is parsed).
+    fn stmt_key(&self, prepare: &[u8]) -> Vec<u8> {
+        let schema = self.state.schema.as_deref().unwrap_or_default();
+        let mut k = Vec::with_capacity(prepare.len() + schema.len() + 12);
+        k.extend_from_slice(&(schema.len() as u32).to_le_bytes());
+        k.extend_from_slice(schema);
+        k.extend_from_slice(&self.state.replay_fingerprint(self.state.replay.len()).to_le_bytes());
+        k.extend_from_slice(prepare);
+        k
+    }
+
+    /// Records server statement `server_id` in `node`'s connection cache; statements it
+    /// evicts are closed on the server (queued: they go with the next command).
+    fn cache_statement(&mut self, node: &str, key: &[u8], server_id: u32) {
+        let limit = self.shared.pools.stmt_cache_size(node);
+        if let Some(nc) = self.nodes.get_mut(node) {
+            for old in nc.stmts.insert(key, server_id, limit) {
+                let mut close = vec![com::STMT_CLOSE];
+                close.extend_from_slice(&old.to_le_bytes());
+                nc.conn.conn.queue(0, &close);
+            }
         }
-        let prepare = stmt.prepare.clone();
+    }
+
+    /// Makes sure statement `id` is prepared on the session's connection to `node`
+    /// (taking one from the pool if needed); returns the server's id there.
+    async fn prepared_on(&mut self, id: u32, node: &str) -> Result<u32, Error> {
+        let prepare = self.stmts.get(id).expect("known statement").prepare.clone();
         self.ready(node).await?;
+        let key = self.stmt_key(&prepare);
         let nc = self.nodes.get_mut(node).expect("ready");
+        if let Some(c) = nc.stmts.get(&key) {
+            return Ok(c.id);
+        }
         let summary = match backends::exchange(nc, &prepare, Expect::Prepare, self.read_timeout).await {
             Ok(s) => s,
             Err(e) => {
@@ -1026,10 +1198,13 @@ impl<N: Net> Session<N> {
         };
         match summary.prepared {
             Some((nid, _, _)) => {
-                self.stmts.get_mut(id).expect("known").ids.insert(node.to_string(), nid);
+                self.cache_statement(node, &key, nid);
                 Ok(nid)
             }
-            None => Err(Error::BackendErr { addr: node.to_string(), code: summary.error.unwrap_or(0), state: "HY000".into(), message: "preparing the statement failed".into() }),
+            None => {
+                let (state, message) = summary.error_detail.unwrap_or_else(|| ("HY000".into(), "preparing the statement failed".into()));
+                Err(Error::BackendErr { addr: node.to_string(), code: summary.error.unwrap_or(0), state, message })
+            }
         }
     }
 
@@ -1042,11 +1217,13 @@ impl<N: Net> Session<N> {
         let stmt = self.stmts.get(id).expect("resolved");
         let class = stmt.class.clone();
         let long_data = stmt.long_data_on.clone();
+        self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
         let mut routed = match long_data {
             Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other), wait: None },
             None => match self.route_to_run(&class).await {
                 Ok(r) => r,
                 Err(e) => {
+                    self.want_lid = false;
                     return self.no_primary(e).await;
                 }
             },
@@ -1066,21 +1243,42 @@ impl<N: Net> Session<N> {
                     routed = self.resolve(Target::Readers, routed.reason, false)?;
                     continue;
                 }
+                Err(Error::BackendErr { code, state, message, .. }) => {
+                    // The server refused to prepare it here (a table dropped since): its
+                    // answer is the execute's.
+                    self.want_lid = false;
+                    send_err(&mut self.client, 1, code, &state, &message).await;
+                    return Ok(());
+                }
+                Err(e @ Error::PoolExhausted { .. }) => {
+                    self.want_lid = false;
+                    send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
+                    return Ok(());
+                }
                 Err(e) if routed.primary => {
+                    self.want_lid = false;
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
                     send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
                     return Ok(());
                 }
                 Err(e) => return Err(e),
             };
+            let key = self.stmt_key(&self.stmts.get(id).expect("resolved").prepare);
             let stmt = self.stmts.get_mut(id).expect("resolved");
             self.execute_shows_tracking = consistency::may_show_tracking(&stmt.prepare[1..]);
-            let out = prepared::execute_for_node(stmt, &routed.node, nid, payload).into_owned();
+            let nc = self.nodes.get_mut(&routed.node).expect("ready");
+            let out = match nc.stmts.get(&key) {
+                Some(server) => prepared::execute_for_conn(stmt, server, payload).into_owned(),
+                None => prepared::with_id(payload, nid).into_owned(),
+            };
             match self.relay_on(&routed.node, &out, expect, class.is_read(), routed.wait.as_ref(), &mut |_, _| {}).await {
                 Ok(s) => break s,
                 Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
                     Some(r) => routed = r,
-                    None => return Ok(()),
+                    None => {
+                        self.want_lid = false;
+                        return Ok(());
+                    }
                 },
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
                     routed = self.read_elsewhere(routed, &error).await?;
@@ -1088,71 +1286,98 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(e.error),
             }
         };
+        self.want_lid = false;
         if let Some(stmt) = self.stmts.get_mut(id) {
             stmt.last_node = Some(routed.node.clone());
             stmt.long_data_on = None;
+            stmt.cursor = expect == Expect::ExecuteCursor && summary.error.is_none() && summary.status.is_some_and(|st| st & status::CURSOR_EXISTS != 0 && st & status::LAST_ROW_SENT == 0);
         }
         self.after(&routed.node, Some(class.kind), None, &class.effects, class.statements, &summary);
         Ok(())
     }
 
-    /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran.
+    /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran (a cursor keeps
+    /// that connection with the session).
     async fn on_statement_node(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
-        let target = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|id| {
-            let s = self.stmts.get(id)?;
-            let node = s.last_node.clone().or_else(|| s.ids.keys().next().cloned())?;
-            Some((id, node.clone(), *s.ids.get(&node)?))
+        let target = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).map(|id| {
+            let s = self.stmts.get(id).expect("resolved");
+            (id, s.last_node.clone().or_else(|| self.primary.clone()))
         });
-        let Some((id, node, nid)) = target else {
+        let Some((id, Some(node))) = target else {
             return self.on_primary(payload, expect).await.map(|_| ());
         };
-        if let Err(e) = self.ready(&node).await {
-            let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {node}: {e}");
-            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
-            return Ok(());
-        }
+        let nid = match self.prepared_on(id, &node).await {
+            Ok(n) => n,
+            Err(Error::BackendErr { code, state, message, .. }) => {
+                send_err(&mut self.client, 1, code, &state, &message).await;
+                return Ok(());
+            }
+            Err(e) => {
+                let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {node}: {e}");
+                send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                return Ok(());
+            }
+        };
         let out = prepared::with_id(payload, nid).into_owned();
         let summary = self.relay_on(&node, &out, expect, false, None, &mut |_, _| {}).await.map_err(|e| e.error)?;
-        if payload[0] == com::STMT_RESET {
-            if let Some(s) = self.stmts.get_mut(id) {
+        if let Some(s) = self.stmts.get_mut(id) {
+            if payload[0] == com::STMT_RESET {
                 s.long_data_on = None;
+                s.cursor = false;
+            } else if summary.error.is_some() || summary.status.is_some_and(|st| st & status::LAST_ROW_SENT != 0 || st & status::CURSOR_EXISTS == 0) {
+                s.cursor = false;
             }
         }
-        self.after(&node, None, None, &[], 1, &summary);
+        if payload[0] == com::STMT_RESET {
+            self.after(&node, None, None, &[], 1, &summary);
+        }
         Ok(())
     }
 
     /// COM_STMT_SEND_LONG_DATA (no response): to the primary; the statement's next
-    /// execute then runs there too.
+    /// execute then runs there too, on the same connection.
     async fn send_long_data(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.refresh_topology();
         let Some(primary) = self.primary.clone() else { return Ok(()) };
         let id = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i));
         let node = id.and_then(|i| self.stmts.get(i)).and_then(|s| s.long_data_on.clone()).unwrap_or(primary);
-        if self.ready(&node).await.is_err() {
-            return Ok(());
-        }
         let out = match id {
             Some(i) => {
-                let nid = self.prepared_on(i, &node).await?;
+                let Ok(nid) = self.prepared_on(i, &node).await else { return Ok(()) };
                 self.stmts.get_mut(i).expect("known").long_data_on = Some(node.clone());
                 prepared::with_id(payload, nid).into_owned()
             }
-            None => payload.to_vec(),
+            None => {
+                if self.ready(&node).await.is_err() {
+                    return Ok(());
+                }
+                payload.to_vec()
+            }
         };
         let nc = self.nodes.get_mut(&node).expect("ready");
         nc.conn.conn.send(0, &out).await.map(|_| ()).map_err(|source| Error::BackendIo { addr: node, sent: true, source })
     }
 
-    /// COM_STMT_CLOSE (no response): on every node the statement is prepared on.
+    /// COM_STMT_CLOSE (no response): the client's statement is forgotten; the server
+    /// statement stays in its connection's cache for the next prepare of the same SQL.
+    /// One left with long data or an open cursor is reset first (COM_STMT_RESET, whose
+    /// answer is read here).
     async fn close_statement(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let Some(ids) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|i| self.stmts.remove(i)) else {
+        let Some(stmt) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|i| self.stmts.remove(i)) else {
             return Ok(());
         };
-        for (node, nid) in ids {
+        let dirty_on = stmt.long_data_on.clone().or_else(|| stmt.cursor.then(|| stmt.last_node.clone()).flatten());
+        if let Some(node) = dirty_on {
+            let key = self.stmt_key(&stmt.prepare);
+            let timeout = self.read_timeout;
             if let Some(nc) = self.nodes.get_mut(&node) {
-                let out = prepared::with_id(payload, nid).into_owned();
-                nc.conn.conn.send(0, &out).await.map_err(|source| Error::BackendIo { addr: node.clone(), sent: true, source })?;
+                if let Some(nid) = nc.stmts.get(&key).map(|c| c.id) {
+                    let mut reset = vec![com::STMT_RESET];
+                    reset.extend_from_slice(&nid.to_le_bytes());
+                    if backends::exchange(nc, &reset, Expect::OnePacket, timeout).await.is_err() {
+                        self.drop_node(&node).await;
+                    }
+                }
             }
         }
         Ok(())
@@ -1207,8 +1432,7 @@ impl<N: Net> Session<N> {
             let schema = self.state.schema.clone();
             self.state.reset(schema);
             if let Some(nc) = self.nodes.get_mut(&keep) {
-                nc.mark_synced(&self.state);
-                nc.tracking = false;
+                nc.after_server_reset(&self.state);
             }
         }
         Ok(())
@@ -1389,8 +1613,13 @@ impl<N: Net> Session<N> {
                 self.stmts.clear();
                 self.state.reset(database);
                 if let Some(nc) = self.nodes.get_mut(&home) {
-                    nc.mark_synced(&self.state);
-                    nc.tracking = false;
+                    nc.after_server_reset(&self.state);
+                    nc.schema = self.state.schema.clone();
+                }
+                if self.multiplex {
+                    // The connection now belongs to another account (or character set)
+                    // than its pool's: it is not lent again.
+                    self.drop_node(&home).await;
                 }
                 self.shared.registry.set_user(self.id, &name);
                 Ok(())

@@ -6,14 +6,15 @@
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_ok_packet.html#sect_protocol_basic_ok_packet_sessinfo>).
 //! Plain synchronous code.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
 
 use crate::config::RouteMode;
 use crate::consistency::level::{Fallback, Level, Written};
 use crate::protocol::constants::status;
 use crate::protocol::packets::{track, StateChanges};
 use crate::protocol::packet::Reader;
-use crate::route::class::{Effect, Kind};
+use crate::route::class::{Bound, Effect, Kind};
 
 /// Longest replay log: a session that issued more distinct session `SET`s than this
 /// keeps its later statements on the primary rather than replaying an unbounded log.
@@ -32,6 +33,101 @@ pub fn client_gtid_tracking(sql: &[u8]) -> Option<bool> {
     Some(has(b"last_gtid") || has(b"'*'") || has(b"\"*\"") || has(b"own_gtid") || has(b"all_gtids"))
 }
 
+/// Why a session keeps its backend connection between statements instead of giving it
+/// back to the pool (`docs/pooling.md` explains each).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Pin {
+    /// `[pool] multiplex = off` (globally or for the user).
+    MultiplexOff,
+    /// An open transaction (`BEGIN`, or `autocommit=0` and a statement since).
+    Transaction,
+    /// `LOCK TABLES` / `FLUSH TABLES … WITH READ LOCK` until `UNLOCK TABLES`.
+    LockTables,
+    /// `GET_LOCK` and the other user-lock functions.
+    UserLock,
+    /// A temporary table was created.
+    TemporaryTable,
+    /// A user variable was set or read by the server (`SET @v`, `@v := …`, `INTO @v`).
+    UserVariable,
+    /// `SQL_CALC_FOUND_ROWS`, until the next statement (`FOUND_ROWS()`).
+    FoundRows,
+    /// A prepared statement's cursor is open.
+    Cursor,
+    /// COM_STMT_SEND_LONG_DATA sent data for an execute still to come.
+    LongData,
+    /// `SET sql_log_bin`.
+    SqlLogBin,
+    /// Sequences' `NEXTVAL` / `LASTVAL` / `SETVAL` (the session's last values).
+    Sequence,
+    /// SQL-level `PREPARE` / `EXECUTE` / `DEALLOCATE`.
+    SqlPrepare,
+    /// `CALL` or a stored function (it may change session state Sluice cannot see).
+    StoredRoutine,
+    /// `HANDLER`, `XA` and other connection-bound statements.
+    ConnectionState,
+    /// A statement Sluice could not classify ran successfully, or state it cannot replay
+    /// (a multi-statement with `SET`s, too many `SET`s, a prepared `SET`, a refused
+    /// COM_CHANGE_USER).
+    Unreplayable,
+    /// The last statement left warnings or an error: kept for the next statement
+    /// (`SHOW WARNINGS`, `GET DIAGNOSTICS`, `@@warning_count`).
+    Diagnostics,
+}
+
+impl Pin {
+    /// Stable name (metrics, `SHOW SLUICE` output, logs).
+    pub fn name(self) -> &'static str {
+        match self {
+            Pin::MultiplexOff => "multiplex_off",
+            Pin::Transaction => "transaction",
+            Pin::LockTables => "lock_tables",
+            Pin::UserLock => "user_lock",
+            Pin::TemporaryTable => "temporary_table",
+            Pin::UserVariable => "user_variable",
+            Pin::FoundRows => "found_rows",
+            Pin::Cursor => "cursor",
+            Pin::LongData => "long_data",
+            Pin::SqlLogBin => "sql_log_bin",
+            Pin::Sequence => "sequence",
+            Pin::SqlPrepare => "sql_prepare",
+            Pin::StoredRoutine => "stored_routine",
+            Pin::ConnectionState => "connection_state",
+            Pin::Unreplayable => "unreplayable",
+            Pin::Diagnostics => "diagnostics",
+        }
+    }
+}
+
+/// How often sessions were pinned, per user and reason (counted when a pin starts).
+#[derive(Debug, Default)]
+pub struct PinCounters {
+    counts: Mutex<BTreeMap<(String, Pin), u64>>,
+}
+
+impl PinCounters {
+    pub fn count(&self, user: &str, pin: Pin) {
+        *self.counts.lock().expect("pins lock").entry((user.to_string(), pin)).or_default() += 1;
+    }
+
+    /// Every `(user, reason) → count`.
+    pub fn snapshot(&self) -> BTreeMap<(String, Pin), u64> {
+        self.counts.lock().expect("pins lock").clone()
+    }
+
+    pub fn get(&self, user: &str, pin: Pin) -> u64 {
+        self.counts.lock().expect("pins lock").get(&(user.to_string(), pin)).copied().unwrap_or(0)
+    }
+}
+
+/// FNV-1a over `bytes`, continuing from `h`.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for &b in bytes {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x100_0000_01b3);
+    }
+    h
+}
+
 /// The session state Sluice tracks for one client session.
 #[derive(Debug, Clone)]
 pub struct SessionState {
@@ -43,6 +139,20 @@ pub struct SessionState {
     /// Bumped whenever `replay` is rewritten other than by appending (dedup, reset):
     /// connections that applied an older generation must start over.
     pub replay_generation: u64,
+    /// `replay_chain[i]`: fingerprint of `replay[..=i]` (a pooled connection that
+    /// applied a prefix of this log is recognised by it).
+    replay_chain: Vec<u64>,
+    /// Lasting pin reasons (until COM_RESET_CONNECTION / COM_CHANGE_USER).
+    pub pins: BTreeSet<Pin>,
+    /// `SQL_CALC_FOUND_ROWS` ran: the next statement stays on the connection.
+    pub found_rows_pending: bool,
+    /// The last statement left warnings or an error on its connection.
+    pub diagnostics_pending: bool,
+    /// What `LAST_INSERT_ID()` returns in this session (from its OK packets).
+    pub last_insert_id: u64,
+    /// `ROW_COUNT()` of the last statement: affected rows, or -1 after a result set
+    /// or an error.
+    pub row_count: i64,
     /// COM_SET_OPTION value last set by the client (multi-statements on/off).
     pub set_option: Option<u16>,
     /// Last status flags reported by each node connection.
@@ -84,6 +194,12 @@ impl SessionState {
             schema,
             replay: Vec::new(),
             replay_generation: 0,
+            replay_chain: Vec::new(),
+            pins: BTreeSet::new(),
+            found_rows_pending: false,
+            diagnostics_pending: false,
+            last_insert_id: 0,
+            row_count: 0,
             set_option: None,
             status: BTreeMap::new(),
             login_status,
@@ -100,6 +216,49 @@ impl SessionState {
             written: Written::default(),
             client_tracks_gtids: false,
         }
+    }
+
+    /// Fingerprint of the first `len` entries of the replay log (0 for none).
+    pub fn replay_fingerprint(&self, len: usize) -> u64 {
+        if len == 0 { 0 } else { self.replay_chain.get(len - 1).copied().unwrap_or(u64::MAX) }
+    }
+
+    fn rebuild_chain(&mut self) {
+        self.replay_chain.clear();
+        let mut h = 0xcbf2_9ce4_8422_2325u64;
+        for e in &self.replay {
+            h = fnv(h, e);
+            h = fnv(h, &[0xff]);
+            self.replay_chain.push(h);
+        }
+    }
+
+    /// Why the session must keep its backend connection(s) after the current command,
+    /// if it must (the first reason that applies). Cursors and long data are the
+    /// prepared statements' (the session checks those).
+    pub fn pin_reason(&self) -> Option<Pin> {
+        if self.txn_node().is_some() {
+            return Some(Pin::Transaction);
+        }
+        if self.tables_locked {
+            return Some(Pin::LockTables);
+        }
+        if self.temp_tables {
+            return Some(Pin::TemporaryTable);
+        }
+        if self.unreplayable {
+            return Some(Pin::Unreplayable);
+        }
+        if let Some(p) = self.pins.iter().next() {
+            return Some(*p);
+        }
+        if self.found_rows_pending {
+            return Some(Pin::FoundRows);
+        }
+        if self.diagnostics_pending {
+            return Some(Pin::Diagnostics);
+        }
+        None
     }
 
     /// The node holding an open transaction, if any.
@@ -150,6 +309,30 @@ impl SessionState {
         }
         self.previous = Some(node.to_string());
         self.track(session_state);
+        if let (Some(k), true) = (kind, ok) {
+            self.found_rows_pending = false;
+            let lasting = match k {
+                Kind::SessionBound(b) => match b {
+                    Bound::UserLock => Some(Pin::UserLock),
+                    Bound::UserVariable | Bound::SelectInto => Some(Pin::UserVariable),
+                    Bound::FoundRows => {
+                        self.found_rows_pending = true;
+                        None
+                    }
+                    Bound::SqlLogBin => Some(Pin::SqlLogBin),
+                    Bound::Sequence => Some(Pin::Sequence),
+                    Bound::StoredRoutine => Some(Pin::StoredRoutine),
+                    Bound::SqlPrepare => Some(Pin::SqlPrepare),
+                    Bound::Other => Some(Pin::ConnectionState),
+                    Bound::LastInsertId | Bound::Connection | Bound::TemporaryTable | Bound::LockTables => None,
+                },
+                Kind::Unknown => Some(Pin::Unreplayable),
+                _ => None,
+            };
+            if let Some(p) = lasting {
+                self.pins.insert(p);
+            }
+        }
         if !ok && statements > 1 && !effects.is_empty() {
             // Some statements of a multi-statement may have run before the error.
             self.unreplayable = true;
@@ -199,12 +382,15 @@ impl SessionState {
                 }
                 self.replay.remove(i);
                 self.replay_generation += 1;
+                self.rebuild_chain();
             }
         }
         if self.replay.len() >= MAX_REPLAY {
             self.unreplayable = true;
             return;
         }
+        let prev = self.replay_chain.last().copied().unwrap_or(0xcbf2_9ce4_8422_2325);
+        self.replay_chain.push(fnv(fnv(prev, payload), &[0xff]));
         self.replay.push(payload.to_vec());
     }
 
@@ -212,7 +398,13 @@ impl SessionState {
     pub fn reset(&mut self, schema: Option<Vec<u8>>) {
         self.schema = schema;
         self.replay.clear();
+        self.replay_chain.clear();
         self.replay_generation += 1;
+        self.pins.clear();
+        self.found_rows_pending = false;
+        self.diagnostics_pending = false;
+        self.last_insert_id = 0;
+        self.row_count = 0;
         self.set_option = None;
         self.temp_tables = false;
         self.tables_locked = false;
