@@ -262,6 +262,9 @@ password = "app"
 nodes = [{}]
 monitor_interval_ms = {INTERVAL_MS}
 monitor_timeout_ms = {TIMEOUT_MS}
+[pool]
+# No warm-up: the monitor's connection is the only one.
+min_idle = 0
 "#,
         nodes.join(", ")
     );

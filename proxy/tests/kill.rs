@@ -41,6 +41,8 @@ async fn kill_connection_closes_the_victims_session() {
     let mut victim = mysql_async::Conn::new(opts(proxy.local_addr(), "app", "app", false)).await.unwrap();
     let mut killer = mysql_async::Conn::new(opts(proxy.local_addr(), "app", "app", false)).await.unwrap();
     let id = victim.id();
+    // In a transaction the session holds its backend connection.
+    victim.query_drop("BEGIN").await.unwrap();
     let backend_thread: i64 = victim.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
     killer.query_drop(format!("KILL {id}")).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -49,6 +51,26 @@ async fn kill_connection_closes_the_victims_session() {
     let mut root = mysql_async::Conn::new(opts(&primary_addr(), &r.user, &r.password, false)).await.unwrap();
     let n: Option<i64> = root.query_first(format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {backend_thread}")).await.unwrap();
     assert_eq!(n, Some(0), "the backend connection was killed too");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_connection_of_an_idle_multiplexed_session_leaves_the_pooled_connection_alone() {
+    let proxy = proxy().await;
+    let mut victim = mysql_async::Conn::new(opts(proxy.local_addr(), "app", "app", false)).await.unwrap();
+    let mut killer = mysql_async::Conn::new(opts(proxy.local_addr(), "app", "app", false)).await.unwrap();
+    let id = victim.id();
+    // Between statements the session holds nothing: the connection that ran this
+    // went back to the pool.
+    let backend_thread: i64 = victim.query_first("SELECT CONNECTION_ID()").await.unwrap().unwrap();
+    killer.query_drop(format!("KILL {id}")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(victim.query_drop("SELECT 1").await.is_err(), "killed session is closed");
+    let r = shared().cluster.root_user();
+    let mut root = mysql_async::Conn::new(opts(&primary_addr(), &r.user, &r.password, false)).await.unwrap();
+    let n: Option<i64> = root.query_first(format!("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {backend_thread}")).await.unwrap();
+    assert_eq!(n, Some(1), "the pooled connection serves other sessions still");
+    let v: Option<i64> = killer.query_first("SELECT 7").await.unwrap();
+    assert_eq!(v, Some(7));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,6 +20,10 @@ pub struct Entry {
     /// ran) the session's statement. A cell of its own, so the session updates it
     /// without locking the registry.
     pub current: Current,
+    /// The backend connection that ran the session's last statement, held or not (a
+    /// multiplexed session gave it back): how a backend thread id a client saw in
+    /// `CONNECTION_ID()` leads to its session.
+    pub last: LastUsed,
     /// Every backend connection the session holds, `(address, thread id)`.
     pub backends: Vec<(String, u32)>,
     /// Notified when the session is killed with `KILL CONNECTION`.
@@ -28,6 +32,9 @@ pub struct Entry {
 
 /// The backend connection a session is using, shared by the session and the registry.
 pub type Current = Arc<Mutex<Option<(String, u32)>>>;
+
+/// The backend thread a session used last on each node, `(address, thread id)`.
+pub type LastUsed = Arc<Mutex<Vec<(String, u32)>>>;
 
 /// Parsed `KILL` statement that Sluice must answer itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +64,7 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn register(&self, user: String) -> (u32, Arc<Notify>, Current) {
+    pub fn register(&self, user: String) -> (u32, Arc<Notify>, Current, LastUsed) {
         let mut g = self.inner.lock().expect("registry lock");
         loop {
             g.next = g.next.wrapping_add(1).max(FIRST_ID);
@@ -65,8 +72,9 @@ impl Registry {
             if !g.sessions.contains_key(&id) {
                 let killed = Arc::new(Notify::new());
                 let current = Current::default();
-                g.sessions.insert(id, Entry { user, current: current.clone(), backends: Vec::new(), killed: killed.clone() });
-                return (id, killed, current);
+                let last = LastUsed::default();
+                g.sessions.insert(id, Entry { user, current: current.clone(), last: last.clone(), backends: Vec::new(), killed: killed.clone() });
+                return (id, killed, current, last);
             }
         }
     }
@@ -105,7 +113,7 @@ impl Registry {
             .or_else(|| {
                 // Multiplexed sessions hold no connection of their own: the one that last
                 // ran a statement on that backend connection.
-                g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.current.lock().expect("current lock").as_ref().is_some_and(|(a, t)| a == addr && u64::from(*t) == thread))
+                g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.last.lock().expect("last lock").iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
             })
             .map(|(id, e)| (*id, e.clone()))
     }
@@ -226,8 +234,8 @@ mod tests {
     #[test]
     fn ids_are_unique_and_reused_only_after_removal() {
         let r = Registry::default();
-        let (a, _, cur) = r.register("u".into());
-        let (b, _, _) = r.register("u".into());
+        let (a, _, cur, _) = r.register("u".into());
+        let (b, _, _, _) = r.register("u".into());
         assert_ne!(a, b);
         assert!(a >= FIRST_ID && b >= FIRST_ID, "Sluice ids never look like backend thread ids");
         r.add_backend(a, "x:1", 77);

@@ -130,6 +130,8 @@ struct Session<N: Net> {
     killed: Arc<Notify>,
     /// The backend connection running the current statement, as the registry sees it.
     current: Current,
+    /// The backend connection last used on each node (kept after it went back to the pool).
+    last: crate::server::registry::LastUsed,
     /// One connection per node the session uses, by address.
     nodes: BTreeMap<String, NodeConn<N::Stream>>,
     state: SessionState,
@@ -159,12 +161,15 @@ struct Session<N: Net> {
     /// The statement about to run may read `LAST_INSERT_ID()`: the connection gets the
     /// session's value first.
     want_lid: bool,
+    /// The next connection taken from a pool must be a new one (a login the server
+    /// must check itself).
+    fresh_next: bool,
 }
 
 /// Serves one accepted client connection until it ends.
 pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
     let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
-    let (id, killed, current) = shared.registry.register(String::new());
+    let (id, killed, current, last) = shared.registry.register(String::new());
     let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
     let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
     let login = match tokio::time::timeout(handshake, login::accept(&shared, &mut client, id, &host)).await {
@@ -209,6 +214,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         login,
         killed,
         current,
+        last,
         nodes: BTreeMap::new(),
         state,
         stmts: Statements::default(),
@@ -225,12 +231,20 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         pinned: None,
         last_conn: None,
         want_lid: false,
+        fresh_next: false,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
     // login OK is the client's.
     s.refresh_topology();
-    if let Err(e) = s.ready(&primary).await {
+    // Pass-through identity: the server authenticates every login itself (its own
+    // rules: secure_auth, locked or expired accounts, per-user limits) on a new
+    // connection, which then joins the user's pool. Config mode: Sluice checked the
+    // password, a pooled connection serves.
+    s.fresh_next = shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
+    let ready = s.ready(&primary).await;
+    s.fresh_next = false;
+    if let Err(e) = ready {
         tracing::warn!(conn = id, peer = %s.peer, error = %e, "cannot open backend connection");
         let (code, state, msg) = match &e {
             Error::BackendErr { code, state, message, .. } => (*code, state.clone(), message.clone()),
@@ -405,6 +419,18 @@ impl<N: Net> Session<N> {
     async fn release_all(&mut self, close: bool) {
         let keepable = !close && matches!(self.state.pin_reason(), None | Some(Pin::Diagnostics) | Some(Pin::FoundRows)) && !self.stmts.cursor_open() && !self.stmts.long_data_pending();
         let previous = self.state.previous.clone();
+        // The session holds no backend connection any more: a KILL of it has none to
+        // stop (the pooled one may serve another session next).
+        *self.current.lock().expect("current lock") = None;
+        if !self.nodes.is_empty() {
+            let mut last = self.last.lock().expect("last lock");
+            for (node, nc) in &self.nodes {
+                match last.iter_mut().find(|(a, _)| a == node) {
+                    Some(e) => e.1 = nc.conn.thread_id,
+                    None => last.push((node.clone(), nc.conn.thread_id)),
+                }
+            }
+        }
         for (node, nc) in std::mem::take(&mut self.nodes) {
             if !self.multiplex {
                 self.shared.registry.remove_backend(self.id, &node);
@@ -660,8 +686,9 @@ impl<N: Net> Session<N> {
             let affinity = self.last_conn.as_ref().filter(|(n, _)| n == node).map(|(_, u)| *u);
             let shared = self.shared.clone();
             let state = &self.state;
+            let fresh = self.fresh_next;
             let fit = move |uid: u64, cs: &crate::pool::ConnState| -> Option<u32> {
-                if state.schema.is_none() && cs.schema.is_some() {
+                if fresh || (state.schema.is_none() && cs.schema.is_some()) {
                     return None;
                 }
                 let mut score = 1;
@@ -1211,8 +1238,7 @@ impl<N: Net> Session<N> {
     /// COM_STMT_EXECUTE: routed by the statement's SQL (classified at prepare time).
     async fn execute(&mut self, payload: &[u8]) -> Result<(), Error> {
         let Some(id) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)) else {
-            // Unknown to Sluice: the primary answers (ER_UNKNOWN_STMT_HANDLER).
-            return self.on_primary(payload, Expect::for_execute(payload)).await.map(|_| ());
+            return self.unknown_statement(payload, "mysqld_stmt_execute").await;
         };
         let stmt = self.stmts.get(id).expect("resolved");
         let class = stmt.class.clone();
@@ -1296,6 +1322,17 @@ impl<N: Net> Session<N> {
         Ok(())
     }
 
+    /// A statement command naming an id the client never prepared (or closed): the
+    /// server's answer, ER_UNKNOWN_STMT_HANDLER (server statement ids are the pool's,
+    /// not the client's, so the server cannot be asked).
+    async fn unknown_statement(&mut self, payload: &[u8], command: &str) -> Result<(), Error> {
+        let id = payload.get(1..5).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let msg = format!("Unknown prepared statement handler ({id}) given to {command}");
+        send_err(&mut self.client, 1, err::ER_UNKNOWN_STMT_HANDLER, "HY000", &msg).await;
+        self.state.diagnostics_pending = false;
+        Ok(())
+    }
+
     /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran (a cursor keeps
     /// that connection with the session).
     async fn on_statement_node(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
@@ -1303,8 +1340,12 @@ impl<N: Net> Session<N> {
             let s = self.stmts.get(id).expect("resolved");
             (id, s.last_node.clone().or_else(|| self.primary.clone()))
         });
-        let Some((id, Some(node))) = target else {
-            return self.on_primary(payload, expect).await.map(|_| ());
+        let Some((id, node)) = target else {
+            let name = if payload[0] == com::STMT_RESET { "mysqld_stmt_reset" } else { "mysqld_stmt_fetch" };
+            return self.unknown_statement(payload, name).await;
+        };
+        let Some(node) = node else {
+            return self.no_primary(Error::NoBackend("primary")).await;
         };
         let nid = match self.prepared_on(id, &node).await {
             Ok(n) => n,
@@ -1482,6 +1523,12 @@ impl<N: Net> Session<N> {
             return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
         }
         let running = entry.current.lock().expect("current lock").clone();
+        if running.is_none() && passthrough && entry.user != self.login.user && !self.may_kill_others().await? {
+            // A multiplexed session between statements holds no backend thread the server
+            // could judge the kill on: Sluice applies the server's rule (another account's
+            // threads need CONNECTION ADMIN or SUPER).
+            return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
+        }
         if let Some((addr, thread)) = &running {
             let sql = statement(u64::from(*thread));
             let own = passthrough && self.nodes.contains_key(addr);
@@ -1514,6 +1561,18 @@ impl<N: Net> Session<N> {
         }
         tracing::info!(conn = self.id, target, query, "kill");
         self.answer_via_backend(None).await
+    }
+
+    /// Whether the client's account may kill other accounts' threads (pass-through
+    /// mode): it has CONNECTION ADMIN or SUPER, as the primary says.
+    async fn may_kill_others(&mut self) -> Result<bool, Error> {
+        self.refresh_topology();
+        let primary = self.primary.clone().ok_or(Error::NoBackend("primary"))?;
+        self.ready(&primary).await?;
+        let sql = "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN') \
+                   AND GRANTEE = CONCAT(QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', 1)), '@', QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', -1)))";
+        let r = self.nodes.get_mut(&primary).expect("ready").conn.query(sql).await?;
+        Ok(r.rows.first().and_then(|row| row.first().cloned().flatten()).is_some_and(|v| v != b"0"))
     }
 
     /// Answers a statement Sluice handled itself by running an equivalent one on the
