@@ -153,6 +153,7 @@ pub mod com {
 /// Server error codes and their SQLSTATEs, as MySQL/MariaDB use them.
 pub mod err {
     pub const ER_UNKNOWN_STMT_HANDLER: u16 = 1243;
+    pub const ER_STMT_HAS_NO_OPEN_CURSOR: u16 = 1421;
     pub const ER_CON_COUNT_ERROR: u16 = 1040;
     pub const ER_PARSE_ERROR: u16 = 1064;
     pub const ER_HANDSHAKE_ERROR: u16 = 1043;

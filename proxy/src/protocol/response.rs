@@ -79,8 +79,11 @@ pub struct Summary {
     pub affected_rows: Option<u64>,
     /// The last non-zero last-insert-id of the OK packets (0: none).
     pub insert_id: u64,
-    /// Warning count of the last OK or EOF packet.
+    /// The most warnings any OK or EOF packet of the response reported (a
+    /// multi-statement's earlier statements count too).
     pub warnings: u16,
+    /// Rows of the last result set (counted, never read).
+    pub rows: u64,
     /// `(SQL state, message)` of the ERR packet, when the response ended with one.
     pub error_detail: Option<(String, String)>,
 }
@@ -286,7 +289,7 @@ impl ResponseTracker {
             State::ColumnDefs { left } => {
                 self.state = if left > 1 { State::ColumnDefs { left: left - 1 } } else { self.after_column_defs() };
             }
-            State::Rows => {}
+            State::Rows => self.summary.rows += 1,
             State::PrepareParams { left, cols } => {
                 self.state = if left > 1 {
                     State::PrepareParams { left: left - 1, cols }
@@ -326,7 +329,7 @@ impl ResponseTracker {
     fn record_ok(&mut self, payload: &[u8]) -> Result<u16, Malformed> {
         let ok = packets::Ok::parse(payload, self.caps).ok_or(Malformed("bad OK packet"))?;
         self.saw_ok = true;
-        self.summary.warnings = ok.warnings;
+        self.summary.warnings = self.summary.warnings.max(ok.warnings);
         if ok.last_insert_id != 0 {
             self.summary.insert_id = ok.last_insert_id;
         }
@@ -386,6 +389,7 @@ impl ResponseTracker {
                         return Err(Malformed("zero column count"));
                     }
                     self.summary.result_sets += 1;
+                    self.summary.rows = 0;
                     let metadata_follows = if self.cache_metadata { r.u8().ok_or(Malformed("column count without metadata flag"))? != 0 } else { true };
                     self.state = if metadata_follows { State::ColumnDefs { left: n } } else { self.after_column_defs() };
                     Ok(None)
@@ -408,9 +412,9 @@ impl ResponseTracker {
             State::Rows => match first {
                 Some(0xFF) => Ok(self.error(payload)),
                 Some(0xFE) => {
-                    let st = if len < 9 {
+                    let st = if len < 9 && self.caps & cap::DEPRECATE_EOF == 0 {
                         let eof = packets::Eof::parse(payload).ok_or(Malformed("bad EOF"))?;
-                        self.summary.warnings = eof.warnings;
+                        self.summary.warnings = self.summary.warnings.max(eof.warnings);
                         eof.status
                     } else {
                         self.record_ok(payload)?

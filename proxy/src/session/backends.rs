@@ -53,6 +53,19 @@ pub struct NodeConn<S> {
     pub reset_first: bool,
 }
 
+/// A statement that leaves `FOUND_ROWS()` at `n` on a connection and sends no rows:
+/// `SQL_CALC_FOUND_ROWS` over exactly `n` rows of a product of digit tables, `LIMIT 0`.
+pub fn found_rows_sql(n: u64) -> String {
+    if n == 0 {
+        return "SELECT SQL_CALC_FOUND_ROWS 1 FROM DUAL WHERE 0 LIMIT 0".into();
+    }
+    let digits = n.to_string().len();
+    let table = "(SELECT 0 d UNION ALL SELECT 1 UNION ALL SELECT 2 UNION ALL SELECT 3 UNION ALL SELECT 4 UNION ALL SELECT 5 UNION ALL SELECT 6 UNION ALL SELECT 7 UNION ALL SELECT 8 UNION ALL SELECT 9)";
+    let from: Vec<String> = (0..digits).map(|i| format!("{table} t{i}")).collect();
+    let sum: Vec<String> = (0..digits).map(|i| format!("t{i}.d * {}", 10u64.pow(i as u32))).collect();
+    format!("SELECT SQL_CALC_FOUND_ROWS 1 FROM {} WHERE {} < {n} LIMIT 0", from.join(", "), sum.join(" + "))
+}
+
 /// COM_SET_OPTION's value for what the handshake's capabilities set: multi-statements
 /// on (0) or off (1).
 fn default_option(caps: u32) -> u16 {
@@ -494,7 +507,7 @@ pub async fn exchange<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect:
 /// With `track`, the connection is also made to report the GTID of each of its
 /// transactions in OK packets ([`crate::consistency::level::tracking_sql`]), after the
 /// replayed `SET`s (which may change what it tracks).
-pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, lid: Option<u64>, timeout: Option<Duration>) -> Result<(), Error> {
+pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, lid: Option<u64>, found_rows: Option<u64>, timeout: Option<Duration>) -> Result<(), Error> {
     if node.generation != state.replay_generation {
         // The log was rewritten: start over. Re-applying a prefix is harmless (each
         // entry assigns a value; the last assignment wins).
@@ -528,6 +541,11 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
     }
     cmds.extend(pending.iter().cloned());
     let tracking = track && !node.tracking;
+    if let Some(n) = found_rows {
+        let mut p = vec![com::QUERY];
+        p.extend_from_slice(found_rows_sql(n).as_bytes());
+        cmds.push(p);
+    }
     if let Some(id) = lid.filter(|id| node.last_insert_id != Some(*id)) {
         let mut p = vec![com::QUERY];
         p.extend_from_slice(format!("SET LAST_INSERT_ID = {id}").as_bytes());

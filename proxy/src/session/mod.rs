@@ -164,6 +164,9 @@ struct Session<N: Net> {
     /// The next connection taken from a pool must be a new one (a login the server
     /// must check itself).
     fresh_next: bool,
+    /// The statement about to run reads `FOUND_ROWS()`: the connection gets the
+    /// session's value first.
+    want_found_rows: Option<u64>,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -232,6 +235,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         last_conn: None,
         want_lid: false,
         fresh_next: false,
+        want_found_rows: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -266,6 +270,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     };
     *s.current.lock().expect("current lock") = Some((baddr.clone(), thread));
     s.state.login_status = crate::protocol::packets::Ok::parse(&login_ok, bcaps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
+    let login_ok = login_ok_for(&login_ok, bcaps, s.login.database.as_deref());
     let login_ok = ok_for_client(&login_ok, bcaps, s.login.caps, Strip::default()).unwrap_or(login_ok);
     if let Err(e) = s.client.send(login_seq, &login_ok).await {
         tracing::debug!(conn = id, error = %e, "client left after login");
@@ -439,7 +444,11 @@ impl<N: Net> Session<N> {
                 nc.conn.quit().await;
                 continue;
             }
-            let (conn, lease, cs) = nc.into_pooled(&self.state);
+            let (conn, lease, mut cs) = nc.into_pooled(&self.state);
+            if self.state.diagnostics_pending {
+                // Its diagnostics area is this session's: reset before the next user.
+                cs.dirty = true;
+            }
             match lease {
                 Some(lease) => {
                     if previous.as_deref() == Some(node.as_str()) {
@@ -713,10 +722,11 @@ impl<N: Net> Session<N> {
             self.nodes.insert(node.to_string(), NodeConn::leased(lent, &self.state));
         }
         let lid = self.want_lid.then_some(self.state.last_insert_id);
+        let found_rows = self.want_found_rows.take();
         let nc = self.nodes.get_mut(node).expect("present");
         let track = track && nc.conn.caps & cap::SESSION_TRACK != 0;
-        if nc.needs_sync(&self.state, track, lid) {
-            if let Err(e) = backends::sync(nc, &self.state, track, lid, self.read_timeout).await {
+        if nc.needs_sync(&self.state, track, lid) || found_rows.is_some() {
+            if let Err(e) = backends::sync(nc, &self.state, track, lid, found_rows, self.read_timeout).await {
                 self.drop_node(node).await;
                 return Err(e);
             }
@@ -941,6 +951,35 @@ impl<N: Net> Session<N> {
 
 }
 
+/// The login OK of a pooled connection, as the client's own login would have got it:
+/// the schema its session-state data reports is the client's database (the connection
+/// may have logged in with another).
+fn login_ok_for(login_ok: &[u8], caps: u32, database: Option<&[u8]>) -> Vec<u8> {
+    use crate::protocol::packets::{track, Ok as OkPacket, StateChanges};
+    let Some(ok) = OkPacket::parse(login_ok, caps) else { return login_ok.to_vec() };
+    if caps & cap::SESSION_TRACK == 0 {
+        return login_ok.to_vec();
+    }
+    let mut block = Vec::new();
+    for (t, data) in StateChanges::new(ok.session_state) {
+        if t == track::SCHEMA {
+            continue;
+        }
+        block.push(t);
+        crate::protocol::packet::put_lenenc_bytes(&mut block, data);
+    }
+    if let Some(db) = database {
+        let mut data = Vec::new();
+        crate::protocol::packet::put_lenenc_bytes(&mut data, db);
+        block.push(track::SCHEMA);
+        crate::protocol::packet::put_lenenc_bytes(&mut block, &data);
+    }
+    let status = if block.is_empty() { ok.status & !status::SESSION_STATE_CHANGED } else { ok.status | status::SESSION_STATE_CHANGED };
+    let mut out = bytes::BytesMut::new();
+    OkPacket { session_state: &block, status, ..ok }.write(&mut out, 0x00, caps);
+    out.to_vec()
+}
+
 /// Whether a statement may read `LAST_INSERT_ID()` (so its connection must hold the
 /// session's value): one classified so, or a write or session-bound statement whose
 /// text names it.
@@ -1066,11 +1105,22 @@ impl<N: Net> Session<N> {
 
     fn after(&mut self, node: &str, kind: Option<Kind>, payload: Option<&[u8]>, effects: &[Effect], statements: u32, summary: &Summary) {
         self.state.after_statement_of(node, kind, payload, effects, statements, summary.error.is_none(), summary.status, &summary.session_state);
-        self.state.diagnostics_pending = summary.warnings > 0 || summary.error.is_some();
+        // The diagnostics area (what `SHOW WARNINGS` reads) is changed by statements
+        // other than diagnostics reads; the connection is kept while it holds anything,
+        // so a connection goes back to its pool with an empty one.
+        let left = summary.warnings > 0 || summary.error.is_some();
+        match kind {
+            Some(Kind::Diagnostics) if summary.error.is_none() => {}
+            Some(_) => self.state.diagnostics_pending = left,
+            None => self.state.diagnostics_pending |= left,
+        }
         self.state.row_count = match (summary.error, summary.affected_rows) {
             (None, Some(n)) => n as i64,
             _ => -1,
         };
+        if summary.error.is_none() && summary.affected_rows.is_none() && summary.result_sets > 0 {
+            self.state.found_rows = summary.rows;
+        }
         if summary.insert_id != 0 {
             self.state.last_insert_id = summary.insert_id;
             if let Some(nc) = self.nodes.get_mut(node) {
@@ -1123,12 +1173,32 @@ impl<N: Net> Session<N> {
         };
         let read = c.is_read();
         self.want_lid = wants_last_insert_id(&c, sql);
+        self.want_found_rows = self.found_rows_to_carry(&c, sql);
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
         self.want_lid = false;
+        self.want_found_rows = None;
         if let Some((routed, summary)) = r? {
             self.after(&routed.node, Some(c.kind), Some(payload), &c.effects, c.statements, &summary);
+            self.diagnostics_into_variables(&c, sql, &summary);
         }
         Ok(())
+    }
+
+    /// `GET DIAGNOSTICS @v = …` set user variables on the connection: the session keeps it.
+    fn diagnostics_into_variables(&mut self, c: &Classified, sql: &[u8], summary: &Summary) {
+        if c.kind == Kind::Diagnostics && summary.error.is_none() && contains_ci(sql, b"diagnostics") && sql.contains(&b'@') {
+            self.state.pins.insert(Pin::UserVariable);
+        }
+    }
+
+    /// A statement reads `FOUND_ROWS()` of the session's previous `SELECT`, whose
+    /// connection went back to the pool: the value the connection it runs on must get.
+    fn found_rows_to_carry(&self, c: &Classified, sql: &[u8]) -> Option<u64> {
+        if c.kind != Kind::Diagnostics || self.state.found_rows_pending || !contains_ci(sql, b"found_rows") {
+            return None;
+        }
+        let held = self.state.previous.as_ref().is_some_and(|n| self.nodes.contains_key(n));
+        (!held).then_some(self.state.found_rows)
     }
 
     /// `SELECT ROW_COUNT()` answered from the session's last statement.
@@ -1171,11 +1241,9 @@ impl<N: Net> Session<N> {
         // Preparing `SHOW WARNINGS` (and the like) leaves the diagnostics it will read
         // where they are: on the node of the statement before, which the execute goes to.
         let previous = self.state.previous.clone();
-        let pending = self.state.diagnostics_pending;
         self.after(&routed.node, None, None, &[], 1, &summary);
         if diagnostics && summary.error.is_none() {
             self.state.previous = previous;
-            self.state.diagnostics_pending = pending;
         }
         Ok(())
     }
@@ -1244,6 +1312,7 @@ impl<N: Net> Session<N> {
         let class = stmt.class.clone();
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
+        let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
         let mut routed = match long_data {
             Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other), wait: None },
             None => match self.route_to_run(&class).await {
@@ -1289,6 +1358,14 @@ impl<N: Net> Session<N> {
                 }
                 Err(e) => return Err(e),
             };
+            if found_rows.is_some() {
+                // Set on the connection that runs it (ready() again, with the value).
+                self.want_found_rows = found_rows;
+                if let Err(e) = self.ready(&routed.node).await {
+                    self.want_lid = false;
+                    return Err(e);
+                }
+            }
             let key = self.stmt_key(&self.stmts.get(id).expect("resolved").prepare);
             let stmt = self.stmts.get_mut(id).expect("resolved");
             self.execute_shows_tracking = consistency::may_show_tracking(&stmt.prepare[1..]);
@@ -1319,6 +1396,10 @@ impl<N: Net> Session<N> {
             stmt.cursor = expect == Expect::ExecuteCursor && summary.error.is_none() && summary.status.is_some_and(|st| st & status::CURSOR_EXISTS != 0 && st & status::LAST_ROW_SENT == 0);
         }
         self.after(&routed.node, Some(class.kind), None, &class.effects, class.statements, &summary);
+        if class.kind == Kind::Diagnostics {
+            let sql = self.stmts.get(id).map(|s| s.prepare[1..].to_vec()).unwrap_or_default();
+            self.diagnostics_into_variables(&class, &sql, &summary);
+        }
         Ok(())
     }
 
@@ -1347,6 +1428,12 @@ impl<N: Net> Session<N> {
         let Some(node) = node else {
             return self.no_primary(Error::NoBackend("primary")).await;
         };
+        if payload[0] == com::STMT_FETCH && !self.stmts.get(id).is_some_and(|s| s.cursor) {
+            // The server would name its own statement id; Sluice knows no cursor is open.
+            let msg = format!("The statement ({id}) has no open cursor");
+            send_err(&mut self.client, 1, err::ER_STMT_HAS_NO_OPEN_CURSOR, "HY000", &msg).await;
+            return Ok(());
+        }
         let nid = match self.prepared_on(id, &node).await {
             Ok(n) => n,
             Err(Error::BackendErr { code, state, message, .. }) => {

@@ -153,6 +153,8 @@ pub struct SessionState {
     /// `ROW_COUNT()` of the last statement: affected rows, or -1 after a result set
     /// or an error.
     pub row_count: i64,
+    /// `FOUND_ROWS()` after a `SELECT` without `SQL_CALC_FOUND_ROWS`: the rows it sent.
+    pub found_rows: u64,
     /// COM_SET_OPTION value last set by the client (multi-statements on/off).
     pub set_option: Option<u16>,
     /// Last status flags reported by each node connection.
@@ -200,6 +202,7 @@ impl SessionState {
             diagnostics_pending: false,
             last_insert_id: 0,
             row_count: 0,
+            found_rows: 0,
             set_option: None,
             status: BTreeMap::new(),
             login_status,
@@ -405,6 +408,7 @@ impl SessionState {
         self.diagnostics_pending = false;
         self.last_insert_id = 0;
         self.row_count = 0;
+        self.found_rows = 0;
         self.set_option = None;
         self.temp_tables = false;
         self.tables_locked = false;
