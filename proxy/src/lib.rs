@@ -23,4 +23,4 @@ pub mod tls;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use proxy::{start, start_with_dispatch, start_with_faults, Dispatch, ProxyHandle, Session, SpawnHere};
+pub use proxy::{start, start_with_dispatch, start_with_faults, Dispatch, ProxyHandle, ProxyStats, Session, SpawnHere};

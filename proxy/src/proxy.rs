@@ -189,9 +189,27 @@ pub struct ProxyHandle {
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     timeout: Duration,
+    stats: Arc<dyn Fn() -> ProxyStats + Send + Sync>,
+}
+
+/// A snapshot of an instance's pools and pin counters (what the admin interface and
+/// metrics will show).
+#[derive(Debug, Clone, Default)]
+pub struct ProxyStats {
+    /// Per node address.
+    pub pools: BTreeMap<String, crate::pool::PoolStats>,
+    /// `(user, reason) → times a session of that user was pinned for it`.
+    pub pins: BTreeMap<(String, crate::session::state::Pin), u64>,
+    /// Open client sessions.
+    pub sessions: usize,
 }
 
 impl ProxyHandle {
+    /// The pools' and pins' counters now.
+    pub fn stats(&self) -> ProxyStats {
+        (self.stats)()
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> &str {
         &self.local_addr
@@ -320,9 +338,18 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tokio::spawn(maintain_pools(shared.clone(), topo.clone()));
+    let stats_source = shared.clone();
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
     tokio::spawn(accept_loop(shared, listener, sessions.clone(), dispatch));
-    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout })
+    let stats = {
+        let shared = stats_source;
+        Arc::new(move || ProxyStats {
+            pools: shared.cfg.backend.nodes.iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
+            pins: shared.pins.snapshot(),
+            sessions: shared.registry.len(),
+        })
+    };
+    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.

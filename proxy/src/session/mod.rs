@@ -991,6 +991,25 @@ fn wants_last_insert_id(c: &Classified, sql: &[u8]) -> bool {
     }
 }
 
+/// `sql` calls `LAST_INSERT_ID(expr)` (with an argument: it sets the value).
+fn sets_last_insert_id(sql: &[u8]) -> bool {
+    let needle = b"last_insert_id";
+    let mut i = 0;
+    while i + needle.len() <= sql.len() {
+        if sql[i..i + needle.len()].eq_ignore_ascii_case(needle) {
+            let rest = sql[i + needle.len()..].iter().skip_while(|c| c.is_ascii_whitespace());
+            let mut rest = rest.copied();
+            if rest.next() == Some(b'(') && rest.find(|c| !c.is_ascii_whitespace()).is_some_and(|c| c != b')') {
+                return true;
+            }
+            i += needle.len();
+        } else {
+            i += 1;
+        }
+    }
+    false
+}
+
 /// `haystack` contains `needle` (lower case ASCII), ignoring ASCII case.
 fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.len() >= needle.len() && haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
@@ -1179,15 +1198,24 @@ impl<N: Net> Session<N> {
         self.want_found_rows = None;
         if let Some((routed, summary)) = r? {
             self.after(&routed.node, Some(c.kind), Some(payload), &c.effects, c.statements, &summary);
-            self.diagnostics_into_variables(&c, sql, &summary);
+            self.pins_from_text(&c, sql, &summary);
         }
         Ok(())
     }
 
-    /// `GET DIAGNOSTICS @v = …` set user variables on the connection: the session keeps it.
-    fn diagnostics_into_variables(&mut self, c: &Classified, sql: &[u8], summary: &Summary) {
-        if c.kind == Kind::Diagnostics && summary.error.is_none() && contains_ci(sql, b"diagnostics") && sql.contains(&b'@') {
+    /// State a statement's text shows it left on its connection where no OK packet
+    /// tells Sluice its value: `GET DIAGNOSTICS @v = …` sets user variables;
+    /// `SELECT LAST_INSERT_ID(expr)` sets the connection's last insert id. The session
+    /// keeps the connection.
+    fn pins_from_text(&mut self, c: &Classified, sql: &[u8], summary: &Summary) {
+        if summary.error.is_some() {
+            return;
+        }
+        if c.kind == Kind::Diagnostics && contains_ci(sql, b"diagnostics") && sql.contains(&b'@') {
             self.state.pins.insert(Pin::UserVariable);
+        }
+        if c.kind == Kind::SessionBound(crate::route::class::Bound::LastInsertId) && summary.affected_rows.is_none() && sets_last_insert_id(sql) {
+            self.state.pins.insert(Pin::LastInsertId);
         }
     }
 
@@ -1396,9 +1424,9 @@ impl<N: Net> Session<N> {
             stmt.cursor = expect == Expect::ExecuteCursor && summary.error.is_none() && summary.status.is_some_and(|st| st & status::CURSOR_EXISTS != 0 && st & status::LAST_ROW_SENT == 0);
         }
         self.after(&routed.node, Some(class.kind), None, &class.effects, class.statements, &summary);
-        if class.kind == Kind::Diagnostics {
+        if matches!(class.kind, Kind::Diagnostics | Kind::SessionBound(crate::route::class::Bound::LastInsertId)) {
             let sql = self.stmts.get(id).map(|s| s.prepare[1..].to_vec()).unwrap_or_default();
-            self.diagnostics_into_variables(&class, &sql, &summary);
+            self.pins_from_text(&class, &sql, &summary);
         }
         Ok(())
     }

@@ -65,6 +65,8 @@ pub enum Pin {
     StoredRoutine,
     /// `HANDLER`, `XA` and other connection-bound statements.
     ConnectionState,
+    /// `SELECT LAST_INSERT_ID(expr)`: the value it set is in no OK packet.
+    LastInsertId,
     /// A statement Sluice could not classify ran successfully, or state it cannot replay
     /// (a multi-statement with `SET`s, too many `SET`s, a prepared `SET`, a refused
     /// COM_CHANGE_USER).
@@ -92,6 +94,7 @@ impl Pin {
             Pin::SqlPrepare => "sql_prepare",
             Pin::StoredRoutine => "stored_routine",
             Pin::ConnectionState => "connection_state",
+            Pin::LastInsertId => "last_insert_id",
             Pin::Unreplayable => "unreplayable",
             Pin::Diagnostics => "diagnostics",
         }
