@@ -59,14 +59,14 @@ min_idle = 0
 }
 
 async fn client(proxy: &sluice::ProxyHandle, db: Option<&str>) -> mysql_async::Conn {
-    let mut o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(common::port_of(proxy.local_addr())).user(Some("app")).pass(Some("app"));
+    let mut o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(common::port_of(proxy.local_addr())).user(Some("app")).pass(Some("app")).prefer_socket(false);
     if let Some(db) = db {
         o = o.db_name(Some(db));
     }
     mysql_async::Conn::new(o).await.expect("client connects")
 }
 
-async fn one<T: FromValue>(c: &mut mysql_async::Conn, sql: &str) -> T {
+async fn one<T: FromValue + Send + 'static>(c: &mut mysql_async::Conn, sql: &str) -> T {
     c.query_first(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}")).unwrap_or_else(|| panic!("{sql}: no row"))
 }
 
@@ -142,7 +142,8 @@ async fn last_insert_id_and_row_count_are_each_clients_own_without_pinning() {
     }
     // Used inside a write: the child row gets the client's own id.
     a.query_drop("INSERT INTO ids (who) VALUES (CONCAT('c', LAST_INSERT_ID()))").await.unwrap();
-    let who: String = one(&mut a, &format!("SELECT who FROM ids WHERE id = {}", a.last_insert_id().unwrap())).await;
+    let child = a.last_insert_id().unwrap();
+    let who: String = one(&mut a, &format!("SELECT who FROM ids WHERE id = {child}")).await;
     assert_eq!(who, format!("c{a_id}"));
 
     a.query_drop("REPLACE INTO rows3 VALUES (1, 0), (2, 0), (3, 0)").await.unwrap();
@@ -236,22 +237,37 @@ async fn a_full_pool_makes_waiters_wait_then_answers_1040_never_grows() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prepared_statements_move_between_connections_with_their_types() {
     let f = cluster();
+    f.cluster.app_sql(0, "CREATE TABLE IF NOT EXISTS pa.tt (v VARCHAR(4)); REPLACE INTO pa.tt VALUES ('a')").unwrap();
+    f.cluster.app_sql(0, "CREATE TABLE IF NOT EXISTS pb.tt (v VARCHAR(4)); REPLACE INTO pb.tt VALUES ('b')").unwrap();
     let proxy = f.proxy("max_per_node = 2").await;
     let mut a = client(&proxy, Some("test")).await;
     let mut b = client(&proxy, Some("test")).await;
-    let sa = a.prep("SELECT ? + 1, DATABASE()").await.unwrap();
-    let sb = b.prep("SELECT ? + 1, DATABASE()").await.unwrap();
-    b.query_drop("USE pb").await.unwrap();
+    let sa = a.prep("SELECT ? + 1").await.unwrap();
+    let sb = b.prep("SELECT ? + 1").await.unwrap();
     for i in 0..20i64 {
-        let (v, db): (i64, String) = a.exec_first(&sa, (i,)).await.unwrap().unwrap();
-        assert_eq!((v, db.as_str()), (i + 1, "test"));
-        let (v, db): (String, String) = b.exec_first(&sb, (format!("{i}.5"),)).await.unwrap().unwrap();
-        assert_eq!((v.as_str(), db.as_str()), (format!("{}.5", i + 1).as_str(), "test"), "prepared under `test`, as on one server");
+        let v: i64 = a.exec_first(&sa, (i,)).await.unwrap().unwrap();
+        assert_eq!(v, i + 1);
+        let v: f64 = b.exec_first(&sb, (format!("{i}.5"),)).await.unwrap().unwrap();
+        assert_eq!(v, i as f64 + 1.5, "b's string parameter, whatever types a bound on a shared server statement");
+        b.query_drop(format!("SET @@session.sort_buffer_size = {}", 300_000 + i)).await.unwrap();
     }
-    // A statement prepared again after USE resolves names in the new schema.
-    let t = b.prep("SELECT DATABASE()").await.unwrap();
-    let db: String = b.exec_first(&t, ()).await.unwrap().unwrap();
-    assert_eq!(db, "pb");
+    // A statement prepared in one schema and executed after USE: as on one server.
+    let mut direct = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(common::port_of(&f.cluster.primary().addr())).user(Some("app")).pass(Some("app")).db_name(Some("pa")).prefer_socket(false),
+    )
+    .await
+    .unwrap();
+    let mut via = client(&proxy, Some("pa")).await;
+    let mut answers = Vec::new();
+    for c in [&mut direct, &mut via] {
+        let st = c.prep("SELECT v, DATABASE() FROM tt").await.unwrap();
+        c.query_drop("USE pb").await.unwrap();
+        let r: (String, String) = c.exec_first(&st, ()).await.unwrap().unwrap();
+        let again = c.prep("SELECT v, DATABASE() FROM tt").await.unwrap();
+        let r2: (String, String) = c.exec_first(&again, ()).await.unwrap().unwrap();
+        answers.push((r, r2));
+    }
+    assert_eq!(answers[0], answers[1], "direct vs through Sluice");
     a.close(sa).await.unwrap();
     let v: i64 = a.exec_first("SELECT ? * 2", (21,)).await.unwrap().unwrap();
     assert_eq!(v, 42);

@@ -1058,6 +1058,11 @@ impl<N: Net> Session<N> {
                     routed = self.resolve(Target::Readers, routed.reason, false)?;
                     continue;
                 }
+                Err(e @ Error::PoolExhausted { .. }) => {
+                    tracing::info!(conn = self.id, node = %routed.node, error = %e, "no pooled connection for a statement");
+                    send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
+                    return Ok(None);
+                }
                 Err(e) => {
                     tracing::warn!(conn = self.id, node = %routed.node, error = %e, "cannot reach the node for a statement");
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
@@ -1262,8 +1267,8 @@ impl<N: Net> Session<N> {
         let Some((routed, summary)) = self.run_routed(routed, payload, Expect::Prepare, false, &mut patch).await? else { return Ok(()) };
         let diagnostics = c.kind == Kind::Diagnostics;
         if let Some((server_id, _, params)) = summary.prepared {
-            self.stmts.insert(id, &routed.node, payload, c, params);
             let key = self.stmt_key(payload);
+            self.stmts.insert_keyed(id, &routed.node, payload, c, params, self.state.schema.clone(), key.clone());
             self.cache_statement(&routed.node, &key, server_id);
         }
         // Preparing `SHOW WARNINGS` (and the like) leaves the diagnostics it will read
@@ -1305,14 +1310,37 @@ impl<N: Net> Session<N> {
     /// Makes sure statement `id` is prepared on the session's connection to `node`
     /// (taking one from the pool if needed); returns the server's id there.
     async fn prepared_on(&mut self, id: u32, node: &str) -> Result<u32, Error> {
-        let prepare = self.stmts.get(id).expect("known statement").prepare.clone();
+        let stmt = self.stmts.get(id).expect("known statement");
+        let (prepare, key, schema) = (stmt.prepare.clone(), stmt.key.clone(), stmt.schema.clone());
         self.ready(node).await?;
-        let key = self.stmt_key(&prepare);
+        let timeout = self.read_timeout;
         let nc = self.nodes.get_mut(node).expect("ready");
         if let Some(c) = nc.stmts.get(&key) {
             return Ok(c.id);
         }
-        let summary = match backends::exchange(nc, &prepare, Expect::Prepare, self.read_timeout).await {
+        // Prepared in the schema of the client's prepare (names resolve there), then
+        // back to the session's.
+        let switch = schema.as_ref().filter(|s| nc.schema.as_ref() != Some(*s)).cloned();
+        let exchange = async {
+            if let Some(db) = &switch {
+                let mut p = vec![com::INIT_DB];
+                p.extend_from_slice(db);
+                backends::exchange(nc, &p, Expect::OnePacket, timeout).await?;
+            }
+            let summary = backends::exchange(nc, &prepare, Expect::Prepare, timeout).await?;
+            if switch.is_some() {
+                if let Some(back) = nc.schema.clone() {
+                    let mut p = vec![com::INIT_DB];
+                    p.extend_from_slice(&back);
+                    let s = backends::exchange(nc, &p, Expect::OnePacket, timeout).await?;
+                    if s.error.is_some() {
+                        return Err(Error::backend_protocol(node, "could not return to the session's schema after a prepare"));
+                    }
+                }
+            }
+            Ok(summary)
+        };
+        let summary = match exchange.await {
             Ok(s) => s,
             Err(e) => {
                 self.drop_node(node).await;
@@ -1394,7 +1422,7 @@ impl<N: Net> Session<N> {
                     return Err(e);
                 }
             }
-            let key = self.stmt_key(&self.stmts.get(id).expect("resolved").prepare);
+            let key = self.stmts.get(id).expect("resolved").key.clone();
             let stmt = self.stmts.get_mut(id).expect("resolved");
             self.execute_shows_tracking = consistency::may_show_tracking(&stmt.prepare[1..]);
             let nc = self.nodes.get_mut(&routed.node).expect("ready");
@@ -1524,7 +1552,7 @@ impl<N: Net> Session<N> {
         };
         let dirty_on = stmt.long_data_on.clone().or_else(|| stmt.cursor.then(|| stmt.last_node.clone()).flatten());
         if let Some(node) = dirty_on {
-            let key = self.stmt_key(&stmt.prepare);
+            let key = stmt.key.clone();
             let timeout = self.read_timeout;
             if let Some(nc) = self.nodes.get_mut(&node) {
                 if let Some(nid) = nc.stmts.get(&key).map(|c| c.id) {

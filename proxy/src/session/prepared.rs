@@ -38,6 +38,10 @@ pub struct Stmt {
     pub last_node: Option<String>,
     /// The last execute opened a cursor that is not exhausted yet.
     pub cursor: bool,
+    /// The schema current when the client prepared it (the server resolves its names
+    /// there, whatever `USE` came later), and its key in connection caches.
+    pub schema: Option<Vec<u8>>,
+    pub key: Vec<u8>,
 }
 
 /// The session's prepared statements, by client id.
@@ -78,8 +82,14 @@ impl Statements {
     /// Registers a statement the client prepared, under `id` (from [`Self::next_id`]),
     /// first run on `node`.
     pub fn insert(&mut self, id: u32, node: &str, prepare: &[u8], class: Arc<Classified>, params: u16) {
+        self.insert_keyed(id, node, prepare, class, params, None, prepare.to_vec());
+    }
+
+    /// [`Self::insert`] with the schema it was prepared in and its cache key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_keyed(&mut self, id: u32, node: &str, prepare: &[u8], class: Arc<Classified>, params: u16, schema: Option<Vec<u8>>, key: Vec<u8>) {
         self.counter = id;
-        self.by_id.insert(id, Stmt { prepare: prepare.to_vec(), class, params, types: None, long_data_on: None, last_node: Some(node.to_string()), cursor: false });
+        self.by_id.insert(id, Stmt { prepare: prepare.to_vec(), class, params, types: None, long_data_on: None, last_node: Some(node.to_string()), cursor: false, schema, key });
         self.last = Some(id);
     }
 

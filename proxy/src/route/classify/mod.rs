@@ -499,10 +499,17 @@ fn classify_part(s: Stmt, depth: u32) -> Part {
         b"help" => Part::of(Kind::Read),
         b"explain" | b"describe" | b"desc" => explain(s, depth),
         b"analyze" => analyze(s, depth),
-        b"insert" | b"update" | b"delete" | b"replace" | b"load" | b"alter" | b"rename" | b"truncate" | b"grant"
+        // Expressions of `DO`, `UPDATE` and `DELETE` may use session-bound state (a user
+        // lock, a user variable, a sequence): still primary-bound, but the session must
+        // keep the connection that holds it.
+        b"update" | b"delete" | b"do" => match features(s, &[]).bound {
+            Some(b) => Part::bound(b),
+            None => Part::of(Kind::Write),
+        },
+        b"insert" | b"replace" | b"load" | b"alter" | b"rename" | b"truncate" | b"grant"
         | b"revoke" | b"kill" | b"optimize" | b"repair" | b"check" | b"checksum" | b"install" | b"uninstall"
         | b"change" | b"stop" | b"reset" | b"purge" | b"shutdown" | b"binlog" | b"restart" | b"clone" | b"import"
-        | b"cache" | b"do" => Part::of(Kind::Write),
+        | b"cache" => Part::of(Kind::Write),
         _ => unknown_statement(s),
     }
 }

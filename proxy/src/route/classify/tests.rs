@@ -341,7 +341,6 @@ fn data_and_schema_changes_are_writes() {
             "SHUTDOWN",
             "BINLOG 'abc'",
             "DO 1",
-            "DO GET_LOCK('a', 1)",
             "INSERT INTO t VALUES (LAST_INSERT_ID())",
         ],
     );
@@ -597,8 +596,20 @@ fn node_specific_tables_go_to_primary() {
 }
 
 #[test]
-fn do_is_a_write() {
-    assert_eq!(k("DO RELEASE_LOCK('a')"), Kind::Write);
+fn do_is_a_write_unless_it_uses_session_bound_state() {
+    assert_eq!(k("DO 1 + 1"), Kind::Write);
+    assert_eq!(k("DO SLEEP(0)"), Kind::Write);
+    assert_eq!(k("DO RELEASE_LOCK('a')"), sb(Bound::UserLock));
+    assert_eq!(k("DO @v := 1"), sb(Bound::UserVariable));
+}
+
+#[test]
+fn update_and_delete_using_session_bound_state_say_so() {
+    assert_eq!(k("UPDATE t SET a = a + 1 WHERE id IN (1, 2)"), Kind::Write);
+    assert_eq!(k("UPDATE t SET a = @v := a + 1"), sb(Bound::UserVariable));
+    assert_eq!(k("UPDATE seq SET id = LAST_INSERT_ID(id + 1)"), sb(Bound::LastInsertId));
+    assert_eq!(k("DELETE FROM t WHERE id = @last"), sb(Bound::UserVariable));
+    assert_eq!(k("DELETE t FROM t JOIN u ON (t.id = u.id) WHERE u.x > 0"), Kind::Write);
 }
 
 // --- transactions -----------------------------------------------------------------------
