@@ -951,7 +951,7 @@ fn shows(g: &mut Gen) {
         let fix = |s: &str| fix_t(s, &tb);
         let mut c = C::new(&p, format!("SHOW and information_schema: {}", name.replace('_', " ")));
         if *name == "session_status_com" {
-            c = c.head("known-difference-split session status counters are per backend connection: SELECTs that ran on a replica are counted there (docs/compatibility.md)");
+            c = c.head("known-difference session status counters are per backend connection: multiplexed statements run on pooled connections, and SELECTs that ran on a replica are counted there (docs/pooling.md, docs/compatibility.md)");
         }
         if *name == "table_status" {
             // Timestamps and sizes are the server's and change: compare the rest.

@@ -260,6 +260,11 @@ pub struct RunConfig {
     pub level_switch_pct: u32,
     /// Sluice instances (1 or 2).
     pub proxies: usize,
+    /// `[pool] multiplex` (off for one seed in eight).
+    pub multiplex: bool,
+    /// `[pool] max_per_node`: tiny (1..=4), so that many sessions interleave on few
+    /// backend connections.
+    pub pool_size: usize,
 }
 
 impl RunConfig {
@@ -343,6 +348,9 @@ impl RunConfig {
             consistency_fallback_error: opts.consistency_fallback_error.unwrap_or(consistency_fallback_error),
             level_switch_pct: opts.level_switch_pct.unwrap_or(level_switch_pct),
             proxies,
+            // Pool settings from their own RNG (the other settings of a seed stay).
+            multiplex: seed % 8 != 5,
+            pool_size: rng_for(seed, "pool", 0).gen_range(1..=4),
         }
     }
 
@@ -398,7 +406,7 @@ impl fmt::Display for RunConfig {
             f,
             "seed={} flavour={} replication={} nodes={} clients={} replica_readers={} duration={}ms settle={}ms keys={} \
              mix(write/read/txn)={}/{}/{} think={}..{}ms lag={}+0..{}ms latency<={}ms op_timeout={}ms monitor={}ms/debounce {} \
-             split={} proxies={} faults={:?}{}{}",
+             split={} proxies={} pool={} faults={:?}{}{}",
             self.seed,
             self.flavour_name(),
             if self.semi_sync { format!("semi-sync(timeout {}ms)", self.semi_sync_timeout_ms) } else { "async".into() },
@@ -433,6 +441,7 @@ impl fmt::Display for RunConfig {
                 "off".to_string()
             },
             self.proxies,
+            if self.multiplex { format!("multiplexed over {} per node", self.pool_size) } else { format!("dedicated (max {} per node)", self.pool_size) },
             self.faults,
             if self.proxy_bugs.any() { format!(" PROXY-BUG({})", self.proxy_bugs.names().join(",")) } else { String::new() },
             format!(" tick={}ms", self.tick_ms),

@@ -208,6 +208,12 @@ max_replica_lag_ms = {max_lag}
 consistency = "{consistency}"
 consistency_timeout_ms = {consistency_timeout}
 consistency_fallback = "{fallback}"
+
+[pool]
+multiplex = {multiplex}
+max_per_node = {pool_size}
+min_idle = 1
+acquire_timeout_ms = {acquire}
 "#,
         listen = workload::proxy_addr(instance),
         key = PROXY_RSA_KEY,
@@ -222,6 +228,11 @@ consistency_fallback = "{fallback}"
         consistency = cfg.consistency,
         consistency_timeout = cfg.consistency_timeout_ms,
         fallback = if cfg.consistency_fallback_error { "error" } else { "primary" },
+        multiplex = cfg.multiplex,
+        // Without multiplexing every session holds a connection per node: the pool
+        // must fit them all.
+        pool_size = if cfg.multiplex { cfg.pool_size } else { (cfg.clients + cfg.replica_readers) * 2 + 4 },
+        acquire = cfg.op_timeout_ms.max(1000),
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
