@@ -36,6 +36,12 @@ pub trait Faults: Send + Sync + 'static {
     fn ignore_consistency(&self) -> bool {
         false
     }
+
+    /// Lend pooled connections as they are: never reset one that holds another
+    /// session's state, assume it follows the borrower's (multiplexing's bug).
+    fn ignore_pooled_state(&self) -> bool {
+        false
+    }
 }
 
 /// No injected faults (production).

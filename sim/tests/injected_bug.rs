@@ -24,6 +24,11 @@
 //!   primary its monitor found. After a failover every write fails (the old primary
 //!   comes back read-only), and `service_resumes_after_heal` reports that no write
 //!   succeeded after the heal. Without the bug the proxy follows the promotion.
+//! * `ignore_pooled_state` — the proxy lends pooled connections as they are, without
+//!   matching their session state to the borrower's or resetting them. A session's
+//!   read-back of its own session variable, after other sessions used the tiny pool,
+//!   returns another session's value: the `session_state_lost` coverage counter, which
+//!   must stay 0, is not. Control: `splitting_without_routing_bugs_passes_and_reads_back_session_state`.
 //! * `ignore_consistency` — the proxy sends reads to any eligible replica without
 //!   checking or waiting for the GTID position their consistency level requires. With
 //!   splitting on at `session` (or `global`, with two Sluice instances) and the
@@ -139,6 +144,21 @@ fn primary_only_checker_catches_session_bound_reads_routed_to_a_replica() {
     caught_by(Checker::PrimaryOnlyOnReplica, "route_session_bound_reads_to_replica", |_| {
         routing_opts(ProxyBugs { route_session_bound_reads_to_replica: true, ..ProxyBugs::default() })
     });
+}
+
+#[test]
+fn multiplexing_oracle_catches_pooled_connections_lent_with_another_sessions_state() {
+    for seed in 1..=BUDGET {
+        let mut o = routing_opts(ProxyBugs { ignore_pooled_state: true, ..ProxyBugs::default() });
+        o.clients = 16;
+        let r = run(seed, &o);
+        if r.coverage.session_state_lost > 0 {
+            eprintln!("ignore_pooled_state caught at seed {seed}: session_state_lost={} ({})", r.coverage.session_state_lost, r.coverage);
+            return;
+        }
+        eprintln!("seed {seed}: ignore_pooled_state not caught ({})", r.coverage);
+    }
+    panic!("session_state_lost stayed 0 with ignore_pooled_state within {BUDGET} seeds");
 }
 
 #[test]

@@ -17,6 +17,8 @@ use crate::net::Stream;
 
 /// Bytes asked of the socket per read.
 const READ_CHUNK: usize = 64 * 1024;
+/// First read of an idle connection's next packet (most commands fit).
+const IDLE_CHUNK: usize = 1024;
 /// Packets up to this size are copied out of the read buffer rather than shared.
 const SMALL_PACKET: usize = 16 * 1024;
 
@@ -187,6 +189,25 @@ impl<S: Stream> PacketConn<S> {
     pub async fn fill(&mut self) -> io::Result<usize> {
         self.rbuf.reserve(READ_CHUNK);
         self.io.read_buf(&mut self.rbuf).await
+    }
+
+    /// Frees the buffers of a connection that waits, idle, for its peer's next packet
+    /// (a client between commands), and reads that packet into a small buffer first:
+    /// an idle connection costs little memory. Larger packets grow the buffer as usual.
+    pub async fn read_packet_idle(&mut self) -> Result<Packet, ReadError> {
+        if self.rbuf.is_empty() {
+            if self.rbuf.capacity() > IDLE_CHUNK {
+                self.rbuf = BytesMut::new();
+            }
+            if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
+                self.wbuf = BytesMut::new();
+            }
+            self.rbuf.reserve(IDLE_CHUNK);
+            if self.io.read_buf(&mut self.rbuf).await? == 0 {
+                return Err(ReadError::Closed);
+            }
+        }
+        self.read_packet().await
     }
 
     /// Bytes read from the socket and not yet consumed.

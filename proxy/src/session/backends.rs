@@ -93,10 +93,10 @@ impl<S: Stream> NodeConn<S> {
     /// A connection lent by a pool, matched against the session's state: if what it
     /// applied is a prefix of the session's replay log only the rest is replayed;
     /// otherwise it is reset first (COM_RESET_CONNECTION) and gets everything.
-    pub fn leased(lent: Lent<S>, state: &SessionState) -> Self {
+    pub fn leased(lent: Lent<S>, state: &SessionState, ignore_state: bool) -> Self {
         let Lent { conn, lease, state: cs, .. } = lent;
         let mut nc = NodeConn::new(conn, cs.schema.clone(), state);
-        let prefix = !cs.dirty && cs.replay_len <= state.replay.len() && state.replay_fingerprint(cs.replay_len) == cs.replay_hash;
+        let prefix = ignore_state || (!cs.dirty && cs.replay_len <= state.replay.len() && state.replay_fingerprint(cs.replay_len) == cs.replay_hash);
         nc.lease = Some(lease);
         if prefix {
             nc.applied = cs.replay_len;

@@ -314,7 +314,7 @@ impl<N: Net> Session<N> {
                 biased;
                 _ = &mut kill => return End::Closed("killed"),
                 _ = &mut stopping => return End::Closed("proxy shutting down"),
-                r = self.client.read_packet() => r,
+                r = self.client.read_packet_idle() => r,
             };
             let p = match read {
                 Ok(p) => p,
@@ -719,7 +719,8 @@ impl<N: Net> Session<N> {
             if !self.multiplex {
                 self.shared.registry.add_backend(self.id, &lent.conn.addr, lent.conn.thread_id);
             }
-            self.nodes.insert(node.to_string(), NodeConn::leased(lent, &self.state));
+            let ignore_state = self.shared.faults.ignore_pooled_state();
+            self.nodes.insert(node.to_string(), NodeConn::leased(lent, &self.state, ignore_state));
         }
         let lid = self.want_lid.then_some(self.state.last_insert_id);
         let found_rows = self.want_found_rows.take();

@@ -40,11 +40,13 @@ pub struct ProxyBugs {
     /// Send reads to any eligible replica without checking or waiting for the GTID
     /// position their consistency level requires.
     pub ignore_consistency: bool,
+    /// Lend pooled connections without matching or resetting their session state.
+    pub ignore_pooled_state: bool,
 }
 
 impl ProxyBugs {
     pub fn any(&self) -> bool {
-        self.resend_after_lost_backend || self.route_writes_to_replica || self.route_session_bound_reads_to_replica || self.ignore_promotion || self.ignore_consistency
+        self.resend_after_lost_backend || self.route_writes_to_replica || self.route_session_bound_reads_to_replica || self.ignore_promotion || self.ignore_consistency || self.ignore_pooled_state
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -55,6 +57,7 @@ impl ProxyBugs {
             (self.route_session_bound_reads_to_replica, "route_session_bound_reads_to_replica"),
             (self.ignore_promotion, "ignore_promotion"),
             (self.ignore_consistency, "ignore_consistency"),
+            (self.ignore_pooled_state, "ignore_pooled_state"),
         ] {
             if on {
                 v.push(n);

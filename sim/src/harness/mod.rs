@@ -256,6 +256,9 @@ impl sluice::faults::Faults for InjectedBugs {
     fn ignore_consistency(&self) -> bool {
         self.0.ignore_consistency
     }
+    fn ignore_pooled_state(&self) -> bool {
+        self.0.ignore_pooled_state
+    }
 }
 
 fn proxy_faults(cfg: &RunConfig) -> Arc<dyn sluice::faults::Faults> {

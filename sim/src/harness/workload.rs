@@ -830,18 +830,39 @@ impl Client {
 
     /// Sets connection-bound state and reads it back with the node that served the
     /// read: `LAST_INSERT_ID(x)` then `SELECT LAST_INSERT_ID(), …`, `SET @v = x` then
-    /// `SELECT @v, …`, or both of the latter in one multi-statement.
+    /// `SELECT @v, …`, both of the latter in one multi-statement, or a session variable
+    /// (`SET SESSION group_concat_max_len = x`, replayed by Sluice) then its read-back.
     async fn session_read<S: sluice::net::Stream>(&mut self, c: &mut BackendConn<S>, session: SessionRef) -> Result<(), Fail> {
         let x = self.value();
-        let variant = self.rng.gen_range(0..3);
-        let var = if variant == 0 { "LAST_INSERT_ID()" } else { "@sim_v" };
+        let variant = self.rng.gen_range(0..4);
+        let var = match variant {
+            0 => "LAST_INSERT_ID()",
+            3 => "@@group_concat_max_len",
+            _ => "@sim_v",
+        };
         let id = self.invoke(session, Op::session_read(var, x), OpMeta::primary());
         let read = format!("SELECT {var}, @@server_id, @@read_only");
         let r: Result<Res, Fail> = match variant {
-            0 | 1 => {
-                let set = if variant == 0 { format!("SELECT LAST_INSERT_ID({x})") } else { format!("SET @sim_v = {x}") };
+            0 | 1 | 3 => {
+                // Variant 3 is a session `SET` Sluice replays on whichever pooled
+                // connection (and node) the read-back runs: the differential oracle for
+                // multiplexing (the value must be the session's own, as on a dedicated
+                // connection).
+                let set = match variant {
+                    0 => format!("SELECT LAST_INSERT_ID({x})"),
+                    3 => format!("SET SESSION group_concat_max_len = {x}"),
+                    _ => format!("SET @sim_v = {x}"),
+                };
+                // The read-back of a session variable comes a while later, after other
+                // sessions used the pooled connections.
+                let pause = if variant == 3 { self.rng.gen_range(0..60) } else { 0 };
                 match query(c, &set, self.timeout).await {
-                    Ok(_) => query(c, &read, self.timeout).await.map(|r| text_res(&r)),
+                    Ok(_) => {
+                        if pause > 0 {
+                            tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                        }
+                        query(c, &read, self.timeout).await.map(|r| text_res(&r))
+                    }
                     Err(f) => Err(f),
                 }
             }
