@@ -7,7 +7,8 @@
 #                variables of its own, running point selects and updates (and reading
 #                their variables back) for SLUICE_POOL_SECONDS [30]: statements, errors,
 #                state mismatches, backend connections used;
-#   2. idle:     SLUICE_POOL_IDLE [50000] idle clients: Sluice's RSS growth per client;
+#   2. idle:     SLUICE_POOL_IDLE [50000, or the fd limit less 2000] idle clients:
+#                Sluice's RSS growth per client;
 #   3. storm:    SLUICE_POOL_STORM [5000] new clients per second for 10 s: backend
 #                connections created (MariaDB's Connections counter) and login p99;
 #   4. sysbench: oltp_read_write at SLUICE_POOL_THREADS [256] threads for
@@ -52,6 +53,11 @@ POOL=32
 
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "fd limit $(ulimit -n)"
+# Sluice and the load generator each hold one descriptor per client.
+if [ "$IDLE" -gt $(( $(ulimit -n) - 2000 )) ]; then
+    log "idle clients capped at $(( $(ulimit -n) - 2000 )) by the fd limit ($(ulimit -n); the hard limit cannot be raised here)"
+    IDLE=$(( $(ulimit -n) - 2000 ))
+fi
 bench_setup
 log "building the load generator (release)"
 cargo bench -q -p sluice-proxy --bench pool_scale --no-run >&2
@@ -73,7 +79,7 @@ start_cluster --replicas 0 --server-option=--max-connections=600 --server-option
 MARIADB_PID=$(awk '/"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
 sql() { "$MYSQL_CLIENT" -h127.0.0.1 -P"$PRIMARY_PORT" -uroot -N -B -e "$1"; }
 sql "CREATE TABLE IF NOT EXISTS test.pool_t (id INT PRIMARY KEY, v BIGINT NOT NULL DEFAULT 0)"
-sql "INSERT IGNORE INTO test.pool_t (id) SELECT seq FROM seq_1_to_1000"
+sql "INSERT IGNORE INTO test.pool_t (id) SELECT seq FROM test.seq_1_to_1000"
 sql "CREATE DATABASE IF NOT EXISTS sbtest"
 status() { sql "SHOW GLOBAL STATUS LIKE '$1'" | awk '{ print $2 }'; }
 app_conns() { sql "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE USER = 'app'"; }

@@ -195,7 +195,16 @@ pub struct Pools<S> {
     next_uid: AtomicU64,
     /// Per node: the login of the last lease (what warm-up opens).
     last_login: Mutex<BTreeMap<String, Login>>,
+    /// Per node and key: a connection's login OK and negotiated capabilities (what a
+    /// client login answers without a backend round trip).
+    templates: Mutex<BTreeMap<(String, ConnKey), (Vec<u8>, u32, u32)>>,
+    /// `(node, account, database)` the server accepted lately, and when.
+    databases: Mutex<BTreeMap<(String, String, Vec<u8>), Instant>>,
 }
+
+/// How long a database the server accepted for an account counts as accepted for
+/// logins that skip the backend round trip.
+const DATABASE_TTL: Duration = Duration::from_secs(10);
 
 /// How a connection is opened: `(login) → connection`.
 pub trait Opener<S>: Send + Sync {
@@ -204,7 +213,7 @@ pub trait Opener<S>: Send + Sync {
 
 impl<S: Stream> Pools<S> {
     pub fn new(cfg: PoolConfig) -> Self {
-        Pools { cfg, nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()) }
+        Pools { cfg, nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()), templates: Mutex::new(BTreeMap::new()), databases: Mutex::new(BTreeMap::new()) }
     }
 
     pub fn config(&self) -> &PoolConfig {
@@ -239,6 +248,38 @@ impl<S: Stream> Pools<S> {
     pub fn stmt_cache_size(&self, addr: &str) -> usize {
         let n = self.node(addr).stmt_cache.load(Ordering::Relaxed);
         if n == 0 { self.cfg.statement_cache } else { n }
+    }
+
+    /// Records what a connection opened with `login` to `addr` answered at login.
+    fn record_template(&self, addr: &str, login: &Login, conn: &BackendConn<S>) {
+        let mut t = self.templates.lock().expect("templates lock");
+        let key = (addr.to_string(), ConnKey::of(login));
+        if !t.contains_key(&key) {
+            t.insert(key, (conn.login_ok.clone(), conn.caps, conn.ext_caps));
+        }
+    }
+
+    /// A login for `login`'s key on `addr` that needs no backend round trip: the login
+    /// OK, capabilities and extended capabilities a connection of that key got, if one
+    /// was opened, and `login`'s database (if any) was accepted by the server lately.
+    pub fn login_template(&self, addr: &str, login: &Login) -> Option<(Vec<u8>, u32, u32)> {
+        if let Some(db) = &login.database {
+            let d = self.databases.lock().expect("databases lock");
+            let seen = d.get(&(addr.to_string(), login.user.clone(), db.clone()))?;
+            if seen.elapsed() > DATABASE_TTL {
+                return None;
+            }
+        }
+        self.templates.lock().expect("templates lock").get(&(addr.to_string(), ConnKey::of(login))).cloned()
+    }
+
+    /// The server accepted `db` for `user` on `addr` (a login or a COM_INIT_DB).
+    pub fn database_accepted(&self, addr: &str, user: &str, db: &[u8]) {
+        let mut d = self.databases.lock().expect("databases lock");
+        if d.len() > 10_000 {
+            d.retain(|_, t| t.elapsed() <= DATABASE_TTL);
+        }
+        d.insert((addr.to_string(), user.to_string(), db.to_vec()), Instant::now());
     }
 
     fn uid(&self) -> u64 {
@@ -339,6 +380,7 @@ impl<S: Stream> Pools<S> {
                     Err(e) => return Err(e),
                 };
                 node.created.fetch_add(1, Ordering::Relaxed);
+                self.record_template(addr, login, &conn);
                 let state = ConnState { schema: login.database.clone(), last_insert_id: Some(0), ..ConnState::default() };
                 return Ok(Lent { conn, lease, state, fresh: true });
             };
@@ -380,6 +422,7 @@ impl<S: Stream> Pools<S> {
         }
         let mut conn = opener.open(addr, login).await?;
         node.created.fetch_add(1, Ordering::Relaxed);
+        self.record_template(addr, login, &conn);
         let limits = conn.query("SELECT @@max_connections, @@max_prepared_stmt_count").await;
         let (max_conns, max_stmts) = match &limits {
             Ok(r) => (

@@ -246,7 +246,14 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     // connection, which then joins the user's pool. Config mode: Sluice checked the
     // password, a pooled connection serves.
     s.fresh_next = shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
-    let ready = s.ready(&primary).await;
+    // Config mode, multiplexed: when a connection of the client's key logged in before
+    // and the server accepted its database lately, the login needs no backend
+    // connection at all (a burst of logins costs the backends nothing).
+    let template = if s.multiplex && !s.fresh_next { shared.pools.login_template(&primary, &s.login_for_pool()) } else { None };
+    let ready = match template {
+        Some(_) => Ok(()),
+        None => s.ready(&primary).await,
+    };
     s.fresh_next = false;
     if let Err(e) = ready {
         tracing::warn!(conn = id, peer = %s.peer, error = %e, "cannot open backend connection");
@@ -264,11 +271,19 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         shared.registry.remove(id);
         return;
     }
-    let (login_ok, bcaps, thread, baddr) = {
-        let nc = &s.nodes[&primary];
-        (nc.conn.login_ok.clone(), nc.conn.caps, nc.conn.thread_id, nc.conn.addr.clone())
+    let (login_ok, bcaps, thread, baddr) = match (template, s.nodes.get(&primary)) {
+        (_, Some(nc)) => (nc.conn.login_ok.clone(), nc.conn.caps, nc.conn.thread_id, nc.conn.addr.clone()),
+        (Some((ok, caps, _)), None) => (ok, caps, 0, primary.clone()),
+        (None, None) => unreachable!("ready() holds the primary's connection"),
     };
-    *s.current.lock().expect("current lock") = Some((baddr.clone(), thread));
+    if let Some(db) = &s.login.database {
+        if s.nodes.contains_key(&primary) {
+            shared.pools.database_accepted(&primary, &s.login.backend_user, db);
+        }
+    }
+    if thread != 0 {
+        *s.current.lock().expect("current lock") = Some((baddr.clone(), thread));
+    }
     s.state.login_status = crate::protocol::packets::Ok::parse(&login_ok, bcaps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
     let login_ok = login_ok_for(&login_ok, bcaps, s.login.database.as_deref());
     let login_ok = ok_for_client(&login_ok, bcaps, s.login.caps, Strip::default()).unwrap_or(login_ok);
@@ -415,6 +430,36 @@ impl<N: Net> Session<N> {
         }
         if pin.is_none() && !self.nodes.is_empty() {
             self.release_all(false).await;
+        } else if pin.is_some_and(|p| p != Pin::MultiplexOff) && self.nodes.len() > 1 {
+            self.release_unpinned_nodes().await;
+        }
+    }
+
+    /// A pinned session keeps the connection its state lives on (the transaction's, the
+    /// one with its session-bound state, the one whose diagnostics or cursor it will
+    /// read) and gives the others back.
+    async fn release_unpinned_nodes(&mut self) {
+        let keep: Vec<String> = [
+            self.state.txn_node().map(str::to_string),
+            self.state.bound_to.clone(),
+            self.state.previous.clone(),
+            self.primary.clone(),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let others: Vec<String> = self.nodes.keys().filter(|n| !keep.contains(n)).cloned().collect();
+        if others.is_empty() || self.stmts.cursor_open() || self.stmts.long_data_pending() {
+            return;
+        }
+        for node in others {
+            if let Some(nc) = self.nodes.remove(&node) {
+                let (conn, lease, cs) = nc.into_pooled(&self.state);
+                match lease {
+                    Some(lease) => self.shared.pools.put(&node, conn, lease, cs).await,
+                    None => conn.quit().await,
+                }
+            }
         }
     }
 
@@ -680,18 +725,7 @@ impl<N: Net> Session<N> {
             self.drop_node(node).await;
         }
         if !self.nodes.contains_key(node) {
-            let mut blogin = self.shared.backend_login(
-                &self.login.backend_user,
-                &self.login.backend_secret,
-                self.state.schema.clone(),
-                self.login.charset,
-                self.login.caps,
-                self.login.ext_caps,
-                self.login.attrs.clone(),
-            );
-            // Every backend connection reports session state (schema, GTIDs): OK
-            // packets are rewritten for clients that did not ask for it.
-            blogin.caps |= cap::SESSION_TRACK;
+            let blogin = self.login_for_pool();
             let affinity = self.last_conn.as_ref().filter(|(n, _)| n == node).map(|(_, u)| *u);
             let shared = self.shared.clone();
             let state = &self.state;
@@ -733,6 +767,24 @@ impl<N: Net> Session<N> {
             }
         }
         Ok(())
+    }
+
+    /// The login a backend connection for this session is opened with (its pool key):
+    /// the client's account (or Sluice's), capabilities and character set, the
+    /// session's schema. Every backend connection reports session state (schema,
+    /// GTIDs): OK packets are rewritten for clients that did not ask for it.
+    fn login_for_pool(&self) -> crate::backend::conn::Login {
+        let mut blogin = self.shared.backend_login(
+            &self.login.backend_user,
+            &self.login.backend_secret,
+            self.state.schema.clone(),
+            self.login.charset,
+            self.login.caps,
+            self.login.ext_caps,
+            self.login.attrs.clone(),
+        );
+        blogin.caps |= cap::SESSION_TRACK;
+        blogin
     }
 
     /// Whether the session's connection to `node` should report the GTIDs of its
