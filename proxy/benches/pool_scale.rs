@@ -104,14 +104,17 @@ async fn clients(addr: String, n: usize, secs: u64) {
     let tally = Arc::new(Tally::default());
     let net = SpreadNet::default();
     let rng = Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(1)));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs(secs) + Duration::from_millis(n as u64 / 2);
+    // Every client logs in and sets its variables first (at most 2,000 logins per
+    // second); then all of them run statements for `secs`.
+    let (go_tx, go_rx) = tokio::sync::watch::channel(None::<Instant>);
+    let ready = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::with_capacity(n);
     for i in 0..n {
         if i % 2000 == 1999 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
-        let (addr, tally, net, rng) = (addr.clone(), tally.clone(), net.clone(), rng.clone());
+        let (addr, tally, net, rng, ready) = (addr.clone(), tally.clone(), net.clone(), rng.clone(), ready.clone());
+        let mut go = go_rx.clone();
         tasks.push(tokio::spawn(async move {
             let mut c = match connect(&net, &addr, &login(), &rng).await {
                 Ok(c) => c,
@@ -120,8 +123,14 @@ async fn clients(addr: String, n: usize, secs: u64) {
             let sort = 262_144 + (i % 1000) * 8;
             let tz = format!("+{:02}:00", i % 12);
             if let Err(e) = c.query(&format!("SET SESSION sort_buffer_size = {sort}, time_zone = '{tz}'")).await {
+                ready.fetch_add(1, Ordering::Relaxed);
                 return tally.error(format!("set: {e}"));
             }
+            ready.fetch_add(1, Ordering::Relaxed);
+            let deadline = match go.wait_for(|s| s.is_some()).await {
+                Ok(s) => s.expect("set") + Duration::from_secs(secs),
+                Err(_) => return,
+            };
             let mut k = i;
             let mut lat = Vec::new();
             while Instant::now() < deadline {
@@ -151,11 +160,19 @@ async fn clients(addr: String, n: usize, secs: u64) {
             c.quit().await;
         }));
     }
+    let login_started = Instant::now();
+    while ready.load(Ordering::Relaxed) < n {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let login_s = login_started.elapsed().as_secs_f64();
+    let start = Instant::now();
+    go_tx.send_replace(Some(start));
     for t in tasks {
         let _ = t.await;
     }
     let elapsed = start.elapsed().as_secs_f64();
     let ok = tally.ok.load(Ordering::Relaxed);
+    println!("LOGGED_IN clients={n} in {login_s:.1}s (after the first)");
     let (p50, p99) = tally.percentiles();
     println!(
         "RESULT clients={n} statements={ok} errors={} state_mismatches={} statements_per_s={:.0} p50_ms={p50:.2} p99_ms={p99:.2} first_errors={:?}",

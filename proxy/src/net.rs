@@ -39,6 +39,9 @@ pub trait Listener: Send + 'static {
 }
 
 /// The production network: TCP through `tokio` (or madsim's simulated TCP under `--cfg madsim`).
+/// Pending connections the client listener queues before Sluice accepts them.
+pub const LISTEN_BACKLOG: u32 = 8192;
+
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioNet;
 
@@ -49,8 +52,26 @@ impl Net for TokioNet {
     type Stream = tokio::net::TcpStream;
     type Listener = TokioListener;
 
+    #[cfg(madsim)]
     async fn bind(&self, addr: &str) -> io::Result<TokioListener> {
         Ok(TokioListener(tokio::net::TcpListener::bind(addr).await?))
+    }
+
+    #[cfg(not(madsim))]
+    async fn bind(&self, addr: &str) -> io::Result<TokioListener> {
+        // A long accept queue (the kernel caps it at net.core.somaxconn): a burst of
+        // client connections waits there instead of having its SYNs dropped (and
+        // retried seconds later).
+        let mut last = io::Error::new(io::ErrorKind::InvalidInput, format!("{addr}: no address"));
+        for a in tokio::net::lookup_host(addr).await? {
+            let sock = if a.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+            sock.set_reuseaddr(true)?;
+            match sock.bind(a).and_then(|()| sock.listen(LISTEN_BACKLOG)) {
+                Ok(l) => return Ok(TokioListener(l)),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
