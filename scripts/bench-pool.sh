@@ -76,7 +76,9 @@ trap cleanup EXIT
 
 log "starting MariaDB (chaos cluster --replicas 0, max_connections 600)"
 start_cluster --replicas 0 --server-option=--max-connections=600 --server-option=--max-prepared-stmt-count=100000
-MARIADB_PID=$(awk '/"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
+# The primary's mariadbd pid: the "pid" that follows "role": "primary" in the state file.
+MARIADB_PID=$(awk '/"role": *"primary"/ { p = 1 } p && /"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
+[ -n "$MARIADB_PID" ] && [ -d "/proc/$MARIADB_PID" ] || die "cannot find the primary's mariadbd pid in $WORK/cluster.json"
 sql() { "$MYSQL_CLIENT" -h127.0.0.1 -P"$PRIMARY_PORT" -uroot -N -B -e "$1"; }
 sql "CREATE TABLE IF NOT EXISTS test.pool_t (id INT PRIMARY KEY, v BIGINT NOT NULL DEFAULT 0)"
 sql "INSERT IGNORE INTO test.pool_t (id) SELECT seq FROM test.seq_1_to_1000"
@@ -147,15 +149,6 @@ if [[ ,$only, == *,idle,* ]]; then
     echo "idle: sluice RSS ${before} kB before, ${during} kB with ${n:-0} idle clients: $(awk -v a="$before" -v b="$during" -v n="${n:-1}" 'BEGIN { printf "%.2f KiB per idle client", (b - a) / n }')"
 fi
 
-if [[ ,$only, == *,storm,* ]]; then
-    sleep 3
-    c0=$(status Connections)
-    log "storm: $STORM new clients per second for 10 s"
-    res=$(load storm "$SLUICE_ADDR" "$STORM" 10 | grep '^RESULT')
-    echo "storm: $res"
-    echo "storm: backend connections opened during the storm: $(( $(status Connections) - c0 )) (pool max $POOL)"
-fi
-
 if [[ ,$only, == *,sysbench,* ]]; then
     SB=(--mysql-user=app --mysql-password=app --mysql-db=sbtest --tables=4 --table-size=10000)
     log "sysbench prepare"
@@ -177,5 +170,14 @@ if [[ ,$only, == *,sysbench,* ]]; then
         sleep 3
     done
 fi
+if [[ ,$only, == *,storm,* ]]; then
+    sleep 3
+    c0=$(status Connections)
+    log "storm: $STORM new clients per second for 10 s"
+    res=$(load storm "$SLUICE_ADDR" "$STORM" 10 | grep '^RESULT')
+    echo "storm: $res"
+    echo "storm: backend connections opened during the storm: $(( $(status Connections) - c0 )) (pool max $POOL)"
+fi
+
 } | tee "$out"
 log "results in $out"

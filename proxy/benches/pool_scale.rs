@@ -11,13 +11,15 @@
 //! * `clients`: N clients log in (at most 2,000 per second), each sets session
 //!   variables of its own (`sort_buffer_size`, `time_zone`), then runs point selects and
 //!   updates on `test.pool_t` (ids 1..=1000) until SECONDS have passed; every tenth
-//!   statement reads its `@@sort_buffer_size` back. Prints one `RESULT` line: statements,
+//!   statement reads its `@@sort_buffer_size` back (clients connect from 127.0.0.1, .2, …).
+//!   Prints one `RESULT` line: statements,
 //!   errors, state mismatches, statements per second, latency p50/p99.
-//! * `idle`: N clients log in and stay idle for SECONDS (source addresses 127.0.0.1,
-//!   .2, … so that more than one address's ephemeral ports are available); prints
+//! * `idle`: N clients log in and stay idle for SECONDS (from 127.0.0.5, .6, …: more
+//!   than one address's ephemeral ports); prints
 //!   `READY` once all are in (the script reads Sluice's memory then), then `RESULT`.
 //! * `storm`: PER_SECOND new clients per second for SECONDS, each logs in, runs
-//!   `SELECT 1` and quits; prints login latency p50/p99 and errors.
+//!   `SELECT 1` and quits (from 127.0.0.20 onwards, 2,000 per address: the closed
+//!   connections' ports stay in TIME_WAIT); prints login latency p50/p99 and errors.
 //!
 //! Under `cargo test` (no `--bench`) it only checks that it builds.
 
@@ -31,10 +33,19 @@ use sluice::backend::conn::{connect, Login, Secret};
 use sluice::net::{Net, TokioListener};
 use sluice::protocol::constants::cap;
 
-/// Connects from 127.0.0.1, 127.0.0.2, … in turn (20,000 connections per address).
-#[derive(Clone, Default)]
+/// Connects from 127.0.0.`first`, the next address, … in turn (`per_address`
+/// connections per address), reusing local ports in TIME_WAIT.
+#[derive(Clone)]
 struct SpreadNet {
     next: Arc<AtomicUsize>,
+    first: usize,
+    per_address: usize,
+}
+
+impl SpreadNet {
+    fn new(first: usize, per_address: usize) -> Self {
+        SpreadNet { next: Arc::default(), first, per_address }
+    }
 }
 
 impl Net for SpreadNet {
@@ -47,9 +58,10 @@ impl Net for SpreadNet {
 
     async fn connect(&self, addr: &str) -> io::Result<tokio::net::TcpStream> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        let src: std::net::IpAddr = format!("127.0.0.{}", 1 + (n / 20_000) % 200).parse().expect("address");
+        let src: std::net::IpAddr = format!("127.0.0.{}", self.first + (n / self.per_address) % 200).parse().expect("address");
         let target: std::net::SocketAddr = addr.parse().map_err(|e| io::Error::other(format!("{addr}: {e}")))?;
         let sock = tokio::net::TcpSocket::new_v4()?;
+        sock.set_reuseaddr(true)?;
         sock.bind(std::net::SocketAddr::new(src, 0))?;
         let s = sock.connect(target).await?;
         s.set_nodelay(true)?;
@@ -102,7 +114,7 @@ impl Tally {
 
 async fn clients(addr: String, n: usize, secs: u64) {
     let tally = Arc::new(Tally::default());
-    let net = SpreadNet::default();
+    let net = SpreadNet::new(1, 10_000);
     let rng = Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(1)));
     // Every client logs in and sets its variables first (at most 2,000 logins per
     // second); then all of them run statements for `secs`.
@@ -185,7 +197,7 @@ async fn clients(addr: String, n: usize, secs: u64) {
 
 async fn idle(addr: String, n: usize, secs: u64) {
     let tally = Arc::new(Tally::default());
-    let net = SpreadNet::default();
+    let net = SpreadNet::new(5, 10_000);
     let rng = Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(2)));
     let start = Instant::now();
     let mut conns = Vec::with_capacity(n);
@@ -217,7 +229,7 @@ async fn idle(addr: String, n: usize, secs: u64) {
 
 async fn storm(addr: String, per_second: usize, secs: u64) {
     let tally = Arc::new(Tally::default());
-    let net = SpreadNet::default();
+    let net = SpreadNet::new(20, 2_000);
     let rng = Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(3)));
     let start = Instant::now();
     let every = Duration::from_secs_f64(1.0 / per_second as f64);
