@@ -14,7 +14,9 @@
 #   4. sysbench: oltp_read_write at SLUICE_POOL_THREADS [256] threads for
 #                SLUICE_POOL_SB_SECONDS [30]: directly (256 connections), through Sluice
 #                (32 backend connections) and through HAProxy, in one run, with
-#                MariaDB's CPU per transaction.
+#                MariaDB's CPU per transaction. SLUICE_POOL_CPU_QUOTA [0 = none]: CPUs
+#                for mariadbd (cgroup `cpu` controller, as in bench-routing.sh), so
+#                MariaDB is the bottleneck as on a host of its own.
 #
 # The load generator is proxy/benches/pool_scale.rs. The fd limit is raised to 200000
 # (needs root or a hard limit that high).
@@ -50,6 +52,7 @@ STORM=${SLUICE_POOL_STORM:-5000}
 THREADS=${SLUICE_POOL_THREADS:-256}
 SB_SECONDS=${SLUICE_POOL_SB_SECONDS:-30}
 POOL=32
+CPU_QUOTA=${SLUICE_POOL_CPU_QUOTA:-0}
 
 ulimit -n 200000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 log "fd limit $(ulimit -n)"
@@ -74,8 +77,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-log "starting MariaDB (chaos cluster --replicas 0, max_connections 600)"
-start_cluster --replicas 0 --server-option=--max-connections=600 --server-option=--max-prepared-stmt-count=100000
+log "starting MariaDB (chaos cluster --replicas 0, max_connections 600, CPU quota $CPU_QUOTA)"
+QUOTA_ARGS=()
+[ "$CPU_QUOTA" != 0 ] && QUOTA_ARGS=(--cpu-quota "$CPU_QUOTA")
+start_cluster --replicas 0 "${QUOTA_ARGS[@]}" --server-option=--max-connections=600 --server-option=--max-prepared-stmt-count=100000
 # The primary's mariadbd pid: the "pid" that follows "role": "primary" in the state file.
 MARIADB_PID=$(awk '/"role": *"primary"/ { p = 1 } p && /"pid":/ { gsub(/[^0-9]/, ""); print; exit }' "$WORK/cluster.json")
 [ -n "$MARIADB_PID" ] && [ -d "/proc/$MARIADB_PID" ] || die "cannot find the primary's mariadbd pid in $WORK/cluster.json"

@@ -9,8 +9,9 @@
 //! * `madsim_seed_holds_every_property` — `#[madsim::test]`: one seed per madsim run;
 //!   `MADSIM_TEST_SEED=<n>` picks the seed, `MADSIM_TEST_NUM=<k>` runs `k` seeds from it.
 //! * `madsim_suite_holds_every_property_and_covers_every_fault` — seeds `1..=N`
-//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, checkers and coverage counters
-//!   (required ones non-zero over the suite, must-be-zero ones zero in every run).
+//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, plus one more at `eventual`,
+//!   checkers and coverage counters (required ones non-zero over the suite, must-be-zero
+//!   ones zero in every run).
 //! * `madsim_global_reads_through_one_instance_see_writes_acknowledged_through_the_other`
 //!   — two Sluice instances at `global`.
 //! * `madsim_same_seed_same_history_hash` — determinism.
@@ -51,8 +52,17 @@ fn madsim_suite_holds_every_property_and_covers_every_fault() {
     let mut failures = Vec::new();
     let mut sim_secs = 0.0;
     let started = std::time::Instant::now();
-    for &seed in &seeds {
-        let r = run_in_runtime(seed, &opts);
+    // Seeds run at the level their config rolls; with more than one seed, one more run
+    // at `eventual` with splitting on, so the suite always has sessions that may read
+    // stale values (the `stale_eventual_reads` coverage: the checker must see them).
+    let mut runs: Vec<(u64, Options)> = seeds.iter().map(|&s| (s, opts.clone())).collect();
+    if seeds.len() > 1 {
+        let eventual = Options { read_write_split: Some(true), consistency: Some(sim::history::Consistency::Eventual), ..opts.clone() };
+        runs.push((seeds[seeds.len() - 1] + 1, eventual));
+    }
+    for (seed, opts) in &runs {
+        let seed = *seed;
+        let r = run_in_runtime(seed, opts);
         eprintln!(
             "madsim seed {seed}: {} — {} ops — {} — {:.1}s simulated in {:.2}s",
             if r.ok() { "ok" } else { "VIOLATION" },
@@ -70,8 +80,8 @@ fn madsim_suite_holds_every_property_and_covers_every_fault() {
     let wall = started.elapsed().as_secs_f64();
     eprintln!(
         "madsim: {} seeds in {wall:.1}s ({:.1} seeds/min, {:.1} simulated s per wall s); coverage: {cov}",
-        seeds.len(),
-        seeds.len() as f64 * 60.0 / wall,
+        runs.len(),
+        runs.len() as f64 * 60.0 / wall,
         sim_secs / wall
     );
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));

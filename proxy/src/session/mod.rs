@@ -1514,13 +1514,13 @@ impl<N: Net> Session<N> {
 
     /// A statement command naming an id the client never prepared (or closed): the
     /// server's answer, ER_UNKNOWN_STMT_HANDLER (server statement ids are the pool's,
-    /// not the client's, so the server cannot be asked).
+    /// not the client's, so the server cannot be asked with the client's id). Raised on
+    /// the primary, so the session's diagnostics area holds the error as it would
+    /// directly (`@@warning_count` 1, `SHOW ERRORS`).
     async fn unknown_statement(&mut self, payload: &[u8], command: &str) -> Result<(), Error> {
         let id = payload.get(1..5).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
         let msg = format!("Unknown prepared statement handler ({id}) given to {command}");
-        send_err(&mut self.client, 1, err::ER_UNKNOWN_STMT_HANDLER, "HY000", &msg).await;
-        self.state.diagnostics_pending = false;
-        Ok(())
+        self.answer_via_backend(Some((err::ER_UNKNOWN_STMT_HANDLER, "HY000", &msg))).await
     }
 
     /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran (a cursor keeps
@@ -1540,8 +1540,7 @@ impl<N: Net> Session<N> {
         if payload[0] == com::STMT_FETCH && !self.stmts.get(id).is_some_and(|s| s.cursor) {
             // The server would name its own statement id; Sluice knows no cursor is open.
             let msg = format!("The statement ({id}) has no open cursor");
-            send_err(&mut self.client, 1, err::ER_STMT_HAS_NO_OPEN_CURSOR, "HY000", &msg).await;
-            return Ok(());
+            return self.answer_via_backend(Some((err::ER_STMT_HAS_NO_OPEN_CURSOR, "HY000", &msg))).await;
         }
         let nid = match self.prepared_on(id, &node).await {
             Ok(n) => n,
