@@ -25,6 +25,45 @@ pub struct Config {
     /// Backend connection pools and multiplexing (`docs/pooling.md`).
     #[serde(default)]
     pub pool: PoolConfig,
+    /// What sessions do while the primary is unavailable (`docs/failover.md`).
+    #[serde(default)]
+    pub failover: FailoverConfig,
+}
+
+/// `[failover]`: buffering of primary-bound statements while no primary can be reached.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FailoverConfig {
+    /// Longest a primary-bound statement waits for a reachable primary (then the client
+    /// gets an error); `0` = no buffering.
+    #[serde(default = "defaults::buffer_window_ms")]
+    pub buffer_window_ms: u64,
+    /// Most statements waiting at once, over every session.
+    #[serde(default = "defaults::buffer_max_statements")]
+    pub buffer_max_statements: usize,
+    /// Most bytes of statements waiting at once.
+    #[serde(default = "defaults::buffer_max_bytes")]
+    pub buffer_max_bytes: usize,
+}
+
+impl Default for FailoverConfig {
+    fn default() -> Self {
+        FailoverConfig {
+            buffer_window_ms: defaults::buffer_window_ms(),
+            buffer_max_statements: defaults::buffer_max_statements(),
+            buffer_max_bytes: defaults::buffer_max_bytes(),
+        }
+    }
+}
+
+impl FailoverConfig {
+    pub fn limits(&self) -> crate::failover::BufferLimits {
+        crate::failover::BufferLimits {
+            window: std::time::Duration::from_millis(self.buffer_window_ms),
+            max_statements: if self.buffer_window_ms == 0 { 0 } else { self.buffer_max_statements },
+            max_bytes: self.buffer_max_bytes,
+        }
+    }
 }
 
 /// `[pool]`: one pool of backend connections per node (and backend account); with
@@ -463,6 +502,15 @@ mod defaults {
     pub fn statement_cache() -> usize {
         256
     }
+    pub fn buffer_window_ms() -> u64 {
+        10_000
+    }
+    pub fn buffer_max_statements() -> usize {
+        10_000
+    }
+    pub fn buffer_max_bytes() -> usize {
+        64 << 20
+    }
     pub fn classifier_cache() -> usize {
         10_000
     }
@@ -555,6 +603,9 @@ impl Config {
             if !routed_users.insert(&u.name) {
                 return bad(format!("routing.users: {} is listed twice", u.name));
             }
+        }
+        if self.failover.buffer_window_ms > 0 && self.failover.buffer_max_bytes < 1024 {
+            return bad("failover.buffer_max_bytes: at least 1024 when buffering is on".into());
         }
         if self.pool.acquire_timeout_ms == 0 {
             return bad("pool.acquire_timeout_ms: must be positive".into());

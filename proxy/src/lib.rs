@@ -9,6 +9,7 @@ pub mod backend;
 pub mod config;
 pub mod consistency;
 pub mod error;
+pub mod failover;
 pub mod faults;
 pub mod health;
 pub mod net;

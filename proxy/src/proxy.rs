@@ -69,6 +69,8 @@ pub struct Shared<N: Net> {
     pub pools: crate::pool::Pools<N::Stream>,
     /// How often sessions were pinned to a backend connection, per user and reason.
     pub pins: crate::session::state::PinCounters,
+    /// Primary-bound statements waiting for a primary (`[failover]`).
+    pub failover_buffer: Arc<crate::failover::Buffer>,
 }
 
 impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
@@ -202,6 +204,8 @@ pub struct ProxyStats {
     pub pins: BTreeMap<(String, crate::session::state::Pin), u64>,
     /// Open client sessions.
     pub sessions: usize,
+    /// The failover buffer's counters.
+    pub failover: crate::failover::BufferStats,
 }
 
 impl ProxyHandle {
@@ -307,6 +311,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
     let classifier_capacity = cfg.routing.classifier_cache;
     let pool_cfg = cfg.pool.clone();
+    let cfg_failover_limits = cfg.failover.limits();
     let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
     let shared = Arc::new(Shared {
         cfg,
@@ -330,6 +335,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         positions: Default::default(),
         pools: crate::pool::Pools::new(pool_cfg),
         pins: Default::default(),
+        failover_buffer: crate::failover::Buffer::new(cfg_failover_limits),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
@@ -347,6 +353,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             pools: shared.cfg.backend.nodes.iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
             pins: shared.pins.snapshot(),
             sessions: shared.registry.len(),
+            failover: shared.failover_buffer.stats(),
         })
     };
     Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })

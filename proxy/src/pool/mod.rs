@@ -133,6 +133,8 @@ pub struct PoolStats {
     pub timeouts: u64,
     pub refused: u64,
     pub pings_failed: u64,
+    /// Idle connections found closed by their server when about to be lent.
+    pub found_closed: u64,
 }
 
 /// One node's pool (type-erased over the stream: the idle list lives in [`Pools`]).
@@ -151,6 +153,7 @@ struct NodePool {
     timeouts: AtomicU64,
     refused: AtomicU64,
     pings_failed: AtomicU64,
+    found_closed: AtomicU64,
     /// Held while the pool's size is being found out.
     sizing: tokio::sync::Mutex<()>,
 }
@@ -170,6 +173,7 @@ impl NodePool {
             timeouts: AtomicU64::new(0),
             refused: AtomicU64::new(0),
             pings_failed: AtomicU64::new(0),
+            found_closed: AtomicU64::new(0),
             sizing: tokio::sync::Mutex::new(()),
         }
     }
@@ -241,6 +245,7 @@ impl<S: Stream> Pools<S> {
             timeouts: n.timeouts.load(Ordering::Relaxed),
             refused: n.refused.load(Ordering::Relaxed),
             pings_failed: n.pings_failed.load(Ordering::Relaxed),
+            found_closed: n.found_closed.load(Ordering::Relaxed),
         }
     }
 
@@ -386,8 +391,16 @@ impl<S: Stream> Pools<S> {
             };
             let lease = Lease { node: node.clone(), _permit: Some(permit), uid: c.uid, born: c.born, key: key.clone(), counted: true };
             let mut conn = c.conn;
-            if c.since.elapsed() >= Duration::from_millis(self.cfg.check_idle_after_ms) && !ping(&mut conn, login.timeout).await {
-                node.pings_failed.fetch_add(1, Ordering::Relaxed);
+            // A connection whose server went away (crash, restart, failover, idle
+            // timeout) is seen closed here, before anything is written to it: the
+            // statement then provably never reached that server.
+            let gone = conn.conn.peer_gone();
+            if gone || (c.since.elapsed() >= Duration::from_millis(self.cfg.check_idle_after_ms) && !ping(&mut conn, login.timeout).await) {
+                if gone {
+                    node.found_closed.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    node.pings_failed.fetch_add(1, Ordering::Relaxed);
+                }
                 drop(lease);
                 conn.quit().await;
                 // The permit went with the lease: take another one (rare path).

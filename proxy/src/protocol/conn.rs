@@ -4,6 +4,7 @@
 //! Framing follows <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_basic_packets.html>;
 //! the TLS switch follows <https://dev.mysql.com/doc/dev/mysql-server/latest/page_protocol_connection_phase_packets_protocol_ssl_request.html>.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -182,6 +183,19 @@ impl<S: Stream> PacketConn<S> {
                     }
                 }
             }
+        }
+    }
+
+    /// Whether an idle connection's peer is gone (end of stream or an error is waiting)
+    /// or sent something unasked (a server's ERR before it closes an idle connection):
+    /// either way it cannot serve a statement. Only looks at what already arrived; never
+    /// waits (a pending read means "still there").
+    pub fn peer_gone(&mut self) -> bool {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let fill = std::pin::pin!(self.fill());
+        match fill.poll(&mut cx) {
+            std::task::Poll::Pending => false,
+            std::task::Poll::Ready(_) => true,
         }
     }
 

@@ -20,6 +20,7 @@
 
 pub mod backends;
 pub mod local;
+mod lost;
 pub mod prepared;
 pub mod state;
 
@@ -40,6 +41,7 @@ use crate::protocol::rewrite::{ok_for_client, Strip};
 use crate::backend::topology::Topology;
 use crate::config::AuthMode;
 use crate::error::Error;
+use crate::failover::Sent;
 use crate::net::Net;
 use crate::protocol::conn::{PacketConn, ReadError};
 use crate::protocol::constants::{com, err, status};
@@ -167,6 +169,8 @@ struct Session<N: Net> {
     /// The statement about to run reads `FOUND_ROWS()`: the connection gets the
     /// session's value first.
     want_found_rows: Option<u64>,
+    /// The statement waiting in the failover buffer, and until when.
+    buffered: Option<(crate::failover::Ticket, Instant)>,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -236,6 +240,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         want_lid: false,
         fresh_next: false,
         want_found_rows: None,
+        buffered: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -421,6 +426,7 @@ impl<N: Net> Session<N> {
     /// After each command: counts a pin that begins, and gives the session's backend
     /// connections back to their pools unless it is pinned.
     async fn after_command(&mut self) {
+        self.buffered = None;
         let pin = self.pin_reason();
         if pin != self.pinned {
             if let Some(p) = pin {
@@ -468,6 +474,11 @@ impl<N: Net> Session<N> {
     /// transaction, locks, temporary tables, …), closes them instead.
     async fn release_all(&mut self, close: bool) {
         let keepable = !close && matches!(self.state.pin_reason(), None | Some(Pin::Diagnostics) | Some(Pin::FoundRows)) && !self.stmts.cursor_open() && !self.stmts.long_data_pending();
+        if keepable {
+            // Whatever the session's statements left on the connections is carried by
+            // Sluice from now on: it is bound to no node (a new primary can serve it).
+            self.state.bound_to = None;
+        }
         let previous = self.state.previous.clone();
         // The session holds no backend connection any more: a KILL of it has none to
         // stop (the pooled one may serve another session next).
@@ -611,8 +622,9 @@ impl<N: Net> Session<N> {
             let node = s.primary.clone().ok_or(Error::NoBackend("primary"))?;
             match &s.state.bound_to {
                 // The session's state lives on a node that is no longer the primary:
-                // following the new primary would silently lose it.
-                Some(old) if *old != node => Err(Error::PrimaryMoved { from: old.clone(), to: node }),
+                // following the new primary would silently lose it. (State Sluice
+                // carries itself — variables, schema, LAST_INSERT_ID — follows.)
+                Some(old) if *old != node && s.holds_state_on(old) => Err(Error::PrimaryMoved { from: old.clone(), to: node }),
                 _ => Ok(Routed { node, reason, primary: true, wait: None }),
             }
         };
@@ -1103,8 +1115,18 @@ impl<N: Net> Session<N> {
         loop {
             attempts += 1;
             let retry_ok = read && !routed.primary && attempts < 3 && self.state.txn_node().is_none();
+            if self.primary_bound(&routed) && self.held_connection_gone(&routed.node) {
+                let e = Error::BackendIo { addr: routed.node.clone(), sent: false, source: std::io::ErrorKind::ConnectionReset.into() };
+                match self.on_lost(&routed, payload, read, Sent::Nothing, e).await? {
+                    Some(r) => {
+                        routed = r;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            }
             match self.ready(&routed.node).await {
-                Ok(()) => {}
+                Ok(()) => self.leave_buffer(),
                 Err(e) if retry_ok => {
                     tracing::info!(conn = self.id, node = %routed.node, error = %e, "replica unusable for this session; read goes elsewhere");
                     self.avoid_node(&routed.node);
@@ -1116,6 +1138,13 @@ impl<N: Net> Session<N> {
                     send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
                     return Ok(None);
                 }
+                Err(e) if self.primary_bound(&routed) && lost::is_unreachable(&e) => match self.on_lost(&routed, payload, read, Sent::Nothing, e).await? {
+                    Some(r) => {
+                        routed = r;
+                        continue;
+                    }
+                    None => return Ok(None),
+                },
                 Err(e) => {
                     tracing::warn!(conn = self.id, node = %routed.node, error = %e, "cannot reach the node for a statement");
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
@@ -1131,6 +1160,13 @@ impl<N: Net> Session<N> {
                 },
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
                     routed = self.read_elsewhere(routed, &error).await?;
+                }
+                Err(RelayError { error, forwarded: false, .. }) if self.primary_bound(&routed) && lost::is_unreachable(&error) => {
+                    let sent = if matches!(error, Error::BackendIo { sent: false, .. }) { Sent::Nothing } else { Sent::Statement };
+                    match self.on_lost(&routed, payload, read, sent, error).await? {
+                        Some(r) => routed = r,
+                        None => return Ok(None),
+                    }
                 }
                 Err(e) => return Err(e.error),
             }
@@ -1153,13 +1189,15 @@ impl<N: Net> Session<N> {
 
     /// Sends a command to the primary and relays the response.
     async fn on_primary(&mut self, payload: &[u8], expect: Expect) -> Result<Option<Summary>, Error> {
-        self.refresh_topology();
-        let routed = self.resolve(Target::Primary, Reason::Unknown, false);
-        let routed = match routed {
-            Ok(r) => r,
-            Err(e) => {
-                self.no_primary(e).await?;
-                return Ok(None);
+        let routed = loop {
+            self.refresh_topology();
+            match self.resolve(Target::Primary, Reason::Unknown, false) {
+                Ok(r) => break r,
+                Err(e) => {
+                    if !self.no_primary_yet(e, payload.len()).await? {
+                        return Ok(None);
+                    }
+                }
             }
         };
         let r = self.run_routed(routed, payload, expect, false, &mut |_, _| {}).await?;
@@ -1242,10 +1280,14 @@ impl<N: Net> Session<N> {
                 }
             }
         }
-        let routed = match self.route_to_run(&c).await {
-            Ok(r) => r,
-            Err(e) => {
-                return self.no_primary(e).await;
+        let routed = loop {
+            match self.route_to_run(&c).await {
+                Ok(r) => break r,
+                Err(e) => {
+                    if !self.no_primary_yet(e, payload.len()).await? {
+                        return Ok(());
+                    }
+                }
             }
         };
         let read = c.is_read();
@@ -1303,11 +1345,15 @@ impl<N: Net> Session<N> {
     /// they run on.
     async fn prepare(&mut self, payload: &[u8]) -> Result<(), Error> {
         let c = self.shared.classifier.classify(&payload[1..]);
-        self.refresh_topology();
-        let routed = match self.resolve(Target::Primary, Reason::Unknown, false) {
-            Ok(r) => r,
-            Err(e) => {
-                return self.no_primary(e).await;
+        let routed = loop {
+            self.refresh_topology();
+            match self.resolve(Target::Primary, Reason::Unknown, false) {
+                Ok(r) => break r,
+                Err(e) => {
+                    if !self.no_primary_yet(e, payload.len()).await? {
+                        return Ok(());
+                    }
+                }
             }
         };
         let id = self.stmts.next_id();
@@ -1424,11 +1470,15 @@ impl<N: Net> Session<N> {
         let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
         let mut routed = match long_data {
             Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other), wait: None },
-            None => match self.route_to_run(&class).await {
-                Ok(r) => r,
-                Err(e) => {
-                    self.want_lid = false;
-                    return self.no_primary(e).await;
+            None => loop {
+                match self.route_to_run(&class).await {
+                    Ok(r) => break r,
+                    Err(e) => {
+                        if !self.no_primary_yet(e, payload.len()).await? {
+                            self.want_lid = false;
+                            return Ok(());
+                        }
+                    }
                 }
             },
         };
@@ -1439,8 +1489,24 @@ impl<N: Net> Session<N> {
             // A read on a replica that cannot be used goes elsewhere (a read is safe to
             // send again as long as nothing of its answer reached the client).
             let retry_ok = !routed.primary && class.is_read() && attempts < 3 && self.state.txn_node().is_none();
+            if self.primary_bound(&routed) && self.held_connection_gone(&routed.node) {
+                let e = Error::BackendIo { addr: routed.node.clone(), sent: false, source: std::io::ErrorKind::ConnectionReset.into() };
+                match self.on_lost(&routed, payload, class.is_read(), Sent::Nothing, e).await? {
+                    Some(r) => {
+                        routed = r;
+                        continue;
+                    }
+                    None => {
+                        self.want_lid = false;
+                        return Ok(());
+                    }
+                }
+            }
             let nid = match self.prepared_on(id, &routed.node).await {
-                Ok(n) => n,
+                Ok(n) => {
+                    self.leave_buffer();
+                    n
+                }
                 Err(e) if retry_ok => {
                     tracing::info!(conn = self.id, node = %routed.node, error = %e, "cannot prepare on the replica; execute goes elsewhere");
                     self.avoid_node(&routed.node);
@@ -1459,6 +1525,16 @@ impl<N: Net> Session<N> {
                     send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
                     return Ok(());
                 }
+                Err(e) if self.primary_bound(&routed) && lost::is_unreachable(&e) => match self.on_lost(&routed, payload, class.is_read(), Sent::Nothing, e).await? {
+                    Some(r) => {
+                        routed = r;
+                        continue;
+                    }
+                    None => {
+                        self.want_lid = false;
+                        return Ok(());
+                    }
+                },
                 Err(e) if routed.primary => {
                     self.want_lid = false;
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
@@ -1494,6 +1570,16 @@ impl<N: Net> Session<N> {
                 },
                 Err(RelayError { error, forwarded: false, .. }) if retry_ok && !matches!(error, Error::ClientIo(_)) => {
                     routed = self.read_elsewhere(routed, &error).await?;
+                }
+                Err(RelayError { error, forwarded: false, .. }) if self.primary_bound(&routed) && lost::is_unreachable(&error) => {
+                    let sent = if matches!(error, Error::BackendIo { sent: false, .. }) { Sent::Nothing } else { Sent::Statement };
+                    match self.on_lost(&routed, payload, class.is_read(), sent, error).await? {
+                        Some(r) => routed = r,
+                        None => {
+                            self.want_lid = false;
+                            return Ok(());
+                        }
+                    }
                 }
                 Err(e) => return Err(e.error),
             }

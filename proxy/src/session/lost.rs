@@ -1,0 +1,183 @@
+//! The session's side of failover: a primary-bound statement that finds no reachable
+//! primary waits in the failover buffer; one whose connection is lost is re-sent, or
+//! answered with a clear error, by the rule of [`crate::failover`] (decided by what was
+//! sent, never guessed). ERR packets: <https://mariadb.com/kb/en/err_packet/>.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::Session;
+use crate::error::Error;
+use crate::failover::{self, Lost, LostContext, Sent};
+use crate::net::Net;
+use crate::protocol::constants::{com, err};
+use crate::route::decide::Target;
+use crate::server::login::send_err;
+
+use super::state::Pin;
+use super::Routed;
+
+/// Client bytes read ahead while a statement waits in the buffer (kept for the next
+/// command); past this Sluice stops reading the client.
+const READ_AHEAD: usize = 64 << 10;
+
+/// Whether a failure to get or use a backend connection means the node is gone or
+/// unreachable (rather than, say, the server refusing a statement).
+pub(super) fn is_unreachable(e: &Error) -> bool {
+    // 1053 ER_SERVER_SHUTDOWN, 1927 ER_CONNECTION_KILLED: a server going down.
+    matches!(e, Error::BackendIo { .. } | Error::BackendTimeout { .. } | Error::BackendProtocol { .. } | Error::BackendErr { code: 1053 | 1927, .. })
+}
+
+impl<N: Net> Session<N> {
+    /// Whether the session holds state on `node`'s connection that exists nowhere else
+    /// (an open transaction, temporary tables, locks, server-set user variables, an open
+    /// cursor, …): it is lost with that connection. What Sluice carries itself (session
+    /// variables, schema, `LAST_INSERT_ID`, `ROW_COUNT`, `FOUND_ROWS`) is not.
+    pub(super) fn holds_state_on(&self, node: &str) -> bool {
+        let server_state = !matches!(self.state.pin_reason(), None | Some(Pin::Diagnostics) | Some(Pin::FoundRows))
+            || self.stmts.cursor_open()
+            || self.stmts.long_data_pending();
+        server_state && (self.state.bound_to.as_deref() == Some(node) || self.state.txn_node() == Some(node))
+    }
+
+    /// The statement waits in the failover buffer until the topology names a primary
+    /// other than `failed` (or, every `monitor_interval_ms / 4`, to try `failed` again:
+    /// a restarted server). `Ok(true)`: route it again; `Ok(false)`: it was answered
+    /// with an error (buffer full, window over); `Err`: the client left.
+    pub(super) async fn wait_for_primary(&mut self, failed: Option<&str>, bytes: usize) -> Result<bool, Error> {
+        let buffer = self.shared.failover_buffer.clone();
+        let window = buffer.limits().window;
+        let again = self.buffered.is_some();
+        if !again {
+            match buffer.admit(bytes) {
+                Ok(t) => {
+                    tracing::info!(conn = self.id, node = ?failed, "no reachable primary: statement buffered");
+                    self.buffered = Some((t, Instant::now() + window));
+                }
+                Err(why) => {
+                    let msg = format!("Unable to connect to foreign data source: Sluice has no reachable primary and does not buffer the statement: {why}");
+                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    return Ok(false);
+                }
+            }
+        }
+        let deadline = self.buffered.as_ref().expect("admitted").1;
+        let now = Instant::now();
+        if now >= deadline {
+            if let Some((t, _)) = self.buffered.take() {
+                t.timed_out();
+            }
+            tracing::warn!(conn = self.id, node = ?failed, "no reachable primary within the failover buffer's window");
+            let msg = format!("Unable to connect to foreign data source: Sluice found no reachable primary within {} ms ([failover] buffer_window_ms)", window.as_millis());
+            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+            return Ok(false);
+        }
+        let pause = Duration::from_millis((self.shared.cfg.backend.monitor_interval_ms / 4).clamp(10, 250)).min(deadline - now);
+        if again {
+            // Not a busy loop when the named primary refuses at once.
+            tokio::time::sleep(Duration::from_millis(10).min(pause)).await;
+        }
+        let failed = failed.map(str::to_string);
+        let topology = self.shared.topology.clone();
+        let moved = topology.wait_for(|t| {
+            let p = t.as_ref().and_then(|t| t.primary.as_deref());
+            p.is_some() && p != failed.as_deref()
+        });
+        let watch = self.client.buffered().len() < READ_AHEAD;
+        tokio::select! {
+            biased;
+            r = self.client.fill(), if watch => match r {
+                Ok(0) => return Err(Error::ClientIo(std::io::ErrorKind::UnexpectedEof.into())),
+                Err(e) => return Err(Error::ClientIo(e)),
+                Ok(_) => {}
+            },
+            _ = moved => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+        self.refresh_topology();
+        Ok(true)
+    }
+
+    /// A statement found no primary to route to (`NoBackend`): it waits in the buffer
+    /// and is routed again. `Ok(false)`: answered with an error.
+    pub(super) async fn no_primary_yet(&mut self, e: Error, bytes: usize) -> Result<bool, Error> {
+        match e {
+            Error::NoBackend(_) => self.wait_for_primary(None, bytes).await,
+            e => self.no_primary(e).await.map(|()| false),
+        }
+    }
+
+    /// The buffered statement got a connection: it leaves the buffer.
+    pub(super) fn leave_buffer(&mut self) {
+        if let Some((t, _)) = self.buffered.take() {
+            t.resumed();
+        }
+    }
+
+    /// The primary-bound statement `payload`'s connection to `routed.node` was lost or
+    /// could not be had; `sent` says whether the statement was written to it. Decided by
+    /// [`failover::after_lost_connection`]. `Ok(Some)`: send it again there; `Ok(None)`:
+    /// answered with an error, the session goes on; `Err`: answered, the session ends.
+    pub(super) async fn on_lost(&mut self, routed: &Routed, payload: &[u8], read: bool, sent: Sent, error: Error) -> Result<Option<Routed>, Error> {
+        let node = routed.node.clone();
+        let in_transaction = self.state.txn_node() == Some(node.as_str()) || (sent == Sent::Statement && !self.state.autocommit(Some(&node)));
+        let may_commit = match payload.first() {
+            Some(&com::QUERY) => failover::may_commit(&payload[1..]),
+            _ => !read,
+        };
+        let ctx = LostContext { sent, read, in_transaction, may_commit, state_lost: self.holds_state_on(&node) };
+        let verdict = failover::after_lost_connection(ctx);
+        tracing::warn!(conn = self.id, node = %node, %error, ?sent, ?verdict, "primary connection lost");
+        self.drop_node(&node).await;
+        match verdict {
+            Lost::Resend => loop {
+                if !self.wait_for_primary(Some(&node), payload.len()).await? {
+                    return Ok(None);
+                }
+                match self.resolve(Target::Primary, routed.reason, false) {
+                    Ok(r) => return Ok(Some(r)),
+                    Err(Error::NoBackend(_)) => continue,
+                    Err(e) => {
+                        self.no_primary(e).await?;
+                        return Ok(None);
+                    }
+                }
+            },
+            Lost::OutcomeUnknown | Lost::OutcomeUnknownEnd => {
+                let msg = format!(
+                    "Lost connection to server during query: Sluice lost its connection to the primary {node} after sending the statement; whether it was applied is unknown ({error})"
+                );
+                send_err(&mut self.client, 1, failover::OUTCOME_UNKNOWN, "HY000", &msg).await;
+                if verdict == Lost::OutcomeUnknownEnd {
+                    return Err(error);
+                }
+                Ok(None)
+            }
+            Lost::TransactionLost => {
+                let msg = format!("Connection was killed: Sluice lost its connection to the primary {node} in an open transaction, which the server rolled back; reconnect ({error})");
+                send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
+                Err(error)
+            }
+            Lost::StateLost => {
+                let msg = format!(
+                    "Connection was killed: Sluice lost its connection to the primary {node}, and with it this session's state there (temporary tables, locks, user variables, cursors); reconnect ({error})"
+                );
+                send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
+                Err(error)
+            }
+        }
+    }
+
+    /// Whether a statement routed so is the failover rule's business: it goes to the
+    /// primary, or to the connection holding the session's transaction or state.
+    pub(super) fn primary_bound(&self, routed: &Routed) -> bool {
+        routed.primary || self.state.txn_node() == Some(routed.node.as_str()) || self.state.bound_to.as_deref() == Some(routed.node.as_str())
+    }
+
+    /// Before a statement goes to the primary on a connection the session holds: whether
+    /// that connection's server already went away (then nothing is sent on it).
+    pub(super) fn held_connection_gone(&mut self, node: &str) -> bool {
+        self.nodes.get_mut(node).is_some_and(|nc| nc.conn.conn.peer_gone())
+    }
+}
