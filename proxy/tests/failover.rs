@@ -2,7 +2,7 @@
 //! primary down waits in the failover buffer and runs when the primary is back (a
 //! restart) or a replica was promoted (by an external tool); the session's state is
 //! re-established there. A write that was in flight when the primary died is never
-//! re-sent: the client gets error 2013 ("outcome unknown") and its connection stays
+//! re-sent: the client gets error 1317 ("outcome unknown") and its connection stays
 //! open. A transaction cut by the crash gets error 1927 and its session ends.
 
 mod common;
@@ -107,7 +107,7 @@ async fn a_write_in_flight_when_the_primary_dies_is_never_resent_and_the_connect
     });
     // Still running (SLEEP) when the primary is killed: sent, no reply.
     let e = conn.query_drop("INSERT INTO test.fo SELECT 10 FROM (SELECT SLEEP(3)) AS s").await.expect_err("the write's connection died");
-    assert_eq!(code(&e), Some(2013), "outcome unknown: {e}");
+    assert_eq!(code(&e), Some(1317), "outcome unknown: {e}");
     assert!(e.to_string().contains("whether it was applied is unknown"), "{e}");
     killer.join().expect("killer thread");
     // The same client connection goes on (its next statement waits for the restart).

@@ -324,6 +324,7 @@ async fn a_manual_promotion_moves_writes_to_the_new_primary() {
     let new_primary = f.server_id(1);
     let mut c = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
     c.query_drop("INSERT INTO r (v) VALUES (1)").await.unwrap();
+    let lid: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
     let started = Instant::now();
     f.cluster.promote(1).unwrap();
     let promoted_in = started.elapsed();
@@ -340,10 +341,17 @@ async fn a_manual_promotion_moves_writes_to_the_new_primary() {
     })
     .await;
     assert!(moved, "writes follow the promotion (promote took {promoted_in:?})");
-    // The session that wrote before the promotion has its last insert id on the old
-    // primary: it is told so and closed rather than silently losing it.
-    let e = c.query_drop("INSERT INTO r (v) VALUES (3)").await.unwrap_err();
-    assert!(e.to_string().contains("1927") && e.to_string().contains("primary moved"), "{e}");
+    // The session that wrote before the promotion follows it: its last insert id is
+    // carried by Sluice, not left on the old primary.
+    let carried: u64 = c.query_first("SELECT LAST_INSERT_ID()").await.unwrap().unwrap();
+    assert_eq!(carried, lid, "LAST_INSERT_ID() after the promotion is the session's own");
+    c.query_drop("INSERT INTO r (v) VALUES (3)").await.expect("the writer follows the promotion");
+    let sid: u32 = c.query_first("SELECT @@server_id FROM r LIMIT 1 FOR UPDATE").await.unwrap().unwrap();
+    assert_eq!(sid, new_primary);
+    // A session with state only the old primary has (a temporary table) is told so and
+    // closed rather than silently losing it.
+    let mut holder = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
+    holder.query_drop("CREATE TEMPORARY TABLE tt (a INT)").await.unwrap();
     // A session that only read before the promotion follows it transparently.
     let mut reader = mysql_async::Conn::new(opts(proxy.local_addr())).await.unwrap();
     let _ = server_id(&mut reader, "SELECT @@server_id").await;
@@ -361,6 +369,8 @@ async fn a_manual_promotion_moves_writes_to_the_new_primary() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(followed, "a session without state on the old primary writes to the new one, its session variables carried over");
+    let e = holder.query_drop("INSERT INTO tt VALUES (1)").await.unwrap_err();
+    assert!(e.to_string().contains("1927") && e.to_string().contains("primary moved"), "{e}");
     proxy.shutdown().await;
 }
 

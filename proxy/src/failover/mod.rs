@@ -25,10 +25,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// Error code of "the statement was sent, the connection was lost, whether it was
-/// applied is unknown": CR_SERVER_LOST's number, which every client library already
-/// treats as "lost connection during query — outcome unknown". Sluice sends it in an ERR
-/// packet and keeps the client connection open.
-pub const OUTCOME_UNKNOWN: u16 = 2013;
+/// applied is unknown": the server's ER_QUERY_INTERRUPTED (SQLSTATE 70100), which
+/// client libraries already treat as "the statement may or may not have taken effect".
+/// (Not CR_SERVER_LOST, 2013: a client-side code in an ERR packet is refused by MariaDB
+/// Connector/C as malformed.) Sluice keeps the client connection open.
+pub const OUTCOME_UNKNOWN: u16 = 1317;
 /// The server's code for a connection it killed (its transaction rolled back).
 pub const ER_CONNECTION_KILLED: u16 = 1927;
 

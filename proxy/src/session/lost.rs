@@ -146,9 +146,9 @@ impl<N: Net> Session<N> {
             },
             Lost::OutcomeUnknown | Lost::OutcomeUnknownEnd => {
                 let msg = format!(
-                    "Lost connection to server during query: Sluice lost its connection to the primary {node} after sending the statement; whether it was applied is unknown ({error})"
+                    "Query execution was interrupted: Sluice lost its connection to the primary {node} after sending the statement; whether it was applied is unknown ({error})"
                 );
-                send_err(&mut self.client, 1, failover::OUTCOME_UNKNOWN, "HY000", &msg).await;
+                send_err(&mut self.client, 1, failover::OUTCOME_UNKNOWN, "70100", &msg).await;
                 if verdict == Lost::OutcomeUnknownEnd {
                     return Err(error);
                 }
