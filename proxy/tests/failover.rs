@@ -84,6 +84,7 @@ async fn a_write_waits_for_a_restarted_primary_instead_of_failing_and_keeps_the_
     conn.query_drop("INSERT INTO test.fo VALUES (2)").await.expect("the write waits for the primary and succeeds");
     let waited = started.elapsed();
     restart.join().expect("restart thread");
+    eprintln!("write buffered across a primary restart (1.5 s down + restart): waited {waited:?}");
     assert!(waited >= Duration::from_millis(1000), "the write cannot have run before the restart: {waited:?}");
     let sort: u64 = conn.query_first("SELECT @@session.sort_buffer_size").await.expect("read").expect("row");
     assert_eq!(sort, 300000, "the session's variables are re-established on the new connection");
@@ -157,6 +158,7 @@ async fn writes_wait_for_a_replica_promoted_by_an_external_tool_after_the_primar
     conn.query_drop("INSERT INTO fo VALUES (31)").await.expect("the write waits for the promotion");
     let waited = started.elapsed();
     promoter.join().expect("promoter thread");
+    eprintln!("write buffered across a promotion (started 1 s after the kill): waited {waited:?}");
     assert!(waited >= Duration::from_millis(900), "{waited:?}");
     let on_new = c.app_sql(1, "SELECT COUNT(*) FROM test.fo WHERE id IN (30, 31)").expect("read node 1");
     assert_eq!(on_new.trim(), "2", "both writes are on the promoted node");
