@@ -35,6 +35,12 @@ impl<'a> C<'a> {
         self.head.push(h);
         self
     }
+    /// A case that moves many megabytes: a longer timeout, and the server's
+    /// `SERVER_QUERY_WAS_SLOW` flag ignored (it is a wall-clock verdict, set when
+    /// one side of the comparison ran past `long_query_time` on a loaded machine).
+    fn big(self) -> Self {
+        self.head("timeout 120").head("normalize ignore-status-flags QUERY_WAS_SLOW")
+    }
     fn setup(mut self, s: impl Into<String>) -> Self {
         self.setup.push(s.into());
         self
@@ -616,18 +622,18 @@ fn sizes(g: &mut Gen) {
     // exactly 16777215 bytes (followed by an empty frame); 16 MiB+ rows span frames.
     for n in [16_777_210u64, 16_777_211, 16_777_212, 16_777_216, 17_000_000] {
         let p = format!("types/size/text_row_{n}");
-        g.add(C::new(&p, format!("A text-protocol row with one {n}-byte value (frame boundaries)")).head("timeout 120").test(format!("SELECT REPEAT('a', {n}) AS v")));
+        g.add(C::new(&p, format!("A text-protocol row with one {n}-byte value (frame boundaries)")).big().test(format!("SELECT REPEAT('a', {n}) AS v")));
     }
     // A binary row of one value: 0x00, a 1-byte NULL bitmap, a 4-byte length prefix.
     for n in [16_777_208u64, 16_777_209, 16_777_210] {
         let p = format!("types/size/binary_row_{n}");
-        g.add(C::new(&p, format!("A binary-protocol row with one {n}-byte value (frame boundaries)")).head("binary-only").head("timeout 120").test(format!("SELECT REPEAT('b', {n}) AS v")));
+        g.add(C::new(&p, format!("A binary-protocol row with one {n}-byte value (frame boundaries)")).head("binary-only").big().test(format!("SELECT REPEAT('b', {n}) AS v")));
     }
     let p = "types/size/big_blob_roundtrip";
     let tb = tn(p);
     g.add(
         C::new(p, "A 17 MB LONGBLOB stored and read back, and a 17 MB statement sent by the client (packets split in frames both ways)")
-            .head("timeout 120")
+            .big()
             .setup(format!("CREATE TEMPORARY TABLE {tb} (id INT PRIMARY KEY, b LONGBLOB)"))
             .test(format!("INSERT INTO {tb} VALUES (1, REPEAT('xyz', 5700000))"))
             .test(format!("SELECT id, LENGTH(b), MD5(b) FROM {tb}"))
@@ -637,7 +643,7 @@ fn sizes(g: &mut Gen) {
     g.add(
         C::new("types/size/big_parameters", "Parameters of 8 and 16 MiB in one COM_STMT_EXECUTE packet of more than 16 MiB")
             .head("binary-only")
-            .head("timeout 120")
+            .big()
             .test("SELECT MD5(?), LENGTH(?)")
             .test("!params long_blob:'{{repeat:ab:4194304}}' string:'{{repeat:c:16777216}}'"),
     );
@@ -646,14 +652,14 @@ fn sizes(g: &mut Gen) {
     // bytes (followed by an empty frame).
     for n in [16_777_196u64, 16_777_197, 16_777_198] {
         let p = format!("types/size/client_query_{n}");
-        g.add(C::new(&p, format!("A COM_QUERY from the client of {} bytes (frame boundaries client to server)", n + 18)).head("timeout 120").test(format!("SELECT LENGTH('{{{{repeat:q:{n}}}}}')")));
+        g.add(C::new(&p, format!("A COM_QUERY from the client of {} bytes (frame boundaries client to server)", n + 18)).big().test(format!("SELECT LENGTH('{{{{repeat:q:{n}}}}}')")));
     }
     // COM_STMT_SEND_LONG_DATA is 7 bytes plus the data: 16777208 bytes fill one frame.
     for n in [16_777_207u64, 16_777_208, 16_777_209] {
         let p = format!("types/size/client_long_data_{n}");
         g.add(
             C::new(&p, format!("A COM_STMT_SEND_LONG_DATA packet of {} bytes (frame boundaries client to server)", n + 7))
-                .head("timeout 120")
+                .big()
                 .test("!prepare s SELECT LENGTH(?), MD5(?)")
                 .test(format!("!long_data s 0 '{{{{repeat:d:{n}}}}}'"))
                 .test(format!("!long_data s 1 '{{{{repeat:d:{n}}}}}'"))
@@ -662,7 +668,7 @@ fn sizes(g: &mut Gen) {
     }
     g.add(
         C::new("types/size/multibyte_repeat", "A 16 MiB utf8mb4 value of 4-byte characters across a frame boundary")
-            .head("timeout 120")
+            .big()
             .test("SELECT REPEAT('\u{1F600}', 4194304) AS v"),
     );
 }
@@ -1143,7 +1149,7 @@ fn params(g: &mut Gen) {
     ] {
         let mut c = C::new(format!("params/{name}"), desc);
         if name == "long_data_big" {
-            c = c.head("timeout 120");
+            c = c.big();
         }
         g.add(c.tests(cmds));
     }
