@@ -25,28 +25,34 @@ scripts/install-deps.sh || exit 1
 start=$(date +%s)
 log=$(mktemp /tmp/sluice-test.XXXXXX)
 status=0
+# Prints how long the suite has run so far, after each step.
+step_done() { echo "== step '$1' done at $(( $(date +%s) - start ))s"; }
 
 # shellcheck disable=SC2086
 cargo test --workspace --all-targets --no-fail-fast ${CARGO_TEST_ARGS:-} 2>&1 | tee "$log"
 [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+step_done "cargo test --workspace"
 
 if [ "${SLUICE_SKIP_MADSIM:-0}" != 1 ]; then
     echo "== madsim simulation suite (MADSIM_TEST_NUM=${MADSIM_TEST_NUM:-2})"
     MADSIM_TEST_NUM=${MADSIM_TEST_NUM:-2} RUSTFLAGS="${RUSTFLAGS:-} --cfg madsim" \
         cargo test -p sim --test madsim_suite --target-dir target-madsim 2>&1 | tee -a "$log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    step_done madsim
 fi
 
 if [ "${SLUICE_SKIP_SPLIT:-0}" != 1 ]; then
     echo "== conformance corpus through Sluice in front of a primary and 2 replicas (one 2 s behind)"
     SLUICE_CORPUS_REPLICA_DELAY=2 cargo test -p conformance --test corpus whole_corpus 2>&1 | tee -a "$log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    step_done "split corpus"
 fi
 
 if [ "${SLUICE_SKIP_SUITES:-0}" != 1 ] && [ -x scripts/suites/run.sh ]; then
     echo "== client test suites, directly and through Sluice (quick)"
     scripts/suites/run.sh --quick 2>&1 | tee -a "$log"
     [ "${PIPESTATUS[0]}" -eq 0 ] || status=1
+    step_done "client suites"
     if [ "${SLUICE_SKIP_SPLIT:-0}" != 1 ]; then
         echo "== client test suites through Sluice in front of a primary and 2 replicas, one 2 s behind (quick)"
         scripts/suites/run.sh --quick --no-build --profile debug --replica-delay 2 2>&1 | tee -a "$log"

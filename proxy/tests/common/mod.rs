@@ -259,8 +259,8 @@ user = "app"
 password = "app"
 nodes = [{nodes}]
 monitor_interval_ms = 200
-monitor_timeout_ms = 150
-monitor_failures = 2
+monitor_timeout_ms = 180
+monitor_failures = 3
 monitor_debounce = 2
 [routing]
 read_write_split = true
