@@ -21,8 +21,9 @@ use crate::template;
 use crate::tls::TlsFiles;
 
 /// The replication account created on the primary.
-pub(crate) const REPL_USER: &str = "repl";
-const REPL_PASSWORD: &str = "repl";
+pub const REPL_USER: &str = "repl";
+/// Its password.
+pub const REPL_PASSWORD: &str = "repl";
 
 /// Privileges of the application account on `*.*`. Deliberately without
 /// `SUPER`, `READ_ONLY ADMIN` or `ALL PRIVILEGES`, so `read_only=1` on a
@@ -708,6 +709,36 @@ impl Cluster {
             }
         }
         Ok(())
+    }
+
+    /// Takes `index` as the primary without changing any server: for a node that
+    /// something else (Sluice's built-in failover manager, an operator) promoted. Later
+    /// [`start_node`](Self::start_node) calls start the others as its replicas.
+    pub fn adopt_primary(&self, index: usize) {
+        let mut topology = self.topology();
+        let old = *topology;
+        if old != index {
+            self.node(old).set_primary(false);
+            self.node(index).set_primary(true);
+            *topology = index;
+            self.delays.lock().unwrap_or_else(|e| e.into_inner()).remove(&index);
+            tracing::info!(old, new = index, "adopted a primary promoted elsewhere");
+        }
+    }
+
+    /// The running node that is writable and replicates from nobody, if exactly one is.
+    pub fn find_primary(&self) -> Option<usize> {
+        let mut found = Vec::new();
+        for node in &self.nodes {
+            if node.state() != NodeState::Running {
+                continue;
+            }
+            let ro = self.root_sql(node.index(), "SELECT @@read_only").ok()?;
+            if ro.trim() == "0" && matches!(self.slave_status(node.index()), Ok(None)) {
+                found.push(node.index());
+            }
+        }
+        (found.len() == 1).then(|| found[0])
     }
 
     fn topology(&self) -> MutexGuard<'_, usize> {

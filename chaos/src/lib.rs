@@ -113,7 +113,7 @@ mod template;
 mod tls;
 
 pub use cgroup::{CgroupVersion, CpuCgroup, CpuStat};
-pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT};
+pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT, REPL_PASSWORD, REPL_USER};
 pub use node::{Node, NodeState};
 pub use spec::ClusterSpec;
 pub use sql::{Credentials, SqlError};

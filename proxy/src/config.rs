@@ -44,6 +44,45 @@ pub struct FailoverConfig {
     /// Most bytes of statements waiting at once.
     #[serde(default = "defaults::buffer_max_bytes")]
     pub buffer_max_bytes: usize,
+    /// Who promotes a replica when the primary dies: `external` (another tool; Sluice
+    /// follows what it observes) or `builtin` (Sluice promotes; `docs/failover.md`).
+    #[serde(default)]
+    pub manager: FailoverManager,
+    /// No second automatic promotion within this long of one.
+    #[serde(default = "defaults::cooldown_ms")]
+    pub cooldown_ms: u64,
+    /// Longest wait for a candidate to apply its relay log (failover) or for the target
+    /// to catch up with the old primary (switchover).
+    #[serde(default = "defaults::catch_up_timeout_ms")]
+    pub catch_up_timeout_ms: u64,
+    /// Switchover: longest wait for open transactions on the old primary to end.
+    #[serde(default = "defaults::drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+    /// Account that promotes, fences and re-points (needs `SUPER` or, on MariaDB 10.5+,
+    /// `READ_ONLY ADMIN`, `REPLICATION SLAVE ADMIN`, `CONNECTION ADMIN`, `PROCESS`);
+    /// default: `backend.user`.
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    /// Replication account a former primary is re-pointed with (replicas keep theirs);
+    /// without it a former primary stays fenced (read-only) for an operator.
+    #[serde(default)]
+    pub replication_user: Option<String>,
+    #[serde(default)]
+    pub replication_password: Option<String>,
+    /// Name of the `GET_LOCK` lock that keeps two Sluices from acting at once.
+    #[serde(default = "defaults::lock_name")]
+    pub lock_name: String,
+}
+
+/// `[failover] manager`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FailoverManager {
+    #[default]
+    External,
+    Builtin,
 }
 
 impl Default for FailoverConfig {
@@ -52,6 +91,15 @@ impl Default for FailoverConfig {
             buffer_window_ms: defaults::buffer_window_ms(),
             buffer_max_statements: defaults::buffer_max_statements(),
             buffer_max_bytes: defaults::buffer_max_bytes(),
+            manager: FailoverManager::External,
+            cooldown_ms: defaults::cooldown_ms(),
+            catch_up_timeout_ms: defaults::catch_up_timeout_ms(),
+            drain_timeout_ms: defaults::drain_timeout_ms(),
+            user: None,
+            password: None,
+            replication_user: None,
+            replication_password: None,
+            lock_name: defaults::lock_name(),
         }
     }
 }
@@ -221,6 +269,9 @@ pub struct UserConfig {
     /// `mysql_native_password` or `caching_sha2_password`; default: `proxy.default_auth_plugin`.
     #[serde(default)]
     pub auth_plugin: Option<String>,
+    /// May run Sluice's administrative commands on the client port (`SLUICE SWITCHOVER`).
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -511,6 +562,18 @@ mod defaults {
     pub fn buffer_max_bytes() -> usize {
         64 << 20
     }
+    pub fn cooldown_ms() -> u64 {
+        60_000
+    }
+    pub fn catch_up_timeout_ms() -> u64 {
+        10_000
+    }
+    pub fn drain_timeout_ms() -> u64 {
+        5_000
+    }
+    pub fn lock_name() -> String {
+        "sluice_failover".into()
+    }
     pub fn classifier_cache() -> usize {
         10_000
     }
@@ -603,6 +666,12 @@ impl Config {
             if !routed_users.insert(&u.name) {
                 return bad(format!("routing.users: {} is listed twice", u.name));
             }
+        }
+        if self.failover.replication_user.is_some() != self.failover.replication_password.is_some() {
+            return bad("failover.replication_user and failover.replication_password go together".into());
+        }
+        if self.failover.lock_name.is_empty() || self.failover.lock_name.len() > 64 {
+            return bad("failover.lock_name: 1 to 64 characters".into());
         }
         if self.failover.buffer_window_ms > 0 && self.failover.buffer_max_bytes < 1024 {
             return bad("failover.buffer_max_bytes: at least 1024 when buffering is on".into());

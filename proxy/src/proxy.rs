@@ -71,6 +71,10 @@ pub struct Shared<N: Net> {
     pub pins: crate::session::state::PinCounters,
     /// Primary-bound statements waiting for a primary (`[failover]`).
     pub failover_buffer: Arc<crate::failover::Buffer>,
+    /// To the failover actor: `SLUICE SWITCHOVER` requests.
+    pub switchover: tokio::sync::mpsc::Sender<crate::failover::actor::SwitchoverRequest>,
+    /// What the failover actor did.
+    pub failover_counters: Arc<crate::failover::actor::Counters>,
 }
 
 impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
@@ -291,7 +295,40 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let shutdown_tx = Signal::new(false);
     let shutdown_rx = shutdown_tx.clone();
     let monitor_login = service_login(&cfg, backend_tls.clone());
-    let topology = Monitor::start(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
+    let (topology, directives) = Monitor::start_directed(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
+    let (switchover, requests) = tokio::sync::mpsc::channel(4);
+    let failover_counters = Arc::new(crate::failover::actor::Counters::default());
+    {
+        let f = &cfg.failover;
+        let mut login = service_login(&cfg, backend_tls.clone());
+        if let Some(u) = &f.user {
+            login.user = u.clone();
+            login.secret = Secret::Password(f.password.clone().unwrap_or_default());
+        }
+        let interval = Duration::from_millis(cfg.backend.monitor_interval_ms);
+        let actor = crate::failover::actor::Actor {
+            net: net.clone(),
+            nodes: cfg.backend.nodes.clone(),
+            login,
+            settings: crate::failover::actor::Settings {
+                builtin: f.manager == crate::config::FailoverManager::Builtin,
+                cooldown: Duration::from_millis(f.cooldown_ms),
+                catch_up_timeout: Duration::from_millis(f.catch_up_timeout_ms),
+                drain_timeout: Duration::from_millis(f.drain_timeout_ms),
+                op_timeout: Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms * 4).max(1000)),
+                retry: interval,
+                lock_name: f.lock_name.clone(),
+                replication: f.replication_user.clone().zip(f.replication_password.clone()),
+            },
+            rng: rng.clone(),
+            topology: topology.clone(),
+            directives,
+            requests,
+            shutdown: shutdown_rx.clone(),
+            stats: failover_counters.clone(),
+        };
+        tokio::spawn(actor.run());
+    }
     // A failed start stops the monitor it began.
     let stop_monitor = |e: Error| {
         shutdown_tx.set(true);
@@ -336,6 +373,8 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         pools: crate::pool::Pools::new(pool_cfg),
         pins: Default::default(),
         failover_buffer: crate::failover::Buffer::new(cfg_failover_limits),
+        switchover,
+        failover_counters,
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();

@@ -20,6 +20,9 @@
 //! node is down) is the monitor's (`crate::health`); which node is primary is the
 //! topology's.
 
+pub mod actor;
+pub mod manager;
+
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

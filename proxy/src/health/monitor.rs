@@ -22,7 +22,7 @@ use crate::signal::Signal;
 
 use super::probe::Prober;
 use super::state::Topology;
-use super::tracker::{self, Change, Sample, Tracker};
+use super::tracker::{self, Change, Directive, Sample, Tracker};
 
 /// How the monitor probes and decides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,15 +62,29 @@ impl Monitor {
         rng: Arc<Mutex<ChaCha8Rng>>,
         shutdown: Signal<bool>,
     ) -> Signal<Option<Topology>> {
+        Self::start_directed(net, nodes, login, settings, rng, shutdown).0
+    }
+
+    /// [`Monitor::start`], also returning the sender of the failover actor's
+    /// directives to the aggregator.
+    pub fn start_directed<N: Net>(
+        net: N,
+        nodes: Vec<String>,
+        login: Login,
+        settings: Settings,
+        rng: Arc<Mutex<ChaCha8Rng>>,
+        shutdown: Signal<bool>,
+    ) -> (Signal<Option<Topology>>, mpsc::Sender<Directive>) {
         let topology = Signal::new(None);
+        let (dir_tx, dir_rx) = mpsc::channel::<Directive>(8);
         let (obs_tx, obs_rx) = mpsc::channel::<(String, Sample)>(nodes.len().max(1) * 4);
         for addr in nodes.iter().cloned() {
             let prober = probe_loop(net.clone(), addr, login.clone(), settings, rng.clone(), obs_tx.clone(), shutdown.clone());
             tokio::spawn(prober);
         }
         drop(obs_tx);
-        tokio::spawn(aggregate(Tracker::new(&nodes, settings.decide), obs_rx, topology.clone(), shutdown));
-        topology
+        tokio::spawn(aggregate(Tracker::new(&nodes, settings.decide), obs_rx, dir_rx, topology.clone(), shutdown));
+        (topology, dir_tx)
     }
 }
 
@@ -134,17 +148,34 @@ async fn probe_loop<N: Net>(
     }
 }
 
-async fn aggregate(mut tracker: Tracker, mut rx: mpsc::Receiver<(String, Sample)>, topology: Signal<Option<Topology>>, shutdown: Signal<bool>) {
+async fn aggregate(
+    mut tracker: Tracker,
+    mut rx: mpsc::Receiver<(String, Sample)>,
+    mut directives: mpsc::Receiver<Directive>,
+    topology: Signal<Option<Topology>>,
+    shutdown: Signal<bool>,
+) {
+    let mut directed = true;
     loop {
-        let (addr, sample) = tokio::select! {
+        let changes = tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => return,
+            d = directives.recv(), if directed => match d {
+                Some(d) => {
+                    tracing::info!(directive = ?d, "monitor directed by the failover actor");
+                    tracker.direct(d)
+                }
+                None => {
+                    directed = false;
+                    continue;
+                }
+            },
             m = rx.recv() => match m {
-                Some(m) => m,
+                Some((addr, sample)) => tracker.observe(&addr, sample),
                 None => return,
             },
         };
-        for change in tracker.observe(&addr, sample) {
+        for change in changes {
             log(&change);
         }
         if let Some(t) = tracker.topology() {

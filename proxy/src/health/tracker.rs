@@ -40,6 +40,17 @@ pub struct Settings {
     pub max_replica_lag_ms: u64,
 }
 
+/// What the failover actor tells the tracker (`crate::failover::actor`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Directive {
+    /// A switchover holds new primary-bound statements back: publish no primary while
+    /// on (sessions wait in the failover buffer).
+    Hold(bool),
+    /// `new` was promoted in place of `old`: take it as the primary now (no probe
+    /// debounce; it was made so), and, while `old` still shows writable, prefer `new`.
+    Promoted { new: String, old: String },
+}
+
 /// One probe's outcome.
 #[derive(Debug, Clone)]
 pub struct Sample {
@@ -144,6 +155,11 @@ pub struct Tracker {
     settings: Settings,
     nodes: BTreeMap<String, Node>,
     published: Option<Topology>,
+    /// A switchover holds the primary back.
+    hold: bool,
+    /// The node the failover actor promoted last: the primary while it is writable,
+    /// even if a demoted node still shows writable too.
+    promoted: Option<String>,
 }
 
 impl Tracker {
@@ -167,7 +183,32 @@ impl Tracker {
                 (a.clone(), n)
             })
             .collect();
-        Tracker { settings: Settings { failures: settings.failures.max(1), debounce: settings.debounce.max(1), ..settings }, nodes, published: None }
+        Tracker { settings: Settings { failures: settings.failures.max(1), debounce: settings.debounce.max(1), ..settings }, nodes, published: None, hold: false, promoted: None }
+    }
+
+    /// Takes a directive of the failover actor; returns what changed.
+    pub fn direct(&mut self, d: Directive) -> Vec<Change> {
+        match d {
+            Directive::Hold(on) => self.hold = on,
+            Directive::Promoted { new, old } => {
+                if let Some(n) = self.nodes.get_mut(&new) {
+                    n.class = Some(Debounced::new(Class::Writable));
+                    n.readable.set(false);
+                    n.latest.iter_mut().for_each(|p| {
+                        p.read_only = false;
+                        p.channels.clear();
+                    });
+                }
+                if let Some(n) = self.nodes.get_mut(&old) {
+                    if n.class.as_ref().is_some_and(|c| c.value == Class::Writable) {
+                        n.class = Some(Debounced::new(Class::ReadOnly));
+                        n.latest.iter_mut().for_each(|p| p.read_only = true);
+                    }
+                }
+                self.promoted = Some(new);
+            }
+        }
+        self.publish()
     }
 
     /// The published topology; `None` until every node has been probed once.
@@ -229,8 +270,15 @@ impl Tracker {
         }
         let class = |n: &Node| n.class.as_ref().map_or(Class::Down, |c| c.value);
         let writable: Vec<&String> = self.nodes.iter().filter(|(_, n)| class(n) == Class::Writable).map(|(a, _)| a).collect();
-        let primary = (writable.len() == 1).then(|| writable[0].clone());
+        let primary = if self.hold {
+            None
+        } else if writable.len() == 1 {
+            Some(writable[0].clone())
+        } else {
+            self.promoted.as_ref().filter(|p| writable.contains(p)).cloned()
+        };
         let debounce = self.settings.debounce;
+        let hold = self.hold;
         let mut reasons: BTreeMap<String, String> = BTreeMap::new();
         let nodes = self
             .nodes
@@ -243,6 +291,7 @@ impl Tracker {
                         (Role::Replica, format!("replicating from {}", sources.join(", ")))
                     }
                     Class::Writable if primary.as_ref() == Some(addr) => (Role::Primary, "writable and not replicating".to_string()),
+                    Class::Writable if hold && writable.len() == 1 => (Role::Primary, "writable; held back by a switchover".to_string()),
                     Class::Writable => {
                         let others: Vec<&str> = writable.iter().filter(|w| **w != addr).map(|w| w.as_str()).collect();
                         (Role::Standalone, format!("writable, but so is {} (split brain)", others.join(", ")))

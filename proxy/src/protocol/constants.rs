@@ -156,6 +156,8 @@ pub mod err {
     pub const ER_STMT_HAS_NO_OPEN_CURSOR: u16 = 1421;
     pub const ER_CON_COUNT_ERROR: u16 = 1040;
     pub const ER_PARSE_ERROR: u16 = 1064;
+    /// "Unknown error" (SQLSTATE HY000).
+    pub const ER_UNKNOWN_ERROR: u16 = 1105;
     pub const ER_HANDSHAKE_ERROR: u16 = 1043;
     pub const ER_DBACCESS_DENIED_ERROR: u16 = 1044;
     pub const ER_ACCESS_DENIED_ERROR: u16 = 1045;

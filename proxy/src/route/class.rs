@@ -74,7 +74,7 @@ pub enum Kind {
     /// `SET @@sluice_… = …` (or `SET sluice_… = …`): a Sluice session command; never
     /// reaches a backend.
     SluiceSet,
-    /// `SHOW SLUICE …`: answered by Sluice.
+    /// `SHOW SLUICE …` and `SLUICE …` commands: answered by Sluice.
     SluiceShow,
     /// Empty, unparseable, or not understood: runs on the primary.
     Unknown,

@@ -286,7 +286,48 @@ impl<N: Net> Session<N> {
         Ok(())
     }
 
-    /// `SHOW SLUICE ROUTE FOR <statement>` (and `SHOW SLUICE VARIABLES`).
+    /// `SLUICE SWITCHOVER [TO 'host:port']` (users with `admin = true` only): a planned
+    /// switchover by the failover actor; the client waits for its outcome.
+    async fn sluice_command(&mut self, sql: &[u8], status: u16) -> Result<(), Error> {
+        let text = String::from_utf8_lossy(sql).trim().trim_end_matches(';').trim().to_string();
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let admin = self.shared.cfg.users.iter().any(|u| u.admin && u.name == self.login.user);
+        let target = match words.as_slice() {
+            [_, w] if w.eq_ignore_ascii_case("switchover") => Ok(None),
+            [_, w, to, node] if w.eq_ignore_ascii_case("switchover") && to.eq_ignore_ascii_case("to") => Ok(Some(node.trim_matches(|c| c == '\'' || c == '"' || c == '`').to_string())),
+            _ => Err(()),
+        };
+        let answer = match target {
+            Err(()) => Err((err::ER_PARSE_ERROR, "42000", "Unknown SLUICE command: use SLUICE SWITCHOVER [TO 'host:port']".to_string())),
+            Ok(_) if !admin => Err((1227u16, "42000", format!("Access denied; user '{}' needs admin = true in Sluice's [[users]] for this operation", self.login.user))),
+            Ok(target) => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tracing::warn!(conn = self.id, user = %self.login.user, target = ?target, "switchover requested");
+                match self.shared.switchover.send((target, tx)).await {
+                    Err(_) => Err((err::ER_UNKNOWN_ERROR, "HY000", "the failover actor is not running".to_string())),
+                    Ok(()) => match rx.await {
+                        Ok(Ok(msg)) => Ok(msg),
+                        Ok(Err(e)) => Err((err::ER_UNKNOWN_ERROR, "HY000", format!("Switchover failed: {e}"))),
+                        Err(_) => Err((err::ER_UNKNOWN_ERROR, "HY000", "the failover actor stopped".to_string())),
+                    },
+                }
+            }
+        };
+        self.refresh_topology();
+        match answer {
+            Ok(msg) => {
+                let mut ok = BytesMut::with_capacity(16 + msg.len());
+                packets::Ok { status, info: msg.as_bytes(), ..Default::default() }.write(&mut ok, 0x00, self.login.caps);
+                self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
+            }
+            Err((code, state, msg)) => {
+                self.client.send(1, &err_payload(code, state, &msg)).await.map_err(Error::ClientIo)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// `SHOW SLUICE ROUTE FOR <statement>` (and `SHOW SLUICE VARIABLES`), `SLUICE …`.
     pub(super) async fn sluice_show(&mut self, sql: &[u8]) -> Result<(), Error> {
         self.refresh_topology();
         let status = self.local_status();
@@ -313,6 +354,9 @@ impl<N: Net> Session<N> {
             return self.client.flush_raw().await.map_err(Error::ClientIo);
         }
         let words: Vec<String> = String::from_utf8_lossy(sql).split_whitespace().map(|w| w.trim_end_matches(';').to_ascii_lowercase()).collect();
+        if words.first().map(String::as_str) == Some("sluice") {
+            return self.sluice_command(sql, status).await;
+        }
         if words.len() == 3 && words[2] == "variables" {
             let rows = vec![
                 vec!["sluice_read_write_split".to_string(), if self.state.split { "ON" } else { "OFF" }.to_string()],

@@ -435,6 +435,8 @@ fn classify_part(s: Stmt, depth: u32) -> Part {
         b"select" | b"values" | b"table" => read_path(s, &[]),
         b"with" => with_path(s, 0),
         b"show" => show(s),
+        // `SLUICE SWITCHOVER …`: a Sluice command, answered by Sluice.
+        b"sluice" => Part::of(Kind::SluiceShow),
         b"set" => set_stmt(s, depth),
         b"use" => use_stmt(s),
         b"begin" => {
