@@ -136,8 +136,9 @@ fn load(proxy: &sluice::ProxyHandle, writers: usize, stop: Arc<AtomicBool>, rec:
                             false
                         }
                         Err(mysql_async::Error::Server(e)) if e.code == 1317 => {
+                            // Outcome unknown; a COMMIT's also ends the session.
                             r2.unknown.insert(id);
-                            false
+                            true
                         }
                         Err(e) => {
                             r2.unknown.insert(id);
@@ -147,7 +148,7 @@ fn load(proxy: &sluice::ProxyHandle, writers: usize, stop: Arc<AtomicBool>, rec:
                     }
                 };
                 if reconnect {
-                    // A session ended by the error (a cut transaction): reconnect.
+                    // The error may have ended the session (a cut transaction): reconnect.
                     let o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(port).user(Some("app")).pass(Some("app")).db_name(Some("test")).prefer_socket(false);
                     c = mysql_async::Conn::new(o).await.expect("writer reconnects");
                 }
