@@ -170,9 +170,10 @@ def main(argv):
     elif len(argv) >= 4 and argv[1] == "compare":
         args = argv[2:]
         known = None
-        if "--known" in args:
+        # --known may be given several times; the lists are merged.
+        while "--known" in args:
             i = args.index("--known")
-            known = read_known(args[i + 1])
+            known = {**(known or {}), **read_known(args[i + 1])}
             del args[i:i + 2]
         if len(args) not in (2, 4):
             sys.stderr.write(__doc__)

@@ -329,12 +329,21 @@ impl<N: Net> Session<N> {
         tokio::pin!(stopping);
         let kill = killed.notified();
         tokio::pin!(kill);
+        // The client's own `wait_timeout`, recomputed when its SET log changes.
+        let mut wait: (usize, u64, Option<Duration>) = (0, 0, None);
         loop {
+            if (self.state.replay.len(), self.state.replay_generation) != (wait.0, wait.1) {
+                wait = (self.state.replay.len(), self.state.replay_generation, state::client_wait_timeout(&self.state.replay));
+            }
+            let idle_limit = wait.2;
             let read = tokio::select! {
                 biased;
                 _ = &mut kill => return End::Closed("killed"),
                 _ = &mut stopping => return End::Closed("proxy shutting down"),
                 r = self.client.read_packet_idle() => r,
+                // As the server would: a session idle past the wait_timeout it set is
+                // closed (its pooled backend connections do not see its idleness).
+                _ = tokio::time::sleep(idle_limit.unwrap_or_default()), if idle_limit.is_some() => return End::Closed("wait_timeout"),
             };
             let p = match read {
                 Ok(p) => p,
@@ -1235,6 +1244,12 @@ impl<N: Net> Session<N> {
         };
         if summary.error.is_none() && summary.affected_rows.is_none() && summary.result_sets > 0 {
             self.state.found_rows = summary.rows;
+            // With `LIMIT offset, n` the server's FOUND_ROWS() counts the skipped rows
+            // too (how many, the rows sent do not tell): the connection is kept for the
+            // next statement, as after SQL_CALC_FOUND_ROWS.
+            if payload.is_some_and(|p| p.first() == Some(&crate::protocol::constants::com::QUERY) && limit_has_offset(&p[1..])) {
+                self.state.found_rows_pending = true;
+            }
         }
         if summary.insert_id != 0 {
             self.state.last_insert_id = summary.insert_id;
@@ -1977,5 +1992,38 @@ impl<N: Net> Session<N> {
                 Err(e)
             }
         }
+    }
+}
+
+/// Whether the last `LIMIT` clause of `sql` has an offset (`LIMIT m, n` or
+/// `LIMIT n OFFSET m`). A `limit` inside a string literal may give a false yes (the
+/// only cost: the connection is kept one statement longer).
+fn limit_has_offset(sql: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(sql).to_ascii_lowercase();
+    let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '@' || c == '$';
+    let Some(at) = text.match_indices("limit").map(|(i, _)| i).filter(|&i| !text[..i].ends_with(word) && !text[i + 5..].starts_with(word)).last() else {
+        return false;
+    };
+    let rest = text[at + 5..].trim_start();
+    let first = rest.trim_start_matches(|c: char| c.is_ascii_digit() || c == '?' || word(c));
+    if first.len() == rest.len() {
+        return false;
+    }
+    let after = first.trim_start();
+    after.starts_with(',') || (after.starts_with("offset") && !after[6..].starts_with(word))
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::limit_has_offset;
+
+    #[test]
+    fn a_limit_with_an_offset_is_recognised() {
+        assert!(limit_has_offset(b"select * from t1 order by c1 limit 2,1"));
+        assert!(limit_has_offset(b"SELECT * FROM t LIMIT 1 OFFSET 2"));
+        assert!(limit_has_offset(b"SELECT * FROM t LIMIT ?, ?"));
+        assert!(!limit_has_offset(b"SELECT * FROM t LIMIT 5"));
+        assert!(!limit_has_offset(b"SELECT * FROM t"));
+        assert!(!limit_has_offset(b"SELECT limits, a FROM t LIMIT 3"));
     }
 }

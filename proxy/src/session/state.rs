@@ -24,6 +24,36 @@ pub const MAX_REPLAY: usize = 256;
 /// GTID tracking: `None` when it does not set `session_track_system_variables` or
 /// `session_track_gtids`; otherwise whether the client now receives GTIDs itself
 /// (`last_gtid` or `*` tracked, `OWN_GTID` / `ALL_GTIDS`).
+/// The session `wait_timeout` the client set (the last `SET [SESSION] wait_timeout = n`
+/// / `@@[session.]wait_timeout` in its SET log), if any: Sluice closes the session
+/// after that long idle, as the server would. Global assignments do not count.
+pub fn client_wait_timeout(replay: &[Vec<u8>]) -> Option<std::time::Duration> {
+    let mut found = None;
+    for p in replay {
+        let text = String::from_utf8_lossy(p.get(1..).unwrap_or_default()).to_ascii_lowercase();
+        let mut from = 0;
+        while let Some(i) = text[from..].find("wait_timeout") {
+            let at = from + i;
+            from = at + "wait_timeout".len();
+            let before = text[..at].trim_end();
+            // `interactive_timeout`, `innodb_lock_wait_timeout`, … are other variables.
+            if text[..at].ends_with(|c: char| c.is_ascii_alphanumeric() || c == '_') {
+                continue;
+            }
+            if before.ends_with("@@global.") || before.ends_with("global") {
+                continue;
+            }
+            let rest = text[from..].trim_start();
+            let Some(rest) = rest.strip_prefix('=').or_else(|| rest.strip_prefix(":=")) else { continue };
+            let digits: String = rest.trim_start().chars().take_while(|c| c.is_ascii_digit()).collect();
+            if let Ok(n) = digits.parse::<u64>() {
+                found = Some(std::time::Duration::from_secs(n.max(1)));
+            }
+        }
+    }
+    found
+}
+
 pub fn client_gtid_tracking(sql: &[u8]) -> Option<bool> {
     let lower = sql.to_ascii_lowercase();
     let has = |needle: &[u8]| lower.windows(needle.len()).any(|w| w == needle);
@@ -435,6 +465,17 @@ mod tests {
         assert_eq!(client_gtid_tracking(b"SET session_track_system_variables='*'"), Some(true));
         assert_eq!(client_gtid_tracking(b"SET session_track_gtids = OWN_GTID"), Some(true));
         assert_eq!(client_gtid_tracking(b"SET session_track_gtids = OFF"), Some(false));
+    }
+
+    #[test]
+    fn the_wait_timeout_a_client_sets_for_its_session_is_found_in_its_set_log() {
+        let q = |s: &str| [&[3u8][..], s.as_bytes()].concat();
+        assert_eq!(client_wait_timeout(&[q("SET autocommit=1")]), None);
+        assert_eq!(client_wait_timeout(&[q("SET wait_timeout=1")]), Some(std::time::Duration::from_secs(1)));
+        assert_eq!(client_wait_timeout(&[q("SET @@session.wait_timeout = 30, sql_mode=''"), q("SET @@wait_timeout=5")]), Some(std::time::Duration::from_secs(5)));
+        assert_eq!(client_wait_timeout(&[q("SET SESSION WAIT_TIMEOUT = 7")]), Some(std::time::Duration::from_secs(7)));
+        assert_eq!(client_wait_timeout(&[q("SET GLOBAL wait_timeout = 7"), q("SET @@global.wait_timeout=9")]), None);
+        assert_eq!(client_wait_timeout(&[q("SET innodb_lock_wait_timeout = 3, lock_wait_timeout=4")]), None);
     }
 
     fn st() -> SessionState {
