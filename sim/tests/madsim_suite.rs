@@ -9,7 +9,7 @@
 //! * `madsim_seed_holds_every_property` — `#[madsim::test]`: one seed per madsim run;
 //!   `MADSIM_TEST_SEED=<n>` picks the seed, `MADSIM_TEST_NUM=<k>` runs `k` seeds from it.
 //! * `madsim_suite_holds_every_property_and_covers_every_fault` — seeds `1..=N`
-//!   (`SLUICE_SIM_SEEDS`, default 4) in fresh runtimes, plus one more at `eventual`,
+//!   (`SLUICE_SIM_SEEDS`, default 32) in fresh runtimes, plus one more at `eventual`,
 //!   checkers and coverage counters (required ones non-zero over the suite, must-be-zero
 //!   ones zero in every run).
 //! * `madsim_global_reads_through_one_instance_see_writes_acknowledged_through_the_other`
@@ -42,7 +42,7 @@ async fn madsim_seed_holds_every_property() {
 
 #[test]
 fn madsim_suite_holds_every_property_and_covers_every_fault() {
-    let n: u64 = std::env::var("SLUICE_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(4);
+    let n: u64 = std::env::var("SLUICE_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let seeds: Vec<u64> = match std::env::var("SLUICE_SIM_SEED").ok().and_then(|v| v.parse().ok()) {
         Some(s) => vec![s],
         None => (1..=n).collect(),

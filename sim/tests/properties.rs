@@ -29,7 +29,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use sim::harness::{run, suite_seeds, Coverage, Options};
 
 /// Fixed seeds in the default (CI) suite.
-const CI_SEEDS: u64 = 10;
+const CI_SEEDS: u64 = 64;
 /// Simulated workload per seed in the default suite (`SLUICE_SIM_DURATION_MS` overrides).
 const CI_DURATION_MS: u64 = 10_000;
 

@@ -1483,6 +1483,7 @@ impl<N: Net> Session<N> {
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
         let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
+        let limit_offset = limit_has_offset(&stmt.prepare[1..]);
         let mut routed = match long_data {
             Some(node) => Routed { primary: self.primary.as_deref() == Some(&node), node, reason: Reason::SessionBound(crate::route::class::Bound::Other), wait: None },
             None => loop {
@@ -1606,6 +1607,10 @@ impl<N: Net> Session<N> {
             stmt.cursor = expect == Expect::ExecuteCursor && summary.error.is_none() && summary.status.is_some_and(|st| st & status::CURSOR_EXISTS != 0 && st & status::LAST_ROW_SENT == 0);
         }
         self.after(&routed.node, Some(class.kind), None, &class.effects, class.statements, &summary);
+        if limit_offset && summary.error.is_none() && summary.affected_rows.is_none() && summary.result_sets > 0 {
+            // As for a text SELECT with LIMIT offset (see `after`).
+            self.state.found_rows_pending = true;
+        }
         if matches!(class.kind, Kind::Diagnostics | Kind::SessionBound(crate::route::class::Bound::LastInsertId)) {
             let sql = self.stmts.get(id).map(|s| s.prepare[1..].to_vec()).unwrap_or_default();
             self.pins_from_text(&class, &sql, &summary);
