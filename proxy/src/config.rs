@@ -148,6 +148,13 @@ pub struct PoolConfig {
     /// An idle connection unused for this long is closed (down to `min_idle`).
     #[serde(default = "defaults::idle_timeout_ms")]
     pub idle_timeout_ms: u64,
+    /// A client session idle this long while pinned to a pooled backend connection (an
+    /// open transaction, locks, temporary tables, …) is closed, and the connection with
+    /// it (its transaction rolled back), as the server would after `wait_timeout`: a
+    /// client that vanished without closing must not hold a pool's connection for good.
+    /// `0`: never.
+    #[serde(default = "defaults::pinned_idle_timeout_ms")]
+    pub pinned_idle_timeout_ms: u64,
     /// An idle connection unused for this long is pinged before it is lent.
     #[serde(default = "defaults::check_idle_after_ms")]
     pub check_idle_after_ms: u64,
@@ -168,6 +175,7 @@ impl Default for PoolConfig {
             max_queue: defaults::max_queue(),
             max_lifetime_ms: defaults::max_lifetime_ms(),
             idle_timeout_ms: defaults::idle_timeout_ms(),
+            pinned_idle_timeout_ms: defaults::pinned_idle_timeout_ms(),
             check_idle_after_ms: defaults::check_idle_after_ms(),
             statement_cache: defaults::statement_cache(),
         }
@@ -546,6 +554,9 @@ mod defaults {
     }
     pub fn idle_timeout_ms() -> u64 {
         300_000
+    }
+    pub fn pinned_idle_timeout_ms() -> u64 {
+        3_600_000
     }
     pub fn check_idle_after_ms() -> u64 {
         5_000

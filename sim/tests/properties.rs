@@ -107,6 +107,10 @@ proptest! {
 fn replay() {
     let Ok(seed) = std::env::var("SLUICE_SIM_SEED") else { return };
     let seed: u64 = seed.trim().parse().expect("SLUICE_SIM_SEED must be a number");
+    // The proxies' log lines (RUST_LOG, e.g. `sluice=info`), when asked for.
+    if let Ok(filter) = std::env::var("RUST_LOG") {
+        let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_ansi(false).with_test_writer().try_init();
+    }
     let mut opts = ci_options();
     opts.verbose = true;
     let r = run(seed, &opts);

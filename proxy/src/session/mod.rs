@@ -335,7 +335,20 @@ impl<N: Net> Session<N> {
             if (self.state.replay.len(), self.state.replay_generation) != (wait.0, wait.1) {
                 wait = (self.state.replay.len(), self.state.replay_generation, state::client_wait_timeout(&self.state.replay));
             }
-            let idle_limit = wait.2;
+            // A pinned session holds a pooled backend connection while idle: past
+            // `pool.pinned_idle_timeout_ms` it is closed (a client that vanished
+            // without a FIN must not hold a pool's connection for good).
+            let pinned_limit = match self.pinned {
+                Some(p) if p != Pin::MultiplexOff && !self.nodes.is_empty() && self.shared.cfg.pool.pinned_idle_timeout_ms > 0 => {
+                    Some(Duration::from_millis(self.shared.cfg.pool.pinned_idle_timeout_ms))
+                }
+                _ => None,
+            };
+            let idle_limit = match (wait.2, pinned_limit) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let idle_why = if idle_limit.is_some() && idle_limit == pinned_limit { "idle while pinned (pool.pinned_idle_timeout_ms)" } else { "wait_timeout" };
             let read = tokio::select! {
                 biased;
                 _ = &mut kill => return End::Closed("killed"),
@@ -343,7 +356,10 @@ impl<N: Net> Session<N> {
                 r = self.client.read_packet_idle() => r,
                 // As the server would: a session idle past the wait_timeout it set is
                 // closed (its pooled backend connections do not see its idleness).
-                _ = tokio::time::sleep(idle_limit.unwrap_or_default()), if idle_limit.is_some() => return End::Closed("wait_timeout"),
+                _ = tokio::time::sleep(idle_limit.unwrap_or_default()), if idle_limit.is_some() => {
+                    tracing::info!(conn = self.id, pin = ?self.pinned, why = idle_why, "idle session closed");
+                    return End::Closed(idle_why);
+                }
             };
             let p = match read {
                 Ok(p) => p,

@@ -214,6 +214,7 @@ multiplex = {multiplex}
 max_per_node = {pool_size}
 min_idle = 1
 acquire_timeout_ms = {acquire}
+pinned_idle_timeout_ms = {pinned_idle}
 "#,
         listen = workload::proxy_addr(instance),
         key = PROXY_RSA_KEY,
@@ -233,6 +234,9 @@ acquire_timeout_ms = {acquire}
         // must fit them all.
         pool_size = if cfg.multiplex { cfg.pool_size } else { (cfg.clients + cfg.replica_readers) * 2 + 4 },
         acquire = cfg.op_timeout_ms.max(1000),
+        // A client gives up on an operation after op_timeout and may vanish (a
+        // partition eats its FIN): its pinned connection must come back to the tiny pool.
+        pinned_idle = cfg.op_timeout_ms.max(1000),
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
