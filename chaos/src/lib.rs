@@ -112,9 +112,12 @@ mod sql;
 mod template;
 mod tls;
 
+pub mod relay;
+
 pub use cgroup::{CgroupVersion, CpuCgroup, CpuStat};
 pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT, REPL_PASSWORD, REPL_USER};
 pub use node::{Node, NodeState};
+pub use relay::{LinkFault, Relay};
 pub use spec::ClusterSpec;
 pub use sql::{Credentials, SqlError};
 pub use tls::TlsFiles;

@@ -30,7 +30,13 @@ fn cluster(semi_sync: bool) -> Arc<chaos::Cluster> {
 }
 
 async fn proxy(cluster: &chaos::Cluster, manager: &str) -> sluice::ProxyHandle {
-    let nodes: Vec<String> = cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect();
+    let nodes: Vec<String> = cluster.nodes().iter().map(|n| n.addr()).collect();
+    proxy_for(cluster, manager, &nodes).await
+}
+
+/// A proxy in front of `nodes` (the cluster's, or relays in front of them).
+async fn proxy_for(cluster: &chaos::Cluster, manager: &str, nodes: &[String]) -> sluice::ProxyHandle {
+    let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
     let root = cluster.root_user();
     let cfg = format!(
         r#"
@@ -312,5 +318,49 @@ async fn a_planned_switchover_under_load_has_no_client_errors_and_a_short_write_
     assert_eq!(keys_on(&c, 0), on_new, "the old primary caught up with the new one");
     let source = c.slave_status(0).expect("status").expect("the old primary replicates");
     assert_eq!(source.get("Master_Port").map(String::as_str), Some(c.node(1).port().to_string().as_str()));
+    proxy.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_black_holed_link_to_the_primary_pauses_writes_without_errors_or_a_promotion() {
+    let c = cluster(false);
+    // Sluice reaches the primary through a fault relay; replication does not.
+    let relay = chaos::Relay::start(c.node(0).addr().parse().expect("address")).expect("relay");
+    let nodes = vec![relay.addr(), c.node(1).addr(), c.node(2).addr()];
+    let proxy = proxy_for(&c, "builtin", &nodes).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let rec = Arc::new(Mutex::new(Record::default()));
+    let tasks = load(&proxy, 4, stop.clone(), rec.clone());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let started = Instant::now();
+    relay.set(chaos::LinkFault::BlackHole);
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    relay.set(chaos::LinkFault::Healthy);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.expect("load task");
+    }
+    let r = rec.lock().unwrap();
+    let gap = longest_gap(&r.write_done, started);
+    eprintln!(
+        "primary link black-holed 2 s: longest write {:?}, longest gap {gap:?}; {} acknowledged, {} unknown, errors {:?}; reads {} ok, {} failed",
+        r.longest_write,
+        r.acked.len(),
+        r.unknown.len(),
+        r.errors,
+        r.reads,
+        r.read_errors.len()
+    );
+    assert!(r.errors.is_empty() && r.unknown.is_empty(), "no client-visible errors: {:?}", r.errors);
+    assert!(r.read_errors.is_empty(), "{:?}", r.read_errors);
+    assert!(gap < Duration::from_secs(4), "writes resume after the heal: {gap:?}");
+    let acked = r.acked.clone();
+    drop(r);
+    // No promotion: the replicas still replicated from the primary.
+    let cc = c.clone();
+    assert_eq!(blocking(move || cc.find_primary()).await, Some(0));
+    let on_primary = keys_on(&c, 0);
+    assert!(acked.iter().all(|k| on_primary.contains(k)));
     proxy.shutdown().await;
 }

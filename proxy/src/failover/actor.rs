@@ -255,13 +255,17 @@ impl<N: Net> Actor<N> {
             let msg = format!("{} is already a writable primary (promoted elsewhere): following it", c.addr);
             return Ok((msg, back(nodes, kept)));
         }
+        if let Some((c, _)) = nodes.iter().find(|(_, p)| p.channels.iter().any(|ch| manager::replicates_from(ch, &plan.old, plan.old_server_id) && ch.io_running())) {
+            let msg = format!("{} still replicates from {} (IO thread connected): the primary is alive; no promotion", c.addr, plan.old);
+            return Err((msg, back(nodes, kept)));
+        }
         if nodes.iter().any(|(_, p)| matches!(p.gtid, Gtid::MySql { .. })) {
             return Err(("built-in promotion supports MariaDB only (MySQL-flavour nodes found)".into(), back(nodes, kept)));
         }
         let facts: Vec<CandidateFacts> = nodes
             .iter()
             .filter_map(|(c, p)| {
-                let ch = p.channels.iter().find(|ch| manager::same_node(&ch.source, &plan.old))?;
+                let ch = p.channels.iter().find(|ch| manager::replicates_from(ch, &plan.old, plan.old_server_id))?;
                 Some(CandidateFacts { addr: c.addr.clone(), position: manager::position_of(Flavour::MariaDb, Some(&p.gtid), &p.channels), usable: manager::usable(ch) })
             })
             .collect();
@@ -412,7 +416,8 @@ impl<N: Net> Actor<N> {
                 t
             }
             None => {
-                let facts: Vec<CandidateFacts> = topo.readable().filter_map(|(a, n)| CandidateFacts::of(a, n, &old)).collect();
+                let old_id = topo.nodes.get(&old).and_then(|n| n.server_id);
+                let facts: Vec<CandidateFacts> = topo.readable().filter_map(|(a, n)| CandidateFacts::of(a, n, &old, old_id)).collect();
                 manager::choose(&facts).map(|f| f.addr.clone()).ok_or("no healthy replica to switch over to")?
             }
         };

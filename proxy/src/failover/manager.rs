@@ -44,6 +44,8 @@ pub struct Settings {
 pub struct Plan {
     /// The primary that went away.
     pub old: String,
+    /// Its `@@server_id`, if it was ever seen.
+    pub old_server_id: Option<u32>,
     /// The replica to promote (chosen again from fresh reads under the lock).
     pub candidate: String,
     /// The other nodes that answer, to be re-pointed at the candidate.
@@ -79,16 +81,26 @@ pub struct CandidateFacts {
 impl CandidateFacts {
     /// Reads the facts off a published node state; `None` unless it is an up replica
     /// replicating from `old`.
-    pub fn of(addr: &str, n: &NodeState, old: &str) -> Option<CandidateFacts> {
+    pub fn of(addr: &str, n: &NodeState, old: &str, old_id: Option<u32>) -> Option<CandidateFacts> {
         if n.role != Role::Replica {
             return None;
         }
-        let channel = n.channels.iter().find(|c| same_node(&c.source, old))?;
+        let channel = n.channels.iter().find(|c| replicates_from(c, old, old_id))?;
         let flavour = match &n.gtid {
             Some(Gtid::MySql { .. }) => Flavour::MySql,
             _ => Flavour::MariaDb,
         };
         Some(CandidateFacts { addr: addr.to_string(), position: position_of(flavour, n.gtid.as_ref(), &n.channels), usable: usable(channel) })
+    }
+}
+
+/// Whether channel `c` replicates from the node at `addr` whose `@@server_id` is
+/// `server_id`: by server id when both are known (addresses differ when Sluice reaches
+/// nodes through other names or a relay), else by address.
+pub fn replicates_from(c: &Channel, addr: &str, server_id: Option<u32>) -> bool {
+    match (c.source_server_id, server_id) {
+        (Some(a), Some(b)) => a == b,
+        _ => same_node(&c.source, addr),
     }
 }
 
@@ -157,8 +169,9 @@ pub fn choose(facts: &[CandidateFacts]) -> Option<&CandidateFacts> {
 #[derive(Debug, Clone)]
 pub struct Manager {
     settings: Settings,
-    /// The primary last published.
+    /// The primary last published, and its server id.
     last_primary: Option<String>,
+    last_primary_id: Option<u32>,
     /// When this manager last promoted, and whom.
     promoted: Option<(String, Instant)>,
     /// Nodes this manager demoted: fenced if they show up writable.
@@ -167,7 +180,7 @@ pub struct Manager {
 
 impl Manager {
     pub fn new(settings: Settings) -> Self {
-        Manager { settings, last_primary: None, promoted: None, demoted: BTreeSet::new() }
+        Manager { settings, last_primary: None, last_primary_id: None, promoted: None, demoted: BTreeSet::new() }
     }
 
     /// The node this manager promoted last, if any.
@@ -182,6 +195,7 @@ impl Manager {
         self.demoted.insert(old.to_string());
         self.demoted.remove(new);
         self.last_primary = Some(new.to_string());
+        self.last_primary_id = None;
     }
 
     /// Records that `node` was fenced and now follows the primary (or stays fenced).
@@ -195,6 +209,7 @@ impl Manager {
     pub fn decide(&mut self, topo: &Topology, now: Instant) -> Decision {
         if let Some(p) = &topo.primary {
             self.last_primary = Some(p.clone());
+            self.last_primary_id = topo.nodes.get(p).and_then(|n| n.server_id);
             // An old primary of ours back and writable: fence it.
             for addr in &self.demoted {
                 if addr == p {
@@ -227,6 +242,8 @@ impl Manager {
         let Some(old_state) = topo.nodes.get(&old) else {
             return Decision::Hold(format!("the last primary {old} is no longer configured"));
         };
+        // Its server id as last seen up (a down node's state keeps the last probe's).
+        let old_id = old_state.server_id.or(self.last_primary_id);
         if old_state.role != Role::Down {
             return Decision::Hold(format!("the primary {old} answers ({}): not a failure", old_state.role.name()));
         }
@@ -239,7 +256,20 @@ impl Manager {
                 return Decision::Hold(format!("promoted {new} {} ms ago: cool-down ({} ms left)", now.saturating_duration_since(*at).as_millis(), left.as_millis()));
             }
         }
-        let facts: Vec<CandidateFacts> = topo.nodes.iter().filter_map(|(a, n)| CandidateFacts::of(a, n, &old)).collect();
+        // A replica whose IO thread is still connected to the old primary says it is
+        // alive: what failed is Sluice's own link to it (a partition, a black hole).
+        // Promoting then would make two writable primaries. (A hung primary is seen so
+        // once the replicas' IO threads give up: `slave_net_timeout`.)
+        let still_fed: Vec<&str> = topo
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.role == Role::Replica && n.channels.iter().any(|c| replicates_from(c, &old, old_id) && c.io_running()))
+            .map(|(a, _)| a.as_str())
+            .collect();
+        if !still_fed.is_empty() {
+            return Decision::Hold(format!("{} still replicate from {old} (IO thread connected): the primary is alive, Sluice's link to it is at fault", still_fed.join(", ")));
+        }
+        let facts: Vec<CandidateFacts> = topo.nodes.iter().filter_map(|(a, n)| CandidateFacts::of(a, n, &old, old_id)).collect();
         let Some(best) = choose(&facts) else {
             return Decision::Hold(format!("no replica of {old} can be promoted (none answers with a running SQL thread)"));
         };
@@ -249,7 +279,7 @@ impl Manager {
             Observation::Down { error } => format!("the primary {old} is down: {error}"),
             Observation::Up { .. } => format!("the primary {old} is down"),
         };
-        Decision::Promote(Plan { old, candidate: best.addr.clone(), others, why })
+        Decision::Promote(Plan { old, old_server_id: old_id, candidate: best.addr.clone(), others, why })
     }
 }
 
@@ -330,6 +360,15 @@ mod tests {
             Decision::Promote(p) => assert!(p.why.contains("is hung"), "{}", p.why),
             d => panic!("{d:?}"),
         }
+    }
+
+    #[test]
+    fn no_failover_while_replicas_still_receive_from_the_primary() {
+        let (mut m, now) = manager();
+        let mut fed = replica("p:1", "0-1-5", "0-1-5", true);
+        fed.channels[0].io_running = "Yes".into();
+        let t = topo(None, vec![("p:1", down("probe timed out")), ("r:2", fed), ("r:3", replica("p:1", "0-1-5", "0-1-5", true))]);
+        assert!(matches!(m.decide(&t, now), Decision::Hold(w) if w.contains("link to it is at fault")), "{:?}", m.decide(&t, now));
     }
 
     #[test]

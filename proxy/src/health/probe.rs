@@ -26,6 +26,8 @@ const ER_PARSE_ERROR: u16 = 1064;
 /// What one successful probe read from a node.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Probed {
+    /// `@@server_id` (how replicas name their source: `Master_Server_Id`).
+    pub server_id: Option<u32>,
     pub read_only: bool,
     /// Server version from the handshake.
     pub version: String,
@@ -53,8 +55,8 @@ impl Probed {
 /// The variables `SELECT` for `flavour`; [`parse_variables`] reads its row.
 pub fn variables_sql(flavour: Flavour) -> &'static str {
     match flavour {
-        Flavour::MariaDb => "SELECT @@read_only, @@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_pos",
-        Flavour::MySql => "SELECT @@read_only, @@gtid_executed",
+        Flavour::MariaDb => "SELECT @@read_only, @@gtid_current_pos, @@gtid_slave_pos, @@gtid_binlog_pos, @@server_id",
+        Flavour::MySql => "SELECT @@read_only, @@gtid_executed, @@server_id",
     }
 }
 
@@ -78,6 +80,16 @@ pub fn parse_variables(flavour: Flavour, r: &TextResult) -> std::result::Result<
     Ok((read_only, gtid))
 }
 
+/// `@@server_id` from the row of [`variables_sql`] (after the GTID columns).
+pub fn parse_server_id(flavour: Flavour, r: &TextResult) -> Option<u32> {
+    let i = match flavour {
+        Flavour::MariaDb => 4,
+        Flavour::MySql => 2,
+    };
+    let v = r.rows.first()?.get(i)?.as_ref()?;
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
 /// The replication channels from a replica status result (either vocabulary).
 pub fn parse_channels(r: &TextResult) -> Vec<Channel> {
     (0..r.rows.len())
@@ -98,6 +110,7 @@ pub fn parse_channels(r: &TextResult) -> Vec<Channel> {
                 last_sql_errno: number(&["Last_SQL_Errno"]),
                 last_sql_error: text(&["Last_SQL_Error"]),
                 received_gtid: text(&["Gtid_IO_Pos", "Retrieved_Gtid_Set"]),
+                source_server_id: get(&["Master_Server_Id", "Source_Server_Id"]).and_then(|v| v.trim().parse().ok()).filter(|&id: &u32| id != 0),
             }
         })
         .collect()
@@ -132,7 +145,9 @@ impl<S: crate::net::Stream> Prober<S> {
             }
             other => other?,
         };
+        let server_id = parse_server_id(self.flavour, &vars);
         Ok(Probed {
+            server_id,
             read_only,
             version: String::from_utf8_lossy(&self.conn.server_version).into_owned(),
             caps: self.conn.server_caps,

@@ -73,6 +73,9 @@ pub struct Channel {
     /// GTIDs received from the source: `Gtid_IO_Pos` (MariaDB) or `Retrieved_Gtid_Set`
     /// (MySQL), as printed.
     pub received_gtid: String,
+    /// `Master_Server_Id` / `Source_Server_Id`: the source's `@@server_id` (`None`
+    /// when 0: never connected).
+    pub source_server_id: Option<u32>,
 }
 
 impl Channel {
@@ -160,6 +163,8 @@ pub struct NodeState {
     pub channels: Vec<Channel>,
     /// GTID positions from the latest successful probe.
     pub gtid: Option<Gtid>,
+    /// `@@server_id` from the latest successful probe.
+    pub server_id: Option<u32>,
     /// How long the latest successful probe took (connecting included when it had to).
     pub probe_latency: Option<Duration>,
     /// When the latest probe (successful or not) started.
@@ -181,6 +186,7 @@ impl Default for NodeState {
             unreadable_because: Some("down".into()),
             channels: Vec::new(),
             gtid: None,
+            server_id: None,
             probe_latency: None,
             last_probe: None,
             last_seen_up: None,

@@ -321,6 +321,7 @@ impl Tracker {
                     unreadable_because,
                     channels: n.latest.as_ref().map(|p| p.channels.clone()).unwrap_or_default(),
                     gtid: n.latest.as_ref().map(|p| p.gtid.clone()),
+                    server_id: n.latest.as_ref().and_then(|p| p.server_id),
                     probe_latency: n.probe_latency,
                     last_probe: n.last_probe,
                     last_seen_up: n.last_seen_up,
@@ -390,6 +391,7 @@ mod tests {
 
     fn probed(read_only: bool, channels: Vec<Channel>) -> Probed {
         Probed {
+            server_id: None,
             read_only,
             version: "5.5.5-10.11.6-MariaDB".into(),
             caps: 0,
