@@ -106,6 +106,9 @@ pub struct Options {
     pub proxy_bugs: ProxyBugs,
     /// `[routing] read_write_split` (default: from the seed, off for seeds ≡ 3 mod 4).
     pub read_write_split: Option<bool>,
+    /// `[failover] manager = "builtin"`: Sluice promotes when the primary dies (default:
+    /// off, the schedules' own failovers play the external tool).
+    pub failover_builtin: bool,
     /// `[routing] policy` (default: from the seed).
     pub policy: Option<Policy>,
     /// `[routing] max_replica_lag_ms` (default: 50..=2000 from the seed).
@@ -152,6 +155,7 @@ impl Default for Options {
             schedule: None,
             proxy_bugs: ProxyBugs::default(),
             read_write_split: None,
+            failover_builtin: false,
             policy: None,
             max_replica_lag_ms: None,
             consistency: None,
@@ -249,6 +253,8 @@ pub struct RunConfig {
     pub monitor_debounce: u32,
     /// `[routing] read_write_split`.
     pub read_write_split: bool,
+    /// `[failover] manager = "builtin"`.
+    pub failover_builtin: bool,
     /// `[routing] policy`.
     pub policy: Policy,
     /// `[routing] max_replica_lag_ms` (50..=2000 from the seed).
@@ -344,6 +350,7 @@ impl RunConfig {
             monitor_interval_ms,
             monitor_debounce,
             read_write_split,
+            failover_builtin: opts.failover_builtin,
             policy,
             max_replica_lag_ms,
             consistency: opts.consistency.unwrap_or(consistency),

@@ -215,6 +215,14 @@ max_per_node = {pool_size}
 min_idle = 1
 acquire_timeout_ms = {acquire}
 pinned_idle_timeout_ms = {pinned_idle}
+
+[failover]
+manager = "{manager}"
+user = "{admin}"
+password = "{admin}"
+replication_user = "repl"
+replication_password = "repl"
+cooldown_ms = 60000
 "#,
         listen = workload::proxy_addr(instance),
         key = PROXY_RSA_KEY,
@@ -237,6 +245,8 @@ pinned_idle_timeout_ms = {pinned_idle}
         // A client gives up on an operation after op_timeout and may vanish (a
         // partition eats its FIN): its pinned connection must come back to the tiny pool.
         pinned_idle = cfg.op_timeout_ms.max(1000),
+        manager = if cfg.failover_builtin { "builtin" } else { "external" },
+        admin = FAILOVER_ACCOUNT,
     );
     sluice::Config::parse(&toml).expect("proxy config")
 }
@@ -340,6 +350,10 @@ pub fn record_final_state(cluster: &SimCluster, h: &mut History) {
     }
 }
 
+/// The account Sluice's failover actor uses (its coordination locks, promotions and
+/// fencing run on replicas by design: they are not the workload's statements).
+pub const FAILOVER_ACCOUNT: &str = "root";
+
 /// What node `i` recorded about its role changes and the primary-only statements it
 /// ran while replicating, in history time (µs; the servers' clocks count ms from the
 /// start of the simulation, like the clients').
@@ -350,6 +364,7 @@ pub fn node_facts(cluster: &SimCluster, i: usize) -> NodeFacts {
         role_changes: e.role_changes().iter().map(|&(ms, r)| (ms * 1_000, r)).collect(),
         on_replica: execs
             .iter()
+            .filter(|x| x.user != FAILOVER_ACCOUNT)
             .map(|x| ReplicaStatement {
                 at: x.at_ms * 1_000,
                 kind: match x.what {
