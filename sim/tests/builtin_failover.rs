@@ -7,29 +7,13 @@
 
 #![cfg(not(madsim))]
 
-use sim::Flavour;
-use sim::harness::schedule::{FaultKind, NodeSel};
-use sim::harness::{run, Fault, FaultProfile, Options};
-
-fn opts(semi_sync: bool) -> Options {
-    Options {
-        flavour: Some(Flavour::MariaDb),
-        semi_sync: Some(semi_sync),
-        duration_ms: 10_000,
-        clients: 8,
-        faults: FaultProfile::None,
-        read_write_split: Some(false),
-        failover_builtin: true,
-        schedule: Some(vec![Fault { at_ms: 2_000, kind: FaultKind::Crash { node: NodeSel::Primary, down_ms: 4_000 } }]),
-        ..Options::default()
-    }
-}
+use sim::harness::{run, Options};
 
 #[test]
 fn builtin_manager_promotes_a_replica_after_the_primary_crashes_and_every_property_holds() {
     for seed in 1..=12u64 {
         let semi_sync = seed % 2 == 1;
-        let r = run(seed, &opts(semi_sync));
+        let r = run(seed, &Options::builtin_failover(seed));
         assert!(r.ok(), "seed {seed} (semi-sync {semi_sync}):\n{}", r.failure_report());
         let h = r.history.render_all();
         // Writes landed on a promoted replica while db0 was down (reads go to the primary).

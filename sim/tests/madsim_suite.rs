@@ -165,20 +165,8 @@ fn sweep() {
 /// by db1 or db2 meanwhile) and every property holds, with and without semi-sync.
 #[test]
 fn madsim_builtin_manager_promotes_after_the_primary_crashes() {
-    use sim::harness::schedule::{FaultKind, NodeSel};
-    use sim::harness::{Fault, FaultProfile};
     for seed in 1..=4u64 {
-        let opts = Options {
-            flavour: Some(sim::Flavour::MariaDb),
-            semi_sync: Some(seed % 2 == 1),
-            duration_ms: 10_000,
-            clients: 8,
-            faults: FaultProfile::None,
-            read_write_split: Some(false),
-            failover_builtin: true,
-            schedule: Some(vec![Fault { at_ms: 2_000, kind: FaultKind::Crash { node: NodeSel::Primary, down_ms: 4_000 } }]),
-            ..Options::default()
-        };
+        let opts = Options::builtin_failover(seed);
         let r = run_in_runtime(seed, &opts);
         assert!(r.ok(), "(madsim) seed {seed}\n{}", r.failure_report());
         let h = r.history.render_all();

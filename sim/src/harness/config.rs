@@ -174,6 +174,24 @@ impl Options {
     /// Applies the environment knobs (`SLUICE_SIM_DURATION_MS`, `SLUICE_SIM_CLIENTS`,
     /// `SLUICE_SIM_KEYS`, `SLUICE_SIM_TICK_MS`,
     /// `SLUICE_SIM_FLAVOUR` = `mariadb`|`mysql`, `SLUICE_SIM_VERBOSE`).
+    /// The built-in failover scenario of both simulators: MariaDB, `manager =
+    /// "builtin"`, no random faults, reads on the primary, and one fault — the primary
+    /// crashes at 2 s for 4 s with nobody else promoting. Semi-sync on odd seeds.
+    pub fn builtin_failover(seed: u64) -> Options {
+        use super::schedule::{Fault, FaultKind, NodeSel};
+        Options {
+            flavour: Some(Flavour::MariaDb),
+            semi_sync: Some(seed % 2 == 1),
+            duration_ms: 10_000,
+            clients: 8,
+            faults: FaultProfile::None,
+            read_write_split: Some(false),
+            failover_builtin: true,
+            schedule: Some(vec![Fault { at_ms: 2_000, kind: FaultKind::Crash { node: NodeSel::Primary, down_ms: 4_000 } }]),
+            ..Options::default()
+        }
+    }
+
     pub fn with_env(mut self) -> Self {
         if let Some(v) = env_u64("SLUICE_SIM_DURATION_MS") {
             self.duration_ms = v;
