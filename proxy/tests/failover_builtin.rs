@@ -230,7 +230,7 @@ async fn builtin_manager_promotes_a_replica_when_the_primary_is_killed_and_fence
     let cc = c.clone();
     let new = blocking(move || cc.find_primary()).await.expect("exactly one writable non-replica");
     assert_ne!(new, 0);
-    let r = rec.lock().unwrap();
+    let r = std::mem::take(&mut *rec.lock().unwrap());
     let gap = longest_gap(&r.write_done, killed_at);
     let on_new = keys_on(&c, new);
     let lost: Vec<&i64> = r.acked.iter().filter(|k| !on_new.contains(k)).collect();
@@ -249,7 +249,6 @@ async fn builtin_manager_promotes_a_replica_when_the_primary_is_killed_and_fence
     assert!(r.read_errors.is_empty(), "reads were refused: {:?}", r.read_errors);
     // Only transactions cut by the crash may fail (1927); nothing else.
     assert!(r.errors.iter().all(|(e, _)| e.contains("1927")), "{:?}", r.errors);
-    drop(r);
     // The other replica follows the new primary.
     let other = [1, 2].into_iter().find(|i| *i != new).expect("the other replica");
     let source = c.slave_status(other).expect("status").expect("a replica");
@@ -266,7 +265,11 @@ async fn builtin_manager_promotes_a_replica_when_the_primary_is_killed_and_fence
     c.adopt_primary(new);
     let mut app = client(&proxy, "app").await;
     app.query_drop("INSERT INTO w VALUES (-1, -1)").await.expect("writes go to the new primary");
-    c.wait_replicas_caught_up(Duration::from_secs(30)).expect("every node caught up, the old primary included");
+    // The rejoined old primary replays what it missed (a loaded machine runs three
+    // clusters of this file at once: allow time).
+    if let Err(e) = c.wait_replicas_caught_up(Duration::from_secs(90)) {
+        panic!("every node caught up, the old primary included: {e:#}; node 0: {:?}", c.slave_status(0));
+    }
     assert!(keys_on(&c, 0).contains(&-1));
     proxy.shutdown().await;
 }
@@ -293,7 +296,7 @@ async fn a_planned_switchover_under_load_has_no_client_errors_and_a_short_write_
     for t in tasks {
         t.await.expect("load task");
     }
-    let r = rec.lock().unwrap();
+    let r = std::mem::take(&mut *rec.lock().unwrap());
     let gap = longest_gap(&r.write_done, started);
     eprintln!(
         "switchover under load: command took {took:?}; longest write {:?}, longest gap {gap:?}; {} acknowledged, {} unknown, errors {:?}; reads {} ok, {} failed",
@@ -308,7 +311,6 @@ async fn a_planned_switchover_under_load_has_no_client_errors_and_a_short_write_
     assert!(r.read_errors.is_empty(), "{:?}", r.read_errors);
     assert!(r.longest_write < Duration::from_secs(1), "write pause under 1 s: {:?}", r.longest_write);
     let acked = r.acked.clone();
-    drop(r);
     let cc = c.clone();
     assert_eq!(blocking(move || cc.find_primary()).await, Some(1));
     c.adopt_primary(1);
@@ -341,7 +343,7 @@ async fn a_black_holed_link_to_the_primary_pauses_writes_without_errors_or_a_pro
     for t in tasks {
         t.await.expect("load task");
     }
-    let r = rec.lock().unwrap();
+    let r = std::mem::take(&mut *rec.lock().unwrap());
     let gap = longest_gap(&r.write_done, started);
     eprintln!(
         "primary link black-holed 2 s: longest write {:?}, longest gap {gap:?}; {} acknowledged, {} unknown, errors {:?}; reads {} ok, {} failed",
@@ -356,7 +358,6 @@ async fn a_black_holed_link_to_the_primary_pauses_writes_without_errors_or_a_pro
     assert!(r.read_errors.is_empty(), "{:?}", r.read_errors);
     assert!(gap < Duration::from_secs(4), "writes resume after the heal: {gap:?}");
     let acked = r.acked.clone();
-    drop(r);
     // No promotion: the replicas still replicated from the primary.
     let cc = c.clone();
     assert_eq!(blocking(move || cc.find_primary()).await, Some(0));

@@ -482,21 +482,21 @@ impl<N: Net> Actor<N> {
         manager.record_promotion(old, target, Instant::now());
         self.stats.switchovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut notes = Vec::new();
-        for i in 0..conns.len() {
+        for (i, conn) in conns.iter_mut().enumerate() {
             if i == t {
                 continue;
             }
-            let addr = conns[i].addr.clone();
+            let addr = conn.addr.clone();
             let r = if i == o {
                 match self.settings.replication.clone() {
-                    Some(account) => match self.sql(&mut conns[i], "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos", None).await {
-                        Ok(_) => self.repoint(&mut conns[i], target, Some(&account)).await.map(|()| manager.record_fenced(old, true)),
+                    Some(account) => match self.sql(conn, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos", None).await {
+                        Ok(_) => self.repoint(conn, target, Some(&account)).await.map(|()| manager.record_fenced(old, true)),
                         Err(e) => Err(e),
                     },
                     None => Err("no [failover] replication_user: left read-only".into()),
                 }
             } else {
-                self.repoint(&mut conns[i], target, None).await
+                self.repoint(conn, target, None).await
             };
             match r {
                 Ok(()) => notes.push(format!("{addr} follows")),

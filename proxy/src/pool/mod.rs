@@ -332,7 +332,7 @@ impl<S: Stream> Pools<S> {
             }
         };
         node.leases.fetch_add(1, Ordering::Relaxed);
-        loop {
+        {
             // An idle connection of the key, or room for a new one (closing an idle one
             // of another key when the node is full).
             let (taken, evicted) = {
@@ -406,7 +406,7 @@ impl<S: Stream> Pools<S> {
                 // The permit went with the lease: take another one (rare path).
                 return Box::pin(self.acquire(opener, addr, login, fit)).await;
             }
-            return Ok(Lent { conn, lease, state: c.state, fresh: false });
+            Ok(Lent { conn, lease, state: c.state, fresh: false })
         }
     }
 
