@@ -529,6 +529,10 @@ async fn previous_statement_state_is_read_where_that_statement_ran() {
 
     // The session's database dropped under it: no node keeps it.
     c.query_drop("CREATE DATABASE dropme").await.unwrap();
+    // The replicas have the database before the session reads there (on a loaded
+    // machine a replica that has not applied it yet cannot `USE` it, and the read then
+    // runs on the primary — correct, but not what this test looks at).
+    f.cluster.wait_replicas_caught_up(Duration::from_secs(30)).unwrap();
     c.query_drop("USE dropme").await.unwrap();
     let (db, sid): (String, u32) = c.query_first("SELECT DATABASE(), @@server_id").await.unwrap().unwrap();
     assert_eq!(db, "dropme");
