@@ -113,6 +113,7 @@ mod template;
 mod tls;
 
 pub mod relay;
+pub mod scenario;
 
 pub use cgroup::{CgroupVersion, CpuCgroup, CpuStat};
 pub use cluster::{Cluster, DEFAULT_SQL_TIMEOUT, REPL_PASSWORD, REPL_USER};

@@ -55,6 +55,50 @@ struct Cli {
 enum Command {
     /// Start a primary/replica cluster and keep it running until SIGINT or SIGTERM.
     Cluster(ClusterArgs),
+    /// Run chaos scenarios: a cluster, the sluice binary in front, a recorded client
+    /// workload, one fault; print a report per scenario (exit status 1 if any failed).
+    Scenario(ScenarioArgs),
+}
+
+#[derive(Args)]
+struct ScenarioArgs {
+    /// Scenarios to run, or `all`: primary-kill, primary-hang, primary-black-hole,
+    /// switchover, replica-crash, rolling-restart, sluice-restart.
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// The sluice binary (default: `sluice` beside this program, e.g. target/debug/sluice).
+    #[arg(long, value_name = "PATH")]
+    sluice: Option<PathBuf>,
+    /// Asynchronous replication instead of semi-synchronous.
+    #[arg(long = "async")]
+    asynchronous: bool,
+    /// Concurrent client sessions.
+    #[arg(long, default_value_t = 6)]
+    clients: u32,
+    /// Registers (rows) the workload writes and reads.
+    #[arg(long, default_value_t = 48)]
+    keys: u32,
+    /// Seed of the workload's choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Load before the fault, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    warmup_ms: u64,
+    /// Length of a timed fault (black hole, replica down), in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    fault_ms: u64,
+    /// Load after the heal, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    tail_ms: u64,
+    /// Failover target: writes must resume within this after the primary dies.
+    #[arg(long, default_value_t = 3000)]
+    failover_target_ms: u64,
+    /// Repeat each scenario this many times (seed, seed+1, …).
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Also write the reports as a JSON array to FILE.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -161,6 +205,7 @@ fn main() -> ExitCode {
         .init();
     let result = match Cli::parse().command {
         Command::Cluster(args) => run_cluster(args),
+        Command::Scenario(args) => run_scenarios(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -168,6 +213,55 @@ fn main() -> ExitCode {
             eprintln!("chaos: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+fn run_scenarios(args: ScenarioArgs) -> Result<()> {
+    use chaos::scenario::{self, Scenario};
+    let mut list = Vec::new();
+    for n in &args.names {
+        if n == "all" {
+            list.extend(Scenario::ALL);
+        } else {
+            list.push(Scenario::parse(n).with_context(|| {
+                let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+                format!("unknown scenario {n:?}; known: {}, all", names.join(", "))
+            })?);
+        }
+    }
+    let bin = match args.sluice {
+        Some(p) => p,
+        None => std::env::current_exe()?.parent().context("no directory for this program")?.join("sluice"),
+    };
+    let mut opts = scenario::Options::new(bin);
+    opts.semi_sync = !args.asynchronous;
+    opts.clients = args.clients;
+    opts.keys = args.keys;
+    opts.warmup = std::time::Duration::from_millis(args.warmup_ms);
+    opts.fault = std::time::Duration::from_millis(args.fault_ms);
+    opts.tail = std::time::Duration::from_millis(args.tail_ms);
+    opts.failover_target = std::time::Duration::from_millis(args.failover_target_ms);
+    let mut reports = Vec::new();
+    let mut failed = Vec::new();
+    for s in list {
+        for run in 0..args.runs {
+            opts.seed = args.seed + run;
+            let r = scenario::run(s, &opts).with_context(|| format!("scenario {}", s.name()))?;
+            println!("{r}");
+            if !r.passed {
+                failed.push(format!("{} (seed {})", s.name(), opts.seed));
+            }
+            reports.push(r);
+        }
+    }
+    if let Some(path) = &args.json {
+        fs::write(path, serde_json::to_string_pretty(&reports)? + "\n").with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!("chaos: {} scenario runs, {} failed{}", reports.len(), failed.len(), if failed.is_empty() { String::new() } else { format!(": {}", failed.join(", ")) });
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!("{} scenario runs failed", failed.len())
     }
 }
 

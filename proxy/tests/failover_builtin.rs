@@ -36,43 +36,7 @@ async fn proxy(cluster: &chaos::Cluster, manager: &str) -> sluice::ProxyHandle {
 
 /// A proxy in front of `nodes` (the cluster's, or relays in front of them).
 async fn proxy_for(cluster: &chaos::Cluster, manager: &str, nodes: &[String]) -> sluice::ProxyHandle {
-    let nodes: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
-    let root = cluster.root_user();
-    let cfg = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-[[users]]
-name = "app"
-password = "app"
-[[users]]
-name = "ops"
-password = "ops"
-admin = true
-[backend]
-user = "app"
-password = "app"
-nodes = [{nodes}]
-monitor_interval_ms = 250
-monitor_timeout_ms = 200
-monitor_failures = 2
-monitor_debounce = 1
-[routing]
-read_write_split = true
-[failover]
-manager = "{manager}"
-user = "{user}"
-password = "{password}"
-replication_user = "{ru}"
-replication_password = "{rp}"
-buffer_window_ms = 20000
-"#,
-        nodes = nodes.join(", "),
-        user = root.user,
-        password = root.password,
-        ru = chaos::REPL_USER,
-        rp = chaos::REPL_PASSWORD,
-    );
+    let cfg = chaos::scenario::sluice_config("127.0.0.1:0", nodes, cluster, manager);
     sluice::start(TokioNet, sluice::Config::parse(&cfg).expect("config"), 7).await.expect("proxy starts")
 }
 

@@ -23,7 +23,6 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::backend::conn::{connect, BackendConn, Login};
-use crate::consistency::gtid::GtidSet;
 use crate::health::probe::{parse_channels, Prober, Probed};
 use crate::health::state::{Flavour, Gtid, Topology};
 use crate::health::tracker::Directive;
@@ -322,6 +321,20 @@ impl<N: Net> Actor<N> {
         }
     }
 
+    /// Prepares a former primary on `c` to replicate: it replicates from its own binary
+    /// log's position, and a semi-synchronous primary becomes a semi-synchronous replica
+    /// (left a semi-sync primary, its replication thread's every commit would wait for an
+    /// acknowledgement no one sends, until `rpl_semi_sync_master_timeout`).
+    async fn demote_sql(&self, c: &mut Conn<N>) -> Result<(), String> {
+        let semi = self.scalar(c, "SELECT @@rpl_semi_sync_master_enabled", None).await.ok().flatten();
+        if semi.as_deref() == Some("1") {
+            self.sql(c, "SET GLOBAL rpl_semi_sync_master_enabled = OFF", None).await?;
+            self.sql(c, "SET GLOBAL rpl_semi_sync_slave_enabled = ON", None).await?;
+        }
+        self.sql(c, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos", None).await?;
+        Ok(())
+    }
+
     /// Makes the node on `c` a primary: replication stopped and forgotten, writable,
     /// semi-synchronous as a primary if it was as a replica.
     async fn promote_sql(&self, c: &mut Conn<N>) -> Result<(), String> {
@@ -360,8 +373,14 @@ impl<N: Net> Actor<N> {
     }
 
     async fn fence_on(&self, c: &mut Conn<N>, node: &str, primary: &str) -> Result<bool, String> {
+        // Clients first: a commit still waiting there (for a semi-synchronous
+        // acknowledgement, say) would hold `SET GLOBAL read_only` back until it finished
+        // and answered OK for a write the new primary never got. Killed, its client learns
+        // the outcome is unknown. Then read-only, then once more for any client that
+        // slipped in between.
+        let mut killed = self.kill_clients(c).await;
         self.sql(c, "SET GLOBAL read_only = ON", None).await?;
-        let killed = self.kill_clients(c).await;
+        killed += self.kill_clients(c).await;
         tracing::warn!(%node, %primary, killed, "fenced the old primary: read-only, its client connections killed");
         let Some(account) = self.settings.replication.clone() else {
             tracing::warn!(%node, "the old primary stays fenced: no [failover] replication_user to re-point it with");
@@ -369,15 +388,14 @@ impl<N: Net> Actor<N> {
         };
         let mine = self.scalar(c, "SELECT @@gtid_binlog_pos", None).await?.unwrap_or_default();
         let mut p = self.open(primary).await?;
-        let theirs = self.scalar(&mut p, "SELECT @@gtid_current_pos", None).await;
+        let theirs = self.scalar(&mut p, "SELECT @@gtid_binlog_state", None).await;
         self.release(vec![p]).await;
         let theirs = theirs?.unwrap_or_default();
-        let (m, t) = (GtidSet::parse_mariadb(&mine).unwrap_or_default(), GtidSet::parse_mariadb(&theirs).unwrap_or_default());
-        if !t.contains(&m) {
+        if !super::manager::binlog_state_covers(&theirs, &mine) {
             tracing::error!(%node, has = %mine, primary_has = %theirs, "the old primary has transactions the new one lacks: it stays fenced for an operator");
             return Ok(false);
         }
-        self.sql(c, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos", None).await?;
+        self.demote_sql(c).await?;
         self.repoint(c, primary, Some(&account)).await?;
         tracing::warn!(%node, %primary, "the old primary rejoined as a replica");
         Ok(true)
@@ -489,7 +507,7 @@ impl<N: Net> Actor<N> {
             let addr = conn.addr.clone();
             let r = if i == o {
                 match self.settings.replication.clone() {
-                    Some(account) => match self.sql(conn, "SET GLOBAL gtid_slave_pos = @@gtid_binlog_pos", None).await {
+                    Some(account) => match self.demote_sql(conn).await {
                         Ok(_) => self.repoint(conn, target, Some(&account)).await.map(|()| manager.record_fenced(old, true)),
                         Err(e) => Err(e),
                     },

@@ -285,6 +285,31 @@ impl Manager {
 
 /// An up node that takes writes and replicates from nobody, without being the
 /// published primary.
+/// Whether a MariaDB server whose binary log ends at `mine` (`@@gtid_binlog_pos`: the last
+/// GTID per domain) holds nothing a server with binary log state `theirs`
+/// (`@@gtid_binlog_state`: the last GTID per domain *and server id*) lacks, so it can
+/// replicate from it. Sequence numbers alone cannot tell: after a failover the new
+/// primary's own GTIDs outnumber a transaction the old primary committed that no replica
+/// received, which has the old primary's server id and a sequence number past the last
+/// one of that server id the new primary holds. Unparseable text: `false`.
+pub fn binlog_state_covers(theirs: &str, mine: &str) -> bool {
+    fn entries(s: &str) -> Option<Vec<(u32, u32, u64)>> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .map(|e| {
+                let mut p = e.split('-');
+                let d = p.next()?.parse().ok()?;
+                let sid = p.next()?.parse().ok()?;
+                let n = p.next()?.parse().ok()?;
+                p.next().is_none().then_some((d, sid, n))
+            })
+            .collect()
+    }
+    let (Some(theirs), Some(mine)) = (entries(theirs), entries(mine)) else { return false };
+    mine.iter().all(|&(d, sid, n)| theirs.iter().any(|&(d2, sid2, n2)| d2 == d && sid2 == sid && n2 >= n))
+}
+
 fn writable_standalone(n: &NodeState) -> bool {
     n.role != Role::Down && matches!(n.observation, Observation::Up { read_only: false, replicating: false, .. })
 }
@@ -424,5 +449,23 @@ mod tests {
         assert_eq!(choose(&[f("b", "0-1-5"), f("a", "0-1-5")]).unwrap().addr, "a");
         assert!(same_node("localhost:3307", "127.0.0.1:3307"));
         assert!(!same_node("127.0.0.1:3308", "127.0.0.1:3307"));
+    }
+
+    #[test]
+    fn an_old_primary_with_a_transaction_no_replica_received_is_not_covered_by_the_new_primary() {
+        // The new primary got 0-1-1478 from the old one, then wrote 0-2-1479..3950; the
+        // old primary committed 0-1-1479..1484 alone.
+        assert!(!super::binlog_state_covers("0-1-1478,0-2-3950", "0-1-1484"));
+        assert!(super::binlog_state_covers("0-1-1484,0-2-3950", "0-1-1484"));
+        assert!(super::binlog_state_covers("0-1-1490,0-2-3950", "0-1-1484"));
+    }
+
+    #[test]
+    fn binlog_state_cover_needs_every_domain_and_parseable_text() {
+        assert!(super::binlog_state_covers("0-1-10,1-1-5", "0-1-10,1-1-5"));
+        assert!(!super::binlog_state_covers("0-1-10", "0-1-10,1-1-5"));
+        assert!(super::binlog_state_covers("0-1-10", ""));
+        assert!(!super::binlog_state_covers("garbage", "0-1-1"));
+        assert!(!super::binlog_state_covers("0-1-10", "0-1"));
     }
 }
