@@ -102,6 +102,11 @@
 //! The `chaos` binary starts a cluster and keeps it up until SIGINT or
 //! SIGTERM: `chaos cluster --replicas 2 --tls --cpu-quota 0.25 --state-file cluster.json`.
 //! See `chaos cluster --help`.
+//!
+//! `chaos scenario NAME... | all` runs the chaos scenarios of [`scenario`]: a cluster,
+//! the `sluice` binary in front (through a [`Relay`] where a link fault needs one), a
+//! recorded client workload, one fault, and a report per run checked by `sim`'s history
+//! checkers (`scripts/chaos.sh` builds and runs them).
 
 mod cgroup;
 mod cluster;

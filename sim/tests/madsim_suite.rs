@@ -173,3 +173,17 @@ fn madsim_builtin_manager_promotes_after_the_primary_crashes() {
         assert!(h.contains("served by db1(primary)") || h.contains("served by db2(primary)"), "(madsim) seed {seed}: no promoted primary served anything");
     }
 }
+
+/// The same with a *hung* primary (it keeps its connections, answers nothing for 5 s,
+/// then wakes up writable with what it had received): Sluice promotes a replica, cuts
+/// the statements waiting on the hung one, and no answer of it reaches a client.
+#[test]
+fn madsim_builtin_manager_promotes_when_the_primary_hangs_and_ignores_its_late_answers() {
+    for seed in 1..=4u64 {
+        let opts = Options::builtin_failover_hang(seed);
+        let r = run_in_runtime(seed, &opts);
+        assert!(r.ok(), "(madsim) seed {seed}\n{}", r.failure_report());
+        let h = r.history.render_all();
+        assert!(h.contains("served by db1(primary)") || h.contains("served by db2(primary)"), "(madsim) seed {seed}: no promoted primary served anything");
+    }
+}

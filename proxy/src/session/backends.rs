@@ -51,6 +51,28 @@ pub struct NodeConn<S> {
     /// It holds session state of someone else that Sluice cannot match: send
     /// COM_RESET_CONNECTION before anything else.
     pub reset_first: bool,
+    /// Set while a statement sent to the node as the primary waits for its answer: the
+    /// wait ends when another node becomes the primary (see [`CutWhenDeposed`]).
+    pub cut: Option<CutWhenDeposed>,
+}
+
+/// Ends a wait for a primary's answer once the monitor has published another node as
+/// the primary: the old one was declared dead or hung and replaced, so its answer,
+/// if it ever comes, is not one to pass on (an OK from a deposed primary would
+/// acknowledge a write the new primary never got). The statement ends as a lost
+/// connection whose outcome is unknown (error 1317; 1927 in a transaction; a read that
+/// sent nothing to the client yet is run again on the new topology).
+#[derive(Clone)]
+pub struct CutWhenDeposed {
+    pub topology: crate::signal::Signal<Option<crate::backend::topology::Topology>>,
+    pub addr: String,
+}
+
+impl CutWhenDeposed {
+    /// Returns once a node other than this one is the published primary.
+    pub async fn deposed(&self) {
+        self.topology.wait_for(|t| t.as_ref().and_then(|t| t.primary.as_deref()).is_some_and(|p| p != self.addr)).await
+    }
 }
 
 /// A statement that leaves `FOUND_ROWS()` at `n` on a connection and sends no rows:
@@ -87,7 +109,7 @@ pub struct OkRewrite {
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
         let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false }
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None }
     }
 
     /// A connection lent by a pool, matched against the session's state: if what it
@@ -195,6 +217,8 @@ enum Filled {
     BackendErr(std::io::Error),
     ClientLeft(std::io::Error),
     TimedOut,
+    /// Another node became the primary (see [`CutWhenDeposed`]).
+    Deposed,
 }
 
 /// How long a wait for backend bytes goes before Sluice also watches the client's
@@ -205,7 +229,7 @@ const WATCH_CLIENT_AFTER: Duration = Duration::from_millis(20);
 /// Waits for more bytes from `backend`, up to `timeout`. After [`WATCH_CLIENT_AFTER`] it
 /// also watches the client's socket: bytes it sends are kept (up to
 /// [`CLIENT_READ_AHEAD`]) for the next command; its end of stream ends the wait.
-async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut PacketConn<C>, timeout: Option<Duration>) -> Filled {
+async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut PacketConn<C>, timeout: Option<Duration>, cut: Option<&CutWhenDeposed>) -> Filled {
     let started = tokio::time::Instant::now();
     let first = timeout.map_or(WATCH_CLIENT_AFTER, |t| t.min(WATCH_CLIENT_AFTER));
     tokio::select! {
@@ -223,6 +247,13 @@ async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut Pa
         }
     };
     tokio::pin!(deadline);
+    let deposed = async {
+        match cut {
+            Some(c) => c.deposed().await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(deposed);
     loop {
         let watch = client.buffered().len() < CLIENT_READ_AHEAD;
         tokio::select! {
@@ -237,6 +268,7 @@ async fn fill<S: Stream, C: Stream>(backend: &mut PacketConn<S>, client: &mut Pa
                 Err(e) => return Filled::ClientLeft(e),
             },
             _ = &mut deadline => return Filled::TimedOut,
+            _ = &mut deposed => return Filled::Deposed,
         }
     }
 }
@@ -314,13 +346,17 @@ pub async fn relay_response<S: Stream, C: Stream>(
             }
             Event::More => {
                 client.flush_raw().await.map_err(RelayError::client)?;
-                match fill(&mut node.conn.conn, client, timeout).await {
+                match fill(&mut node.conn.conn, client, timeout, node.cut.as_ref()).await {
                     Filled::Bytes(0) => return Err(lost(true, std::io::ErrorKind::UnexpectedEof.into(), forwarded)),
                     Filled::Bytes(_) => {}
                     Filled::BackendErr(source) => return Err(lost(true, source, forwarded)),
                     Filled::ClientLeft(e) => return Err(RelayError { error: Error::ClientIo(e), forwarded, backend_lost: true }),
                     Filled::TimedOut => {
                         return Err(RelayError { error: Error::BackendTimeout { addr: addr.clone(), what: "waiting for a response (backend.read_timeout_ms)" }, forwarded, backend_lost: true })
+                    }
+                    Filled::Deposed => {
+                        let source = std::io::Error::other("another node became the primary while the statement waited for this one's answer");
+                        return Err(lost(true, source, forwarded));
                     }
                 }
             }

@@ -661,7 +661,18 @@ impl<N: Net> Session<N> {
         };
         match target {
             Target::Primary => on_primary(self, reason),
-            Target::Node(node) => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason, wait: None }),
+            Target::Node(node) => {
+                // The session's transaction (or state) is on a node that was the primary
+                // and was replaced (declared down, another one promoted): its statements
+                // must not run there (a deposed primary that wakes up would commit them,
+                // unseen by the new one). A read-only transaction on a replica goes on.
+                let held = self.state.txn_node() == Some(node.as_str()) || self.state.bound_to.as_deref() == Some(node.as_str());
+                let replica = self.topo.as_ref().and_then(|t| t.nodes.get(&node)).is_some_and(|n| n.role == crate::backend::topology::Role::Replica);
+                match self.primary.clone() {
+                    Some(p) if held && p != node && !replica => Err(Error::PrimaryMoved { from: node, to: p }),
+                    _ => Ok(Routed { primary: self.primary.as_deref() == Some(node.as_str()), node, reason, wait: None }),
+                }
+            }
             Target::Readers => {
                 let need = self.read_need();
                 let required = match need {
@@ -899,6 +910,18 @@ impl<N: Net> Session<N> {
     /// Relays `payload` to `node` (which must be ready) and records the statement in
     /// the node's counters.
     async fn relay_on(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, wait: Option<&GtidSet>, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
+        // A statement on the primary stops waiting if another node replaces it.
+        let cut = (self.topo.as_ref().and_then(|t| t.primary.as_deref()) == Some(node))
+            .then(|| backends::CutWhenDeposed { topology: self.shared.topology.clone(), addr: node.to_string() });
+        self.nodes.get_mut(node).expect("ready").cut = cut;
+        let r = self.relay_on_node(node, payload, expect, read, wait, patch).await;
+        if let Some(nc) = self.nodes.get_mut(node) {
+            nc.cut = None;
+        }
+        r
+    }
+
+    async fn relay_on_node(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, wait: Option<&GtidSet>, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
         self.set_current(node);
         let rewrite = self.ok_rewrite(&self.nodes[node]);
         self.nodes.get_mut(node).expect("ready").rewrite = rewrite;
@@ -1177,6 +1200,20 @@ impl<N: Net> Session<N> {
                     return Ok(None);
                 }
             }
+            if self.primary_bound(&routed) && self.deposed(&routed.node) {
+                // Waiting for the connection took long enough for the primary to be
+                // replaced: nothing was sent; the statement follows the new primary
+                // (or, in a transaction, the transaction is reported lost).
+                let source = std::io::Error::other("another node became the primary before the statement was sent");
+                let e = Error::BackendIo { addr: routed.node.clone(), sent: false, source };
+                match self.on_lost(&routed, payload, read, Sent::Nothing, e).await? {
+                    Some(r) => {
+                        routed = r;
+                        continue;
+                    }
+                    None => return Ok(None),
+                }
+            }
             match self.relay_on(&routed.node, payload, expect, read, routed.wait.as_ref(), patch).await {
                 Ok(summary) => return Ok(Some((routed, summary))),
                 Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
@@ -1196,6 +1233,21 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(e.error),
             }
         }
+    }
+
+    /// Whether `node`, which a primary-bound statement is about to use, is no longer the
+    /// primary by the monitor's latest topology (another node is, and `node` is not a
+    /// replica serving a read-only transaction). An atomic load unless the topology
+    /// changed since the session last looked.
+    fn deposed(&self, node: &str) -> bool {
+        if self.shared.topology.version() == self.topo_version {
+            return false;
+        }
+        self.shared.topology.with(|t| {
+            t.as_ref().is_some_and(|t| {
+                t.primary.as_deref().is_some_and(|p| p != node) && t.nodes.get(node).is_none_or(|n| n.role != crate::backend::topology::Role::Replica)
+            })
+        })
     }
 
     /// A read on `failed` failed before any of its answer reached the client: close

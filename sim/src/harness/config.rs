@@ -192,6 +192,22 @@ impl Options {
         }
     }
 
+    /// [`Options::builtin_failover`] with a *hung* primary instead of a crashed one: it
+    /// keeps its connections but answers nothing for 5 s (the replicas give up on it
+    /// after their net timeout and Sluice promotes one), then wakes up writable with the
+    /// statements it had received still to run. An answer it gives then must never reach
+    /// a client (it would acknowledge a write the new primary never got).
+    pub fn builtin_failover_hang(seed: u64) -> Options {
+        use super::schedule::{Fault, FaultKind, NodeSel};
+        Options {
+            schedule: Some(vec![Fault { at_ms: 2_000, kind: FaultKind::Pause { node: NodeSel::Primary, dur_ms: 5_000 } }]),
+            // Clients wait out the hang: a statement sent before it is still waiting
+            // when the old primary wakes up.
+            op_timeout_ms: 12_000,
+            ..Options::builtin_failover(seed)
+        }
+    }
+
     pub fn with_env(mut self) -> Self {
         if let Some(v) = env_u64("SLUICE_SIM_DURATION_MS") {
             self.duration_ms = v;
