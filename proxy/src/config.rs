@@ -74,6 +74,16 @@ pub struct FailoverConfig {
     /// Name of the `GET_LOCK` lock that keeps two Sluices from acting at once.
     #[serde(default = "defaults::lock_name")]
     pub lock_name: String,
+    /// Replay a transaction cut by the loss of the primary on the new primary (when its
+    /// COMMIT was not sent and every replayed statement answers as it did before).
+    #[serde(default)]
+    pub transaction_replay: bool,
+    /// Longest transaction (statements) kept for replay; a longer one is not replayed.
+    #[serde(default = "defaults::transaction_replay_max_statements")]
+    pub transaction_replay_max_statements: usize,
+    /// Most bytes of statements kept for replay per session.
+    #[serde(default = "defaults::transaction_replay_max_bytes")]
+    pub transaction_replay_max_bytes: usize,
 }
 
 /// `[failover] manager`.
@@ -100,6 +110,9 @@ impl Default for FailoverConfig {
             replication_user: None,
             replication_password: None,
             lock_name: defaults::lock_name(),
+            transaction_replay: false,
+            transaction_replay_max_statements: defaults::transaction_replay_max_statements(),
+            transaction_replay_max_bytes: defaults::transaction_replay_max_bytes(),
         }
     }
 }
@@ -576,6 +589,12 @@ mod defaults {
     pub fn cooldown_ms() -> u64 {
         60_000
     }
+    pub fn transaction_replay_max_statements() -> usize {
+        256
+    }
+    pub fn transaction_replay_max_bytes() -> usize {
+        1 << 20
+    }
     pub fn catch_up_timeout_ms() -> u64 {
         10_000
     }
@@ -683,6 +702,9 @@ impl Config {
         }
         if self.failover.lock_name.is_empty() || self.failover.lock_name.len() > 64 {
             return bad("failover.lock_name: 1 to 64 characters".into());
+        }
+        if self.failover.transaction_replay && (self.failover.transaction_replay_max_statements == 0 || self.failover.transaction_replay_max_bytes == 0) {
+            return bad("failover.transaction_replay_max_statements and transaction_replay_max_bytes must be above 0 when transaction_replay is on".into());
         }
         if self.failover.buffer_window_ms > 0 && self.failover.buffer_max_bytes < 1024 {
             return bad("failover.buffer_max_bytes: at least 1024 when buffering is on".into());

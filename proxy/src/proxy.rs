@@ -218,6 +218,11 @@ impl ProxyHandle {
         (self.stats)()
     }
 
+    /// What [`ProxyHandle::stats`] reads, to keep after the handle is gone.
+    pub fn stats_source(&self) -> Arc<dyn Fn() -> ProxyStats + Send + Sync> {
+        self.stats.clone()
+    }
+
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> &str {
         &self.local_addr

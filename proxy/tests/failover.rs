@@ -23,6 +23,11 @@ fn cluster(replicas: usize) -> std::sync::Arc<chaos::Cluster> {
 }
 
 async fn proxy(cluster: &chaos::Cluster, window_ms: u64) -> sluice::ProxyHandle {
+    proxy_with(cluster, window_ms, "").await
+}
+
+/// [`proxy`] with more `[failover]` lines.
+async fn proxy_with(cluster: &chaos::Cluster, window_ms: u64, failover: &str) -> sluice::ProxyHandle {
     let nodes: Vec<String> = cluster.nodes().iter().map(|n| format!("\"{}\"", n.addr())).collect();
     let cfg = format!(
         r#"
@@ -43,6 +48,7 @@ monitor_debounce = 1
 min_idle = 1
 [failover]
 buffer_window_ms = {window_ms}
+{failover}
 "#,
         nodes.join(", ")
     );
@@ -184,4 +190,71 @@ async fn a_statement_waits_no_longer_than_the_buffer_window() {
     let cc = c.clone();
     blocking(move || cc.start_node(0).expect("restart primary")).await;
     conn.query_drop("INSERT INTO test.fo VALUES (41)").await.expect("the same connection works once the primary is back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_transaction_replay_a_transaction_cut_by_a_primary_crash_goes_on_on_the_restarted_primary() {
+    let c = cluster(0);
+    let proxy = proxy_with(&c, 30_000, "transaction_replay = true").await;
+    let mut conn = client(&proxy).await;
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO test.fo VALUES (30)").await.expect("write in the transaction");
+    let seen: Vec<u32> = conn.query("SELECT id FROM test.fo WHERE id >= 30 ORDER BY id").await.expect("read in the transaction");
+    assert_eq!(seen, vec![30]);
+    let cc = c.clone();
+    blocking(move || {
+        cc.kill_node(0).expect("kill primary");
+        cc.start_node(0).expect("restart primary");
+    })
+    .await;
+    // The server rolled the transaction back; Sluice runs it again there and it goes on.
+    conn.query_drop("INSERT INTO test.fo VALUES (31)").await.expect("the transaction was replayed");
+    conn.query_drop("COMMIT").await.expect("commit");
+    let mut fresh = client(&proxy).await;
+    let rows: Vec<u32> = fresh.query("SELECT id FROM test.fo WHERE id IN (30, 31) ORDER BY id").await.expect("rows");
+    assert_eq!(rows, vec![30, 31], "the replayed transaction committed whole, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn transaction_replay_is_refused_when_a_replayed_statement_answers_differently() {
+    let c = cluster(0);
+    let proxy = proxy_with(&c, 30_000, "transaction_replay = true").await;
+    let mut conn = client(&proxy).await;
+    conn.query_drop("BEGIN").await.expect("begin");
+    let n: u64 = conn.query_first("SELECT COUNT(*) FROM test.fo WHERE id >= 40").await.expect("count").expect("row");
+    assert_eq!(n, 0);
+    conn.query_drop("INSERT INTO test.fo VALUES (40)").await.expect("write in the transaction");
+    let cc = c.clone();
+    blocking(move || {
+        cc.kill_node(0).expect("kill primary");
+        cc.start_node(0).expect("restart primary");
+        // Someone else changes what the transaction read before Sluice replays it.
+        cc.app_sql(0, "INSERT INTO test.fo VALUES (41)").expect("other write");
+    })
+    .await;
+    let e = conn.query_drop("INSERT INTO test.fo VALUES (42)").await.expect_err("the replay differs: not replayed");
+    assert_eq!(code(&e), Some(1927), "{e}");
+    assert!(e.to_string().contains("not replayed: a replayed statement answered"), "{e}");
+    let mut fresh = client(&proxy).await;
+    let rows: Vec<u32> = fresh.query("SELECT id FROM test.fo WHERE id >= 40 ORDER BY id").await.expect("rows");
+    assert_eq!(rows, vec![41], "nothing of the refused transaction was applied");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_transaction_replay_a_transaction_cut_by_a_promotion_goes_on_on_the_new_primary() {
+    let c = cluster(1);
+    let proxy = proxy_with(&c, 30_000, "transaction_replay = true").await;
+    let mut conn = client(&proxy).await;
+    conn.query_drop("BEGIN").await.expect("begin");
+    conn.query_drop("INSERT INTO test.fo VALUES (50)").await.expect("write in the transaction");
+    let cc = c.clone();
+    blocking(move || {
+        cc.kill_node(0).expect("kill primary");
+        cc.promote(1).expect("an external tool promotes the replica");
+    })
+    .await;
+    conn.query_drop("INSERT INTO test.fo VALUES (51)").await.expect("the transaction was replayed on the new primary");
+    conn.query_drop("COMMIT").await.expect("commit");
+    let rows = c.app_sql(1, "SELECT id FROM test.fo WHERE id IN (50, 51) ORDER BY id").expect("rows");
+    assert_eq!(rows.split_whitespace().collect::<Vec<_>>(), vec!["50", "51"]);
 }

@@ -71,6 +71,7 @@ fn fixed_seeds_hold_every_property_and_cover_every_fault() {
     );
     if seeds.len() >= CI_SEEDS as usize {
         assert!(cov.cross_instance_global_reads > 0, "no replica read at global right after a write through the other Sluice instance ({cov})");
+        assert!(cov.transactions_replayed > 0, "no transaction was replayed after the loss of its primary in runs with transaction_replay ({cov})");
     }
 }
 

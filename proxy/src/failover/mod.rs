@@ -22,6 +22,7 @@
 
 pub mod actor;
 pub mod manager;
+pub mod replay;
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -71,6 +72,12 @@ pub struct BufferStats {
     pub timed_out: u64,
     /// Statements refused because a bound was reached.
     pub refused: u64,
+    /// Transactions cut by the loss of the primary and replayed on the new one
+    /// (`transaction_replay`).
+    pub transactions_replayed: u64,
+    /// Cut transactions whose replay was attempted and refused (not replayable, an
+    /// answer differed, no primary in time).
+    pub replays_refused: u64,
 }
 
 /// Primary-bound statements waiting for a primary, over every session.
@@ -83,6 +90,8 @@ pub struct Buffer {
     resumed: AtomicU64,
     timed_out: AtomicU64,
     refused: AtomicU64,
+    replayed: AtomicU64,
+    replay_refused: AtomicU64,
 }
 
 impl Buffer {
@@ -95,7 +104,14 @@ impl Buffer {
             resumed: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             refused: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            replay_refused: AtomicU64::new(0),
         })
+    }
+
+    /// Counts a transaction replay's outcome.
+    pub fn note_replay(&self, replayed: bool) {
+        if replayed { &self.replayed } else { &self.replay_refused }.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn limits(&self) -> BufferLimits {
@@ -135,6 +151,8 @@ impl Buffer {
             resumed: self.resumed.load(Ordering::Relaxed),
             timed_out: self.timed_out.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            transactions_replayed: self.replayed.load(Ordering::Relaxed),
+            replays_refused: self.replay_refused.load(Ordering::Relaxed),
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct NodeConn<S> {
     /// Set while a statement sent to the node as the primary waits for its answer: the
     /// wait ends when another node becomes the primary (see [`CutWhenDeposed`]).
     pub cut: Option<CutWhenDeposed>,
+    /// Set while a statement of a transaction kept for replay runs: digests the answer
+    /// as the client sees it (`failover::replay`).
+    pub digest: Option<crate::failover::replay::Digester>,
 }
 
 /// Ends a wait for a primary's answer once the monitor has published another node as
@@ -109,7 +112,7 @@ pub struct OkRewrite {
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
         let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None }
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None, digest: None }
     }
 
     /// A connection lent by a pool, matched against the session's state: if what it
@@ -308,7 +311,7 @@ pub async fn relay_response<S: Stream, C: Stream>(
     let lost = |sent: bool, source: std::io::Error, forwarded: bool| RelayError { error: Error::BackendIo { addr: addr.clone(), sent, source }, forwarded, backend_lost: true };
     let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
     let rewrite = node.rewrite;
-    if rewrite.is_some() {
+    if rewrite.is_some() || node.digest.is_some() {
         t = t.mark_oks();
     }
     let mut forwarded = false;
@@ -322,6 +325,9 @@ pub async fn relay_response<S: Stream, C: Stream>(
             if !patched {
                 patched = true;
                 patch(&mut node.conn.conn.buffered_mut()[..n], t.summary());
+            }
+            if let Some(d) = node.digest.as_mut() {
+                digest_outside_oks(d, &node.conn.conn.buffered()[..n], t.oks());
             }
             let res = match rewrite {
                 Some(rw) if !t.oks().is_empty() => write_rewritten(client, &node.conn.conn.buffered()[..n], t.oks(), node.conn.caps, rw).await,
@@ -358,6 +364,51 @@ pub async fn relay_response<S: Stream, C: Stream>(
                         let source = std::io::Error::other("another node became the primary while the statement waited for this one's answer");
                         return Err(lost(true, source, forwarded));
                     }
+                }
+            }
+        }
+    }
+}
+
+/// Feeds `bytes` to the digest, skipping the OK packets at `oks` (they carry GTIDs and
+/// other server-specific data; their meaning is digested from the summary).
+fn digest_outside_oks(d: &mut crate::failover::replay::Digester, bytes: &[u8], oks: &[(usize, usize)]) {
+    let mut from = 0;
+    for &(start, end) in oks {
+        d.bytes(&bytes[from..start]);
+        from = end;
+    }
+    d.bytes(&bytes[from..]);
+}
+
+/// Runs `payload` (a command the client already saw answered) on `node` and digests the
+/// answer as [`relay_response`] would have for the client, forwarding nothing; also
+/// the answer's final status flags.
+pub async fn digest_silently<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect: Expect, timeout: Option<Duration>) -> Result<(crate::failover::replay::ResultDigest, Option<u16>), Error> {
+    let addr = node.conn.addr.clone();
+    node.conn.conn.send(0, payload).await.map_err(|source| Error::BackendIo { addr: addr.clone(), sent: true, source })?;
+    let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps).mark_oks();
+    let mut d = crate::failover::replay::Digester::default();
+    loop {
+        let (n, ev) = t.advance(node.conn.conn.buffered()).map_err(|m| Error::backend_protocol(&addr, m.0))?;
+        digest_outside_oks(&mut d, &node.conn.conn.buffered()[..n], t.oks());
+        node.conn.conn.consume(n);
+        match ev {
+            Event::Done => {
+                let s = t.into_summary();
+                return Ok((d.finish(s.error, s.affected_rows, s.insert_id, s.result_sets, s.rows), s.status));
+            }
+            Event::LocalInfile => return Err(Error::backend_protocol(&addr, "LOCAL INFILE request while replaying a transaction")),
+            Event::More => {
+                let read = node.conn.conn.fill();
+                let r = match timeout {
+                    Some(dl) => tokio::time::timeout(dl, read).await.map_err(|_| Error::BackendTimeout { addr: addr.clone(), what: "replaying a transaction" })?,
+                    None => read.await,
+                };
+                match r {
+                    Ok(0) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source: std::io::ErrorKind::UnexpectedEof.into() }),
+                    Ok(_) => {}
+                    Err(source) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source }),
                 }
             }
         }

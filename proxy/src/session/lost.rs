@@ -84,6 +84,15 @@ impl<N: Net> Session<N> {
             let p = t.as_ref().and_then(|t| t.primary.as_deref());
             p.is_some() && p != failed.as_deref()
         });
+        self.pause_watching_client(moved, pause).await?;
+        self.refresh_topology();
+        Ok(true)
+    }
+
+    /// Waits until `event` happens or `pause` passes, reading ahead what the client sends
+    /// meanwhile (kept for its next command); the client leaving ends the wait with an
+    /// error.
+    async fn pause_watching_client(&mut self, event: impl std::future::Future<Output = ()>, pause: Duration) -> Result<(), Error> {
         let watch = self.client.buffered().len() < READ_AHEAD;
         tokio::select! {
             biased;
@@ -92,11 +101,10 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(Error::ClientIo(e)),
                 Ok(_) => {}
             },
-            _ = moved => {}
+            _ = event => {}
             _ = tokio::time::sleep(pause) => {}
         }
-        self.refresh_topology();
-        Ok(true)
+        Ok(())
     }
 
     /// A statement found no primary to route to (`NoBackend`): it waits in the buffer
@@ -155,7 +163,16 @@ impl<N: Net> Session<N> {
                 Ok(None)
             }
             Lost::TransactionLost => {
-                let msg = format!("Connection was killed: Sluice lost its connection to the primary {node} in an open transaction, which the server rolled back; reconnect ({error})");
+                let mut not_replayed = String::new();
+                if self.shared.cfg.failover.transaction_replay {
+                    let r = self.replay_transaction(&node, routed).await?;
+                    self.shared.failover_buffer.note_replay(r.is_ok());
+                    match r {
+                        Ok(r) => return Ok(Some(r)),
+                        Err(why) => not_replayed = format!("; not replayed: {why}"),
+                    }
+                }
+                let msg = format!("Connection was killed: Sluice lost its connection to the primary {node} in an open transaction, which the server rolled back{not_replayed}; reconnect ({error})");
                 send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
                 Err(error)
             }
@@ -165,6 +182,90 @@ impl<N: Net> Session<N> {
                 );
                 send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
                 Err(error)
+            }
+        }
+    }
+
+    /// `[failover] transaction_replay`: the open transaction (kept by `txn_log`) was cut
+    /// with its connection to `failed` before its COMMIT was sent, so the server rolled it
+    /// back. Waits (up to `buffer_window_ms`) for a reachable primary, runs every kept
+    /// statement there again without forwarding anything, and compares each answer's
+    /// digest with the one the client got. `Some`: the transaction is open again there in
+    /// the same state, and the interrupted statement goes there; `None`: not replayable,
+    /// no primary in time, or an answer differed (the new connection is closed, which
+    /// rolls the partial replay back) — the caller reports the transaction lost.
+    async fn replay_transaction(&mut self, failed: &str, routed: &Routed) -> Result<Result<Routed, String>, Error> {
+        let Some(entries) = self.txn_log.replayable().map(<[_]>::to_vec) else {
+            let why = match self.txn_log.state() {
+                failover::replay::LogState::Unreplayable(w) => w.to_string(),
+                _ => "nothing of it was kept".to_string(),
+            };
+            tracing::info!(conn = self.id, node = %failed, %why, "transaction not replayed");
+            return Ok(Err(why));
+        };
+        let server_state = self.state.pin_reason_besides_transaction().filter(|p| !matches!(p, Pin::Diagnostics | Pin::FoundRows));
+        if server_state.is_some() || self.stmts.cursor_open() || self.stmts.long_data_pending() {
+            tracing::info!(conn = self.id, node = %failed, ?server_state, "transaction not replayed: the connection held server-side state besides it");
+            self.txn_log.clear();
+            return Ok(Err("the connection held server-side state besides the transaction (temporary tables, locks, cursors, …)".into()));
+        }
+        let window = self.shared.failover_buffer.limits().window;
+        let deadline = Instant::now() + window;
+        let pause = Duration::from_millis((self.shared.cfg.backend.monitor_interval_ms / 4).clamp(10, 250));
+        loop {
+            self.refresh_topology();
+            if let Some(p) = self.primary.clone() {
+                if self.ready(&p).await.is_ok() {
+                    match self.replay_on(&p, &entries).await {
+                        Ok(true) => {
+                            tracing::warn!(conn = self.id, from = %failed, to = %p, statements = entries.len(), "transaction replayed on the primary");
+                            return Ok(Ok(Routed { node: p, reason: routed.reason, primary: true, wait: None }));
+                        }
+                        Ok(false) => {
+                            self.drop_node(&p).await;
+                            self.txn_log.clear();
+                            return Ok(Err(format!("a replayed statement answered {p} differently than before")));
+                        }
+                        Err(e) => {
+                            tracing::info!(conn = self.id, node = %p, error = %e, "transaction replay lost its connection; trying again");
+                            self.drop_node(&p).await;
+                        }
+                    }
+                }
+            }
+            if Instant::now() + pause >= deadline {
+                tracing::warn!(conn = self.id, node = %failed, "transaction not replayed: no reachable primary within [failover] buffer_window_ms");
+                self.txn_log.clear();
+                return Ok(Err("no reachable primary within [failover] buffer_window_ms".into()));
+            }
+            let topology = self.shared.topology.clone();
+            let version = topology.version();
+            let moved = topology.wait_for(|_| topology.version() != version);
+            self.pause_watching_client(moved, pause).await?;
+        }
+    }
+
+    /// Runs the kept statements on `node` (ready); `Ok(false)` when an answer differed.
+    async fn replay_on(&mut self, node: &str, entries: &[failover::replay::Entry]) -> Result<bool, Error> {
+        let timeout = self.read_timeout;
+        let nc = self.nodes.get_mut(node).expect("ready");
+        let mut last_status = None;
+        for (i, e) in entries.iter().enumerate() {
+            let (digest, status) = super::backends::digest_silently(nc, &e.payload, crate::protocol::response::Expect::Query, timeout).await?;
+            if digest != e.digest {
+                tracing::warn!(conn = self.id, %node, statement = i, sql = %String::from_utf8_lossy(&e.payload[1..e.payload.len().min(120)]), "transaction not replayed: a statement answered differently than before");
+                return Ok(false);
+            }
+            last_status = status.or(last_status);
+        }
+        match last_status {
+            Some(st) if st & crate::protocol::constants::status::IN_TRANS != 0 => {
+                self.state.set_status(node, st);
+                Ok(true)
+            }
+            _ => {
+                tracing::warn!(conn = self.id, %node, "transaction not replayed: no transaction open after the replay");
+                Ok(false)
             }
         }
     }

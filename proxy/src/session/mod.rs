@@ -171,6 +171,8 @@ struct Session<N: Net> {
     want_found_rows: Option<u64>,
     /// The statement waiting in the failover buffer, and until when.
     buffered: Option<(crate::failover::Ticket, Instant)>,
+    /// The open transaction on the primary, kept for `[failover] transaction_replay`.
+    txn_log: crate::failover::replay::TxnLog,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -241,6 +243,10 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         fresh_next: false,
         want_found_rows: None,
         buffered: None,
+        txn_log: crate::failover::replay::TxnLog::new(crate::failover::replay::ReplayLimits {
+            max_statements: shared.cfg.failover.transaction_replay_max_statements,
+            max_bytes: shared.cfg.failover.transaction_replay_max_bytes,
+        }),
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -913,10 +919,30 @@ impl<N: Net> Session<N> {
         // A statement on the primary stops waiting if another node replaces it.
         let cut = (self.topo.as_ref().and_then(|t| t.primary.as_deref()) == Some(node))
             .then(|| backends::CutWhenDeposed { topology: self.shared.topology.clone(), addr: node.to_string() });
-        self.nodes.get_mut(node).expect("ready").cut = cut;
+        // A statement on the primary is kept for transaction replay while a transaction
+        // is open there (`failover::replay`): its answer is digested as relayed.
+        let keep = self.shared.cfg.failover.transaction_replay && cut.is_some();
+        let query = payload.first() == Some(&com::QUERY);
+        let open_before = self.state.txn_node() == Some(node);
+        let nc = self.nodes.get_mut(node).expect("ready");
+        nc.cut = cut;
+        nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
         let r = self.relay_on_node(node, payload, expect, read, wait, patch).await;
-        if let Some(nc) = self.nodes.get_mut(node) {
+        let digester = self.nodes.get_mut(node).and_then(|nc| {
             nc.cut = None;
+            nc.digest.take()
+        });
+        if keep {
+            if let Ok(summary) = &r {
+                // An ERR carries no status: the transaction goes on, unless the server
+                // rolled it back (deadlock).
+                let open_after = match summary.status {
+                    Some(st) => st & status::IN_TRANS != 0,
+                    None => open_before && summary.error != Some(1213),
+                };
+                let digest = digester.map(|d| d.finish(summary.error, summary.affected_rows, summary.insert_id, summary.result_sets, summary.rows));
+                self.txn_log.observe(open_before, open_after, query.then_some(payload), digest);
+            }
         }
         r
     }

@@ -276,6 +276,11 @@ impl SessionState {
         if self.txn_node().is_some() {
             return Some(Pin::Transaction);
         }
+        self.pin_reason_besides_transaction()
+    }
+
+    /// [`SessionState::pin_reason`] leaving an open transaction aside.
+    pub fn pin_reason_besides_transaction(&self) -> Option<Pin> {
         if self.tables_locked {
             return Some(Pin::LockTables);
         }
@@ -315,6 +320,11 @@ impl SessionState {
     }
 
     /// A node's connection went away: forget its status.
+    /// Takes `status` as `node`'s latest status flags (a transaction replayed there).
+    pub fn set_status(&mut self, node: &str, status: u16) {
+        self.status.insert(node.to_string(), status);
+    }
+
     pub fn forget_node(&mut self, node: &str) {
         self.status.remove(node);
     }

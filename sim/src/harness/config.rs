@@ -109,6 +109,8 @@ pub struct Options {
     /// `[failover] manager = "builtin"`: Sluice promotes when the primary dies (default:
     /// off, the schedules' own failovers play the external tool).
     pub failover_builtin: bool,
+    /// `[failover] transaction_replay` (default: from the seed, one run in two).
+    pub transaction_replay: Option<bool>,
     /// `[routing] policy` (default: from the seed).
     pub policy: Option<Policy>,
     /// `[routing] max_replica_lag_ms` (default: 50..=2000 from the seed).
@@ -156,6 +158,7 @@ impl Default for Options {
             proxy_bugs: ProxyBugs::default(),
             read_write_split: None,
             failover_builtin: false,
+            transaction_replay: None,
             policy: None,
             max_replica_lag_ms: None,
             consistency: None,
@@ -289,6 +292,8 @@ pub struct RunConfig {
     pub read_write_split: bool,
     /// `[failover] manager = "builtin"`.
     pub failover_builtin: bool,
+    /// `[failover] transaction_replay`.
+    pub transaction_replay: bool,
     /// `[routing] policy`.
     pub policy: Policy,
     /// `[routing] max_replica_lag_ms` (50..=2000 from the seed).
@@ -385,6 +390,8 @@ impl RunConfig {
             monitor_debounce,
             read_write_split,
             failover_builtin: opts.failover_builtin,
+            // From its own RNG (the other settings of a seed stay what they were).
+            transaction_replay: opts.transaction_replay.unwrap_or_else(|| rng_for(seed, "replay", 0).gen_ratio(1, 2)),
             policy,
             max_replica_lag_ms,
             consistency: opts.consistency.unwrap_or(consistency),
@@ -488,7 +495,7 @@ impl fmt::Display for RunConfig {
             if self.multiplex { format!("multiplexed over {} per node", self.pool_size) } else { format!("dedicated (max {} per node)", self.pool_size) },
             self.faults,
             if self.proxy_bugs.any() { format!(" PROXY-BUG({})", self.proxy_bugs.names().join(",")) } else { String::new() },
-            format!(" tick={}ms", self.tick_ms),
+            format!(" tick={}ms{}", self.tick_ms, if self.transaction_replay { " transaction_replay" } else { "" }),
         )
     }
 }

@@ -123,15 +123,17 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
         let pcfg = proxy_config(&cluster, &cfg, i);
         let proxy_seed = derive_seed(seed, "proxy", i as u64);
         let faults = proxy_faults(&cfg);
+        let stats_to = shared.clone();
         let proxy = handle
             .create_node()
             .name(name)
             .ip(proxy_ip)
             .init(move || {
-                let (pcfg, faults) = (pcfg.clone(), faults.clone());
+                let (pcfg, faults, stats_to) = (pcfg.clone(), faults.clone(), stats_to.clone());
                 async move {
                     match sluice::start_with_faults(TokioNet, pcfg, proxy_seed, faults).await {
                         Ok(h) => {
+                            stats_to.proxy_stats.lock().expect("proxy stats").push(h.stats_source());
                             std::future::pending::<()>().await;
                             drop(h);
                         }

@@ -223,6 +223,7 @@ password = "{admin}"
 replication_user = "repl"
 replication_password = "repl"
 cooldown_ms = 60000
+transaction_replay = {replay}
 "#,
         listen = workload::proxy_addr(instance),
         key = PROXY_RSA_KEY,
@@ -246,6 +247,7 @@ cooldown_ms = 60000
         // partition eats its FIN): its pinned connection must come back to the tiny pool.
         pinned_idle = cfg.op_timeout_ms.max(1000),
         manager = if cfg.failover_builtin { "builtin" } else { "external" },
+        replay = cfg.transaction_replay,
         admin = FAILOVER_ACCOUNT,
     );
     sluice::Config::parse(&toml).expect("proxy config")
@@ -422,6 +424,11 @@ fn finish(
     }
     history.set_liveness(Liveness { heal_at: cfg.duration_ms * 1_000, bound: cfg.liveness_bound_ms() * 1_000 });
     coverage.stale_eventual_reads = crate::check::stale_eventual_reads(&history);
+    for stats in shared.proxy_stats.lock().expect("proxy stats").iter() {
+        let f = stats().failover;
+        coverage.transactions_replayed += f.transactions_replayed;
+        coverage.replays_refused += f.replays_refused;
+    }
     let outcome = check_all(&history);
     RunResult {
         simulator,
@@ -539,10 +546,12 @@ mod turmoil_run {
             let proxy_seed = derive_seed(seed, "proxy", i as u64);
             let faults = proxy_faults(&cfg);
             let host = crate::history::instance_name(i);
+            let stats_to = shared.clone();
             sim.host(host.as_str(), move || {
-                let (pcfg, faults) = (pcfg.clone(), faults.clone());
+                let (pcfg, faults, stats_to) = (pcfg.clone(), faults.clone(), stats_to.clone());
                 async move {
                     let handle = sluice::start_with_faults(TurmoilNet, pcfg, proxy_seed, faults).await?;
+                    stats_to.proxy_stats.lock().expect("proxy stats").push(handle.stats_source());
                     std::future::pending::<()>().await;
                     drop(handle);
                     Ok(())

@@ -141,6 +141,10 @@ pub struct Coverage {
     pub level_switches: u64,
     /// Runs with two Sluice instances.
     pub two_proxy_runs: u64,
+    /// Transactions cut by the loss of the primary that Sluice replayed on the new one
+    /// (`[failover] transaction_replay`), and replays it refused.
+    pub transactions_replayed: u64,
+    pub replays_refused: u64,
 }
 
 impl std::ops::AddAssign<&Coverage> for Coverage {
@@ -171,6 +175,8 @@ impl std::ops::AddAssign<&Coverage> for Coverage {
         self.consistency_errors += o.consistency_errors;
         self.level_switches += o.level_switches;
         self.two_proxy_runs += o.two_proxy_runs;
+        self.transactions_replayed += o.transactions_replayed;
+        self.replays_refused += o.replays_refused;
     }
 }
 
@@ -219,7 +225,8 @@ impl fmt::Display for Coverage {
              replica_reads_after_own_write={} stale_eventual_reads={} cross_instance_global_reads={} \
              [must be 0: split_off_replica_reads={} session_state_lost={}] \
              (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={} \
-             primary_reads_after_own_write={} consistency_errors={} level_switches={} two_proxy_runs={})",
+             primary_reads_after_own_write={} consistency_errors={} level_switches={} two_proxy_runs={} \
+             transactions_replayed={} replays_refused={})",
             self.failovers,
             self.replica_reads,
             self.lag_waits,
@@ -246,6 +253,8 @@ impl fmt::Display for Coverage {
             self.consistency_errors,
             self.level_switches,
             self.two_proxy_runs,
+            self.transactions_replayed,
+            self.replays_refused,
         )
     }
 }
@@ -276,7 +285,12 @@ pub struct RunShared {
     pub cfg: RunConfig,
     pub cluster: SimCluster,
     pub rec: Mutex<Recorder>,
+    /// Each proxy instance's counters (read at the end of the run).
+    pub proxy_stats: Mutex<Vec<ProxyStatsSource>>,
 }
+
+/// Reads a proxy instance's counters.
+pub type ProxyStatsSource = std::sync::Arc<dyn Fn() -> sluice::ProxyStats + Send + Sync>;
 
 impl RunShared {
     pub fn new(cfg: RunConfig, cluster: SimCluster) -> RunShared {
@@ -290,7 +304,7 @@ impl RunShared {
         if cfg.proxies > 1 {
             rec.cov.two_proxy_runs = 1;
         }
-        RunShared { cfg, cluster, rec: Mutex::new(rec) }
+        RunShared { cfg, cluster, rec: Mutex::new(rec), proxy_stats: Mutex::new(Vec::new()) }
     }
 
     fn rec(&self) -> std::sync::MutexGuard<'_, Recorder> {
