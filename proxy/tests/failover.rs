@@ -258,3 +258,24 @@ async fn with_transaction_replay_a_transaction_cut_by_a_promotion_goes_on_on_the
     let rows = c.app_sql(1, "SELECT id FROM test.fo WHERE id IN (50, 51) ORDER BY id").expect("rows");
     assert_eq!(rows.split_whitespace().collect::<Vec<_>>(), vec!["50", "51"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_login_while_the_primary_is_down_waits_for_it_instead_of_failing() {
+    let c = cluster(0);
+    let proxy = proxy(&c, 30_000).await;
+    let mut first = client(&proxy).await;
+    first.query_drop("SELECT 1").await.expect("up");
+    let cc = c.clone();
+    blocking(move || cc.kill_node(0).expect("kill primary")).await;
+    let cc = c.clone();
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        cc.start_node(0).expect("restart primary");
+    });
+    let started = Instant::now();
+    let mut late = client(&proxy).await;
+    let waited = started.elapsed();
+    late.query_drop("INSERT INTO test.fo VALUES (60)").await.expect("the new session works");
+    restart.join().expect("restart thread");
+    assert!(waited >= Duration::from_millis(1000), "the login waited for the restarted primary ({waited:?})");
+}

@@ -197,7 +197,34 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         }
     };
     shared.registry.set_user(id, &login.user);
-    let Some(primary) = shared.primary() else {
+    // A login during a failover waits for a primary like a statement would (the
+    // failover buffer's window and statement bound), rather than failing at once.
+    let login_deadline = Instant::now() + shared.failover_buffer.limits().window;
+    let login_pause = Duration::from_millis((shared.cfg.backend.monitor_interval_ms / 4).clamp(10, 250));
+    let mut ticket = None;
+    let primary = loop {
+        if let Some(p) = shared.primary() {
+            break Some(p);
+        }
+        let now = Instant::now();
+        if now >= login_deadline {
+            break None;
+        }
+        if ticket.is_none() {
+            match shared.failover_buffer.admit(0) {
+                Ok(t) => ticket = Some(t),
+                Err(_) => break None,
+            }
+        }
+        let version = shared.topology.version();
+        let changed = shared.topology.wait_for(|_| shared.topology.version() != version);
+        tokio::select! {
+            biased;
+            _ = changed => {}
+            _ = tokio::time::sleep(login_pause.min(login_deadline - now)) => {}
+        }
+    };
+    let Some(mut primary) = primary else {
         let msg = "Unable to connect to foreign data source: Sluice has no primary right now";
         send_err(&mut client, login.seq, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", msg).await;
         client.shutdown().await;
@@ -256,16 +283,33 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     // rules: secure_auth, locked or expired accounts, per-user limits) on a new
     // connection, which then joins the user's pool. Config mode: Sluice checked the
     // password, a pooled connection serves.
-    s.fresh_next = shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
-    // Config mode, multiplexed: when a connection of the client's key logged in before
-    // and the server accepted its database lately, the login needs no backend
-    // connection at all (a burst of logins costs the backends nothing).
-    let template = if s.multiplex && !s.fresh_next { shared.pools.login_template(&primary, &s.login_for_pool()) } else { None };
-    let ready = match template {
-        Some(_) => Ok(()),
-        None => s.ready(&primary).await,
+    let (template, ready) = loop {
+        s.fresh_next = shared.cfg.proxy.auth_mode == AuthMode::Passthrough;
+        // Config mode, multiplexed: when a connection of the client's key logged in
+        // before and the server accepted its database lately, the login needs no
+        // backend connection at all (a burst of logins costs the backends nothing).
+        let template = if s.multiplex && !s.fresh_next { shared.pools.login_template(&primary, &s.login_for_pool()) } else { None };
+        let ready = match template {
+            Some(_) => Ok(()),
+            None => s.ready(&primary).await,
+        };
+        s.fresh_next = false;
+        match ready {
+            // The published primary is gone (not noticed yet, or restarting): wait for
+            // it or its successor within the window.
+            Err(e) if lost::is_unreachable(&e) && Instant::now() + login_pause < login_deadline => {
+                tracing::info!(conn = id, node = %primary, error = %e, "login waits for a reachable primary");
+                s.nodes.remove(&primary);
+                tokio::time::sleep(login_pause).await;
+                s.refresh_topology();
+                if let Some(p) = shared.primary() {
+                    primary = p;
+                }
+            }
+            r => break (template, r),
+        }
     };
-    s.fresh_next = false;
+    drop(ticket);
     if let Err(e) = ready {
         tracing::warn!(conn = id, peer = %s.peer, error = %e, "cannot open backend connection");
         let (code, state, msg) = match &e {
