@@ -882,6 +882,18 @@ impl History {
             .map(|(n, s)| (n.as_str(), s))
     }
 
+    /// How long after `from` the first write invoked at or after it was acknowledged (in
+    /// the history's time unit), if one was: how soon writes were available again after
+    /// a fault that began at `from`.
+    pub fn writes_resumed_after(&self, from: Time) -> Option<Time> {
+        self.ops
+            .iter()
+            .filter(|o| o.op.has_writes() && o.invoked_at >= from && o.write_effect() == WriteEffect::Acked)
+            .filter_map(|o| o.ok_at())
+            .min()
+            .map(|t| t - from)
+    }
+
     pub fn ops(&self) -> &[Operation] {
         &self.ops
     }

@@ -169,6 +169,8 @@ fn madsim_builtin_manager_promotes_after_the_primary_crashes() {
         let opts = Options::builtin_failover(seed);
         let r = run_in_runtime(seed, &opts);
         assert!(r.ok(), "(madsim) seed {seed}\n{}", r.failure_report());
+        let resumed = r.history.writes_resumed_after(2_000_000);
+        assert!(resumed.is_some_and(|us| us < 3_000_000), "(madsim) seed {seed}: writes resumed {resumed:?} µs after the crash (target 3 s)");
         let h = r.history.render_all();
         assert!(h.contains("served by db1(primary)") || h.contains("served by db2(primary)"), "(madsim) seed {seed}: no promoted primary served anything");
     }
@@ -183,6 +185,8 @@ fn madsim_builtin_manager_promotes_when_the_primary_hangs_and_ignores_its_late_a
         let opts = Options::builtin_failover_hang(seed);
         let r = run_in_runtime(seed, &opts);
         assert!(r.ok(), "(madsim) seed {seed}\n{}", r.failure_report());
+        let resumed = r.history.writes_resumed_after(2_000_000);
+        assert!(resumed.is_some_and(|us| us < 5_000_000), "(madsim) seed {seed}: writes resumed {resumed:?} µs after the hang began (target 5 s)");
         let h = r.history.render_all();
         assert!(h.contains("served by db1(primary)") || h.contains("served by db2(primary)"), "(madsim) seed {seed}: no promoted primary served anything");
     }
