@@ -63,3 +63,17 @@ fn replay_hang() {
     }
     assert!(r.ok(), "{}", r.failure_report());
 }
+
+#[test]
+fn a_planned_switchover_under_the_workload_hands_the_primary_over_and_every_property_holds() {
+    for seed in 1..=8u64 {
+        let r = run(seed, &Options::switchover(seed));
+        assert!(r.ok(), "seed {seed}:\n{}", r.failure_report());
+        assert_eq!(r.coverage.switchovers, 1, "seed {seed}: the switchover did not complete: {:?}", r.fault_log);
+        let h = r.history.render_all();
+        assert!(h.contains("served by db1(primary)"), "seed {seed}: db1 never served as the primary:\n{h}");
+        // Writes invoked once the switchover began are acknowledged again within 1 s.
+        let resumed = r.history.writes_resumed_after(3_000_000);
+        assert!(resumed.is_some_and(|us| us < 1_000_000), "seed {seed}: writes resumed {resumed:?} µs after the switchover began");
+    }
+}

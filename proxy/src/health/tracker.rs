@@ -5,7 +5,8 @@
 //! replication configured), *replicating* (at least one channel configured, running or
 //! not) or *read-only* (neither). The published class changes only after
 //! `debounce` consecutive successful probes show the same new class, so one odd answer
-//! does not move the primary. A node is published down after `failures` consecutive
+//! does not move the primary — except that a writable node turning read-only or
+//! replicating is taken at once (it must stop getting primary statements now). A node is published down after `failures` consecutive
 //! failed probes, or at its first probe if it was never seen up; a down node comes back
 //! after `debounce` consecutive successful probes agree (a failed probe meanwhile agrees
 //! with "down" and restarts the count). A failed probe below `failures` changes nothing.
@@ -239,6 +240,14 @@ impl Tracker {
                     None => {
                         n.class = Some(Debounced::new(class));
                         n.readable.set(raw_readable);
+                    }
+                    // Losing writability is taken at once: a node that turned read-only or
+                    // replicates (a switchover by another Sluice or an operator) must stop
+                    // getting primary statements now — stale reads, or writes refused
+                    // with 1290, otherwise. Gaining it is debounced.
+                    Some(c) if c.value == Class::Writable && class != Class::Writable => {
+                        c.set(class);
+                        n.readable.feed(raw_readable, s.debounce);
                     }
                     Some(c) => {
                         c.feed(class, s.debounce);
@@ -479,11 +488,11 @@ mod tests {
     fn promoted_replica_becomes_primary_after_debounce() {
         let mut t = cluster(primary(), replica(), replica());
         // The old primary is fenced, b is promoted (replication reset, read_only off).
-        t.observe("a", ok(fenced()));
-        t.observe("b", ok(primary()));
-        assert_eq!(topo(&t).primary.as_deref(), Some("a"), "one probe is not enough");
-        assert_eq!(topo(&t).nodes["b"].role, Role::Replica);
         let mut changes = t.observe("a", ok(fenced()));
+        changes.extend(t.observe("b", ok(primary())));
+        assert_eq!(topo(&t).primary, None, "a lost writability at once; one probe of b is not enough");
+        assert_eq!(topo(&t).nodes["b"].role, Role::Replica);
+        changes.extend(t.observe("a", ok(fenced())));
         changes.extend(t.observe("b", ok(primary())));
         assert_eq!(topo(&t).primary.as_deref(), Some("b"));
         assert_eq!(topo(&t).nodes["b"].role, Role::Primary);
@@ -497,8 +506,8 @@ mod tests {
     #[test]
     fn old_primary_turned_read_only_loses_writes() {
         let mut t = cluster(primary(), replica(), replica());
-        t.observe("a", ok(fenced()));
-        assert_eq!(topo(&t).primary.as_deref(), Some("a"));
+        // At the first probe that shows it: a node that lost writability must not get
+        // another primary statement (another Sluice or an operator demoted it).
         let changes = t.observe("a", ok(fenced()));
         assert_eq!(topo(&t).primary, None);
         assert_eq!(topo(&t).nodes["a"].role, Role::Standalone);
@@ -511,12 +520,15 @@ mod tests {
     }
 
     #[test]
-    fn one_odd_probe_does_not_flip_a_role() {
+    fn one_odd_probe_does_not_make_a_primary_and_one_read_only_answer_unmakes_it_until_the_debounce() {
         let mut t = cluster(primary(), replica(), replica());
-        // One answer that says a is read-only, then it is writable again.
-        assert!(t.observe("a", ok(fenced())).is_empty());
+        // One answer that says a is read-only: it stops being the primary at once, and is
+        // the primary again only after `debounce` writable answers.
+        assert!(!t.observe("a", ok(fenced())).is_empty());
+        assert_eq!(topo(&t).primary, None);
         assert!(t.observe("a", ok(primary())).is_empty());
-        assert!(t.observe("a", ok(fenced())).is_empty());
+        assert_eq!(topo(&t).primary, None);
+        t.observe("a", ok(primary()));
         assert_eq!(topo(&t).primary.as_deref(), Some("a"));
         // Alternating odd answers of different kinds never add up to a role either
         // (though both say "no reads here", so the replica stops being readable).

@@ -484,6 +484,74 @@ impl Server {
     // tables, visibility, locks
     // ------------------------------------------------------------------
 
+    /// `information_schema.PROCESSLIST` (every session, this one included) and
+    /// `information_schema.INNODB_TRX` (sessions with an open transaction), as columns and
+    /// rows, when `t` names one of them (what Sluice's failover actor reads: clients to
+    /// kill when fencing, transactions to drain before a switchover).
+    fn information_schema_table(&self, sess: &Session, t: &TableName, now: u64) -> Option<(TableDef, Vec<Row>)> {
+        let db = t.db.as_deref().or(sess.db.as_deref())?;
+        if !db.eq_ignore_ascii_case("information_schema") {
+            return None;
+        }
+        let col = |name: &str, ty: ColType| ColumnDef {
+            name: name.to_string(),
+            ty,
+            unsigned: false,
+            nullable: true,
+            default: DefaultValue::Value(Value::Null),
+            auto_increment: false,
+        };
+        let mut all: Vec<&Session> = self.sessions.values().collect();
+        all.push(sess);
+        all.sort_by_key(|s| s.id);
+        let name = t.name.to_ascii_uppercase();
+        match name.as_str() {
+            "PROCESSLIST" => {
+                let columns = vec![
+                    col("ID", ColType::BigInt),
+                    col("USER", ColType::VarChar(128)),
+                    col("HOST", ColType::VarChar(64)),
+                    col("DB", ColType::VarChar(64)),
+                    col("COMMAND", ColType::VarChar(16)),
+                    col("TIME", ColType::Int),
+                    col("STATE", ColType::VarChar(64)),
+                    col("INFO", ColType::Text(65535)),
+                ];
+                let rows = all
+                    .iter()
+                    .map(|s| {
+                        let running = s.id == sess.id || s.pending.is_some();
+                        vec![
+                            Value::UInt(s.id as u64),
+                            Value::str(&s.user),
+                            Value::str(&s.host),
+                            s.db.as_ref().map(Value::str).unwrap_or(Value::Null),
+                            Value::str(if running { "Query" } else { "Sleep" }),
+                            Value::Int((now.saturating_sub(s.last_active) / 1000) as i64),
+                            Value::str(""),
+                            Value::Null,
+                        ]
+                    })
+                    .collect();
+                Some((TableDef { name, columns, primary_key: Vec::new() }, rows))
+            }
+            "INNODB_TRX" => {
+                let columns = vec![
+                    col("trx_id", ColType::VarChar(20)),
+                    col("trx_state", ColType::VarChar(13)),
+                    col("trx_mysql_thread_id", ColType::BigInt),
+                ];
+                let rows = all
+                    .iter()
+                    .filter(|s| s.txn.as_ref().is_some_and(|t| !t.single_stmt || s.id != sess.id))
+                    .map(|s| vec![Value::str(s.id.to_string()), Value::str("RUNNING"), Value::UInt(s.id as u64)])
+                    .collect();
+                Some((TableDef { name, columns, primary_key: Vec::new() }, rows))
+            }
+            _ => None,
+        }
+    }
+
     pub(crate) fn resolve_table(
         &self,
         sess: &Session,
@@ -908,7 +976,23 @@ impl Server {
         now: u64,
     ) -> IResult<QueryResult> {
         let tname = sel.from.as_ref().unwrap();
-        let (tref, def) = self.resolve_table(sess, tname)?;
+        // information_schema's PROCESSLIST and INNODB_TRX are built on the fly.
+        let virt = self.information_schema_table(sess, tname, now);
+        let (tref, def) = match &virt {
+            Some((d, _)) => (
+                TableRef {
+                    temp: false,
+                    db: "information_schema".into(),
+                    name: d.name.clone(),
+                },
+                Arc::new(d.clone()),
+            ),
+            None => self.resolve_table(sess, tname)?,
+        };
+        let virt_rows: Vec<(Key, Row)> = virt
+            .map(|(_, rows)| rows.into_iter().enumerate().map(|(i, r)| (Key::hidden(i as u64), r)).collect())
+            .unwrap_or_default();
+        let is_virtual = tref.db == "information_schema";
         let alias = sel.alias.clone().unwrap_or_else(|| def.name.clone());
         let names = (alias.as_str(), def.name.as_str());
         if let Some(t) = sess.txn.as_mut() {
@@ -920,7 +1004,11 @@ impl Server {
         {
             let srv: &Server = self;
             let s: &Session = sess;
-            let candidates = srv.scan_visible(s, &tref, &plan);
+            let candidates: Vec<(&Key, &Row)> = if is_virtual {
+                virt_rows.iter().map(|(k, r)| (k, r)).collect()
+            } else {
+                srv.scan_visible(s, &tref, &plan)
+            };
             if let Some(w) = &sel.where_ {
                 if candidates.is_empty() {
                     let mut env = RowEnv {

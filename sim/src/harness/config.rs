@@ -111,6 +111,9 @@ pub struct Options {
     pub failover_builtin: bool,
     /// `[failover] transaction_replay` (default: from the seed, one run in two).
     pub transaction_replay: Option<bool>,
+    /// A planned switchover: at this many ms into the workload an operator asks proxy
+    /// instance 0 for `SLUICE SWITCHOVER TO` node `.1` (default: none).
+    pub switchover: Option<(u64, usize)>,
     /// `[routing] policy` (default: from the seed).
     pub policy: Option<Policy>,
     /// `[routing] max_replica_lag_ms` (default: 50..=2000 from the seed).
@@ -159,6 +162,7 @@ impl Default for Options {
             read_write_split: None,
             failover_builtin: false,
             transaction_replay: None,
+            switchover: None,
             policy: None,
             max_replica_lag_ms: None,
             consistency: None,
@@ -208,6 +212,24 @@ impl Options {
             // when the old primary wakes up.
             op_timeout_ms: 12_000,
             ..Options::builtin_failover(seed)
+        }
+    }
+
+    /// A planned switchover under the workload: MariaDB, no faults, the primary's
+    /// role handed to db1 at 3 s by `SLUICE SWITCHOVER TO 'db1:3306'` through proxy
+    /// instance 0 (the external manager: switchover needs no built-in one). One Sluice
+    /// instance: another one would go on reading the old primary until its next probe
+    /// shows it read-only (`docs/failover.md`, "Several Sluice instances").
+    pub fn switchover(seed: u64) -> Options {
+        Options {
+            flavour: Some(Flavour::MariaDb),
+            proxies: Some(1),
+            semi_sync: Some(seed % 2 == 1),
+            duration_ms: 8_000,
+            clients: 8,
+            faults: FaultProfile::None,
+            switchover: Some((3_000, 1)),
+            ..Options::default()
         }
     }
 
@@ -294,6 +316,8 @@ pub struct RunConfig {
     pub failover_builtin: bool,
     /// `[failover] transaction_replay`.
     pub transaction_replay: bool,
+    /// `(at_ms, target node)` of a planned switchover.
+    pub switchover: Option<(u64, usize)>,
     /// `[routing] policy`.
     pub policy: Policy,
     /// `[routing] max_replica_lag_ms` (50..=2000 from the seed).
@@ -392,6 +416,7 @@ impl RunConfig {
             failover_builtin: opts.failover_builtin,
             // From its own RNG (the other settings of a seed stay what they were).
             transaction_replay: opts.transaction_replay.unwrap_or_else(|| rng_for(seed, "replay", 0).gen_ratio(1, 2)),
+            switchover: opts.switchover,
             policy,
             max_replica_lag_ms,
             consistency: opts.consistency.unwrap_or(consistency),
@@ -495,7 +520,12 @@ impl fmt::Display for RunConfig {
             if self.multiplex { format!("multiplexed over {} per node", self.pool_size) } else { format!("dedicated (max {} per node)", self.pool_size) },
             self.faults,
             if self.proxy_bugs.any() { format!(" PROXY-BUG({})", self.proxy_bugs.names().join(",")) } else { String::new() },
-            format!(" tick={}ms{}", self.tick_ms, if self.transaction_replay { " transaction_replay" } else { "" }),
+            format!(
+                " tick={}ms{}{}",
+                self.tick_ms,
+                if self.transaction_replay { " transaction_replay" } else { "" },
+                self.switchover.map(|(at, n)| format!(" switchover(to db{n} at {at}ms)")).unwrap_or_default()
+            ),
         )
     }
 }

@@ -156,6 +156,10 @@ pub async fn run(seed: u64, opts: &Options) -> RunResult {
         clients.push(node.id());
         let shared = shared.clone();
         let is_reader = c >= cfg.clients;
+        if c == 0 && cfg.switchover.is_some() {
+            let shared = shared.clone();
+            tasks.push(node.spawn(async move { crate::harness::workload::run_operator(TokioNet, shared).await }));
+        }
         tasks.push(node.spawn(async move {
             if is_reader {
                 run_replica_reader(TokioNet, shared, c as u32).await

@@ -191,6 +191,11 @@ rsa_private_key = "{key}"
 name = "app"
 password = "app"
 
+[[users]]
+name = "ops"
+password = "ops"
+admin = true
+
 [backend]
 user = "app"
 password = "app"
@@ -424,6 +429,8 @@ fn finish(
     }
     history.set_liveness(Liveness { heal_at: cfg.duration_ms * 1_000, bound: cfg.liveness_bound_ms() * 1_000 });
     coverage.stale_eventual_reads = crate::check::stale_eventual_reads(&history);
+    let mut fault_log = fault_log;
+    fault_log.extend(shared.rec.lock().expect("recorder").operator_log.iter().cloned());
     for stats in shared.proxy_stats.lock().expect("proxy stats").iter() {
         let f = stats().failover;
         coverage.transactions_replayed += f.transactions_replayed;
@@ -576,6 +583,9 @@ mod turmoil_run {
                 let shared = shared.clone();
                 let id = (clients + j) as u32;
                 tasks.push(tokio::spawn(async move { run_replica_reader(TurmoilNet, shared, id).await }));
+            }
+            if shared.cfg.switchover.is_some() {
+                tasks.push(tokio::spawn(workload::run_operator(TurmoilNet, shared.clone())));
             }
             let start = tokio::time::Instant::now();
             for t in tasks {

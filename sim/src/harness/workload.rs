@@ -145,6 +145,8 @@ pub struct Coverage {
     /// (`[failover] transaction_replay`), and replays it refused.
     pub transactions_replayed: u64,
     pub replays_refused: u64,
+    /// Planned switchovers the proxy carried out (`SLUICE SWITCHOVER` answered OK).
+    pub switchovers: u64,
 }
 
 impl std::ops::AddAssign<&Coverage> for Coverage {
@@ -177,6 +179,7 @@ impl std::ops::AddAssign<&Coverage> for Coverage {
         self.two_proxy_runs += o.two_proxy_runs;
         self.transactions_replayed += o.transactions_replayed;
         self.replays_refused += o.replays_refused;
+        self.switchovers += o.switchovers;
     }
 }
 
@@ -226,7 +229,7 @@ impl fmt::Display for Coverage {
              [must be 0: split_off_replica_reads={} session_state_lost={}] \
              (crashes={} partitions={} lag_wait_timeouts={} split_runs={} killed_ops={} primary_only_in_window={} \
              primary_reads_after_own_write={} consistency_errors={} level_switches={} two_proxy_runs={} \
-             transactions_replayed={} replays_refused={})",
+             transactions_replayed={} replays_refused={} switchovers={})",
             self.failovers,
             self.replica_reads,
             self.lag_waits,
@@ -255,6 +258,7 @@ impl fmt::Display for Coverage {
             self.two_proxy_runs,
             self.transactions_replayed,
             self.replays_refused,
+            self.switchovers,
         )
     }
 }
@@ -278,6 +282,8 @@ pub struct Recorder {
     /// When the latest write through each proxy instance was acknowledged (µs).
     pub last_ack_via: BTreeMap<u32, u64>,
     pub cov: Coverage,
+    /// What the operator did (planned switchover), for the run's fault log.
+    pub operator_log: Vec<String>,
 }
 
 /// State shared by the clients and the nemesis of one run.
@@ -1159,6 +1165,36 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }
+    }
+}
+
+/// The operator of a run with a planned switchover ([`RunConfig::switchover`]): at its
+/// time, logs in to proxy instance 0 as the admin user `ops` and runs `SLUICE
+/// SWITCHOVER TO` the target; the outcome goes to the run's fault log (and
+/// [`Coverage::switchovers`]).
+pub async fn run_operator<N: Net>(net: N, shared: Arc<RunShared>) {
+    let Some((at_ms, target)) = shared.cfg.switchover else { return };
+    tokio::time::sleep(Duration::from_millis(at_ms)).await;
+    let login = Login { user: "ops".into(), secret: Secret::Password("ops".into()), database: None, ..app_login(Duration::from_secs(5)) };
+    let rng = Arc::new(Mutex::new(rng_for(shared.cfg.seed, "operator", 0)));
+    let started = Instant::now();
+    let sql = format!("SLUICE SWITCHOVER TO 'db{target}:3306'");
+    let result = match connect(&net, &proxy_addr(0), &login, &rng).await {
+        Ok(mut c) => {
+            let r = query(&mut c, &sql, Duration::from_secs(30)).await.map(|_| ()).map_err(|f| format!("{f:?}"));
+            let _ = tokio::time::timeout(Duration::from_secs(1), c.quit()).await;
+            r
+        }
+        Err(e) => Err(format!("cannot log in as the operator: {e}")),
+    };
+    let took = started.elapsed().as_millis();
+    let mut rec = shared.rec();
+    match result {
+        Ok(()) => {
+            rec.cov.switchovers += 1;
+            rec.operator_log.push(format!("t={at_ms}ms {sql}: done in {took}ms"));
+        }
+        Err(e) => rec.operator_log.push(format!("t={at_ms}ms {sql}: FAILED after {took}ms: {e}")),
     }
 }
 
