@@ -8,7 +8,7 @@ use sluice::config::Scheduler;
 use sluice::net::TokioNet;
 use sluice::{Config, Dispatch, SpawnHere};
 
-const USAGE: &str = "usage: sluice --config FILE [--check]\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n";
+const USAGE: &str = "usage: sluice --config FILE [--check]\n       sluice --version\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n  --version      print the version and exit\n";
 
 fn parse_args() -> Result<(PathBuf, bool), String> {
     let mut args = std::env::args().skip(1);
@@ -20,6 +20,10 @@ fn parse_args() -> Result<(PathBuf, bool), String> {
             "--check" => check = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
+                std::process::exit(0);
+            }
+            "--version" | "-V" => {
+                println!("sluice {}", env!("CARGO_PKG_VERSION"));
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?}")),
@@ -36,8 +40,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Colour only on a terminal: log files and pipes get plain text.
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
     let cfg = match Config::load(&path) {

@@ -3,6 +3,8 @@
 //! and transactions (with row-lock contention), a replica crashes, the proxy keeps
 //! serving. Plus replication itself: a replica catches up and refuses app writes.
 
+#![cfg(not(madsim))]
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
