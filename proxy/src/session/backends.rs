@@ -57,6 +57,10 @@ pub struct NodeConn<S> {
     /// Set while a statement of a transaction kept for replay runs: digests the answer
     /// as the client sees it (`failover::replay`).
     pub digest: Option<crate::failover::replay::Digester>,
+    /// The connection's diagnostics area may hold warnings or an error of this
+    /// session (its last statement here left some): reset before another session
+    /// uses it, or that session's `SHOW WARNINGS` would show them.
+    pub diagnostics: bool,
 }
 
 /// Ends a wait for a primary's answer once the monitor has published another node as
@@ -112,7 +116,7 @@ pub struct OkRewrite {
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
         let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None, digest: None }
+        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None, digest: None, diagnostics: false }
     }
 
     /// A connection lent by a pool, matched against the session's state: if what it
@@ -151,7 +155,7 @@ impl<S: Stream> NodeConn<S> {
             set_option: self.set_option,
             tracking: self.tracking,
             last_insert_id: self.last_insert_id,
-            dirty: !in_step,
+            dirty: !in_step || self.diagnostics,
             stmts: self.stmts,
         };
         (self.conn, self.lease, cs)

@@ -1376,6 +1376,15 @@ impl<N: Net> Session<N> {
             Some(_) => self.state.diagnostics_pending = left,
             None => self.state.diagnostics_pending |= left,
         }
+        // The connection keeps its own diagnostics after the session's move elsewhere
+        // (the next statement on another node): it goes back to its pool marked so.
+        if let Some(nc) = self.nodes.get_mut(node) {
+            match kind {
+                Some(Kind::Diagnostics) if summary.error.is_none() => {}
+                Some(_) => nc.diagnostics = left,
+                None => nc.diagnostics |= left,
+            }
+        }
         self.state.row_count = match (summary.error, summary.affected_rows) {
             (None, Some(n)) => n as i64,
             _ => -1,
