@@ -28,6 +28,37 @@ pub struct Config {
     /// What sessions do while the primary is unavailable (`docs/failover.md`).
     #[serde(default)]
     pub failover: FailoverConfig,
+    /// The `sluice` binary's log (`docs/config.md`, `[log]`).
+    #[serde(default)]
+    pub log: LogConfig,
+}
+
+/// `[log]`: how the `sluice` binary logs (to standard error).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` (human-readable; colour only on a terminal) or `json` (one object per line).
+    #[serde(default)]
+    pub format: LogFormat,
+    /// A `tracing` filter (`info`, `sluice=debug,sluice::pool=trace`, …); the
+    /// `SLUICE_LOG` environment variable, when set, wins.
+    #[serde(default = "defaults::log_level")]
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Text, level: defaults::log_level() }
+    }
+}
+
+/// `[log] format`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 /// `[failover]`: buffering of primary-bound statements while no primary can be reached.
@@ -588,6 +619,9 @@ mod defaults {
     }
     pub fn cooldown_ms() -> u64 {
         60_000
+    }
+    pub fn log_level() -> String {
+        "info".to_string()
     }
     pub fn transaction_replay_max_statements() -> usize {
         256

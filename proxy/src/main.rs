@@ -40,13 +40,6 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    // Colour only on a terminal: log files and pipes get plain text.
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
-        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
-        .with_writer(std::io::stderr)
-        .init();
     let cfg = match Config::load(&path) {
         Ok(c) => c,
         Err(e) => {
@@ -54,6 +47,24 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // `SLUICE_LOG` wins over `[log] level`; colour only on a terminal (log files and
+    // pipes get plain text); `[log] format = "json"`: one JSON object per line.
+    use std::io::IsTerminal;
+    let filter = match tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG") {
+        Ok(f) => f,
+        Err(_) => match tracing_subscriber::EnvFilter::try_new(&cfg.log.level) {
+            Ok(f) => f,
+            Err(e) => {
+                eprintln!("sluice: config: [log] level {:?}: {e}", cfg.log.level);
+                return ExitCode::from(1);
+            }
+        },
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match cfg.log.format {
+        sluice::config::LogFormat::Json => builder.json().with_current_span(false).init(),
+        sluice::config::LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none()).init(),
+    }
     if check {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
