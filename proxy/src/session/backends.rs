@@ -72,13 +72,14 @@ pub struct NodeConn<S> {
 #[derive(Clone)]
 pub struct CutWhenDeposed {
     pub topology: crate::signal::Signal<Option<crate::backend::topology::Topology>>,
-    pub addr: String,
+    /// Shared, so the session's cached copy is cloned per statement without allocating.
+    pub addr: std::sync::Arc<str>,
 }
 
 impl CutWhenDeposed {
     /// Returns once a node other than this one is the published primary.
     pub async fn deposed(&self) {
-        self.topology.wait_for(|t| t.as_ref().and_then(|t| t.primary.as_deref()).is_some_and(|p| p != self.addr)).await
+        self.topology.wait_for(|t| t.as_ref().and_then(|t| t.primary.as_deref()).is_some_and(|p| p != &*self.addr)).await
     }
 }
 

@@ -173,6 +173,8 @@ struct Session<N: Net> {
     buffered: Option<(crate::failover::Ticket, Instant)>,
     /// The open transaction on the primary, kept for `[failover] transaction_replay`.
     txn_log: crate::failover::replay::TxnLog,
+    /// The deposition watch of the current primary, for statements sent to it.
+    primary_cut: Option<backends::CutWhenDeposed>,
 }
 
 /// Serves one accepted client connection until it ends.
@@ -274,6 +276,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
             max_statements: shared.cfg.failover.transaction_replay_max_statements,
             max_bytes: shared.cfg.failover.transaction_replay_max_bytes,
         }),
+        primary_cut: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -960,14 +963,21 @@ impl<N: Net> Session<N> {
     /// Relays `payload` to `node` (which must be ready) and records the statement in
     /// the node's counters.
     async fn relay_on(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, wait: Option<&GtidSet>, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
-        // A statement on the primary stops waiting if another node replaces it.
-        let cut = (self.topo.as_ref().and_then(|t| t.primary.as_deref()) == Some(node))
-            .then(|| backends::CutWhenDeposed { topology: self.shared.topology.clone(), addr: node.to_string() });
+        // A statement on the primary stops waiting if another node replaces it (the
+        // watch is built once per primary and cloned without allocating).
+        let cut = if self.topo.as_ref().and_then(|t| t.primary.as_deref()) == Some(node) {
+            if self.primary_cut.as_ref().is_none_or(|c| &*c.addr != node) {
+                self.primary_cut = Some(backends::CutWhenDeposed { topology: self.shared.topology.clone(), addr: node.into() });
+            }
+            self.primary_cut.clone()
+        } else {
+            None
+        };
         // A statement on the primary is kept for transaction replay while a transaction
         // is open there (`failover::replay`): its answer is digested as relayed.
         let keep = self.shared.cfg.failover.transaction_replay && cut.is_some();
         let query = payload.first() == Some(&com::QUERY);
-        let open_before = self.state.txn_node() == Some(node);
+        let open_before = keep && self.state.txn_node() == Some(node);
         let nc = self.nodes.get_mut(node).expect("ready");
         nc.cut = cut;
         nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
