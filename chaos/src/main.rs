@@ -93,6 +93,10 @@ struct ScenarioArgs {
     /// Failover target: writes must resume within this after the primary dies.
     #[arg(long, default_value_t = 3000)]
     failover_target_ms: u64,
+    /// Sluice instances in front of the cluster (clients spread over them; exactly one
+    /// may promote).
+    #[arg(long, default_value_t = 1)]
+    instances: u32,
     /// Repeat each scenario this many times (seed, seed+1, …).
     #[arg(long, default_value_t = 1)]
     runs: u64,
@@ -243,6 +247,7 @@ fn run_scenarios(args: ScenarioArgs) -> Result<()> {
     opts.fault = std::time::Duration::from_millis(args.fault_ms);
     opts.tail = std::time::Duration::from_millis(args.tail_ms);
     opts.failover_target = std::time::Duration::from_millis(args.failover_target_ms);
+    opts.instances = args.instances.max(1);
     let mut reports = Vec::new();
     let mut failed = Vec::new();
     for s in list {

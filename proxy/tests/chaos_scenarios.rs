@@ -19,8 +19,13 @@ use chaos::scenario::{self, Scenario};
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn run(s: Scenario) {
+    run_with(s, 1);
+}
+
+fn run_with(s: Scenario, instances: u32) {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut o = scenario::Options::new(PathBuf::from(env!("CARGO_BIN_EXE_sluice")));
+    o.instances = instances;
     o.clients = 4;
     o.warmup = Duration::from_millis(1500);
     o.fault = Duration::from_millis(2000);
@@ -63,4 +68,9 @@ fn a_rolling_restart_of_the_replicas_is_invisible_to_clients() {
 #[test]
 fn a_sluice_restart_costs_only_the_cut_connections() {
     run(Scenario::SluiceRestart);
+}
+
+#[test]
+fn with_two_sluice_instances_a_primary_sigkill_is_failed_over_by_exactly_one_of_them() {
+    run_with(Scenario::PrimaryKill, 2);
 }

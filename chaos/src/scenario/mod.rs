@@ -115,6 +115,9 @@ pub struct Options {
     pub tail: Duration,
     /// Writes must resume within this after the primary dies (failover target).
     pub failover_target: Duration,
+    /// Sluice instances in front of the cluster (clients spread over them); with more
+    /// than one, exactly one may promote.
+    pub instances: u32,
 }
 
 impl Options {
@@ -129,6 +132,7 @@ impl Options {
             fault: Duration::from_secs(3),
             tail: Duration::from_secs(3),
             failover_target: Duration::from_secs(3),
+            instances: 1,
         }
     }
 }
@@ -148,6 +152,7 @@ pub struct ScenarioReport {
     pub seed: u64,
     pub replication: &'static str,
     pub clients: u32,
+    pub instances: u32,
     pub seconds: f64,
     pub ops: usize,
     pub reads: usize,
@@ -191,7 +196,8 @@ pub struct ScenarioReport {
 
 impl fmt::Display for ScenarioReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "== scenario {} ({}; {} replication, {} clients, seed {}, {:.1} s)", self.scenario, self.description, self.replication, self.clients, self.seed, self.seconds)?;
+        let instances = if self.instances > 1 { format!(", {} Sluice instances", self.instances) } else { String::new() };
+        writeln!(f, "== scenario {} ({}; {} replication, {} clients{instances}, seed {}, {:.1} s)", self.scenario, self.description, self.replication, self.clients, self.seed, self.seconds)?;
         for e in &self.events {
             writeln!(f, "   {e}")?;
         }
@@ -338,8 +344,13 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
     if let Some(r) = &relay {
         nodes[0] = r.addr();
     }
-    let port = sluice::free_port()?;
-    let mut proxy = SluiceProcess::start(&opts.sluice_bin, cluster.dir(), &sluice_config(&format!("127.0.0.1:{port}"), &nodes, &cluster, "builtin"), port)?;
+    let mut proxies = Vec::new();
+    for i in 0..opts.instances.max(1) {
+        let port = sluice::free_port()?;
+        let name = if i == 0 { "sluice".to_string() } else { format!("sluice{}", i + 1) };
+        proxies.push(SluiceProcess::start(&opts.sluice_bin, cluster.dir(), &name, &sluice_config(&format!("127.0.0.1:{port}"), &nodes, &cluster, "builtin"), port)?);
+    }
+    let ports: Vec<u16> = proxies.iter().map(SluiceProcess::port).collect();
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let timeline = Timeline::default();
@@ -361,8 +372,8 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
                 }
             })
         };
-        let tasks: Vec<_> = (0..opts.clients).map(|c| rt.spawn(workload::client(shared.clone(), spec.clone(), c, port))).collect();
-        let r = drive(scenario, opts, &cluster, relay.as_ref(), &mut proxy, &rt, &mut ev, &shared);
+        let tasks: Vec<_> = (0..opts.clients).map(|c| rt.spawn(workload::client(shared.clone(), spec.clone(), c, ports[c as usize % ports.len()]))).collect();
+        let r = drive(scenario, opts, &cluster, relay.as_ref(), &mut proxies[0], &rt, &mut ev, &shared);
         stop_at = shared.now();
         shared.stop.store(true, Ordering::Relaxed);
         rt.block_on(async {
@@ -377,7 +388,7 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
     let (fault_at_us, heal_at_us) = match outcome {
         Ok(x) => x,
         Err(e) => {
-            bail!("{e:#}\nsluice log (end):\n{}", proxy.log_tail(60));
+            bail!("{e:#}\nsluice log (end):\n{}", proxies[0].log_tail(60));
         }
     };
     let end_us = stop_at;
@@ -399,7 +410,7 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
     });
     let final_primary = match final_primary {
         Some(p) => p,
-        None => bail!("no single writable primary after the scenario; sluice log (end):\n{}", proxy.log_tail(60)),
+        None => bail!("no single writable primary after the scenario; sluice log (end):\n{}", proxies[0].log_tail(60)),
     };
     cluster.adopt_primary(final_primary);
     // A node neither primary nor replicating was fenced and left for an operator (it
@@ -418,7 +429,9 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
     if let Err(e) = cluster.wait_replicas_caught_up(Duration::from_secs(60)) {
         ev.add(format!("not every node caught up: {e:#}"));
     }
-    proxy.stop();
+    for p in &mut proxies {
+        p.stop();
+    }
 
     let mut history = std::mem::take(&mut *shared.history.lock().unwrap_or_else(|e| e.into_inner()));
     for n in cluster.nodes() {
@@ -436,13 +449,19 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
     if let Some(h) = heal_at_us {
         history.set_liveness(Liveness { heal_at: h, bound: 15_000_000 });
     }
-    let mut report = report(scenario, opts, &history, &logs, final_primary, fault_at_us, end_us, &shared, ev.list, &proxy);
+    let mut report = report(scenario, opts, &history, &logs, final_primary, fault_at_us, end_us, &shared, ev.list, &proxies);
     if !report.passed || std::env::var_os("SLUICE_CHAOS_KEEP_LOGS").is_some() {
         // The cluster's directory goes with it: keep Sluice's log.
         let dir = std::env::temp_dir().join("sluice-chaos-logs");
-        let path = dir.join(format!("{}-seed{}-{}.log", scenario.name(), opts.seed, std::process::id()));
-        if fs::create_dir_all(&dir).and_then(|_| fs::copy(proxy.log_path(), &path)).is_ok() {
-            report.sluice_log = Some(path.display().to_string());
+        let mut kept = Vec::new();
+        for (i, p) in proxies.iter().enumerate() {
+            let path = dir.join(format!("{}-seed{}-{}-sluice{}.log", scenario.name(), opts.seed, std::process::id(), i + 1));
+            if fs::create_dir_all(&dir).and_then(|_| fs::copy(p.log_path(), &path)).is_ok() {
+                kept.push(path.display().to_string());
+            }
+        }
+        if !kept.is_empty() {
+            report.sluice_log = Some(kept.join(" "));
         }
     }
     Ok(report)
@@ -480,7 +499,7 @@ fn drive(
     ev: &mut Events,
     shared: &Shared,
 ) -> Result<(Option<u64>, Option<u64>)> {
-    ev.add(format!("load running: {} clients through sluice on port {}", opts.clients, proxy.port()));
+    ev.add(format!("load running: {} clients through sluice on port {} (and the other instances, if any)", opts.clients, proxy.port()));
     pause(opts.warmup);
     let fault_at = shared.now();
     let heal_at;
@@ -612,7 +631,7 @@ fn report(
     end: u64,
     shared: &Shared,
     events: Vec<String>,
-    proxy: &SluiceProcess,
+    proxies: &[SluiceProcess],
 ) -> ScenarioReport {
     let summary = sim::check::Report::summarize(h);
     // Acknowledged values, with their keys.
@@ -720,8 +739,14 @@ fn report(
         Scenario::ReplicaCrash | Scenario::RollingRestart | Scenario::SluiceRestart => expect("node 0 still the primary".into(), final_primary == 0),
         _ => {}
     }
-    let panics = proxy.log_lines("panicked");
-    expect("sluice logged no panic".into(), panics.is_empty());
+    let panics: usize = proxies.iter().map(|p| p.log_lines("panicked").len()).sum();
+    expect("sluice logged no panic".into(), panics == 0);
+    if proxies.len() > 1 {
+        // The GET_LOCK majority: one instance acts, the others follow.
+        let promotions: usize = proxies.iter().map(|p| p.log_lines("failover: promoted").len()).sum();
+        let expected = usize::from(matches!(scenario, Scenario::PrimaryKill | Scenario::PrimaryHang));
+        expect(format!("{} promotion(s) over {} Sluice instances (found {promotions})", expected, proxies.len()), promotions == expected);
+    }
     let passed = ex.iter().all(|e| e.held);
     ScenarioReport {
         scenario: scenario.name(),
@@ -729,6 +754,7 @@ fn report(
         seed: opts.seed,
         replication: if opts.semi_sync { "semi-synchronous" } else { "asynchronous" },
         clients: opts.clients,
+        instances: proxies.len() as u32,
         seconds: end as f64 / 1e6,
         ops: summary.ops,
         reads: summary.reads,

@@ -27,15 +27,16 @@ pub fn free_port() -> Result<u16> {
 }
 
 impl SluiceProcess {
-    /// Writes `config` (its `listen` must be `127.0.0.1:<port>`) into `dir` and starts
-    /// `bin` with it, waiting until it accepts connections.
-    pub fn start(bin: &Path, dir: &Path, config: &str, port: u16) -> Result<SluiceProcess> {
+    /// Writes `config` (its `listen` must be `127.0.0.1:<port>`) into `dir` as
+    /// `<name>.toml` and starts `bin` with it (log in `<name>.log`), waiting until it
+    /// accepts connections.
+    pub fn start(bin: &Path, dir: &Path, name: &str, config: &str, port: u16) -> Result<SluiceProcess> {
         if !bin.is_file() {
             bail!("no sluice binary at {} (build it with `cargo build -p sluice-proxy --bin sluice`, or pass --sluice PATH)", bin.display());
         }
-        let path = dir.join("sluice.toml");
+        let path = dir.join(format!("{name}.toml"));
         fs::write(&path, config).with_context(|| format!("writing {}", path.display()))?;
-        let mut p = SluiceProcess { bin: bin.to_path_buf(), config: path, log: dir.join("sluice.log"), port, child: None };
+        let mut p = SluiceProcess { bin: bin.to_path_buf(), config: path, log: dir.join(format!("{name}.log")), port, child: None };
         p.spawn()?;
         Ok(p)
     }
