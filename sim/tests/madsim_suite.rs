@@ -44,7 +44,13 @@ async fn madsim_seed_holds_every_property() {
 fn madsim_suite_holds_every_property_and_covers_every_fault() {
     let n: u64 = std::env::var("SLUICE_SIM_SEEDS").ok().and_then(|v| v.parse().ok()).unwrap_or(32);
     let seeds: Vec<u64> = match std::env::var("SLUICE_SIM_SEED").ok().and_then(|v| v.parse().ok()) {
-        Some(s) => vec![s],
+        Some(s) => {
+            // Replaying one seed: the proxies' log lines too (RUST_LOG, e.g. `sluice=info`).
+            if let Ok(filter) = std::env::var("RUST_LOG") {
+                let _ = tracing_subscriber::fmt().with_env_filter(tracing_subscriber::EnvFilter::new(filter)).with_ansi(false).with_test_writer().try_init();
+            }
+            vec![s]
+        }
         None => (1..=n).collect(),
     };
     let opts = opts();
@@ -71,6 +77,9 @@ fn madsim_suite_holds_every_property_and_covers_every_fault() {
             r.sim_elapsed.as_secs_f64(),
             r.wall.as_secs_f64()
         );
+        if std::env::var("SLUICE_SIM_HISTORY").is_ok() {
+            eprintln!("{}", r.history.render_all());
+        }
         sim_secs += r.sim_elapsed.as_secs_f64();
         cov += &r.coverage;
         if !r.ok() {
@@ -141,6 +150,9 @@ fn sweep() {
         let seed = start + i;
         let r = run_in_runtime(seed, &opts);
         n += 1;
+        if std::env::var("SLUICE_SIM_HISTORY").is_ok() {
+            eprintln!("{}", r.history.render_all());
+        }
         sim_secs += r.sim_elapsed.as_secs_f64();
         cov += &r.coverage;
         if r.ok() {

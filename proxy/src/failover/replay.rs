@@ -99,15 +99,19 @@ impl TxnLog {
         (self.state == LogState::Recording && !self.entries.is_empty()).then_some(self.entries.as_slice())
     }
 
-    /// After a statement ran on the primary: `open_before` / `open_after` say whether a
-    /// transaction was open before and after it; `query` is its COM_QUERY payload (None
-    /// for any other command) and `digest` its answer's.
-    pub fn observe(&mut self, open_before: bool, open_after: bool, query: Option<&[u8]>, digest: Option<ResultDigest>) {
-        if !open_after {
+    /// After a statement ran: `open_after` says whether a transaction is open after it
+    /// (the server's `SERVER_STATUS_IN_TRANS`; `None` when the answer carried no status —
+    /// a COM_STMT_PREPARE answer, an ERR —, which changes nothing); `query` is its
+    /// COM_QUERY payload (None for any other command) and `digest` its answer's. Whether
+    /// a transaction was open before is the log's own state, so the log can never start
+    /// in the middle of a transaction it missed the beginning of.
+    pub fn observe(&mut self, open_after: Option<bool>, query: Option<&[u8]>, digest: Option<ResultDigest>) {
+        let open_before = self.state != LogState::Idle;
+        if !open_after.unwrap_or(open_before) {
             self.clear();
             return;
         }
-        if !open_before || self.state == LogState::Idle {
+        if !open_before {
             // This statement opened the transaction (BEGIN, or the first statement
             // under autocommit = 0): it is the first to replay.
             self.clear();
@@ -172,14 +176,14 @@ mod tests {
     #[test]
     fn a_transaction_is_kept_from_the_statement_that_opened_it_until_it_ends() {
         let mut l = log();
-        l.observe(false, false, Some(b"\x03SELECT 1"), d(0));
+        l.observe(Some(false), Some(b"\x03SELECT 1"), d(0));
         assert_eq!(l.state(), &LogState::Idle);
-        l.observe(false, true, Some(b"\x03BEGIN"), d(1));
-        l.observe(true, true, Some(b"\x03UPDATE t SET a = 1"), d(2));
+        l.observe(Some(true), Some(b"\x03BEGIN"), d(1));
+        l.observe(Some(true), Some(b"\x03UPDATE t SET a = 1"), d(2));
         let e = l.replayable().expect("replayable");
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].payload, b"\x03BEGIN");
-        l.observe(true, false, Some(b"\x03COMMIT"), d(3));
+        l.observe(Some(false), Some(b"\x03COMMIT"), d(3));
         assert!(l.replayable().is_none());
         assert_eq!(l.state(), &LogState::Idle);
     }
@@ -187,26 +191,38 @@ mod tests {
     #[test]
     fn a_transaction_with_a_command_other_than_a_text_statement_is_not_replayable_until_it_ends() {
         let mut l = log();
-        l.observe(false, true, Some(b"\x03BEGIN"), d(1));
-        l.observe(true, true, None, None);
+        l.observe(Some(true), Some(b"\x03BEGIN"), d(1));
+        // A COM_STMT_PREPARE answer has no status: it neither ends nor restarts the log.
+        l.observe(None, None, None);
         assert!(l.replayable().is_none());
-        l.observe(true, true, Some(b"\x03SELECT 1"), d(2));
+        l.observe(Some(true), Some(b"\x03SELECT 1"), d(2));
         assert!(l.replayable().is_none(), "stays unreplayable while the transaction lasts");
-        l.observe(true, false, Some(b"\x03ROLLBACK"), d(3));
-        l.observe(false, true, Some(b"\x03BEGIN"), d(4));
+        l.observe(Some(false), Some(b"\x03ROLLBACK"), d(3));
+        l.observe(Some(true), Some(b"\x03BEGIN"), d(4));
         assert!(l.replayable().is_some(), "the next transaction is kept again");
+    }
+
+    #[test]
+    fn a_statement_answered_without_status_never_starts_the_log_mid_transaction() {
+        let mut l = log();
+        // Idle: an answer without status (ERR, prepare) starts nothing.
+        l.observe(None, Some(b"\x03UPDATE t SET a = 1"), d(1));
+        assert_eq!(l.state(), &LogState::Idle);
+        l.observe(Some(true), Some(b"\x03BEGIN"), d(1));
+        l.observe(None, Some(b"\x03INSERT INTO t VALUES (1)"), d(2));
+        assert_eq!(l.replayable().map(<[Entry]>::len), Some(2), "an ERR inside the transaction is kept: the replay must meet it again");
     }
 
     #[test]
     fn a_transaction_past_the_bounds_is_not_replayable() {
         let mut l = log();
-        l.observe(false, true, Some(b"\x03BEGIN"), d(1));
-        l.observe(true, true, Some(b"\x03SELECT 1"), d(1));
-        l.observe(true, true, Some(b"\x03SELECT 2"), d(1));
-        l.observe(true, true, Some(b"\x03SELECT 3"), d(1));
+        l.observe(Some(true), Some(b"\x03BEGIN"), d(1));
+        l.observe(Some(true), Some(b"\x03SELECT 1"), d(1));
+        l.observe(Some(true), Some(b"\x03SELECT 2"), d(1));
+        l.observe(Some(true), Some(b"\x03SELECT 3"), d(1));
         assert!(matches!(l.state(), LogState::Unreplayable(w) if w.contains("statements")));
         let mut l = log();
-        l.observe(false, true, Some(&[b'x'; 101]), d(1));
+        l.observe(Some(true), Some(&[b'x'; 101]), d(1));
         assert!(matches!(l.state(), LogState::Unreplayable(w) if w.contains("bytes")));
     }
 

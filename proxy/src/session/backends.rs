@@ -64,9 +64,9 @@ pub struct NodeConn<S> {
 }
 
 /// Ends a wait for a primary's answer once the monitor has published another node as
-/// the primary: the old one was declared dead or hung and replaced, so its answer,
-/// if it ever comes, is not one to pass on (an OK from a deposed primary would
-/// acknowledge a write the new primary never got). The statement ends as a lost
+/// the primary (the old one was declared dead or hung and replaced, so its answer, if it
+/// ever comes, is not one to pass on: an OK from a deposed primary would acknowledge a
+/// write the new primary never got), or has found the node dead. The statement ends as a lost
 /// connection whose outcome is unknown (error 1317; 1927 in a transaction; a read that
 /// sent nothing to the client yet is run again on the new topology).
 #[derive(Clone)]
@@ -77,9 +77,22 @@ pub struct CutWhenDeposed {
 }
 
 impl CutWhenDeposed {
-    /// Returns once a node other than this one is the published primary.
+    /// Returns once a node other than this one is the published primary, or this node
+    /// is published down as *dead* (its connections refused or reset: the server that
+    /// got the statement is gone, and a crashed host's connections may never be reset —
+    /// a wait on one would hold its pooled connection until `backend.read_timeout_ms`,
+    /// starving the pool when the node comes back). A node down because its probes
+    /// *timed out* may only be slow or hung: that alone does not end the wait.
     pub async fn deposed(&self) {
-        self.topology.wait_for(|t| t.as_ref().and_then(|t| t.primary.as_deref()).is_some_and(|p| p != &*self.addr)).await
+        self.topology
+            .wait_for(|t| {
+                t.as_ref().is_some_and(|t| {
+                    let replaced = t.primary.as_deref().is_some_and(|p| p != &*self.addr);
+                    let dead = t.nodes.get(&*self.addr).is_some_and(|n| matches!(&n.observation, crate::health::Observation::Down { error } if probe_error_means_dead(error)));
+                    replaced || dead
+                })
+            })
+            .await
     }
 }
 
@@ -366,13 +379,30 @@ pub async fn relay_response<S: Stream, C: Stream>(
                         return Err(RelayError { error: Error::BackendTimeout { addr: addr.clone(), what: "waiting for a response (backend.read_timeout_ms)" }, forwarded, backend_lost: true })
                     }
                     Filled::Deposed => {
-                        let source = std::io::Error::other("another node became the primary while the statement waited for this one's answer");
+                        let source = std::io::Error::other("the node was replaced as the primary, or found dead, while the statement waited for its answer");
                         return Err(lost(true, source, forwarded));
                     }
                 }
             }
         }
     }
+}
+
+/// Whether a node's probe error (as the monitor published it) says its server is gone:
+/// a connection-level failure (refused, reset) — not a timeout (maybe only slow or hung)
+/// and not an error the server itself answered (`backend … error 1040 (08004): Too many
+/// connections`: alive, only busy).
+pub fn probe_error_means_dead(error: &str) -> bool {
+    if error.contains("timed out") {
+        return false;
+    }
+    // A server's own error: "error <code> (<SQLSTATE>)".
+    let server_error = error.match_indices(" error ").any(|(i, m)| {
+        let rest = &error[i + m.len()..];
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        digits > 0 && rest[digits..].starts_with(" (")
+    });
+    !server_error
 }
 
 /// Feeds `bytes` to the digest, skipping the OK packets at `oks` (they carry GTIDs and
@@ -731,5 +761,20 @@ async fn read_response_up_to<S: Stream>(node: &mut NodeConn<S>, expect: Expect, 
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod probe_error_tests {
+    use super::probe_error_means_dead;
+
+    #[test]
+    fn a_refused_or_reset_probe_means_dead_a_timeout_or_a_server_error_does_not() {
+        assert!(probe_error_means_dead("down: backend 127.0.0.1:1: Connection refused (os error 111)"));
+        assert!(probe_error_means_dead("down: backend db0:3306: 192.168.0.1:3306"));
+        assert!(probe_error_means_dead("down: backend db0:3306: Connection reset by peer (os error 104)"));
+        assert!(!probe_error_means_dead("down: probe timed out after 400ms"));
+        assert!(!probe_error_means_dead("down: backend db0:3306 error 1040 (08004): Too many connections"));
+        assert!(!probe_error_means_dead("down: backend db0:3306 error 1045 (28000): Access denied"));
     }
 }

@@ -975,9 +975,11 @@ impl<N: Net> Session<N> {
         };
         // A statement on the primary is kept for transaction replay while a transaction
         // is open there (`failover::replay`): its answer is digested as relayed.
-        let keep = self.shared.cfg.failover.transaction_replay && cut.is_some();
+        // Every statement, wherever it runs (a transaction's statements go to its node
+        // even while the monitor publishes no primary): the log's own state says whether
+        // a transaction is open.
+        let keep = self.shared.cfg.failover.transaction_replay;
         let query = payload.first() == Some(&com::QUERY);
-        let open_before = keep && self.state.txn_node() == Some(node);
         let nc = self.nodes.get_mut(node).expect("ready");
         nc.cut = cut;
         nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
@@ -990,12 +992,13 @@ impl<N: Net> Session<N> {
             if let Ok(summary) = &r {
                 // An ERR carries no status: the transaction goes on, unless the server
                 // rolled it back (deadlock).
-                let open_after = match summary.status {
-                    Some(st) => st & status::IN_TRANS != 0,
-                    None => open_before && summary.error != Some(1213),
+                let open_after = match (summary.status, summary.error) {
+                    (Some(st), _) => Some(st & status::IN_TRANS != 0),
+                    (None, Some(1213)) => Some(false),
+                    (None, _) => None,
                 };
                 let digest = digester.map(|d| d.finish(summary.error, summary.affected_rows, summary.insert_id, summary.result_sets, summary.rows));
-                self.txn_log.observe(open_before, open_after, query.then_some(payload), digest);
+                self.txn_log.observe(open_after, query.then_some(payload), digest);
             }
         }
         r
