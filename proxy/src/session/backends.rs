@@ -510,6 +510,7 @@ pub enum Waited {
 
 /// Sends `wait` (a GTID wait of Sluice's own, answering one value) and `payload` in
 /// one write; relays the statement's response only if the wait answered "reached".
+#[allow(clippy::too_many_arguments)]
 pub async fn relay_after_wait<S: Stream, C: Stream>(
     node: &mut NodeConn<S>,
     client: &mut PacketConn<C>,
@@ -517,6 +518,7 @@ pub async fn relay_after_wait<S: Stream, C: Stream>(
     payload: &[u8],
     expect: Expect,
     timeout: Option<Duration>,
+    wait_timeout: Option<Duration>,
     patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send),
 ) -> Result<Waited, RelayError> {
     let addr = node.conn.addr.clone();
@@ -527,7 +529,9 @@ pub async fn relay_after_wait<S: Stream, C: Stream>(
     node.conn.conn.queue(0, &q);
     node.conn.conn.queue(0, payload);
     node.conn.conn.flush().await.map_err(lost)?;
-    let answer = read_scalar(node, timeout).await;
+    // The server answers the wait within its own timeout: no answer well after it means
+    // the connection is broken (a partition ate it), not a slow replica.
+    let answer = read_scalar(node, wait_timeout.or(timeout)).await;
     let reached = match &answer {
         Ok(v) => crate::consistency::level::wait_reached(v.as_deref()),
         Err(_) => false,

@@ -1107,7 +1107,11 @@ impl<N: Net> Session<N> {
         let timeout_ms = self.state.consistency_timeout_ms;
         let nc = self.nodes.get_mut(node).expect("ready");
         let sql = consistency::wait_sql(nc.mysql, g, timeout_ms);
-        let r = backends::relay_after_wait(nc, &mut self.client, &sql, payload, expect, self.read_timeout, patch).await;
+        // The wait's answer is due within its timeout; a margin of a monitor timeout (at
+        // least 1 s) covers the network, and more means a broken connection.
+        let margin = Duration::from_millis(self.shared.cfg.backend.monitor_timeout_ms.max(1000));
+        let wait_timeout = Some(Duration::from_millis(timeout_ms) + margin).map(|w| self.read_timeout.map_or(w, |r| w.min(r)));
+        let r = backends::relay_after_wait(nc, &mut self.client, &sql, payload, expect, self.read_timeout, wait_timeout, patch).await;
         if let Some(s) = &stats {
             s.finish(started.elapsed().as_nanos() as u64);
         }
