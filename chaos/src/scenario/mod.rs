@@ -549,16 +549,18 @@ fn drive(
         Scenario::Switchover => {
             let target = cluster.node(1).addr();
             let started = Instant::now();
-            let r: Result<(), mysql_async::Error> = rt.block_on(async {
+            // Bounded: a switchover that never answers is a finding, not a hung harness.
+            let r = rt.block_on(tokio::time::timeout(Duration::from_secs(60), async {
                 let o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(proxy.port()).user(Some("ops")).pass(Some("ops")).prefer_socket(false);
                 let mut c = mysql_async::Conn::new(o).await?;
                 use mysql_async::prelude::Queryable;
                 c.query_drop(format!("SLUICE SWITCHOVER TO '{target}'")).await?;
                 c.disconnect().await
-            });
+            }));
             match r {
-                Ok(()) => ev.add(format!("SLUICE SWITCHOVER TO '{target}' done in {} ms", started.elapsed().as_millis())),
-                Err(e) => ev.add(format!("SLUICE SWITCHOVER failed: {e}")),
+                Ok(Ok(())) => ev.add(format!("SLUICE SWITCHOVER TO '{target}' done in {} ms", started.elapsed().as_millis())),
+                Ok(Err(e)) => ev.add(format!("SLUICE SWITCHOVER failed: {e}")),
+                Err(_) => ev.add("SLUICE SWITCHOVER did not answer within 60 s"),
             }
             heal_at = shared.now();
         }

@@ -150,15 +150,6 @@ impl TxnLog {
         self.bytes = 0;
         self.state = LogState::Idle;
     }
-
-    /// Statements kept.
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
 }
 
 #[cfg(test)]

@@ -421,33 +421,10 @@ fn digest_outside_oks(d: &mut crate::failover::replay::Digester, bytes: &[u8], o
 /// the answer's final status flags.
 pub async fn digest_silently<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect: Expect, timeout: Option<Duration>) -> Result<(crate::failover::replay::ResultDigest, Option<u16>), Error> {
     let addr = node.conn.addr.clone();
-    node.conn.conn.send(0, payload).await.map_err(|source| Error::BackendIo { addr: addr.clone(), sent: true, source })?;
-    let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps).mark_oks();
+    node.conn.conn.send(0, payload).await.map_err(|source| Error::BackendIo { addr, sent: true, source })?;
     let mut d = crate::failover::replay::Digester::default();
-    loop {
-        let (n, ev) = t.advance(node.conn.conn.buffered()).map_err(|m| Error::backend_protocol(&addr, m.0))?;
-        digest_outside_oks(&mut d, &node.conn.conn.buffered()[..n], t.oks());
-        node.conn.conn.consume(n);
-        match ev {
-            Event::Done => {
-                let s = t.into_summary();
-                return Ok((d.finish(s.error, s.affected_rows, s.insert_id, s.result_sets, s.rows), s.status));
-            }
-            Event::LocalInfile => return Err(Error::backend_protocol(&addr, "LOCAL INFILE request while replaying a transaction")),
-            Event::More => {
-                let read = node.conn.conn.fill();
-                let r = match timeout {
-                    Some(dl) => tokio::time::timeout(dl, read).await.map_err(|_| Error::BackendTimeout { addr: addr.clone(), what: "replaying a transaction" })?,
-                    None => read.await,
-                };
-                match r {
-                    Ok(0) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source: std::io::ErrorKind::UnexpectedEof.into() }),
-                    Ok(_) => {}
-                    Err(source) => return Err(Error::BackendIo { addr: addr.clone(), sent: true, source }),
-                }
-            }
-        }
-    }
+    let s = read_response_up_to(node, expect, timeout, usize::MAX, Some(&mut d)).await?;
+    Ok((d.finish(s.error, s.affected_rows, s.insert_id, s.result_sets, s.rows), s.status))
 }
 
 /// Writes `bytes` (whole packets and pieces of packets) to the client with the OK
@@ -729,21 +706,29 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
 
 /// Reads one response (already sent) and discards it; at most 1 MiB of it.
 async fn read_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
-    read_response_up_to(node, expect, timeout, 1 << 20).await
+    read_response_up_to(node, expect, timeout, 1 << 20, None).await
 }
 
 /// Reads the response to a client's statement that must not reach the client, and
 /// drops it, however large.
 async fn discard_response<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>) -> Result<Summary, Error> {
-    read_response_up_to(node, expect, timeout, usize::MAX).await
+    read_response_up_to(node, expect, timeout, usize::MAX, None).await
 }
 
-async fn read_response_up_to<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>, limit: usize) -> Result<Summary, Error> {
+/// Reads (and drops) a response of at most `limit` bytes; with `digest`, feeds it what
+/// [`relay_response`] would have for a client (every byte outside OK packets).
+async fn read_response_up_to<S: Stream>(node: &mut NodeConn<S>, expect: Expect, timeout: Option<Duration>, limit: usize, mut digest: Option<&mut crate::failover::replay::Digester>) -> Result<Summary, Error> {
     let addr = node.conn.addr.clone();
     let mut t = ResponseTracker::new(expect, node.conn.caps).with_ext_caps(node.conn.ext_caps);
+    if digest.is_some() {
+        t = t.mark_oks();
+    }
     let mut seen = 0usize;
     loop {
         let (n, ev) = t.advance(node.conn.conn.buffered()).map_err(|m| Error::backend_protocol(&addr, m.0))?;
+        if let Some(d) = digest.as_deref_mut() {
+            digest_outside_oks(d, &node.conn.conn.buffered()[..n], t.oks());
+        }
         node.conn.conn.consume(n);
         seen += n;
         if seen > limit {
