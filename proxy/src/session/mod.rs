@@ -973,11 +973,10 @@ impl<N: Net> Session<N> {
         } else {
             None
         };
-        // A statement on the primary is kept for transaction replay while a transaction
-        // is open there (`failover::replay`): its answer is digested as relayed.
-        // Every statement, wherever it runs (a transaction's statements go to its node
-        // even while the monitor publishes no primary): the log's own state says whether
-        // a transaction is open.
+        // Transaction replay (`failover::replay`): every statement's answer is digested
+        // as relayed, wherever it runs (a transaction's statements go to its node even
+        // while the monitor publishes no primary); the log's own state says whether a
+        // transaction is open.
         let keep = self.shared.cfg.failover.transaction_replay;
         let query = payload.first() == Some(&com::QUERY);
         let nc = self.nodes.get_mut(node).expect("ready");
