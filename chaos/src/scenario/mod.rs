@@ -372,6 +372,16 @@ pub fn run(scenario: Scenario, opts: &Options) -> Result<ScenarioReport> {
                 }
             })
         };
+        // Stops the poller (and the clients) however this closure ends, a panic
+        // included: otherwise the scope would wait for the poller for ever.
+        struct StopOnDrop<'a>(&'a AtomicBool, &'a AtomicBool);
+        impl Drop for StopOnDrop<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::Relaxed);
+                self.1.store(true, Ordering::Relaxed);
+            }
+        }
+        let _stop = StopOnDrop(&polling, &shared.stop);
         let tasks: Vec<_> = (0..opts.clients).map(|c| rt.spawn(workload::client(shared.clone(), spec.clone(), c, ports[c as usize % ports.len()]))).collect();
         let r = drive(scenario, opts, &cluster, relay.as_ref(), &mut proxies[0], &rt, &mut ev, &shared);
         stop_at = shared.now();
@@ -550,13 +560,19 @@ fn drive(
             let target = cluster.node(1).addr();
             let started = Instant::now();
             // Bounded: a switchover that never answers is a finding, not a hung harness.
-            let r = rt.block_on(tokio::time::timeout(Duration::from_secs(60), async {
-                let o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(proxy.port()).user(Some("ops")).pass(Some("ops")).prefer_socket(false);
-                let mut c = mysql_async::Conn::new(o).await?;
-                use mysql_async::prelude::Queryable;
-                c.query_drop(format!("SLUICE SWITCHOVER TO '{target}'")).await?;
-                c.disconnect().await
-            }));
+            // (The timer is created inside the runtime: `timeout` needs its clock.)
+            let port = proxy.port();
+            let sql = format!("SLUICE SWITCHOVER TO '{target}'");
+            let r = rt.block_on(async move {
+                tokio::time::timeout(Duration::from_secs(60), async move {
+                    let o = mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(port).user(Some("ops")).pass(Some("ops")).prefer_socket(false);
+                    let mut c = mysql_async::Conn::new(o).await?;
+                    use mysql_async::prelude::Queryable;
+                    c.query_drop(sql).await?;
+                    c.disconnect().await
+                })
+                .await
+            });
             match r {
                 Ok(Ok(())) => ev.add(format!("SLUICE SWITCHOVER TO '{target}' done in {} ms", started.elapsed().as_millis())),
                 Ok(Err(e)) => ev.add(format!("SLUICE SWITCHOVER failed: {e}")),
