@@ -6,13 +6,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::consistency::level::{Fallback, Level};
 use crate::error::{Error, Result};
 use crate::protocol::auth;
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub proxy: ProxyConfig,
@@ -31,10 +31,56 @@ pub struct Config {
     /// The `sluice` binary's log (`docs/config.md`, `[log]`).
     #[serde(default)]
     pub log: LogConfig,
+    /// The admin interface (`docs/operations.md`); off when absent.
+    #[serde(default)]
+    pub admin: Option<AdminConfig>,
+    /// Statement digests and the slow log (`docs/operations.md`).
+    #[serde(default)]
+    pub stats: StatsConfig,
+}
+
+/// `[admin]`: the admin interface's listeners and accounts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// MySQL-protocol admin listener (`SHOW SLUICE NODES`, `SLUICE KILL`, …).
+    pub listen: Option<String>,
+    /// HTTP listener: `/metrics`, `/health`, `/ready`.
+    pub http_listen: Option<String>,
+    /// Accounts of the MySQL-protocol admin listener.
+    #[serde(default)]
+    pub users: Vec<AdminUser>,
+}
+
+/// `[[admin.users]]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminUser {
+    pub name: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+/// `[stats]`: statement digests and the slow log.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsConfig {
+    /// Most digests kept (the rest fold into one "other" row); 0 turns digests off.
+    #[serde(default = "defaults::max_digests")]
+    pub max_digests: usize,
+    /// Statements slower than this many milliseconds are logged (0: none).
+    #[serde(default = "defaults::slow_query_ms")]
+    pub slow_query_ms: u64,
+}
+
+impl Default for StatsConfig {
+    fn default() -> Self {
+        StatsConfig { max_digests: defaults::max_digests(), slow_query_ms: defaults::slow_query_ms() }
+    }
 }
 
 /// `[log]`: how the `sluice` binary logs (to standard error).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
     /// `text` (human-readable; colour only on a terminal) or `json` (one object per line).
@@ -53,7 +99,7 @@ impl Default for LogConfig {
 }
 
 /// `[log] format`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {
     #[default]
@@ -62,7 +108,7 @@ pub enum LogFormat {
 }
 
 /// `[failover]`: buffering of primary-bound statements while no primary can be reached.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FailoverConfig {
     /// Longest a primary-bound statement waits for a reachable primary (then the client
@@ -118,7 +164,7 @@ pub struct FailoverConfig {
 }
 
 /// `[failover] manager`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FailoverManager {
     #[default]
@@ -160,7 +206,7 @@ impl FailoverConfig {
 
 /// `[pool]`: one pool of backend connections per node (and backend account); with
 /// `multiplex`, client sessions borrow a connection per statement.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PoolConfig {
     /// Sessions hold no backend connection between statements unless pinned (an open
@@ -226,7 +272,7 @@ impl Default for PoolConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProxyConfig {
     /// Address to listen on, `host:port`.
@@ -280,7 +326,7 @@ pub struct ProxyConfig {
 
 /// Threading of the `sluice` binary (the library itself runs on whatever runtime it is
 /// started on).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Scheduler {
     /// Each worker thread runs its own single-threaded runtime; a new session goes to the
@@ -292,7 +338,7 @@ pub enum Scheduler {
     WorkStealing,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AuthMode {
     #[default]
@@ -300,7 +346,7 @@ pub enum AuthMode {
     Passthrough,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerTlsConfig {
     /// PEM certificate chain presented to clients.
@@ -312,7 +358,7 @@ pub struct ServerTlsConfig {
     pub require_secure_transport: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub name: String,
@@ -326,7 +372,7 @@ pub struct UserConfig {
     pub admin: bool,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendConfig {
     /// Account Sluice logs in to the backends with.
@@ -363,7 +409,7 @@ pub struct BackendConfig {
 /// Where a session sends statements: `auto` splits (when splitting is on), `primary`
 /// sends everything to the primary, `replica` sends every statement that can run on a
 /// replica to one (even inside a transaction, for reads).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteMode {
     #[default]
@@ -383,7 +429,7 @@ impl RouteMode {
 }
 
 /// How reads are spread over the eligible replicas.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Policy {
     /// In turn, in proportion to the weights.
@@ -411,7 +457,7 @@ impl Policy {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RoutingConfig {
     /// Send reads to replicas (off: everything goes to the primary). On by default,
@@ -505,7 +551,7 @@ impl RoutingConfig {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UserRouting {
     pub name: String,
@@ -520,7 +566,7 @@ pub struct UserRouting {
     pub multiplex: Option<bool>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackendTlsConfig {
     /// PEM file of the CA(s) that signed the backends' certificates.
@@ -536,6 +582,12 @@ pub struct BackendTlsConfig {
 }
 
 mod defaults {
+    pub fn max_digests() -> usize {
+        1000
+    }
+    pub fn slow_query_ms() -> u64 {
+        1000
+    }
     pub fn max_connections() -> usize {
         4096
     }
@@ -662,6 +714,27 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        if let Some(a) = &self.admin {
+            for (key, v) in [("admin.listen", &a.listen), ("admin.http_listen", &a.http_listen)] {
+                if let Some(v) = v {
+                    if v.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
+                        return bad(format!("{key}: expected host:port, got {v:?}"));
+                    }
+                }
+            }
+            if a.listen.is_none() && a.http_listen.is_none() {
+                return bad("[admin]: set listen, http_listen or both (or remove the section)".into());
+            }
+            if a.listen.is_some() && a.users.is_empty() {
+                return bad("admin.listen needs at least one [[admin.users]] account".into());
+            }
+            if let Some(u) = a.users.iter().find(|u| u.name.is_empty()) {
+                return bad(format!("[[admin.users]]: empty name (password {:?} given)", if u.password.is_empty() { "" } else { "…" }));
+            }
+        }
+        if self.stats.max_digests > 1_000_000 {
+            return bad(format!("stats.max_digests: at most 1000000, got {}", self.stats.max_digests));
+        }
         if self.proxy.listen.rsplit_once(':').is_none_or(|(_, p)| p.parse::<u16>().is_err()) {
             return bad(format!("proxy.listen: expected host:port, got {:?}", self.proxy.listen));
         }

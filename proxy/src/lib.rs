@@ -5,6 +5,7 @@
 //! ([`backend`]). All I/O goes through the [`net::Net`] abstraction and `tokio` (which is
 //! `madsim-tokio`), so the same code runs for real and in deterministic simulation.
 
+pub mod admin;
 pub mod backend;
 pub mod config;
 pub mod consistency;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod failover;
 pub mod faults;
 pub mod health;
+pub mod metrics;
 pub mod net;
 pub mod pool;
 pub mod protocol;

@@ -75,6 +75,12 @@ pub struct Shared<N: Net> {
     pub switchover: tokio::sync::mpsc::Sender<crate::failover::actor::SwitchoverRequest>,
     /// What the failover actor did.
     pub failover_counters: Arc<crate::failover::actor::Counters>,
+    /// Counters and digests (`/metrics`, the admin interface).
+    pub metrics: crate::metrics::Metrics,
+    /// When the instance started.
+    pub started: tokio::time::Instant,
+    /// Path of the config file, for `SLUICE RELOAD` (none when started from a value).
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
@@ -191,6 +197,8 @@ fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
 /// A running proxy.
 pub struct ProxyHandle {
     local_addr: String,
+    admin_addr: Option<String>,
+    http_addr: Option<String>,
     shutdown: Signal<bool>,
     sessions: Arc<Semaphore>,
     max_sessions: usize,
@@ -226,6 +234,16 @@ impl ProxyHandle {
     /// The address the listener is bound to.
     pub fn local_addr(&self) -> &str {
         &self.local_addr
+    }
+
+    /// The address the MySQL-protocol admin listener is bound to (`[admin] listen`).
+    pub fn admin_addr(&self) -> Option<&str> {
+        self.admin_addr.as_deref()
+    }
+
+    /// The address the admin HTTP listener is bound to (`[admin] http_listen`).
+    pub fn http_addr(&self) -> Option<&str> {
+        self.http_addr.as_deref()
     }
 
     /// Stops accepting, closes idle sessions, lets running commands finish up to the
@@ -348,12 +366,23 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
 
     let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?;
     let local_addr = listener.local_addr().map_err(|e| stop_monitor(Error::Config(e.to_string())))?;
+    let mut admin_listeners = (None, None);
+    if let Some(a) = &cfg.admin {
+        if let Some(addr) = &a.listen {
+            admin_listeners.0 = Some(net.bind(addr).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on admin.listen {addr}: {e}"))))?);
+        }
+        if let Some(addr) = &a.http_listen {
+            admin_listeners.1 = Some(net.bind(addr).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on admin.http_listen {addr}: {e}"))))?);
+        }
+    }
     let max_sessions = cfg.proxy.max_connections;
     let sessions = Arc::new(Semaphore::new(max_sessions));
     let timeout = Duration::from_millis(cfg.proxy.shutdown_timeout_ms);
     let classifier_capacity = cfg.routing.classifier_cache;
     let pool_cfg = cfg.pool.clone();
     let cfg_failover_limits = cfg.failover.limits();
+    let node_list = cfg.backend.nodes.clone();
+    let stats_cfg = cfg.stats.clone();
     let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
     let shared = Arc::new(Shared {
         cfg,
@@ -380,6 +409,9 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         failover_buffer: crate::failover::Buffer::new(cfg_failover_limits),
         switchover,
         failover_counters,
+        metrics: crate::metrics::Metrics::new(&node_list, stats_cfg.max_digests, stats_cfg.slow_query_ms),
+        started: tokio::time::Instant::now(),
+        config_path: None,
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
@@ -388,6 +420,17 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tokio::spawn(maintain_pools(shared.clone(), topo.clone()));
+    let mut admin_addrs = (None, None);
+    if let Some(l) = admin_listeners.0 {
+        admin_addrs.0 = l.local_addr().ok();
+        tracing::info!(listen = ?admin_addrs.0, "admin interface is serving");
+        tokio::spawn(crate::admin::serve(shared.clone(), l));
+    }
+    if let Some(l) = admin_listeners.1 {
+        admin_addrs.1 = l.local_addr().ok();
+        tracing::info!(listen = ?admin_addrs.1, "admin HTTP interface is serving");
+        tokio::spawn(crate::admin::http::serve(shared.clone(), l));
+    }
     let stats_source = shared.clone();
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
     tokio::spawn(accept_loop(shared, listener, sessions.clone(), dispatch));
@@ -400,7 +443,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             failover: shared.failover_buffer.stats(),
         })
     };
-    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })
+    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.
@@ -473,22 +516,28 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
     }
 }
 
-async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
-    let shutdown = shared.shutdown.clone();
+/// The next connection `listener` accepts, or `None` once `shutdown` is set. Failed
+/// accepts (e.g. out of file descriptors) are logged and retried after a pause.
+pub(crate) async fn accept_next<L: Listener>(listener: &mut L, shutdown: &Signal<bool>, what: &str) -> Option<(L::Stream, String)> {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait_for(|s| *s) => return None,
             a = listener.accept() => a,
         };
-        let (stream, peer) = match accepted {
-            Ok(x) => x,
+        match accepted {
+            Ok(x) => return Some(x),
             Err(e) => {
-                tracing::warn!(error = %e, "accept failed");
+                tracing::warn!(error = %e, listener = what, "accept failed");
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
             }
-        };
+        }
+    }
+}
+
+async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
+    let shutdown = shared.shutdown.clone();
+    while let Some((stream, peer)) = accept_next(&mut listener, &shutdown, "client").await {
         match sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 let shared = shared.clone();

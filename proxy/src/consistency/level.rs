@@ -6,12 +6,12 @@
 //! [session tracking](https://mariadb.com/kb/en/ok_packet/#session-change-type),
 //! MySQL `session_track_gtids = OWN_GTID`); nothing here does I/O.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use super::gtid::GtidSet;
 
 /// How fresh a read routed to a replica must be.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     /// Any eligible replica (only the lag limit applies).
@@ -48,7 +48,7 @@ impl Level {
 }
 
 /// What happens to a read when no replica reached its position in time.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Fallback {
     /// The primary serves it.

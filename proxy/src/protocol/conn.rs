@@ -147,11 +147,14 @@ pub struct PacketConn<S> {
     wbuf: BytesMut,
     /// Largest logical packet [`Self::read_packet`] accepts.
     pub max_packet: usize,
+    /// Bytes read from and written to the socket so far (for metrics).
+    pub bytes_read: u64,
+    pub bytes_written: u64,
 }
 
 impl<S: Stream> PacketConn<S> {
     pub fn new(stream: S, max_packet: usize) -> Self {
-        PacketConn { io: Transport::Plain(stream), rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::new(), max_packet }
+        PacketConn { io: Transport::Plain(stream), rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::new(), max_packet, bytes_read: 0, bytes_written: 0 }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -202,7 +205,9 @@ impl<S: Stream> PacketConn<S> {
     /// Reads more bytes from the socket into the buffer; `0` means end of stream.
     pub async fn fill(&mut self) -> io::Result<usize> {
         self.rbuf.reserve(READ_CHUNK);
-        self.io.read_buf(&mut self.rbuf).await
+        let n = self.io.read_buf(&mut self.rbuf).await?;
+        self.bytes_read += n as u64;
+        Ok(n)
     }
 
     /// Frees the buffers of a connection that waits, idle, for its peer's next packet
@@ -217,9 +222,11 @@ impl<S: Stream> PacketConn<S> {
                 self.wbuf = BytesMut::new();
             }
             self.rbuf.reserve(IDLE_CHUNK);
-            if self.io.read_buf(&mut self.rbuf).await? == 0 {
+            let n = self.io.read_buf(&mut self.rbuf).await?;
+            if n == 0 {
                 return Err(ReadError::Closed);
             }
+            self.bytes_read += n as u64;
         }
         self.read_packet().await
     }
@@ -253,6 +260,7 @@ impl<S: Stream> PacketConn<S> {
         if !self.wbuf.is_empty() {
             let out = self.wbuf.split();
             self.io.write_all(&out).await?;
+            self.bytes_written += out.len() as u64;
             if self.wbuf.capacity() < out.capacity() && out.capacity() <= 4 * READ_CHUNK {
                 // Reuse the allocation for the next write.
                 let mut out = out;
@@ -275,8 +283,11 @@ impl<S: Stream> PacketConn<S> {
         if !self.wbuf.is_empty() {
             let out = self.wbuf.split();
             self.io.write_all(&out).await?;
+            self.bytes_written += out.len() as u64;
         }
-        self.io.write_all(bytes).await
+        self.io.write_all(bytes).await?;
+        self.bytes_written += bytes.len() as u64;
+        Ok(())
     }
 
     pub async fn flush_raw(&mut self) -> io::Result<()> {

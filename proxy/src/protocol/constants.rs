@@ -148,6 +148,29 @@ pub mod com {
     pub const DAEMON: u8 = 0x1d;
     pub const BINLOG_DUMP_GTID: u8 = 0x1e;
     pub const RESET_CONNECTION: u8 = 0x1f;
+
+    /// The command's name as the server's process list shows it.
+    pub fn name(cmd: u8) -> &'static str {
+        match cmd {
+            QUIT => "Quit",
+            INIT_DB => "Init DB",
+            QUERY => "Query",
+            FIELD_LIST => "Field List",
+            STATISTICS => "Statistics",
+            PROCESS_KILL => "Kill",
+            PING => "Ping",
+            CHANGE_USER => "Change user",
+            STMT_PREPARE => "Prepare",
+            STMT_EXECUTE => "Execute",
+            STMT_SEND_LONG_DATA => "Long Data",
+            STMT_CLOSE => "Close stmt",
+            STMT_RESET => "Reset stmt",
+            SET_OPTION => "Set option",
+            STMT_FETCH => "Fetch",
+            RESET_CONNECTION => "Reset connection",
+            _ => "Other",
+        }
+    }
 }
 
 /// Server error codes and their SQLSTATEs, as MySQL/MariaDB use them.

@@ -26,6 +26,8 @@ pub struct NodeStats {
     pub routed: AtomicU64,
     /// Of those, reads routed to it as a replica (or as a reader among replicas).
     pub routed_reads: AtomicU64,
+    /// Drained by the admin (`SLUICE NODE … DRAIN`): no new reads go there.
+    pub drained: std::sync::atomic::AtomicBool,
 }
 
 /// Weight of a new sample in the moving average (1/8).

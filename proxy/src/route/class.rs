@@ -115,11 +115,35 @@ pub struct Classified {
     pub effects: Vec<Effect>,
     /// Whether the full parser had to be used (for counters and benchmarks).
     pub parsed: bool,
+    /// The statement's digest (set by the classifier; not part of the verdict).
+    pub digest: DigestSlot,
+}
+
+/// A statement digest: the normalised text (`route::classify::digest`) and its hash.
+#[derive(Debug, PartialEq, Eq, Hash)]
+pub struct DigestId {
+    pub hash: u64,
+    pub text: Box<str>,
+}
+
+/// Where a [`Classified`] keeps its digest. Two verdicts are equal whatever their
+/// digests (texts that share a cache entry may differ in keyword case).
+#[derive(Debug, Clone, Default)]
+pub struct DigestSlot(pub Option<std::sync::Arc<DigestId>>);
+
+impl PartialEq for DigestSlot {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+impl Eq for DigestSlot {}
+impl std::hash::Hash for DigestSlot {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 impl Classified {
     pub fn new(kind: Kind) -> Self {
-        Classified { kind, statements: 1, hint: None, effects: Vec::new(), parsed: false }
+        Classified { kind, statements: 1, hint: None, effects: Vec::new(), parsed: false, digest: DigestSlot(None) }
     }
 
     /// True when the statement may run on a replica, as far as its text tells.

@@ -28,6 +28,28 @@ pub struct Entry {
     pub backends: Vec<(String, u32)>,
     /// Notified when the session is killed with `KILL CONNECTION`.
     pub killed: Arc<Notify>,
+    /// The client's address.
+    pub peer: String,
+    /// What the session is doing (`SHOW SLUICE SESSIONS`).
+    pub activity: Activity,
+}
+
+/// What a session is doing now; its own cell (the session locks it twice per command,
+/// the admin interface when it lists sessions).
+pub type Activity = Arc<Mutex<ActivityInfo>>;
+
+#[derive(Debug, Clone, Default)]
+pub struct ActivityInfo {
+    /// The statement running now (its digest) and when it started.
+    pub statement: Option<(Arc<crate::route::class::DigestId>, tokio::time::Instant)>,
+    /// A command other than a statement running now (`COM_PING`, …) and when it started.
+    pub command: Option<(&'static str, tokio::time::Instant)>,
+    /// Why the session keeps its backend connection (multiplexing pin), if it does.
+    pub pin: Option<&'static str>,
+    /// Commands the session has run.
+    pub commands: u64,
+    /// When the session logged in.
+    pub since: Option<tokio::time::Instant>,
 }
 
 /// The backend connection a session is using, shared by the session and the registry.
@@ -64,7 +86,7 @@ struct Inner {
 }
 
 impl Registry {
-    pub fn register(&self, user: String) -> (u32, Arc<Notify>, Current, LastUsed) {
+    pub fn register(&self, user: String, peer: &str) -> (u32, Arc<Notify>, Current, LastUsed, Activity) {
         let mut g = self.inner.lock().expect("registry lock");
         loop {
             g.next = g.next.wrapping_add(1).max(FIRST_ID);
@@ -73,8 +95,9 @@ impl Registry {
                 let killed = Arc::new(Notify::new());
                 let current = Current::default();
                 let last = LastUsed::default();
-                g.sessions.insert(id, Entry { user, current: current.clone(), last: last.clone(), backends: Vec::new(), killed: killed.clone() });
-                return (id, killed, current, last);
+                let activity = Activity::default();
+                g.sessions.insert(id, Entry { user, current: current.clone(), last: last.clone(), backends: Vec::new(), killed: killed.clone(), peer: peer.to_string(), activity: activity.clone() });
+                return (id, killed, current, last, activity);
             }
         }
     }
@@ -116,6 +139,11 @@ impl Registry {
                 g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.last.lock().expect("last lock").iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
             })
             .map(|(id, e)| (*id, e.clone()))
+    }
+
+    /// Every session, by id.
+    pub fn snapshot(&self) -> Vec<(u32, Entry)> {
+        self.inner.lock().expect("registry lock").sessions.iter().map(|(id, e)| (*id, e.clone())).collect()
     }
 
     pub fn remove(&self, id: u32) {
@@ -234,8 +262,8 @@ mod tests {
     #[test]
     fn ids_are_unique_and_reused_only_after_removal() {
         let r = Registry::default();
-        let (a, _, cur, _) = r.register("u".into());
-        let (b, _, _, _) = r.register("u".into());
+        let (a, _, cur, _, _) = r.register("u".into(), "10.0.0.1:5000");
+        let (b, _, _, _, _) = r.register("u".into(), "10.0.0.2:5000");
         assert_ne!(a, b);
         assert!(a >= FIRST_ID && b >= FIRST_ID, "Sluice ids never look like backend thread ids");
         r.add_backend(a, "x:1", 77);

@@ -13,7 +13,6 @@ use crate::failover::{self, Lost, LostContext, Sent};
 use crate::net::Net;
 use crate::protocol::constants::{com, err};
 use crate::route::decide::Target;
-use crate::server::login::send_err;
 
 use super::state::Pin;
 use super::Routed;
@@ -57,7 +56,7 @@ impl<N: Net> Session<N> {
                 }
                 Err(why) => {
                     let msg = format!("Unable to connect to foreign data source: Sluice has no reachable primary and does not buffer the statement: {why}");
-                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
                     return Ok(false);
                 }
             }
@@ -70,7 +69,7 @@ impl<N: Net> Session<N> {
             }
             tracing::warn!(conn = self.id, node = ?failed, "no reachable primary within the failover buffer's window");
             let msg = format!("Unable to connect to foreign data source: Sluice found no reachable primary within {} ms ([failover] buffer_window_ms)", window.as_millis());
-            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+            self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
             return Ok(false);
         }
         let pause = Duration::from_millis((self.shared.cfg.backend.monitor_interval_ms / 4).clamp(10, 250)).min(deadline - now);
@@ -156,7 +155,7 @@ impl<N: Net> Session<N> {
                 let msg = format!(
                     "Query execution was interrupted: Sluice lost its connection to the primary {node} after sending the statement; whether it was applied is unknown ({error})"
                 );
-                send_err(&mut self.client, 1, failover::OUTCOME_UNKNOWN, "70100", &msg).await;
+                self.send_err(1, failover::OUTCOME_UNKNOWN, "70100", &msg).await;
                 if verdict == Lost::OutcomeUnknownEnd {
                     return Err(error);
                 }
@@ -173,14 +172,14 @@ impl<N: Net> Session<N> {
                     }
                 }
                 let msg = format!("Connection was killed: Sluice lost its connection to the primary {node} in an open transaction, which the server rolled back{not_replayed}; reconnect ({error})");
-                send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
+                self.send_err(1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
                 Err(error)
             }
             Lost::StateLost => {
                 let msg = format!(
                     "Connection was killed: Sluice lost its connection to the primary {node}, and with it this session's state there (temporary tables, locks, user variables, cursors); reconnect ({error})"
                 );
-                send_err(&mut self.client, 1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
+                self.send_err(1, failover::ER_CONNECTION_KILLED, "70100", &msg).await;
                 Err(error)
             }
         }

@@ -21,6 +21,7 @@
 pub mod backends;
 pub mod local;
 mod lost;
+mod observe;
 pub mod prepared;
 pub mod state;
 
@@ -175,12 +176,20 @@ struct Session<N: Net> {
     txn_log: crate::failover::replay::TxnLog,
     /// The deposition watch of the current primary, for statements sent to it.
     primary_cut: Option<backends::CutWhenDeposed>,
+    /// The user's counters (looked up once, at login).
+    user_metrics: Arc<crate::metrics::UserMetrics>,
+    /// Why the statement being relayed goes where it goes (for the node's counters).
+    reason: Reason,
+    /// What the session is doing, for the admin interface.
+    activity: crate::server::registry::Activity,
+    /// Client bytes `(read, written)` already counted in `user_metrics`.
+    bytes_counted: (u64, u64),
 }
 
 /// Serves one accepted client connection until it ends.
 pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
     let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
-    let (id, killed, current, last) = shared.registry.register(String::new());
+    let (id, killed, current, last, activity) = shared.registry.register(String::new(), &peer);
     let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
     let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
     let login = match tokio::time::timeout(handshake, login::accept(&shared, &mut client, id, &host)).await {
@@ -189,16 +198,22 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
             tracing::info!(conn = id, %peer, error = %e, "login failed");
             client.shutdown().await;
             shared.registry.remove(id);
+            shared.metrics.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
         Err(_) => {
             tracing::info!(conn = id, %peer, "login timed out");
             send_err(&mut client, 0, err::ER_HANDSHAKE_ERROR, "08S01", "Bad handshake").await;
             shared.registry.remove(id);
+            shared.metrics.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             return;
         }
     };
     shared.registry.set_user(id, &login.user);
+    let user_metrics = shared.metrics.user(&login.user);
+    user_metrics.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _open = observe::OpenSession::new(user_metrics.clone());
+    activity.lock().expect("activity lock").since = Some(Instant::now());
     // A login during a failover waits for a primary like a statement would (the
     // failover buffer's window and statement bound), rather than failing at once.
     let login_deadline = Instant::now() + shared.failover_buffer.limits().window;
@@ -231,6 +246,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         send_err(&mut client, login.seq, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", msg).await;
         client.shutdown().await;
         shared.registry.remove(id);
+        shared.metrics.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return;
     };
     let (split, mode) = shared.cfg.routing.for_user(&login.user);
@@ -277,6 +293,10 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
             max_bytes: shared.cfg.failover.transaction_replay_max_bytes,
         }),
         primary_cut: None,
+        user_metrics,
+        reason: Reason::Unknown,
+        bytes_counted: (0, 0),
+        activity,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -420,7 +440,7 @@ impl<N: Net> Session<N> {
                 Err(ReadError::Io(e)) => return End::Failed(Error::ClientIo(e)),
                 Err(ReadError::TooLarge { .. }) => {
                     let msg = "Got a packet bigger than 'max_allowed_packet' bytes";
-                    send_err(&mut self.client, 1, err::ER_NET_PACKET_TOO_LARGE, "08S01", msg).await;
+                    self.send_err(1, err::ER_NET_PACKET_TOO_LARGE, "08S01", msg).await;
                     // Let the client finish writing the oversized packet so it
                     // reads the ERR instead of a connection reset.
                     let limit = self.shared.cfg.proxy.max_allowed_packet.saturating_mul(2).max(16 << 20);
@@ -428,30 +448,32 @@ impl<N: Net> Session<N> {
                     return End::Failed(Error::client_protocol(err::ER_NET_PACKET_TOO_LARGE, msg));
                 }
                 Err(ReadError::OutOfOrder { got, .. }) => {
-                    send_err(&mut self.client, got.wrapping_add(1), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                    self.send_err(got.wrapping_add(1), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
                     return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, "continuation frame out of order"));
                 }
             };
             if p.seq != 0 {
-                send_err(&mut self.client, p.next_seq(), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
+                self.send_err(p.next_seq(), err::ER_NET_PACKETS_OUT_OF_ORDER, "08S01", "Got packets out of order").await;
                 return End::Failed(Error::client_protocol(err::ER_NET_PACKETS_OUT_OF_ORDER, format!("command with sequence id {}", p.seq)));
             }
             let Some(&cmd) = p.payload.first() else {
-                send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                self.send_err(1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
                 continue;
             };
             let payload = &p.payload[..];
+            let started = Instant::now();
+            self.command_started(cmd, started);
             let outcome = match command(cmd) {
                 Command::Quit => return End::Closed("COM_QUIT"),
                 Command::Unsupported => {
                     tracing::info!(conn = self.id, cmd, "unknown or unsupported command");
-                    send_err(&mut self.client, 1, err::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command").await;
+                    self.send_err(1, err::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command").await;
                     Ok(())
                 }
                 Command::ProcessKill => match payload.get(1..5) {
                     Some(b) => self.kill(Kill::Connection(u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)).await,
                     None => {
-                        send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+                        self.send_err(1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
                         Ok(())
                     }
                 },
@@ -477,11 +499,12 @@ impl<N: Net> Session<N> {
                     // As a server that went away would: the client reconnects and
                     // starts a clean session on the new primary.
                     let msg = format!("Connection was killed: {e}; reconnect");
-                    send_err(&mut self.client, 1, err::ER_CONNECTION_KILLED, "70100", &msg).await;
+                    self.send_err(1, err::ER_CONNECTION_KILLED, "70100", &msg).await;
                 }
                 return End::Failed(e);
             }
             self.after_command().await;
+            self.command_done(started);
         }
     }
 
@@ -791,6 +814,10 @@ impl<N: Net> Session<N> {
                 continue;
             }
             let stats = self.shared.node_stats.get(addr);
+            // Drained by the admin (`SLUICE NODE … DRAIN`): no new reads.
+            if stats.is_some_and(|s| s.drained.load(std::sync::atomic::Ordering::Relaxed)) {
+                continue;
+            }
             cands.push(Candidate {
                 addr,
                 weight,
@@ -982,7 +1009,9 @@ impl<N: Net> Session<N> {
         let nc = self.nodes.get_mut(node).expect("ready");
         nc.cut = cut;
         nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
+        let (t0, w0) = (Instant::now(), self.client.bytes_written);
         let r = self.relay_on_node(node, payload, expect, read, wait, patch).await;
+        self.node_done(node, t0, payload.len(), w0, r.as_ref().ok());
         let digester = self.nodes.get_mut(node).and_then(|nc| {
             nc.cut = None;
             nc.digest.take()
@@ -1139,7 +1168,7 @@ impl<N: Net> Session<N> {
     async fn consistency_fallback(&mut self, failed: &Routed, error: &Error) -> Result<Option<Routed>, Error> {
         if self.state.consistency_fallback == Fallback::Error {
             let msg = format!("Sluice: consistency timeout: {error} within {} ms (sluice_consistency_timeout_ms)", self.state.consistency_timeout_ms);
-            send_err(&mut self.client, 1, consistency::ER_SLUICE_CONSISTENCY_TIMEOUT, consistency::CONSISTENCY_TIMEOUT_STATE, &msg).await;
+            self.send_err(1, consistency::ER_SLUICE_CONSISTENCY_TIMEOUT, consistency::CONSISTENCY_TIMEOUT_STATE, &msg).await;
             return Ok(None);
         }
         tracing::debug!(conn = self.id, node = %failed.node, %error, "read goes to the primary");
@@ -1216,7 +1245,7 @@ fn contains_ci(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Runs `sql` (a `KILL`) on `node` as Sluice's own account, over a connection of its
 /// own; the whole exchange is bounded by `backend.connect_timeout_ms`.
-async fn run_as_service<N: Net>(shared: &Shared<N>, node: &str, sql: &str) -> Result<(), Error> {
+pub(crate) async fn run_as_service<N: Net>(shared: &Shared<N>, node: &str, sql: &str) -> Result<(), Error> {
     let login = shared.service_login();
     let limit = login.timeout;
     let exchange = async {
@@ -1269,7 +1298,7 @@ impl<N: Net> Session<N> {
                 }
                 Err(e @ Error::PoolExhausted { .. }) => {
                     tracing::info!(conn = self.id, node = %routed.node, error = %e, "no pooled connection for a statement");
-                    send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
+                    self.send_err(1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
                     return Ok(None);
                 }
                 Err(e) if self.primary_bound(&routed) && lost::is_unreachable(&e) => match self.on_lost(&routed, payload, read, Sent::Nothing, e).await? {
@@ -1282,7 +1311,7 @@ impl<N: Net> Session<N> {
                 Err(e) => {
                     tracing::warn!(conn = self.id, node = %routed.node, error = %e, "cannot reach the node for a statement");
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
-                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
                     return Ok(None);
                 }
             }
@@ -1300,6 +1329,7 @@ impl<N: Net> Session<N> {
                     None => return Ok(None),
                 }
             }
+            self.reason = routed.reason;
             match self.relay_on(&routed.node, payload, expect, read, routed.wait.as_ref(), patch).await {
                 Ok(summary) => return Ok(Some((routed, summary))),
                 Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
@@ -1377,7 +1407,7 @@ impl<N: Net> Session<N> {
             return Err(e);
         }
         let msg = format!("Unable to connect to foreign data source: Sluice has no primary to send this to ({e})");
-        send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+        self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
         Ok(())
     }
 
@@ -1441,8 +1471,10 @@ impl<N: Net> Session<N> {
 
     /// COM_QUERY.
     async fn query(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let started = Instant::now();
         let sql = &payload[1..];
         let c = self.shared.classifier.classify(sql);
+        self.statement_started(&c, started);
         match c.kind {
             Kind::SluiceSet => return self.sluice_set(sql).await,
             Kind::SluiceShow => return self.sluice_show(sql).await,
@@ -1474,7 +1506,9 @@ impl<N: Net> Session<N> {
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
         self.want_lid = false;
         self.want_found_rows = None;
-        if let Some((routed, summary)) = r? {
+        let r = r?;
+        self.statement_done(&c, started, r.as_ref().map(|(routed, summary)| (routed.node.as_str(), summary)));
+        if let Some((routed, summary)) = r {
             self.after(&routed.node, Some(c.kind), Some(payload), &c.effects, c.statements, &summary);
             self.pins_from_text(&c, sql, &summary);
         }
@@ -1638,11 +1672,13 @@ impl<N: Net> Session<N> {
 
     /// COM_STMT_EXECUTE: routed by the statement's SQL (classified at prepare time).
     async fn execute(&mut self, payload: &[u8]) -> Result<(), Error> {
+        let started = Instant::now();
         let Some(id) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)) else {
             return self.unknown_statement(payload, "mysqld_stmt_execute").await;
         };
         let stmt = self.stmts.get(id).expect("resolved");
         let class = stmt.class.clone();
+        self.statement_started(&class, started);
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
         let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
@@ -1696,12 +1732,12 @@ impl<N: Net> Session<N> {
                     // The server refused to prepare it here (a table dropped since): its
                     // answer is the execute's.
                     self.want_lid = false;
-                    send_err(&mut self.client, 1, code, &state, &message).await;
+                    self.send_err(1, code, &state, &message).await;
                     return Ok(());
                 }
                 Err(e @ Error::PoolExhausted { .. }) => {
                     self.want_lid = false;
-                    send_err(&mut self.client, 1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
+                    self.send_err(1, err::ER_CON_COUNT_ERROR, "08004", &e.to_string()).await;
                     return Ok(());
                 }
                 Err(e) if self.primary_bound(&routed) && lost::is_unreachable(&e) => match self.on_lost(&routed, payload, class.is_read(), Sent::Nothing, e).await? {
@@ -1717,7 +1753,7 @@ impl<N: Net> Session<N> {
                 Err(e) if routed.primary => {
                     self.want_lid = false;
                     let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {}: {e}", routed.node);
-                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                    self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
                     return Ok(());
                 }
                 Err(e) => return Err(e),
@@ -1738,6 +1774,7 @@ impl<N: Net> Session<N> {
                 Some(server) => prepared::execute_for_conn(stmt, server, payload).into_owned(),
                 None => prepared::with_id(payload, nid).into_owned(),
             };
+            self.reason = routed.reason;
             match self.relay_on(&routed.node, &out, expect, class.is_read(), routed.wait.as_ref(), &mut |_, _| {}).await {
                 Ok(s) => break s,
                 Err(RelayError { error: error @ Error::ConsistencyNotReached { .. }, .. }) => match self.consistency_fallback(&routed, &error).await? {
@@ -1764,6 +1801,7 @@ impl<N: Net> Session<N> {
             }
         };
         self.want_lid = false;
+        self.statement_done(&class, started, Some((&routed.node, &summary)));
         if let Some(stmt) = self.stmts.get_mut(id) {
             stmt.last_node = Some(routed.node.clone());
             stmt.long_data_on = None;
@@ -1814,16 +1852,17 @@ impl<N: Net> Session<N> {
         let nid = match self.prepared_on(id, &node).await {
             Ok(n) => n,
             Err(Error::BackendErr { code, state, message, .. }) => {
-                send_err(&mut self.client, 1, code, &state, &message).await;
+                self.send_err(1, code, &state, &message).await;
                 return Ok(());
             }
             Err(e) => {
                 let msg = format!("Unable to connect to foreign data source: Sluice cannot reach {node}: {e}");
-                send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+                self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
                 return Ok(());
             }
         };
         let out = prepared::with_id(payload, nid).into_owned();
+        self.reason = Reason::SessionBound(crate::route::class::Bound::Other);
         let summary = self.relay_on(&node, &out, expect, false, None, &mut |_, _| {}).await.map_err(|e| e.error)?;
         if let Some(s) = self.stmts.get_mut(id) {
             if payload[0] == com::STMT_RESET {
@@ -2015,7 +2054,7 @@ impl<N: Net> Session<N> {
                 Err(e) if own => return Err(e),
                 Err(e) => {
                     tracing::warn!(conn = self.id, target, error = %e, "kill on backend failed");
-                    send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &format!("Unable to connect to foreign data source: Sluice could not reach backend {addr} to kill: {e}")).await;
+                    self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &format!("Unable to connect to foreign data source: Sluice could not reach backend {addr} to kill: {e}")).await;
                     return Ok(());
                 }
             }
@@ -2060,7 +2099,7 @@ impl<N: Net> Session<N> {
     /// backend session with COM_CHANGE_USER as Sluice's backend account.
     async fn change_user(&mut self, payload: &[u8]) -> Result<(), Error> {
         let Some(cu) = ChangeUser::parse(&payload[1..], self.login.caps) else {
-            send_err(&mut self.client, 1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
+            self.send_err(1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
             return Ok(());
         };
         self.refresh_topology();
@@ -2069,7 +2108,7 @@ impl<N: Net> Session<N> {
         };
         if let Err(e) = self.ready(&home).await {
             let msg = format!("Unable to connect to foreign data source: Sluice cannot reach the primary: {e}");
-            send_err(&mut self.client, 1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
+            self.send_err(1, err::ER_CONNECT_TO_FOREIGN_DATA_SOURCE, "HY000", &msg).await;
             return Ok(());
         }
         let (bcaps, bext) = {
@@ -2102,7 +2141,7 @@ impl<N: Net> Session<N> {
                     // The server refuses the command itself after too many failed
                     // attempts on one connection (ER_UNKNOWN_COM_ERROR): its answer wins.
                     Err(Error::BackendErr { code: backend_code, state, message, .. }) if backend_code != err::ER_ACCESS_DENIED_ERROR => {
-                        send_err(&mut self.client, seq, backend_code, &state, &message).await;
+                        self.send_err(seq, backend_code, &state, &message).await;
                         return Ok(());
                     }
                     Err(Error::BackendErr { .. }) => {}
@@ -2115,7 +2154,7 @@ impl<N: Net> Session<N> {
                 // keep the session on it.
                 self.drop_other_nodes(&home).await;
                 self.state.unreplayable = true;
-                send_err(&mut self.client, seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
+                self.send_err(seq, code, if code == err::ER_ACCESS_DENIED_ERROR { "28000" } else { "08004" }, &message).await;
                 return Ok(());
             }
         };
@@ -2153,7 +2192,7 @@ impl<N: Net> Session<N> {
                 // as above, the session stays on the primary.
                 self.drop_other_nodes(&home).await;
                 self.state.unreplayable = true;
-                send_err(&mut self.client, seq, code, &state, &message).await;
+                self.send_err(seq, code, &state, &message).await;
                 Ok(())
             }
             Err(e) => {

@@ -24,6 +24,7 @@
 //! (`cache`). The rules are listed in docs/routing.md ("Classification").
 
 mod cache;
+mod digest;
 mod names;
 mod parse;
 mod scan;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 
 use super::class::{Bound, Classified, Effect, Kind};
 use cache::Cache;
+pub use digest::{digest, MAX_DIGEST_LEN};
 use names::{
     lower, node_specific_table, previous_statement_function, session_function, sysvar_class, SysVarClass, BUILTIN_INDEX, PAREN_KEYWORD_INDEX,
 };
@@ -106,7 +108,8 @@ impl Classifier {
 
     fn miss(&self, sql: &[u8]) -> Arc<Classified> {
         self.misses.fetch_add(1, Ordering::Relaxed);
-        let c = classify_uncached(sql);
+        let mut c = classify_uncached(sql);
+        c.digest = digest_slot(sql);
         if c.parsed {
             self.parses.fetch_add(1, Ordering::Relaxed);
         }
@@ -125,6 +128,13 @@ impl Classifier {
     pub fn cached(&self) -> usize {
         self.cache.as_ref().map_or(0, Cache::len)
     }
+}
+
+/// The digest of `sql` for a [`Classified`].
+pub fn digest_slot(sql: &[u8]) -> crate::route::class::DigestSlot {
+    let mut text = String::new();
+    let hash = digest(sql, &mut text);
+    crate::route::class::DigestSlot(Some(Arc::new(crate::route::class::DigestId { hash, text: text.into_boxed_str() })))
 }
 
 /// Classifies `sql` without a cache.
@@ -168,6 +178,7 @@ pub fn classify_uncached(sql: &[u8]) -> Classified {
             hint: first.result.hint,
             effects: vec![Effect::Unreplayable],
             parsed,
+            digest: Default::default(),
         },
     };
     out.parsed = parsed;
@@ -277,6 +288,7 @@ fn classify_mode(sql: &[u8], mode: Mode) -> ModeResult {
         hint: flags.hint,
         effects,
         parsed,
+        digest: Default::default(),
     };
     let empty = statements == 0;
     if empty || flags.unterminated || flags.bad_version_comment {
