@@ -150,7 +150,8 @@ start_cluster() {
 }
 
 # start_sluice NAME SCHEDULER WORKERS [EXTRA_TOML]: starts a Sluice in front of $NODES
-# (EXTRA_TOML is appended to its config), sets STARTED_PID and STARTED_PORT.
+# (EXTRA_TOML is appended to its config), sets STARTED_PID and STARTED_PORT. The binary
+# is $SLUICE_BIN_FOR_START when set, else $SLUICE_BIN.
 start_sluice() {
     local name=$1 scheduler=$2 workers=$3 extra=${4:-} addr="" i
     cat >"$WORK/$name.toml" <<EOF
@@ -170,12 +171,13 @@ password = "app"
 nodes = [$NODES]
 $extra
 EOF
-    "$SLUICE_BIN" --config "$WORK/$name.toml" --check >"$WORK/$name-check.log" 2>&1 ||
+    local bin=${SLUICE_BIN_FOR_START:-$SLUICE_BIN}
+    "$bin" --config "$WORK/$name.toml" --check >"$WORK/$name-check.log" 2>&1 ||
         { cat "$WORK/$name-check.log" >&2; die "sluice rejected $WORK/$name.toml"; }
     # Created before the start: the background child opens it only when it runs, and
     # the loop below may look first.
     : >"$WORK/$name-stdout.log"
-    "${PIN_PROXY[@]}" "$SLUICE_BIN" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
+    "${PIN_PROXY[@]}" "$bin" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
     STARTED_PID=$!
     for ((i = 0; i < 300; i++)); do
         addr=$(sed -n 's/^sluice listening on //p' "$WORK/$name-stdout.log")

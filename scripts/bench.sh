@@ -37,6 +37,9 @@
 #                    and the report gets a second ratio table for it [unset]
 #   BENCH_ALT_WORKERS       proxy.worker_threads of that second Sluice
 #                    [BENCH_SLUICE_WORKERS]
+#   BENCH_ALT_BIN    when set, the second Sluice ("sluice-alt") runs this binary (e.g.
+#                    an older build, to measure what a change costs: docs/benchmarks.md
+#                    "Metrics cost"), with BENCH_ALT_SCHEDULER defaulting to Sluice's
 #
 # The default run (3 rounds x 2 workloads x 2 thread counts x 2 ps modes x 3 targets x
 # 15 s) takes about 20 minutes plus the build. See docs/benchmarks.md.
@@ -215,9 +218,11 @@ read_write_split = $BENCH_SPLIT"
 SLUICE_PID=$STARTED_PID; SLUICE_PORT=$STARTED_PORT
 TARGETS="direct haproxy sluice"
 ALT_PORT=""
-if [ -n "${BENCH_ALT_SCHEDULER:-}" ]; then
+if [ -n "${BENCH_ALT_SCHEDULER:-}" ] || [ -n "${BENCH_ALT_BIN:-}" ]; then
+    BENCH_ALT_SCHEDULER=${BENCH_ALT_SCHEDULER:-$SLUICE_SCHEDULER}
     ALT_WORKERS=${BENCH_ALT_WORKERS:-$SLUICE_WORKERS}
-    start_sluice sluice-alt "$BENCH_ALT_SCHEDULER" "$ALT_WORKERS" "[routing]
+    [ -z "${BENCH_ALT_BIN:-}" ] || [ -x "$BENCH_ALT_BIN" ] || die "BENCH_ALT_BIN=$BENCH_ALT_BIN is not an executable"
+    SLUICE_BIN_FOR_START=${BENCH_ALT_BIN:-} start_sluice sluice-alt "$BENCH_ALT_SCHEDULER" "$ALT_WORKERS" "[routing]
 read_write_split = $BENCH_SPLIT"
     ALT_PID=$STARTED_PID; ALT_PORT=$STARTED_PORT
     TARGETS="$TARGETS sluice-alt"
@@ -308,6 +313,45 @@ kill -0 "$SLUICE_PID" 2>/dev/null || SLUICE_ALIVE="no (exited during the run)"
 # Report.
 
 # ratio_table TARGET: the ratio table of one Sluice target against HAProxy and direct.
+# alt_table: Sluice against sluice-alt (BENCH_ALT_BIN) per case: QPS and CPU per query,
+# each a median of the per-round ratios [lowest–highest], and over all cases and rounds
+# the geometric mean of the QPS ratio with a 95 % interval (t on the log ratios).
+alt_table() {
+    echo "| workload | ps mode | threads | QPS sluice/alt | CPU per query sluice/alt |"
+    echo "|---|---|---:|---:|---:|"
+    awk -F'\t' '
+        {
+            split($5, s, " "); key = $1 "\t" $2 "\t" $3
+            if (!(key in seen)) { seen[key] = 1; order[++n] = key }
+            r = $11; if (!((key, r) in rs)) { rs[key, r] = 1; rounds[key] = rounds[key] " " r }
+            qps[key, r, $4] = s[2]; q[key, r, $4] = s[3]; ticks[key, r, $4] = $6
+        }
+        function sort(v, k,   i, j, t) { for (i = 2; i <= k; i++) { t = v[i]; for (j = i - 1; j >= 1 && v[j] > t; j--) v[j + 1] = v[j]; v[j + 1] = t } }
+        function cell(v, k) { if (k == 0) return "-"; sort(v, k); return sprintf("%.3f [%.3f–%.3f]", (k % 2) ? v[(k + 1) / 2] : (v[k / 2] + v[k / 2 + 1]) / 2, v[1], v[k]) }
+        END {
+            all = 0; sl = 0; ss = 0
+            for (i = 1; i <= n; i++) {
+                key = order[i]; split(key, f, "\t"); m = split(substr(rounds[key], 2), rl, " ")
+                delete a; delete c; ka = 0; kc = 0
+                for (j = 1; j <= m; j++) {
+                    r = rl[j]
+                    if (qps[key, r, "sluice-alt"] > 0 && qps[key, r, "sluice"] > 0) {
+                        a[++ka] = qps[key, r, "sluice"] / qps[key, r, "sluice-alt"]
+                        all++; sl += log(a[ka]); ss += log(a[ka]) ^ 2
+                    }
+                    if (q[key, r, "sluice"] > 0 && q[key, r, "sluice-alt"] > 0 && ticks[key, r, "sluice-alt"] > 0)
+                        c[++kc] = (ticks[key, r, "sluice"] / q[key, r, "sluice"]) / (ticks[key, r, "sluice-alt"] / q[key, r, "sluice-alt"])
+                }
+                printf "| %s | %s | %s | %s | %s |\n", f[1], f[2], f[3], cell(a, ka), cell(c, kc)
+            }
+            if (all >= 2) {
+                mu = sl / all; sd = sqrt((ss - all * mu * mu) / (all - 1)); if (sd != sd) sd = 0
+                h = 1.96 * sd / sqrt(all); if (all <= 30) h = 2.1 * sd / sqrt(all)
+                printf "\nQPS sluice/alt over all %d case-rounds: geometric mean %.3f, 95 %% interval [%.3f–%.3f].\n", all, exp(mu), exp(mu - h), exp(mu + h)
+            }
+        }' "$RESULTS"
+}
+
 ratio_table() {
     echo "| workload | ps mode | threads | Sluice/HAProxy QPS | geometric mean, 95 % CI | Sluice/direct QPS | HAProxy/direct QPS | Sluice/HAProxy CPU per query | throughput target | CPU target |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---|---|"
@@ -405,7 +449,7 @@ report() {
     echo "- Machine: $NCPU CPU ($cpu_model), $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM, Linux $kernel, load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
     echo "- Settings: $BENCH_ROUNDS round(s), ${BENCH_SECONDS}s per run, threads: $BENCH_THREADS, tables: $BENCH_TABLES x $BENCH_TABLE_SIZE rows, ps modes: $BENCH_PS_MODES"
-    echo "- Sluice: scheduler = $SLUICE_SCHEDULER, worker_threads = $SLUICE_WORKERS${BENCH_ALT_SCHEDULER:+; target sluice-alt: a second Sluice with scheduler = $BENCH_ALT_SCHEDULER, worker_threads = ${ALT_WORKERS:-}}"
+    echo "- Sluice: scheduler = $SLUICE_SCHEDULER, worker_threads = $SLUICE_WORKERS${BENCH_ALT_SCHEDULER:+; target sluice-alt: a second Sluice with scheduler = $BENCH_ALT_SCHEDULER, worker_threads = ${ALT_WORKERS:-}}${BENCH_ALT_BIN:+, binary $BENCH_ALT_BIN}"
     echo "- Pinning: $PIN_DESC"
     echo "- CPU per query: (utime+stime of the process over the run, from /proc/PID/stat, CLK_TCK=$CLK_TCK) / queries sysbench completed"
     echo "- Other load: CPU used during the run by processes outside the benchmark (busy time from /proc/stat minus MariaDB, proxies and sysbench) plus hypervisor steal, in % of all $NCPU CPUs; high values mean the run was disturbed"
@@ -435,9 +479,15 @@ report() {
     echo "targets are judged on the median."
     echo
     ratio_table sluice
+    if [ -n "${BENCH_ALT_BIN:-}" ]; then
+        echo
+        echo "### sluice / sluice-alt ($BENCH_ALT_BIN), same rounds"
+        echo
+        alt_table
+    fi
     if [ -n "$ALT_PORT" ]; then
         echo
-        echo "### sluice-alt (scheduler = $BENCH_ALT_SCHEDULER, worker_threads = $ALT_WORKERS), same rounds"
+        echo "### sluice-alt (scheduler = $BENCH_ALT_SCHEDULER, worker_threads = $ALT_WORKERS${BENCH_ALT_BIN:+, binary $BENCH_ALT_BIN}), same rounds"
         echo
         ratio_table sluice-alt
     fi

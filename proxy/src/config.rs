@@ -37,6 +37,9 @@ pub struct Config {
     /// Statement digests and the slow log (`docs/operations.md`).
     #[serde(default)]
     pub stats: StatsConfig,
+    /// The file this config was loaded from (`SLUICE RELOAD` and SIGHUP re-read it).
+    #[serde(skip)]
+    pub source: Option<std::path::PathBuf>,
 }
 
 /// `[admin]`: the admin interface's listeners and accounts.
@@ -706,10 +709,12 @@ impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config(format!("cannot read {}: {e}", path.display())))?;
-        Self::parse(&text).map_err(|e| match e {
+        let mut cfg = Self::parse(&text).map_err(|e| match e {
             Error::Config(m) => Error::Config(format!("{}: {m}", path.display())),
             other => other,
-        })
+        })?;
+        cfg.source = Some(path.to_path_buf());
+        Ok(cfg)
     }
 
     fn validate(&self) -> Result<()> {

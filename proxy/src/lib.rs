@@ -18,6 +18,7 @@ pub mod net;
 pub mod pool;
 pub mod protocol;
 pub mod proxy;
+pub mod reload;
 pub mod route;
 pub mod server;
 pub mod session;

@@ -105,7 +105,7 @@ fn main() -> ExitCode {
             }
         };
         println!("sluice listening on {}", handle.local_addr());
-        wait_for_signal().await;
+        wait_for_signal(&handle).await;
         tracing::info!("shutting down: no new connections, waiting for running commands");
         let left = handle.shutdown().await;
         if left > 0 {
@@ -116,16 +116,22 @@ fn main() -> ExitCode {
     })
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; SIGHUP re-reads the config file meanwhile (the outcome
+/// is logged: `ProxyHandle::reload`).
+async fn wait_for_signal(handle: &sluice::ProxyHandle) {
     use tokio::signal::unix::{signal, SignalKind};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
-        (Ok(mut term), Ok(mut int)) => {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt()), signal(SignalKind::hangup())) {
+        (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
             tokio::select! {
                 biased;
-                _ = term.recv() => {}
-                _ = int.recv() => {}
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => {
+                    tracing::info!("SIGHUP: reloading the configuration");
+                    let _ = handle.reload();
+                }
             }
-        }
+        },
         _ => {
             let _ = tokio::signal::ctrl_c().await;
         }

@@ -79,8 +79,9 @@ pub struct Shared<N: Net> {
     pub metrics: crate::metrics::Metrics,
     /// When the instance started.
     pub started: tokio::time::Instant,
-    /// Path of the config file, for `SLUICE RELOAD` (none when started from a value).
-    pub config_path: Option<std::path::PathBuf>,
+    /// The config in force for what can change live (`crate::reload`); `cfg` is the
+    /// config the instance started with.
+    pub live: crate::reload::Live,
 }
 
 impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
@@ -98,6 +99,25 @@ impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
 }
 
 impl<N: Net> Shared<N> {
+    /// Re-reads the config file and puts its live settings in force (`crate::reload`),
+    /// logging what changed and what needs a restart. A file that does not load changes
+    /// nothing (logged, and returned).
+    pub fn reload(&self) -> Result<crate::reload::Plan> {
+        let r = crate::reload::reload(&self.live, |next| {
+            self.metrics.slow_ns.store(next.stats.slow_query_ms.saturating_mul(1_000_000), std::sync::atomic::Ordering::Relaxed);
+        });
+        match &r {
+            Ok(p) => {
+                tracing::warn!(changed = ?p.changed, "configuration reloaded");
+                if !p.restart_needed.is_empty() {
+                    tracing::warn!(settings = ?p.restart_needed, "these settings changed in the file but only take effect after a restart; running values kept");
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "configuration reload refused; the running configuration stays"),
+        }
+        r
+    }
+
     /// `(server version, capabilities, extended capabilities, charset)` to announce to
     /// clients, from the primary.
     pub fn handshake_facts(&self) -> (String, u32, u32, u8) {
@@ -204,6 +224,7 @@ pub struct ProxyHandle {
     max_sessions: usize,
     timeout: Duration,
     stats: Arc<dyn Fn() -> ProxyStats + Send + Sync>,
+    reload: Arc<dyn Fn() -> Result<crate::reload::Plan> + Send + Sync>,
 }
 
 /// A snapshot of an instance's pools and pin counters (what the admin interface and
@@ -221,6 +242,12 @@ pub struct ProxyStats {
 }
 
 impl ProxyHandle {
+    /// Re-reads the config file the instance started from (SIGHUP, `SLUICE RELOAD`):
+    /// see [`crate::reload`].
+    pub fn reload(&self) -> Result<crate::reload::Plan> {
+        (self.reload)()
+    }
+
     /// The pools' and pins' counters now.
     pub fn stats(&self) -> ProxyStats {
         (self.stats)()
@@ -383,6 +410,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let cfg_failover_limits = cfg.failover.limits();
     let node_list = cfg.backend.nodes.clone();
     let stats_cfg = cfg.stats.clone();
+    let live_cfg = cfg.clone();
     let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
     let shared = Arc::new(Shared {
         cfg,
@@ -411,7 +439,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         failover_counters,
         metrics: crate::metrics::Metrics::new(&node_list, stats_cfg.max_digests, stats_cfg.slow_query_ms),
         started: tokio::time::Instant::now(),
-        config_path: None,
+        live: crate::reload::Live::new(live_cfg),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
@@ -432,6 +460,10 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         tokio::spawn(crate::admin::http::serve(shared.clone(), l));
     }
     let stats_source = shared.clone();
+    let reload = {
+        let shared = shared.clone();
+        Arc::new(move || shared.reload())
+    };
     tracing::info!(listen = %local_addr, primary = ?topo.primary, "sluice is serving");
     tokio::spawn(accept_loop(shared, listener, sessions.clone(), dispatch));
     let stats = {
@@ -443,7 +475,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             failover: shared.failover_buffer.stats(),
         })
     };
-    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })
+    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats, reload })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.

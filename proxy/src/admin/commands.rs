@@ -15,6 +15,7 @@ pub enum AdminCommand {
     Drain { node: String },
     Enable { node: String },
     Switchover { to: Option<String> },
+    Reload,
     ResetDigests,
     /// `SELECT @@version_comment LIMIT 1`, `SELECT @@max_allowed_packet, @@wait_timeout`
     /// and the like, which clients send on connecting: the variables' names (lower
@@ -29,7 +30,7 @@ pub const DEFAULT_DIGEST_LIMIT: usize = 20;
 
 /// What the admin listener understands, for the error of a statement it does not.
 pub const HELP: &str = "Sluice admin: SHOW SLUICE NODES | SESSIONS | POOLS | USERS | QUERY DIGESTS [LIMIT n] | CONFIG | VERSION; \
-SLUICE KILL [CONNECTION | QUERY] id; SLUICE NODE 'host:port' DRAIN | ENABLE; SLUICE SWITCHOVER [TO 'host:port']; SLUICE RESET DIGESTS";
+SLUICE KILL [CONNECTION | QUERY] id; SLUICE NODE 'host:port' DRAIN | ENABLE; SLUICE SWITCHOVER [TO 'host:port'];; SLUICE RESET DIGESTS; SLUICE RELOAD";
 
 /// Parses one admin statement (case-insensitive; a trailing `;` and surrounding
 /// whitespace allowed). `Err` carries the reason.
@@ -53,6 +54,7 @@ pub fn parse(sql: &str) -> Result<AdminCommand, String> {
         ["sluice", "kill", "connection", id] => Ok(AdminCommand::Kill { id: number(id)?, query: false }),
         ["sluice", "kill", "query", id] => Ok(AdminCommand::Kill { id: number(id)?, query: true }),
         ["sluice", "reset", "digests"] => Ok(AdminCommand::ResetDigests),
+        ["sluice", "reload"] => Ok(AdminCommand::Reload),
         ["sluice", "node", _, "drain"] => Ok(AdminCommand::Drain { node: unquote(words[2]) }),
         ["sluice", "node", _, "enable"] => Ok(AdminCommand::Enable { node: unquote(words[2]) }),
         ["sluice", "switchover"] => Ok(AdminCommand::Switchover { to: None }),

@@ -117,7 +117,8 @@ async fn login<N: Net>(shared: &Shared<N>, conn: &mut PacketConn<N::Stream>, id:
         seq = p.next_seq();
         response = p.payload.to_vec();
     }
-    let accounts = shared.cfg.admin.as_ref().map(|a| a.users.as_slice()).unwrap_or_default();
+    let live = shared.live.get();
+    let accounts = live.admin.as_ref().map(|a| a.users.as_slice()).unwrap_or_default();
     let ok = accounts.iter().any(|a| {
         let stage2 = (!a.password.is_empty()).then(|| auth::native_stage2(a.password.as_bytes()));
         a.name == user && auth::native_verify(stage2.as_ref(), &nonce, &response)
@@ -219,10 +220,21 @@ pub async fn run<N: Net>(shared: &Shared<N>, c: AdminCommand) -> Answer {
         AdminCommand::ShowPools => tables::pools(shared),
         AdminCommand::ShowUsers => tables::users(shared),
         AdminCommand::ShowDigests { limit } => tables::digests(shared, limit),
-        AdminCommand::ShowConfig => tables::config(&shared.cfg),
+        AdminCommand::ShowConfig => tables::config(&shared.live.get()),
         AdminCommand::ShowVersion => tables::version(shared),
         AdminCommand::Variables(names) => variables(&names),
         AdminCommand::Set => Answer::Ok(String::new()),
+        AdminCommand::Reload => match shared.reload() {
+            Ok(p) if p.changed.is_empty() && p.restart_needed.is_empty() => Answer::Ok("configuration unchanged".into()),
+            Ok(p) => {
+                let mut msg = format!("reloaded; changed: {}", if p.changed.is_empty() { "nothing live".to_string() } else { p.changed.join(", ") });
+                if !p.restart_needed.is_empty() {
+                    msg.push_str(&format!("; need a restart (running values kept): {}", p.restart_needed.join(", ")));
+                }
+                Answer::Ok(msg)
+            }
+            Err(e) => Answer::Err(err::ER_UNKNOWN_ERROR, "HY000", format!("Reload refused, the running configuration stays: {e}")),
+        },
         AdminCommand::ResetDigests => {
             shared.metrics.digests.clear();
             Answer::Ok("digests cleared".into())

@@ -179,12 +179,14 @@ pub fn digests<N: Net>(shared: &Shared<N>, limit: usize) -> Answer {
 /// `SHOW SLUICE CONFIG`: the configuration in force, one row per setting (dotted
 /// keys), secrets masked.
 pub fn config(cfg: &Config) -> Answer {
-    let value = match toml::Value::try_from(cfg) {
-        Ok(v) => v,
-        Err(e) => return Answer::Err(crate::protocol::constants::err::ER_UNKNOWN_ERROR, "HY000", format!("cannot show the configuration: {e}")),
-    };
-    let mut rows = Vec::new();
-    flatten("", &value, &mut rows);
+    let rows = crate::reload::flatten(cfg)
+        .into_iter()
+        .filter(|(k, _)| !k.ends_with("[]"))
+        .map(|(k, v)| {
+            let shown = if secret(&k) && v != "\"\"" { "********".to_string() } else { v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).map_or(v.clone(), str::to_string) };
+            vec![k, shown]
+        })
+        .collect();
     Answer::Rows(names(&["key", "value"]), rows)
 }
 
@@ -192,33 +194,6 @@ pub fn config(cfg: &Config) -> Answer {
 fn secret(key: &str) -> bool {
     let last = key.rsplit('.').next().unwrap_or(key);
     last == "password" || last.ends_with("_password") || last == "key" || last.ends_with("_key") && !last.ends_with("public_key")
-}
-
-fn flatten(prefix: &str, v: &toml::Value, rows: &mut Vec<Vec<String>>) {
-    match v {
-        toml::Value::Table(t) => {
-            for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                flatten(&key, v, rows);
-            }
-        }
-        toml::Value::Array(a) if a.iter().any(|v| v.is_table()) => {
-            for (i, v) in a.iter().enumerate() {
-                flatten(&format!("{prefix}[{i}]"), v, rows);
-            }
-        }
-        other => {
-            let shown = if secret(prefix) && other.as_str().is_some_and(|s| !s.is_empty()) {
-                "********".to_string()
-            } else {
-                match other {
-                    toml::Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                }
-            };
-            rows.push(vec![prefix.to_string(), shown]);
-        }
-    }
 }
 
 /// `SHOW SLUICE VERSION`.

@@ -142,7 +142,7 @@ pub struct Metrics {
     /// Statement digests.
     pub digests: digests::Digests,
     /// Statements slower than this are logged (0: never).
-    pub slow_ns: u64,
+    pub slow_ns: AtomicU64,
     /// Slow statements logged.
     pub slow_statements: AtomicU64,
     /// Logins refused or abandoned (bad credentials, bad handshake, timeout, no
@@ -156,7 +156,7 @@ impl Metrics {
             nodes: nodes.iter().map(|n| (n.clone(), Arc::new(NodeMetrics::default()))).collect(),
             users: Mutex::new(BTreeMap::new()),
             digests: digests::Digests::new(max_digests),
-            slow_ns: slow_ms.saturating_mul(1_000_000),
+            slow_ns: AtomicU64::new(slow_ms.saturating_mul(1_000_000)),
             slow_statements: AtomicU64::new(0),
             login_failures: AtomicU64::new(0),
         }

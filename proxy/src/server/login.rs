@@ -169,9 +169,10 @@ pub async fn authenticate<N: Net>(
 ) -> Result<(Verdict, Vec<u8>)> {
     let shown_host = shared.accounts.host_as_server_names_it(host);
     let denied = |response: &[u8]| Verdict::Refused { code: err::ER_ACCESS_DENIED_ERROR, message: access_denied(user, shown_host, !response.is_empty()) };
+    let live = shared.live.get();
     let (plugin, check) = match shared.cfg.proxy.auth_mode {
-        AuthMode::Config => match shared.cfg.user(user.as_bytes()) {
-            Some(u) => (shared.cfg.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),
+        AuthMode::Config => match live.user(user.as_bytes()) {
+            Some(u) => (live.user_plugin(u).to_string(), Check::Config { password: u.password.clone() }),
             None => (shared.cfg.proxy.default_auth_plugin.clone(), Check::Unknown),
         },
         AuthMode::Passthrough => {

@@ -267,23 +267,47 @@ impl<N: Net> Session<N> {
                 return Ok(());
             }
         };
-        let routing = &self.shared.cfg.routing;
-        let (split, mode) = routing.for_user(&self.login.user);
+        let x = &mut self.state.explicit;
         for s in settings {
             match s {
-                Setting::Split(v) => self.state.split = v.unwrap_or(split),
-                Setting::Route(v) => self.state.mode = v.unwrap_or(mode),
-                Setting::Consistency(v) => self.state.consistency = v.unwrap_or(routing.consistency_for(&self.login.user)),
-                Setting::ConsistencyTimeoutMs(v) => self.state.consistency_timeout_ms = v.unwrap_or(routing.consistency_timeout_ms),
-                Setting::ConsistencyFallback(v) => self.state.consistency_fallback = v.unwrap_or(routing.consistency_fallback),
+                Setting::Split(v) => (self.state.split, x.split) = (v.unwrap_or_default(), v.is_some()),
+                Setting::Route(v) => (self.state.mode, x.mode) = (v.unwrap_or(RouteMode::Auto), v.is_some()),
+                Setting::Consistency(v) => (self.state.consistency, x.consistency) = (v.unwrap_or_default(), v.is_some()),
+                Setting::ConsistencyTimeoutMs(v) => (self.state.consistency_timeout_ms, x.consistency_timeout_ms) = (v.unwrap_or_default(), v.is_some()),
+                Setting::ConsistencyFallback(v) => (self.state.consistency_fallback, x.consistency_fallback) = (v.unwrap_or_default(), v.is_some()),
             }
         }
-        // A wait must end before the read deadline does.
-        self.state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(self.state.consistency_timeout_ms, self.shared.cfg.backend.read_timeout_ms);
+        // `DEFAULT`: the config's value.
+        self.apply_config_defaults();
         tracing::debug!(conn = self.id, split = self.state.split, route = self.state.mode.name(), "session routing settings");
         let ok = packets::ok_payload(self.local_status(), self.login.caps);
         self.client.send(1, &ok).await.map_err(Error::ClientIo)?;
         Ok(())
+    }
+
+    /// Sets every routing setting the client did not set itself to the config's value
+    /// for its user (at `DEFAULT`, and after a config reload).
+    pub(super) fn apply_config_defaults(&mut self) {
+        let routing = &self.live.routing;
+        let (split, mode) = routing.for_user(&self.login.user);
+        let x = self.state.explicit;
+        if !x.split {
+            self.state.split = split;
+        }
+        if !x.mode {
+            self.state.mode = mode;
+        }
+        if !x.consistency {
+            self.state.consistency = routing.consistency_for(&self.login.user);
+        }
+        if !x.consistency_timeout_ms {
+            self.state.consistency_timeout_ms = routing.consistency_timeout_ms;
+        }
+        if !x.consistency_fallback {
+            self.state.consistency_fallback = routing.consistency_fallback;
+        }
+        // A wait must end before the read deadline does.
+        self.state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(self.state.consistency_timeout_ms, self.shared.cfg.backend.read_timeout_ms);
     }
 
     /// `SLUICE SWITCHOVER [TO 'host:port']` (users with `admin = true` only): a planned
@@ -291,7 +315,7 @@ impl<N: Net> Session<N> {
     async fn sluice_command(&mut self, sql: &[u8], status: u16) -> Result<(), Error> {
         let text = String::from_utf8_lossy(sql).trim().trim_end_matches(';').trim().to_string();
         let words: Vec<&str> = text.split_whitespace().collect();
-        let admin = self.shared.cfg.users.iter().any(|u| u.admin && u.name == self.login.user);
+        let admin = self.live.users.iter().any(|u| u.admin && u.name == self.login.user);
         let target = match words.as_slice() {
             [_, w] if w.eq_ignore_ascii_case("switchover") => Ok(None),
             [_, w, to, node] if w.eq_ignore_ascii_case("switchover") && to.eq_ignore_ascii_case("to") => Ok(Some(node.trim_matches(|c| c == '\'' || c == '"' || c == '`').to_string())),

@@ -182,6 +182,10 @@ struct Session<N: Net> {
     reason: Reason,
     /// What the session is doing, for the admin interface.
     activity: crate::server::registry::Activity,
+    /// The config in force for live settings (`crate::reload`) as of `live_version`;
+    /// re-read before a command when a reload bumped the version.
+    live: Arc<crate::config::Config>,
+    live_version: u64,
     /// Client bytes `(read, written)` already counted in `user_metrics`.
     bytes_counted: (u64, u64),
 }
@@ -249,13 +253,15 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         shared.metrics.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         return;
     };
-    let (split, mode) = shared.cfg.routing.for_user(&login.user);
-    let level = shared.cfg.routing.consistency_for(&login.user);
-    let multiplex = shared.cfg.routing.multiplex_for(&login.user, shared.cfg.pool.multiplex);
+    let live_version = shared.live.version();
+    let live = shared.live.get();
+    let (split, mode) = live.routing.for_user(&login.user);
+    let level = live.routing.consistency_for(&login.user);
+    let multiplex = live.routing.multiplex_for(&login.user, live.pool.multiplex);
     let mut state = SessionState::new(login.database.clone(), status::AUTOCOMMIT, split, mode);
     state.consistency = level;
-    state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(shared.cfg.routing.consistency_timeout_ms, shared.cfg.backend.read_timeout_ms);
-    state.consistency_fallback = shared.cfg.routing.consistency_fallback;
+    state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(live.routing.consistency_timeout_ms, shared.cfg.backend.read_timeout_ms);
+    state.consistency_fallback = live.routing.consistency_fallback;
     let seed = shared.rng.lock().expect("rng lock").gen::<u64>();
     let bugs = Bugs { writes_to_replica: shared.faults.route_writes_to_replica(), session_bound_reads_to_replica: shared.faults.route_session_bound_reads_to_replica() };
     let read_timeout = (shared.cfg.backend.read_timeout_ms > 0).then(|| Duration::from_millis(shared.cfg.backend.read_timeout_ms));
@@ -297,6 +303,8 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         reason: Reason::Unknown,
         bytes_counted: (0, 0),
         activity,
+        live,
+        live_version,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -463,6 +471,12 @@ impl<N: Net> Session<N> {
             let payload = &p.payload[..];
             let started = Instant::now();
             self.command_started(cmd, started);
+            if self.shared.live.version() != self.live_version {
+                // A reload: load balancing and `DEFAULT` settings follow it from now on.
+                self.live_version = self.shared.live.version();
+                self.live = self.shared.live.get();
+                self.apply_config_defaults();
+            }
             let outcome = match command(cmd) {
                 Command::Quit => return End::Closed("COM_QUIT"),
                 Command::Unsupported => {
@@ -805,7 +819,7 @@ impl<N: Net> Session<N> {
         let topo = self.topo.as_ref()?;
         let now = Instant::now();
         self.avoid.retain(|_, until| *until > now);
-        let routing = &self.shared.cfg.routing;
+        let routing = &self.live.routing;
         let mut cands: Vec<Candidate<'_>> = Vec::with_capacity(topo.nodes.len());
         for (addr, n) in &topo.nodes {
             let is_primary = self.primary.as_deref() == Some(addr.as_str());

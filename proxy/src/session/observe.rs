@@ -93,7 +93,8 @@ impl<N: Net> Session<N> {
         let error = ran.is_none_or(|(_, s)| s.error.is_some());
         let m = &self.shared.metrics;
         m.digests.record(digest, ns, rows, error);
-        if m.slow_ns > 0 && ns >= m.slow_ns {
+        let slow_ns = m.slow_ns.load(Ordering::Relaxed);
+        if slow_ns > 0 && ns >= slow_ns {
             m.slow_statements.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(
                 target: "sluice::slow",

@@ -214,6 +214,9 @@ pub struct SessionState {
     pub consistency: Level,
     pub consistency_timeout_ms: u64,
     pub consistency_fallback: Fallback,
+    /// Which of the settings above the client set itself (`SET @@sluice_… = value`):
+    /// those keep their value across a config reload; the others follow the config.
+    pub explicit: Explicit,
     /// GTIDs of this session's acknowledged writes (and the primary that reported
     /// them): what its `session`-level reads require. Lives with the client session,
     /// whichever backend connection ran the writes.
@@ -221,6 +224,16 @@ pub struct SessionState {
     /// The client set `session_track_system_variables` / `session_track_gtids` itself
     /// so that it receives GTIDs: Sluice then leaves them in the OK packets.
     pub client_tracks_gtids: bool,
+}
+
+/// Routing settings a session set itself (see [`SessionState::explicit`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Explicit {
+    pub split: bool,
+    pub mode: bool,
+    pub consistency: bool,
+    pub consistency_timeout_ms: bool,
+    pub consistency_fallback: bool,
 }
 
 impl SessionState {
@@ -249,6 +262,7 @@ impl SessionState {
             consistency: Level::default(),
             consistency_timeout_ms: 2000,
             consistency_fallback: Fallback::default(),
+            explicit: Explicit::default(),
             written: Written::default(),
             client_tracks_gtids: false,
         }
