@@ -37,6 +37,13 @@ pub struct Config {
     /// Statement digests and the slow log (`docs/operations.md`).
     #[serde(default)]
     pub stats: StatsConfig,
+    /// Query rules, in order; the first that matches a statement applies
+    /// (`docs/operations.md`, `crate::rules`).
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// Per-user limits (`[[limits]]`).
+    #[serde(default)]
+    pub limits: Vec<UserLimit>,
     /// The file this config was loaded from (`SLUICE RELOAD` and SIGHUP re-read it).
     #[serde(skip)]
     pub source: Option<std::path::PathBuf>,
@@ -62,6 +69,70 @@ pub struct AdminUser {
     pub name: String,
     #[serde(default)]
     pub password: String,
+}
+
+/// `[[rules]]`: one query rule. Every match key given must match; at least one action.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct RuleConfig {
+    /// Name in `SHOW SLUICE RULES`, metrics and errors (default `rule<N>`, 1-based).
+    pub name: Option<String>,
+    /// Client user name (exact).
+    pub user: Option<String>,
+    /// The session's current schema (exact).
+    pub schema: Option<String>,
+    /// Statement digest hash, 16 hex digits as `SHOW SLUICE QUERY DIGESTS` shows them.
+    pub digest: Option<String>,
+    /// Regular expression searched in the statement text (`(?i)` for any case).
+    #[serde(rename = "match")]
+    pub pattern: Option<String>,
+    /// `read`, `write`, `transaction`, `session` or `other`.
+    pub kind: Option<RuleKind>,
+    /// Refuse the statement with `error_code` / `error_message`.
+    #[serde(default)]
+    pub block: bool,
+    pub error_code: Option<u16>,
+    pub error_message: Option<String>,
+    /// `primary`, `replica`, or a node's `host:port` (reads only; as the routing hints).
+    pub route: Option<String>,
+    /// Kill the statement on its backend after this many milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Statements matching this rule running at once, at most; more wait.
+    pub max_concurrency: Option<u32>,
+    /// How long a statement waits for its turn under `max_concurrency` (ms).
+    #[serde(default = "defaults::rule_queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+    /// How many statements may wait under `max_concurrency` at once.
+    #[serde(default = "defaults::rule_max_queue")]
+    pub max_queue: u32,
+}
+
+/// The statement kinds a rule can match.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// Plain reads (what may run on a replica).
+    Read,
+    /// Data and schema changes, locking reads.
+    Write,
+    /// `BEGIN`, `COMMIT`, `ROLLBACK`, savepoints.
+    Transaction,
+    /// Session state: `SET`, `USE`, session-bound statements.
+    Session,
+    /// Anything else (diagnostics, unparsed).
+    Other,
+}
+
+/// `[[limits]]`: limits for one client user.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UserLimit {
+    pub user: String,
+    /// Sessions of the user open at once, at most (ER_TOO_MANY_USER_CONNECTIONS past it).
+    pub max_connections: Option<u32>,
+    /// Statements per second, at most (a token bucket with one second of burst;
+    /// ER_USER_LIMIT_REACHED past it).
+    pub statements_per_second: Option<u32>,
 }
 
 /// `[stats]`: statement digests and the slow log.
@@ -585,6 +656,12 @@ pub struct BackendTlsConfig {
 }
 
 mod defaults {
+    pub fn rule_queue_timeout_ms() -> u64 {
+        1000
+    }
+    pub fn rule_max_queue() -> u32 {
+        100
+    }
     pub fn max_digests() -> usize {
         1000
     }
@@ -719,6 +796,16 @@ impl Config {
 
     fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::Config(m));
+        crate::rules::Rules::compile(&self.rules).map_err(Error::Config)?;
+        let mut limited = std::collections::BTreeSet::new();
+        for l in &self.limits {
+            if !limited.insert(&l.user) {
+                return bad(format!("[[limits]]: user {:?} listed twice", l.user));
+            }
+            if l.max_connections == Some(0) || l.statements_per_second == Some(0) {
+                return bad(format!("[[limits]] user {:?}: limits must be at least 1 (remove the key for no limit)", l.user));
+            }
+        }
         if let Some(a) = &self.admin {
             for (key, v) in [("admin.listen", &a.listen), ("admin.http_listen", &a.http_listen)] {
                 if let Some(v) = v {

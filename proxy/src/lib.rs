@@ -20,6 +20,7 @@ pub mod protocol;
 pub mod proxy;
 pub mod reload;
 pub mod route;
+pub mod rules;
 pub mod server;
 pub mod session;
 pub mod signal;

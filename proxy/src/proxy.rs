@@ -82,6 +82,8 @@ pub struct Shared<N: Net> {
     /// The config in force for what can change live (`crate::reload`); `cfg` is the
     /// config the instance started with.
     pub live: crate::reload::Live,
+    /// Query rules and per-user limits in force (rebuilt by a reload).
+    policy: Mutex<Arc<crate::session::rules::Policy>>,
 }
 
 impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
@@ -99,12 +101,19 @@ impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
 }
 
 impl<N: Net> Shared<N> {
+    /// The query rules and per-user limits in force.
+    pub fn policy(&self) -> Arc<crate::session::rules::Policy> {
+        self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// Re-reads the config file and puts its live settings in force (`crate::reload`),
     /// logging what changed and what needs a restart. A file that does not load changes
     /// nothing (logged, and returned).
     pub fn reload(&self) -> Result<crate::reload::Plan> {
         let r = crate::reload::reload(&self.live, |next| {
             self.metrics.slow_ns.store(next.stats.slow_query_ms.saturating_mul(1_000_000), std::sync::atomic::Ordering::Relaxed);
+            let policy = crate::session::rules::Policy::from_config(next, Some(&self.policy()));
+            *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
         });
         match &r {
             Ok(p) => {
@@ -439,6 +448,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         failover_counters,
         metrics: crate::metrics::Metrics::new(&node_list, stats_cfg.max_digests, stats_cfg.slow_query_ms),
         started: tokio::time::Instant::now(),
+        policy: Mutex::new(Arc::new(crate::session::rules::Policy::from_config(&live_cfg, None))),
         live: crate::reload::Live::new(live_cfg),
     });
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {

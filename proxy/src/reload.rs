@@ -11,7 +11,8 @@
 //! Live: `[[users]]` (new logins; open sessions keep their login), `[routing]` except
 //! `classifier_cache` and `max_replica_lag_ms` (per-user defaults for new sessions;
 //! load-balancing policy and weights for every session's next read), `pool.multiplex`
-//! (new sessions), `[[admin.users]]`, `[stats] slow_query_ms`.
+//! (new sessions), `[[admin.users]]`, `[stats] slow_query_ms`, `[[rules]]` and
+//! `[[limits]]` (every session's next statement).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -59,7 +60,7 @@ pub struct Plan {
 
 /// Dotted keys whose value can change live (a key matches when it is one of these or
 /// lies under one).
-const LIVE: [&str; 5] = ["users", "routing", "pool.multiplex", "admin.users", "stats.slow_query_ms"];
+const LIVE: [&str; 7] = ["users", "routing", "pool.multiplex", "admin.users", "stats.slow_query_ms", "rules", "limits"];
 
 /// Under [`LIVE`] but fixed at start.
 const FIXED_UNDER_LIVE: [&str; 2] = ["routing.classifier_cache", "routing.max_replica_lag_ms"];
@@ -124,6 +125,8 @@ pub fn plan(running: &Config, new: &Config) -> (Config, Plan) {
         n.users = r.users.clone();
     }
     next.stats.slow_query_ms = new.stats.slow_query_ms;
+    next.rules = new.rules.clone();
+    next.limits = new.limits.clone();
     (next, Plan { changed, restart_needed })
 }
 

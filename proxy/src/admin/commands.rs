@@ -7,6 +7,7 @@ pub enum AdminCommand {
     ShowNodes,
     ShowSessions,
     ShowPools,
+    ShowRules,
     ShowDigests { limit: usize },
     ShowConfig,
     ShowVersion,
@@ -29,7 +30,7 @@ pub enum AdminCommand {
 pub const DEFAULT_DIGEST_LIMIT: usize = 20;
 
 /// What the admin listener understands, for the error of a statement it does not.
-pub const HELP: &str = "Sluice admin: SHOW SLUICE NODES | SESSIONS | POOLS | USERS | QUERY DIGESTS [LIMIT n] | CONFIG | VERSION; \
+pub const HELP: &str = "Sluice admin: SHOW SLUICE NODES | SESSIONS | POOLS | RULES | USERS | QUERY DIGESTS [LIMIT n] | CONFIG | VERSION; \
 SLUICE KILL [CONNECTION | QUERY] id; SLUICE NODE 'host:port' DRAIN | ENABLE; SLUICE SWITCHOVER [TO 'host:port'];; SLUICE RESET DIGESTS; SLUICE RELOAD";
 
 /// Parses one admin statement (case-insensitive; a trailing `;` and surrounding
@@ -45,6 +46,7 @@ pub fn parse(sql: &str) -> Result<AdminCommand, String> {
         ["show", "sluice", "nodes"] => Ok(AdminCommand::ShowNodes),
         ["show", "sluice", "sessions"] => Ok(AdminCommand::ShowSessions),
         ["show", "sluice", "pools"] => Ok(AdminCommand::ShowPools),
+        ["show", "sluice", "rules"] => Ok(AdminCommand::ShowRules),
         ["show", "sluice", "users"] => Ok(AdminCommand::ShowUsers),
         ["show", "sluice", "config"] => Ok(AdminCommand::ShowConfig),
         ["show", "sluice", "version"] => Ok(AdminCommand::ShowVersion),

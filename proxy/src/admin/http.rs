@@ -137,6 +137,17 @@ pub fn metrics_text<N: Net>(shared: &Shared<N>) -> String {
         in_flight: shared.node_stats.iter().map(|(n, s)| (n.clone(), s.in_flight.load(Ordering::Relaxed))).collect(),
         drained: shared.node_stats.iter().filter(|(_, s)| s.drained.load(Ordering::Relaxed)).map(|(n, _)| n.clone()).collect(),
         uptime_s: shared.started.elapsed().as_secs(),
+        rules: shared
+            .policy()
+            .rules
+            .list
+            .iter()
+            .map(|r| {
+                let k = &r.counters;
+                let v = [&k.hits, &k.blocked, &k.timed_out, &k.queued, &k.throttled].map(|c| c.load(Ordering::Relaxed));
+                (r.name.clone(), v)
+            })
+            .collect(),
     })
 }
 

@@ -218,6 +218,7 @@ pub async fn run<N: Net>(shared: &Shared<N>, c: AdminCommand) -> Answer {
         AdminCommand::ShowNodes => tables::nodes(shared),
         AdminCommand::ShowSessions => tables::sessions(shared),
         AdminCommand::ShowPools => tables::pools(shared),
+        AdminCommand::ShowRules => tables::rules(shared),
         AdminCommand::ShowUsers => tables::users(shared),
         AdminCommand::ShowDigests { limit } => tables::digests(shared, limit),
         AdminCommand::ShowConfig => tables::config(&shared.live.get()),

@@ -113,6 +113,60 @@ pub fn pools<N: Net>(shared: &Shared<N>) -> Answer {
     Answer::Rows(cols, rows)
 }
 
+/// `SHOW SLUICE RULES`: the query rules in force, in evaluation order, with their
+/// counters, then the per-user limits.
+pub fn rules<N: Net>(shared: &Shared<N>) -> Answer {
+    let cols = names(&["rule", "match", "action", "hits", "blocked", "timed_out", "queued", "throttled"]);
+    let policy = shared.policy();
+    let mut rows: Vec<Vec<String>> = policy
+        .rules
+        .list
+        .iter()
+        .map(|r| {
+            let c = &r.cfg;
+            let mut m = Vec::new();
+            let mut add = |k: &str, v: &Option<String>| {
+                if let Some(v) = v {
+                    m.push(format!("{k}={v}"));
+                }
+            };
+            add("user", &c.user);
+            add("schema", &c.schema);
+            add("digest", &c.digest);
+            add("match", &c.pattern);
+            add("kind", &c.kind.map(|k| format!("{k:?}").to_lowercase()));
+            let mut a = Vec::new();
+            if c.block {
+                let (code, _, msg) = r.block_error();
+                a.push(format!("block {code} '{msg}'"));
+            }
+            if let Some(route) = &c.route {
+                a.push(format!("route={route}"));
+            }
+            if let Some(t) = c.timeout_ms {
+                a.push(format!("timeout_ms={t}"));
+            }
+            if let Some(n) = c.max_concurrency {
+                a.push(format!("max_concurrency={n} (queue {}, wait {} ms)", c.max_queue, c.queue_timeout_ms));
+            }
+            let k = &r.counters;
+            let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed).to_string();
+            vec![r.name.clone(), if m.is_empty() { "any".into() } else { m.join(" ") }, a.join(", "), n(&k.hits), n(&k.blocked), n(&k.timed_out), n(&k.queued), n(&k.throttled)]
+        })
+        .collect();
+    for l in &shared.live.get().limits {
+        let mut a = Vec::new();
+        if let Some(c) = l.max_connections {
+            a.push(format!("max_connections={c}"));
+        }
+        if let Some(s) = l.statements_per_second {
+            a.push(format!("statements_per_second={s}"));
+        }
+        rows.push(vec![format!("limit:{}", l.user), format!("user={}", l.user), a.join(", "), String::new(), String::new(), String::new(), String::new(), String::new()]);
+    }
+    Answer::Rows(cols, rows)
+}
+
 /// `SHOW SLUICE USERS`: per client user, since the start (the table is bounded; users
 /// beyond its bound count under `other`).
 pub fn users<N: Net>(shared: &Shared<N>) -> Answer {

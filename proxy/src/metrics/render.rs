@@ -29,6 +29,8 @@ pub struct Sources<'a> {
     /// Nodes drained by `SLUICE NODE … DRAIN`.
     pub drained: Vec<String>,
     pub uptime_s: u64,
+    /// Per query rule: `(name, hits, blocked, timed out, queued, throttled)`.
+    pub rules: Vec<(String, [u64; 5])>,
 }
 
 /// Escapes a label value.
@@ -205,6 +207,21 @@ pub fn render(s: &Sources<'_>) -> String {
         let _ = writeln!(o, "{name} {v}");
     }
 
+    // Query rules.
+    let rule_rows: [(&str, &str); 5] = [
+        ("sluice_rule_hits_total", "Statements the query rule matched."),
+        ("sluice_rule_blocked_total", "Statements the query rule blocked."),
+        ("sluice_rule_timeouts_total", "Statements killed at the query rule's timeout."),
+        ("sluice_rule_queued_total", "Statements that waited for a slot under the rule's max_concurrency."),
+        ("sluice_rule_throttled_total", "Statements refused: the rule's queue was full or the wait too long."),
+    ];
+    for (i, (name, help)) in rule_rows.iter().enumerate() {
+        header(o, name, "counter", help);
+        for (rule, v) in &s.rules {
+            let _ = writeln!(o, "{name}{{rule=\"{}\"}} {}", esc(rule), v[i]);
+        }
+    }
+
     // Classifier and digests.
     let c = &s.classifier;
     header(o, "sluice_classifier_total", "counter", "Statement classifications, by outcome (cache hit, miss, miss needing the full parser).");
@@ -240,6 +257,7 @@ mod tests {
             in_flight: BTreeMap::new(),
             drained: Vec::new(),
             uptime_s: 5,
+            rules: vec![("no-deletes".to_string(), [3, 3, 0, 0, 0])],
         };
         let text = render(&s);
         assert!(text.contains("sluice_node_statements_total{node=\"db1:3306\",reason=\"read\"} 1\n"));
@@ -248,6 +266,7 @@ mod tests {
         assert!(text.contains("sluice_node_statement_seconds_bucket{node=\"db1:3306\",le=\"0.001\"} 0\n"));
         assert!(text.contains("sluice_user_commands_total{user=\"app\\\"x\"} 3\n"));
         assert!(text.contains("sluice_failovers_total 1\n"));
+        assert!(text.contains("sluice_rule_blocked_total{rule=\"no-deletes\"} 3\n"));
         // Each family's samples are one group, after its one TYPE line.
         let mut seen = std::collections::BTreeSet::new();
         let mut current = String::new();

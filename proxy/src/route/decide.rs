@@ -81,6 +81,8 @@ pub enum Reason {
     ConsistencyFallback,
     /// Injected bug (simulation only).
     InjectedBug,
+    /// A query rule (`[[rules]] route = "host:port"`) chose the node.
+    QueryRule,
 }
 
 impl Reason {
@@ -126,11 +128,12 @@ impl Reason {
             Reason::NoEligibleReplica => "no_eligible_replica",
             Reason::ConsistencyFallback => "consistency_fallback",
             Reason::InjectedBug => "injected_bug",
+            Reason::QueryRule => "query_rule",
         }
     }
 
     /// Every reason, in the order of [`Reason::index`].
-    pub const ALL: [Reason; 38] = [
+    pub const ALL: [Reason; 39] = [
         Reason::SplitOff,
         Reason::RoutePrimary,
         Reason::RouteReplica,
@@ -169,6 +172,7 @@ impl Reason {
         Reason::NoEligibleReplica,
         Reason::ConsistencyFallback,
         Reason::InjectedBug,
+        Reason::QueryRule,
     ];
 
     /// The reason's position in [`Reason::ALL`] (for per-reason counters).
@@ -212,6 +216,7 @@ impl Reason {
             Reason::NoEligibleReplica => 35,
             Reason::ConsistencyFallback => 36,
             Reason::InjectedBug => 37,
+            Reason::QueryRule => 38,
         }
     }
 
@@ -244,6 +249,7 @@ impl Reason {
             Reason::NoEligibleReplica => "no replica is eligible (down, stopped, erroring or lagging): the primary serves reads",
             Reason::ConsistencyFallback => "no replica reached the read's GTID position in time (consistency_timeout_ms), or it came from a previous primary: the primary serves the read",
             Reason::InjectedBug => "injected bug (simulation only)",
+            Reason::QueryRule => "a query rule routes this statement to this node",
         }
     }
 }

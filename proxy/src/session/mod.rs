@@ -22,6 +22,7 @@ pub mod backends;
 pub mod local;
 mod lost;
 mod observe;
+pub mod rules;
 pub mod prepared;
 pub mod state;
 
@@ -186,6 +187,10 @@ struct Session<N: Net> {
     /// re-read before a command when a reload bumped the version.
     live: Arc<crate::config::Config>,
     live_version: u64,
+    /// Query rules and user limits as of `live_version`.
+    policy: Arc<rules::Policy>,
+    /// A query rule's node for the statement being routed (reads only).
+    rule_node: Option<String>,
     /// Client bytes `(read, written)` already counted in `user_metrics`.
     bytes_counted: (u64, u64),
 }
@@ -255,6 +260,18 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     };
     let live_version = shared.live.version();
     let live = shared.live.get();
+    let policy = shared.policy();
+    if let Some(max) = policy.limits.of(&login.user).and_then(|l| l.max_connections) {
+        // `_open` counts this session already.
+        if user_metrics.connections.load(std::sync::atomic::Ordering::Relaxed) > i64::from(max) {
+            let msg = format!("User {} already has more than 'max_user_connections' active connections", login.user);
+            send_err(&mut client, login.seq, 1203, "42000", &msg).await;
+            client.shutdown().await;
+            shared.registry.remove(id);
+            shared.metrics.login_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            return;
+        }
+    }
     let (split, mode) = live.routing.for_user(&login.user);
     let level = live.routing.consistency_for(&login.user);
     let multiplex = live.routing.multiplex_for(&login.user, live.pool.multiplex);
@@ -305,6 +322,8 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         activity,
         live,
         live_version,
+        policy,
+        rule_node: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -475,6 +494,7 @@ impl<N: Net> Session<N> {
                 // A reload: load balancing and `DEFAULT` settings follow it from now on.
                 self.live_version = self.shared.live.version();
                 self.live = self.shared.live.get();
+                self.policy = self.shared.policy();
                 self.apply_config_defaults();
             }
             let outcome = match command(cmd) {
@@ -672,7 +692,15 @@ impl<N: Net> Session<N> {
     /// GTID position first reads it (one round trip).
     async fn route_to_run(&mut self, c: &Classified) -> Result<Routed, Error> {
         self.refresh_topology();
-        let Plan { target, reason } = decide(c, &self.view(), self.bugs);
+        let Plan { mut target, mut reason } = decide(c, &self.view(), self.bugs);
+        if let Some(node) = self.rule_node.take() {
+            // A query rule's node, for a read the router would send to a reader, when
+            // that node is up.
+            let up = self.topo.as_ref().and_then(|t| t.nodes.get(&node)).is_some_and(|n| n.readable || self.primary.as_deref() == Some(node.as_str()));
+            if target == Target::Readers && up {
+                (target, reason) = (Target::Node(node), Reason::QueryRule);
+            }
+        }
         self.position_for_read = None;
         if target == Target::Readers && self.read_need() == Need::PrimaryPosition {
             match self.primary_position().await {
@@ -1487,13 +1515,14 @@ impl<N: Net> Session<N> {
     async fn query(&mut self, payload: &[u8]) -> Result<(), Error> {
         let started = Instant::now();
         let sql = &payload[1..];
-        let c = self.shared.classifier.classify(sql);
+        let mut c = self.shared.classifier.classify(sql);
         self.statement_started(&c, started);
         match c.kind {
             Kind::SluiceSet => return self.sluice_set(sql).await,
             Kind::SluiceShow => return self.sluice_show(sql).await,
             _ => {}
         }
+        let Some(guard) = self.apply_rules(&mut c, sql, started).await? else { return Ok(()) };
         if c.kind == Kind::Diagnostics {
             if let Some(name) = local::row_count_query(sql) {
                 // The connection that ran the previous statement is gone back to the
@@ -1518,6 +1547,7 @@ impl<N: Net> Session<N> {
         self.want_lid = wants_last_insert_id(&c, sql);
         self.want_found_rows = self.found_rows_to_carry(&c, sql);
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
+        guard.finish().await;
         self.want_lid = false;
         self.want_found_rows = None;
         let r = r?;
@@ -1691,8 +1721,11 @@ impl<N: Net> Session<N> {
             return self.unknown_statement(payload, "mysqld_stmt_execute").await;
         };
         let stmt = self.stmts.get(id).expect("resolved");
-        let class = stmt.class.clone();
+        let mut class = stmt.class.clone();
         self.statement_started(&class, started);
+        let sql = stmt.prepare.clone();
+        let Some(guard) = self.apply_rules(&mut class, &sql[1..], started).await? else { return Ok(()) };
+        let stmt = self.stmts.get(id).expect("resolved");
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
         let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
@@ -1814,6 +1847,7 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(e.error),
             }
         };
+        guard.finish().await;
         self.want_lid = false;
         self.statement_done(&class, started, Some((&routed.node, &summary)));
         if let Some(stmt) = self.stmts.get_mut(id) {
