@@ -1,23 +1,33 @@
-//! The `sluice` binary: `sluice --config FILE`.
+//! The `sluice` binary: `sluice --config FILE`; `--takeover` starts it on the listening
+//! socket of the running one (`[proxy] upgrade_socket`, docs/upgrade.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use sluice::config::Scheduler;
-use sluice::net::TokioNet;
-use sluice::{Config, Dispatch, SpawnHere};
+use sluice::net::{Net, TokioListener, TokioNet};
+use sluice::upgrade;
+use sluice::{Config, Dispatch, ProxyHandle, SpawnHere};
 
-const USAGE: &str = "usage: sluice --config FILE [--check]\n       sluice --version\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n  --version      print the version and exit\n";
+const USAGE: &str = "usage: sluice --config FILE [--check | --takeover]\n       sluice --version\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n  --takeover     take the listening socket over from the sluice serving\n                 [proxy] upgrade_socket, which then drains (docs/upgrade.md)\n  --version      print the version and exit\n";
 
-fn parse_args() -> Result<(PathBuf, bool), String> {
+struct Args {
+    config: PathBuf,
+    check: bool,
+    takeover: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut config = None;
     let mut check = false;
+    let mut takeover = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" | "-c" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             "--check" => check = true,
+            "--takeover" => takeover = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -29,11 +39,11 @@ fn parse_args() -> Result<(PathBuf, bool), String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((config.ok_or("missing --config FILE")?, check))
+    Ok(Args { config: config.ok_or("missing --config FILE")?, check, takeover })
 }
 
 fn main() -> ExitCode {
-    let (path, check) = match parse_args() {
+    let Args { config: path, check, takeover } = match parse_args() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("sluice: {e}\n{USAGE}");
@@ -97,23 +107,95 @@ fn main() -> ExitCode {
             eprintln!("sluice: no OS randomness: {e}");
             return ExitCode::from(1);
         }
-        let handle = match sluice::start_with_dispatch(TokioNet, cfg, u64::from_le_bytes(seed), dispatch).await {
-            Ok(h) => h,
+        let (handle, mut upgrades) = match start(cfg, takeover, u64::from_le_bytes(seed), dispatch).await {
+            Ok(x) => x,
             Err(e) => {
                 eprintln!("sluice: {e}");
                 return ExitCode::from(1);
             }
         };
         println!("sluice listening on {}", handle.local_addr());
-        wait_for_signal().await;
-        tracing::info!("shutting down: no new connections, waiting for running commands");
-        let left = handle.shutdown().await;
+        // Until a signal, or a new process took the listener over.
+        let handed_over = loop {
+            let takeover = async {
+                match upgrades.as_mut() {
+                    Some(s) => s.wait_for_takeover().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = wait_for_signal() => break false,
+                r = takeover => match r {
+                    Ok(()) => break true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the upgrade socket failed; no more hand-overs until restart");
+                        upgrades = None;
+                    }
+                },
+            }
+        };
+        drop(upgrades);
+        let left = if handed_over {
+            tracing::info!("a new process accepts on the listener: draining (sessions close as they fall idle outside a transaction)");
+            tokio::select! {
+                left = handle.drain() => left,
+                _ = wait_for_signal() => {
+                    tracing::info!("signal while draining: shutting down");
+                    handle.shutdown().await
+                }
+            }
+        } else {
+            tracing::info!("shutting down: no new connections, waiting for running commands");
+            handle.shutdown().await
+        };
         if left > 0 {
             tracing::warn!(sessions = left, "shutdown timeout reached with sessions still open");
         }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Starts the proxy: on the listener taken over from the running process (`--takeover`),
+/// on a listener of its own, and with the upgrade socket served when configured.
+async fn start(cfg: Config, takeover: bool, seed: u64, dispatch: Arc<dyn Dispatch<TokioNet>>) -> sluice::Result<(ProxyHandle, Option<upgrade::Server>)> {
+    let Some(path) = cfg.proxy.upgrade_socket.clone() else {
+        if takeover {
+            return Err(sluice::Error::Config("--takeover needs [proxy] upgrade_socket: the unix socket the running sluice serves".into()));
+        }
+        return Ok((sluice::start_with_dispatch(TokioNet, cfg, seed, dispatch).await?, None));
+    };
+    let upgrade_err = |e: std::io::Error| sluice::Error::Upgrade(e.to_string());
+    if !takeover {
+        let listener = TokioNet.bind(&cfg.proxy.listen).await.map_err(|e| sluice::Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen)))?;
+        let server = upgrade::Server::bind(&path, vec![(upgrade::CLIENT.into(), listener.try_clone_fd().map_err(upgrade_err)?)])?;
+        let handle = sluice::start_on_listener(TokioNet, cfg, seed, dispatch, listener).await?;
+        return Ok((handle, Some(server)));
+    }
+    // Connect first: with no process to take over from, fail before anything else.
+    let mut t = upgrade::Takeover::connect(&path).await?;
+    let fd = t.take(upgrade::CLIENT).ok_or_else(|| sluice::Error::Upgrade("the running process handed over no client listener".into()))?;
+    let std_listener = upgrade::tcp_listener(fd)?;
+    let addr = std_listener.local_addr().map_err(upgrade_err)?;
+    if addr.to_string() != cfg.proxy.listen {
+        tracing::info!(listener = %addr, config = %cfg.proxy.listen, "serving on the listener taken over; [proxy] listen applies at the next plain start");
+    }
+    let own = std::os::fd::OwnedFd::from(std_listener.try_clone().map_err(upgrade_err)?);
+    let listener = TokioListener::from_std(std_listener).map_err(upgrade_err)?;
+    // A failed start drops `t`: the running process keeps serving.
+    let handle = sluice::start_on_listener(TokioNet, cfg, seed, dispatch, listener).await?;
+    if let Err(e) = t.accepting().await {
+        tracing::warn!(error = %e, "the old process did not confirm the hand-over; serving anyway");
+    }
+    let server = match upgrade::Server::bind(&path, vec![(upgrade::CLIENT.into(), own)]) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the upgrade socket: no further hand-over from this process");
+            None
+        }
+    };
+    tracing::info!(listener = %addr, "took the listener over; the old process drains");
+    Ok((handle, server))
 }
 
 async fn wait_for_signal() {

@@ -1,5 +1,6 @@
 //! Assembling a running proxy: TLS material, the backend monitor, the listener and the
-//! accept loop, connection limits and graceful shutdown.
+//! accept loop, connection limits, graceful shutdown, and draining after the listener
+//! was handed to another process (`upgrade`).
 //!
 //! Everything a proxy instance uses (config, network, RNG) is passed in, so several
 //! proxies can live in one process or one simulation.
@@ -47,6 +48,9 @@ pub struct Shared<N: Net> {
     /// Users whose caching_sha2_password full authentication succeeded (fast path next time).
     pub sha2_cache: Mutex<BTreeSet<String>>,
     pub shutdown: Signal<bool>,
+    /// Another process accepts on the listener now: stop accepting, close sessions as
+    /// they fall idle outside a transaction (`[proxy] drain_idle_ms`).
+    pub draining: Signal<bool>,
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
     /// When the account table in `accounts` was read (the start of that read).
@@ -192,6 +196,7 @@ fn service_login(cfg: &Config, tls: Option<BackendTls>) -> Login {
 pub struct ProxyHandle {
     local_addr: String,
     shutdown: Signal<bool>,
+    draining: Signal<bool>,
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     timeout: Duration,
@@ -228,13 +233,40 @@ impl ProxyHandle {
         &self.local_addr
     }
 
+    /// Client sessions open now (logging in or logged in).
+    pub fn open_sessions(&self) -> usize {
+        self.max_sessions - self.sessions.available_permits()
+    }
+
     /// Stops accepting, closes idle sessions, lets running commands finish up to the
     /// configured timeout. Returns the number of sessions still open at the deadline.
     pub async fn shutdown(&self) -> usize {
         self.shutdown.set(true);
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await
+    }
+
+    /// After the listener was handed to another process: stops accepting and lets the
+    /// sessions end on their own terms for up to the shutdown timeout — a session is
+    /// closed at a statement boundary once it has waited `[proxy] drain_idle_ms` for
+    /// its next command outside a transaction; a transaction runs to its end. At the
+    /// timeout, what is left is shut down as by [`ProxyHandle::shutdown`] (sessions
+    /// between statements close at once, running commands get one more second).
+    /// Returns the number of sessions still open then.
+    pub async fn drain(&self) -> usize {
+        self.draining.set(true);
+        let open = self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await;
+        if open == 0 {
+            self.shutdown.set(true);
+            return 0;
+        }
+        tracing::warn!(sessions = open, "drain timeout reached; closing the sessions left at their next statement boundary");
+        self.shutdown.set(true);
+        self.wait_for_sessions(tokio::time::Instant::now() + Duration::from_secs(1)).await
+    }
+
+    async fn wait_for_sessions(&self, deadline: tokio::time::Instant) -> usize {
         loop {
-            let open = self.max_sessions - self.sessions.available_permits();
+            let open = self.open_sessions();
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 return open;
             }
@@ -272,20 +304,26 @@ impl<N: Net> Dispatch<N> for SpawnHere {
 /// Starts a proxy: discovers the backends, binds the listener and serves clients.
 /// `seed` seeds the proxy's RNG (nonces, RSA padding, key generation).
 pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, Arc::new(NoFaults), Arc::new(SpawnHere)).await
+    start_inner(net, cfg, seed, Arc::new(NoFaults), Arc::new(SpawnHere), None).await
 }
 
 /// [`start`] with injected fault hooks (simulation only).
 pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, faults, Arc::new(SpawnHere)).await
+    start_inner(net, cfg, seed, faults, Arc::new(SpawnHere), None).await
 }
 
 /// [`start`] with sessions run wherever `dispatch` puts them.
 pub async fn start_with_dispatch<N: Net>(net: N, cfg: Config, seed: u64, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch).await
+    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch, None).await
 }
 
-async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
+/// [`start_with_dispatch`] serving clients on `listener` (bound already, or handed over
+/// by another process) instead of binding `[proxy] listen`.
+pub async fn start_on_listener<N: Net>(net: N, cfg: Config, seed: u64, dispatch: Arc<dyn Dispatch<N>>, listener: N::Listener) -> Result<ProxyHandle> {
+    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch, Some(listener)).await
+}
+
+async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>, dispatch: Arc<dyn Dispatch<N>>, listener: Option<N::Listener>) -> Result<ProxyHandle> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let acceptor = cfg.proxy.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let backend_tls = cfg.backend.tls.as_ref().map(BackendTls::from_config).transpose()?;
@@ -299,6 +337,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let rng = Arc::new(Mutex::new(rng));
     let shutdown_tx = Signal::new(false);
     let shutdown_rx = shutdown_tx.clone();
+    let draining = Signal::new(false);
     let monitor_login = service_login(&cfg, backend_tls.clone());
     let (topology, directives) = Monitor::start_directed(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
     let (switchover, requests) = tokio::sync::mpsc::channel(4);
@@ -346,7 +385,10 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     };
     check_startup_topology(&topo).map_err(stop_monitor)?;
 
-    let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?;
+    let listener = match listener {
+        Some(l) => l,
+        None => net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?,
+    };
     let local_addr = listener.local_addr().map_err(|e| stop_monitor(Error::Config(e.to_string())))?;
     let max_sessions = cfg.proxy.max_connections;
     let sessions = Arc::new(Semaphore::new(max_sessions));
@@ -366,6 +408,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         rsa,
         sha2_cache: Mutex::new(BTreeSet::new()),
         shutdown: shutdown_rx,
+        draining: draining.clone(),
         accounts: Accounts::default(),
         accounts_loaded: Mutex::new(None),
         accounts_reading: tokio::sync::Mutex::new(()),
@@ -400,7 +443,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             failover: shared.failover_buffer.stats(),
         })
     };
-    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats })
+    Ok(ProxyHandle { local_addr, shutdown: shutdown_tx, draining, sessions, max_sessions, timeout, stats })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.
@@ -475,10 +518,18 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
 
 async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
     let shutdown = shared.shutdown.clone();
+    let draining = shared.draining.clone();
+    let stop = async {
+        tokio::select! {
+            _ = shutdown.wait_for(|s| *s) => {}
+            _ = draining.wait_for(|d| *d) => {}
+        }
+    };
+    tokio::pin!(stop);
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = &mut stop => break,
             a = listener.accept() => a,
         };
         let (stream, peer) = match accepted {
