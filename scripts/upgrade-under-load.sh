@@ -57,19 +57,13 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/sluice-upgrade.XXXXXX")
 CHAOS_PID=""
 SYSBENCH_PID=""
 CURRENT_PID=""
-TORN_DOWN=0
 teardown() {
-    [ "$TORN_DOWN" = 1 ] && return 0
-    TORN_DOWN=1
-    set +e
     stop_pid "$SYSBENCH_PID" sysbench 5
     stop_pid "$CURRENT_PID" sluice 15
     stop_pid "$CHAOS_PID" chaos 60
     log "logs kept in $WORK"
 }
-trap teardown EXIT
-trap 'log "interrupted"; teardown; exit 130' INT
-trap 'log "terminated"; teardown; exit 143' TERM
+on_exit teardown
 
 log "starting the MariaDB cluster (chaos cluster --replicas 1)"
 start_cluster --replicas 1
@@ -80,21 +74,9 @@ sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" --m
     { cat "$WORK/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
 
 PORT=$(free_port)
-cat >"$WORK/sluice.toml" <<EOF
-[proxy]
-listen = "127.0.0.1:$PORT"
-upgrade_socket = "$WORK/upgrade.sock"
-shutdown_timeout_ms = $DRAIN_MS
-
-[[users]]
-name = "app"
-password = "app"
-
-[backend]
-user = "app"
-password = "app"
-nodes = [$NODES]
-EOF
+write_sluice_config "$WORK/sluice.toml" "listen = \"127.0.0.1:$PORT\"
+upgrade_socket = \"$WORK/upgrade.sock\"
+shutdown_timeout_ms = $DRAIN_MS"
 
 # launch N [--takeover]: starts Sluice number N (log sluice-N.log), waits for its
 # "sluice listening on" line; sets CURRENT_PID.

@@ -236,16 +236,20 @@ mod pinned {
 
     pub struct Workers {
         workers: Vec<Worker>,
+        /// Sessions open on all workers together.
+        total: Arc<AtomicUsize>,
         /// Where the search for the least loaded worker starts (rotates, so ties spread).
         next: AtomicUsize,
     }
 
-    /// Counts a session as open on its worker until it ends or is dropped.
-    struct OpenGuard(Arc<AtomicUsize>);
+    /// Counts a session as open on its worker, and in the total, until it ends or is
+    /// dropped.
+    struct OpenGuard(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
     impl Drop for OpenGuard {
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::Relaxed);
+            self.1.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -254,11 +258,12 @@ mod pinned {
         /// proxy's `max_connections` already bounds the sessions in flight).
         pub fn start(n: usize, queue: usize) -> std::io::Result<Workers> {
             let mut workers = Vec::with_capacity(n);
+            let total = Arc::new(AtomicUsize::new(0));
             for i in 0..n.max(1) {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<Handoff>(queue.max(1));
                 let open = Arc::new(AtomicUsize::new(0));
-                let still_open = open.clone();
+                let still_open = total.clone();
                 std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(move || {
                     rt.block_on(async move {
                         while let Some((stream, session)) = rx.recv().await {
@@ -269,8 +274,11 @@ mod pinned {
                                 Err(e) => tracing::warn!(error = %e, "cannot register a client connection with worker {i}"),
                             }
                         }
-                        // The accept loop has ended (shutdown). Dropping the runtime would
-                        // cancel the sessions, so keep running them until they end.
+                        // The accept loop has ended (shutdown, or a hand-over). Dropping
+                        // the runtime would cancel the sessions, so keep running them until
+                        // they end — those of every worker: a pooled backend connection
+                        // opened here may serve a session on another worker, and its I/O
+                        // stops with this runtime.
                         while still_open.load(Ordering::Relaxed) > 0 {
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         }
@@ -278,7 +286,7 @@ mod pinned {
                 })?;
                 workers.push(Worker { tx, open });
             }
-            Ok(Workers { workers, next: AtomicUsize::new(0) })
+            Ok(Workers { workers, total, next: AtomicUsize::new(0) })
         }
 
         /// The worker with the fewest open sessions; among equals, the search start
@@ -306,7 +314,8 @@ mod pinned {
                 }
             };
             worker.open.fetch_add(1, Ordering::Relaxed);
-            let guard = OpenGuard(worker.open.clone());
+            self.total.fetch_add(1, Ordering::Relaxed);
+            let guard = OpenGuard(worker.open.clone(), self.total.clone());
             let session: Session<TokioNet> = Box::new(move |s| {
                 Box::pin(async move {
                     let _guard = guard;

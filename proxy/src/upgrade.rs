@@ -359,15 +359,23 @@ mod tests {
         dir.path().join("upgrade.sock")
     }
 
+    type Served = tokio::task::JoinHandle<Result<Server>>;
+
+    /// A server in `dir` handing over a fresh client listener (at the returned address),
+    /// waiting for a takeover in a task that returns it afterwards.
+    fn serving(dir: &tempfile::TempDir) -> (PathBuf, String, Served) {
+        let path = sock_path(dir);
+        let (l, addr) = tcp_listener_fd();
+        let mut server = Server::bind(&path, vec![(CLIENT.into(), l.as_fd().try_clone_to_owned().unwrap())]).unwrap();
+        (path, addr, tokio::spawn(async move { server.wait_for_takeover().await.map(|()| server) }))
+    }
+
     #[tokio::test]
     async fn takeover_receives_the_client_listener_and_the_server_releases_its_path() {
         let dir = tempfile::tempdir().unwrap();
-        let path = sock_path(&dir);
-        let (l, addr) = tcp_listener_fd();
-        let mut server = Server::bind(&path, vec![(CLIENT.into(), l.as_fd().try_clone_to_owned().unwrap())]).unwrap();
+        let (path, addr, served) = serving(&dir);
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "only this user may take the sockets");
-        let served = tokio::spawn(async move { server.wait_for_takeover().await.map(|()| server) });
         let mut t = Takeover::connect(&path).await.unwrap();
         let fd = t.take(CLIENT).expect("client listener");
         assert!(t.take(CLIENT).is_none());
@@ -387,10 +395,7 @@ mod tests {
     #[tokio::test]
     async fn a_new_process_that_leaves_before_accepting_leaves_the_old_one_serving() {
         let dir = tempfile::tempdir().unwrap();
-        let path = sock_path(&dir);
-        let (l, _) = tcp_listener_fd();
-        let mut server = Server::bind(&path, vec![(CLIENT.into(), l.as_fd().try_clone_to_owned().unwrap())]).unwrap();
-        let served = tokio::spawn(async move { server.wait_for_takeover().await.map(|()| server) });
+        let (path, _, served) = serving(&dir);
         let failed = Takeover::connect(&path).await.unwrap();
         drop(failed); // as a new process whose startup failed
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -61,6 +61,17 @@ fn stop(mut p: Proc) {
     wait_exit(&mut p.0, Duration::from_secs(10));
 }
 
+/// A running `sluice` with an upgrade socket: its config directory (for the takeover
+/// command), the process, its address and the socket's path (in a directory of its own,
+/// kept while the returned one lives).
+fn start_old() -> (tempfile::TempDir, tempfile::TempDir, Proc, String, std::path::PathBuf) {
+    let sockdir = tempfile::tempdir().unwrap();
+    let socket = sockdir.path().join("upgrade.sock");
+    let (dir, mut cmd) = sluice_with(&upgrade_config(free_port(), &socket));
+    let (old, addr) = spawn(&mut cmd);
+    (sockdir, dir, old, addr, socket)
+}
+
 /// Connects, runs one statement and disconnects in a loop until told to stop; counts
 /// the sessions that worked and keeps every failure (a refused connect, a failed
 /// login, a failed statement).
@@ -91,11 +102,7 @@ fn connector_loop(addr: String, stop: Arc<AtomicBool>) -> (tokio::task::JoinHand
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn takeover_keeps_accepting_closes_idle_sessions_at_a_boundary_and_lets_a_transaction_finish() {
-    let port = free_port();
-    let sockdir = tempfile::tempdir().unwrap();
-    let socket = sockdir.path().join("upgrade.sock");
-    let (dir, mut cmd) = sluice_with(&upgrade_config(port, &socket));
-    let (mut old, addr) = spawn(&mut cmd);
+    let (_sockdir, dir, mut old, addr, socket) = start_old();
     assert!(socket.exists(), "the running sluice serves the upgrade socket");
 
     // A session that sits idle between statements.
@@ -170,11 +177,7 @@ fn takeover_without_a_running_sluice_is_a_clear_startup_error() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
-    let port = free_port();
-    let sockdir = tempfile::tempdir().unwrap();
-    let socket = sockdir.path().join("upgrade.sock");
-    let (dir, mut cmd) = sluice_with(&upgrade_config(port, &socket));
-    let (mut old, addr) = spawn(&mut cmd);
+    let (_sockdir, dir, mut old, addr, socket) = start_old();
     let mut c = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
     // The new process's config names no reachable node: its start fails after it
     // received the socket.
