@@ -357,4 +357,49 @@ mod tests {
         w.open_counter(1).fetch_add(3, Ordering::Relaxed);
         assert_eq!(w.least_loaded_index(), 2);
     }
+    /// A pooled backend connection may be opened by a session on one worker and used by
+    /// a session on another: a worker whose own sessions have ended must keep its
+    /// runtime (which drives that connection's I/O) until every worker's sessions end.
+    #[test]
+    fn a_worker_keeps_its_runtime_until_the_sessions_of_every_worker_ended() {
+        use sluice::{Dispatch, Session};
+        use sluice::net::TokioNet;
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let w = Workers::start(2, 4).unwrap();
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let (conn_tx, conn_rx) = tokio::sync::oneshot::channel::<tokio::net::TcpStream>();
+            let (result_tx, result_rx) = std::sync::mpsc::channel();
+            // Worker 0: opens a connection (registered with worker 0's runtime), hands it
+            // on and ends.
+            let opener: Session<TokioNet> = Box::new(move |_client| {
+                Box::pin(async move {
+                    let _ = go_rx.await;
+                    let _ = conn_tx.send(tokio::net::TcpStream::connect(addr).await.unwrap());
+                })
+            });
+            // Worker 1: uses that connection after worker 0 has no session left.
+            let user: Session<TokioNet> = Box::new(move |_client| {
+                Box::pin(async move {
+                    let mut conn = conn_rx.await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ = result_tx.send(conn.write_all(b"still driven").await.map_err(|e| e.to_string()));
+                })
+            });
+            let client = || tokio::net::TcpStream::connect(addr);
+            w.dispatch(client().await.unwrap(), opener);
+            w.dispatch(client().await.unwrap(), user);
+            drop(w); // as when the accept loop ends
+            go_tx.send(()).unwrap();
+            let mut accepted = Vec::new();
+            for _ in 0..3 {
+                accepted.push(listener.accept().await.unwrap());
+            }
+            let result = tokio::task::spawn_blocking(move || result_rx.recv_timeout(std::time::Duration::from_secs(5))).await.unwrap();
+            assert_eq!(result, Ok(Ok(())), "the connection opened on worker 0 still works");
+        });
+    }
 }
