@@ -200,3 +200,26 @@ async fn a_new_process_that_fails_to_start_leaves_the_old_one_serving() {
     drop((c, fresh));
     stop(old);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_left_open_is_closed_at_the_shutdown_timeout_and_rolled_back() {
+    let (_sockdir, dir, mut old, addr, _socket) = start_old();
+    let t = table("upgrade_abandoned");
+    let mut txn = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    txn.query_drop(format!("DROP TABLE IF EXISTS {t}")).await.unwrap();
+    txn.query_drop(format!("CREATE TABLE {t} (id INT PRIMARY KEY)")).await.unwrap();
+    txn.query_drop("BEGIN").await.unwrap();
+    txn.query_drop(format!("INSERT INTO {t} VALUES (1)")).await.unwrap();
+    let (new, _) = tokio::task::block_in_place(|| spawn(&mut takeover_cmd(dir.path())));
+    let started = Instant::now();
+    // The test config's shutdown_timeout_ms is 5000.
+    let status = tokio::task::block_in_place(|| wait_exit(&mut old.0, Duration::from_secs(10))).expect("the old process exits after the shutdown timeout");
+    let took = started.elapsed();
+    assert!(status.success(), "{status:?}");
+    assert!(took >= Duration::from_millis(4500) && took < Duration::from_secs(8), "exited after {took:?}");
+    assert!(txn.query_drop("COMMIT").await.is_err(), "the abandoned session was closed");
+    let mut check = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    let rows: Vec<i64> = check.query(format!("SELECT id FROM {t}")).await.unwrap();
+    assert!(rows.is_empty(), "the open transaction was rolled back, got {rows:?}");
+    stop(new);
+}
