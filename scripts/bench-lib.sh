@@ -94,6 +94,22 @@ cpu_ticks() {
     echo $(( ${12} + ${13} ))
 }
 
+# on_exit FUNC: runs FUNC once (with errexit off) when the script exits, is interrupted
+# (exit 130) or terminated (exit 143).
+on_exit() {
+    BENCH_TEARDOWN=$1
+    BENCH_TORN_DOWN=0
+    trap bench_teardown_once EXIT
+    trap 'log "interrupted"; bench_teardown_once; exit 130' INT
+    trap 'log "terminated"; bench_teardown_once; exit 143' TERM
+}
+bench_teardown_once() {
+    [ "$BENCH_TORN_DOWN" = 1 ] && return 0
+    BENCH_TORN_DOWN=1
+    set +e
+    "$BENCH_TEARDOWN"
+}
+
 free_port() {
     if command -v python3 >/dev/null; then
         python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -149,17 +165,12 @@ start_cluster() {
     return 0
 }
 
-# start_sluice NAME SCHEDULER WORKERS [EXTRA_TOML]: starts a Sluice in front of $NODES
-# (EXTRA_TOML is appended to its config), sets STARTED_PID and STARTED_PORT. The binary
-# is $SLUICE_BIN_FOR_START when set, else $SLUICE_BIN.
-start_sluice() {
-    local name=$1 scheduler=$2 workers=$3 extra=${4:-} addr="" i
-    cat >"$WORK/$name.toml" <<EOF
+# write_sluice_config FILE PROXY_LINES [EXTRA_TOML]: a config for a Sluice in front of
+# $NODES with user app/app; PROXY_LINES go into [proxy], EXTRA_TOML at the end.
+write_sluice_config() {
+    cat >"$1" <<EOF
 [proxy]
-worker_threads = $workers
-scheduler = "$scheduler"
-listen = "127.0.0.1:0"
-shutdown_timeout_ms = 2000
+$2
 
 [[users]]
 name = "app"
@@ -169,8 +180,19 @@ password = "app"
 user = "app"
 password = "app"
 nodes = [$NODES]
-$extra
+${3:-}
 EOF
+}
+
+# start_sluice NAME SCHEDULER WORKERS [EXTRA_TOML]: starts a Sluice in front of $NODES
+# (EXTRA_TOML is appended to its config), sets STARTED_PID and STARTED_PORT. The binary
+# is $SLUICE_BIN_FOR_START when set, else $SLUICE_BIN.
+start_sluice() {
+    local name=$1 scheduler=$2 workers=$3 extra=${4:-} addr="" i
+    write_sluice_config "$WORK/$name.toml" "worker_threads = $workers
+scheduler = \"$scheduler\"
+listen = \"127.0.0.1:0\"
+shutdown_timeout_ms = 2000" "$extra"
     local bin=${SLUICE_BIN_FOR_START:-$SLUICE_BIN}
     "$bin" --config "$WORK/$name.toml" --check >"$WORK/$name-check.log" 2>&1 ||
         { cat "$WORK/$name-check.log" >&2; die "sluice rejected $WORK/$name.toml"; }

@@ -396,6 +396,15 @@ pub struct ProxyConfig {
     /// also re-read on demand when an unknown user logs in).
     #[serde(default = "defaults::accounts_refresh_ms")]
     pub accounts_refresh_ms: u64,
+    /// Unix socket on which the running `sluice` hands its listening sockets to a new
+    /// process started with `--takeover` (docs/upgrade.md). Absent: no hand-over.
+    #[serde(default)]
+    pub upgrade_socket: Option<PathBuf>,
+    /// While draining after a hand-over: a session outside a transaction is closed once
+    /// it has waited this long for its next command (a busy client goes on until it
+    /// leaves or `shutdown_timeout_ms` passes).
+    #[serde(default = "defaults::drain_idle_ms")]
+    pub drain_idle_ms: u64,
 }
 
 /// Threading of the `sluice` binary (the library itself runs on whatever runtime it is
@@ -680,6 +689,9 @@ mod defaults {
     pub fn handshake_timeout_ms() -> u64 {
         10_000
     }
+    pub fn drain_idle_ms() -> u64 {
+        100
+    }
     pub fn auth_plugin() -> String {
         crate::protocol::auth::NATIVE.to_string()
     }
@@ -853,6 +865,13 @@ impl Config {
         if self.proxy.accounts_refresh_ms == 0 {
             return bad("proxy.accounts_refresh_ms must be positive".into());
         }
+        if let Some(p) = &self.proxy.upgrade_socket {
+            // sun_path holds 108 bytes with the terminating NUL.
+            let len = p.as_os_str().len();
+            if len == 0 || len > 107 {
+                return bad(format!("proxy.upgrade_socket: a unix socket path of 1 to 107 bytes is needed, got {} bytes", len));
+            }
+        }
         let mut names = BTreeSet::new();
         for u in &self.users {
             if u.name.is_empty() {
@@ -981,6 +1000,18 @@ nodes = ["127.0.0.1:3310", "127.0.0.1:3311"]
         assert_eq!(Config::parse(&ws).unwrap().proxy.scheduler, Scheduler::WorkStealing);
         let e = Config::parse(&MINIMAL.replace("[proxy]\n", "[proxy]\nscheduler = \"fast\"\n")).unwrap_err().to_string();
         assert!(e.contains("scheduler") && e.contains("pinned"), "{e}");
+    }
+
+    #[test]
+    fn upgrade_socket_is_optional_and_a_path_too_long_for_a_unix_socket_is_refused() {
+        let c = Config::parse(MINIMAL).unwrap();
+        assert!(c.proxy.upgrade_socket.is_none());
+        assert_eq!(c.proxy.drain_idle_ms, 100);
+        let with = MINIMAL.replace("[proxy]\n", "[proxy]\nupgrade_socket = \"/run/sluice/upgrade.sock\"\n");
+        assert_eq!(Config::parse(&with).unwrap().proxy.upgrade_socket.as_deref(), Some(Path::new("/run/sluice/upgrade.sock")));
+        let long = MINIMAL.replace("[proxy]\n", &format!("[proxy]\nupgrade_socket = \"/{}\"\n", "x".repeat(120)));
+        let e = Config::parse(&long).unwrap_err().to_string();
+        assert!(e.contains("upgrade_socket"), "{e}");
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub enum Error {
     /// for one already (nothing was sent: retry is safe). Answered with 1040.
     #[error("Too many connections: Sluice's pool of connections to {addr} is exhausted: {detail}")]
     PoolExhausted { addr: String, detail: String },
+    /// Handing the listening sockets over to a new `sluice` process failed (the upgrade
+    /// socket, the exchange with the other process, the sockets passed): a fault of the
+    /// proxy's own operation, not of a client or backend, and nothing to retry blindly.
+    #[error("upgrade: {0}")]
+    Upgrade(String),
 }
 
 impl Error {
@@ -83,7 +88,7 @@ impl Error {
             | Error::BackendProtocol { .. }
             | Error::BackendErr { .. }
             | Error::BackendTimeout { .. } => Origin::Backend,
-            Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) | Error::PoolExhausted { .. } => Origin::Proxy,
+            Error::Tls(_) | Error::Config(_) | Error::NoBackend(_) | Error::PoolExhausted { .. } | Error::Upgrade(_) => Origin::Proxy,
             Error::PrimaryMoved { .. } | Error::ConsistencyNotReached { .. } => Origin::Backend,
         }
     }
@@ -118,5 +123,12 @@ mod tests {
         assert!(!Error::backend_protocol("a", "x").retry_safe());
         assert_eq!(sent.origin(), Origin::Backend);
         assert_eq!(Error::client_protocol(1156, "x").origin(), Origin::Client);
+    }
+
+    #[test]
+    fn an_upgrade_failure_is_the_proxys_and_not_retry_safe() {
+        let e = Error::Upgrade("x".into());
+        assert_eq!(e.origin(), Origin::Proxy);
+        assert!(!e.retry_safe());
     }
 }

@@ -25,7 +25,9 @@ pub mod server;
 pub mod session;
 pub mod signal;
 pub mod tls;
+#[cfg(not(madsim))]
+pub mod upgrade;
 
 pub use config::Config;
 pub use error::{Error, Result};
-pub use proxy::{start, start_with_dispatch, start_with_faults, Dispatch, ProxyHandle, ProxyStats, Session, SpawnHere};
+pub use proxy::{start, start_on_listener, start_with_dispatch, start_with_faults, Dispatch, ProxyHandle, ProxyStats, Session, SpawnHere};

@@ -1,23 +1,33 @@
-//! The `sluice` binary: `sluice --config FILE`.
+//! The `sluice` binary: `sluice --config FILE`; `--takeover` starts it on the listening
+//! socket of the running one (`[proxy] upgrade_socket`, docs/upgrade.md).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use sluice::config::Scheduler;
-use sluice::net::TokioNet;
-use sluice::{Config, Dispatch, SpawnHere};
+use sluice::net::{Net, TokioListener, TokioNet};
+use sluice::upgrade;
+use sluice::{Config, Dispatch, ProxyHandle, SpawnHere};
 
-const USAGE: &str = "usage: sluice --config FILE [--check]\n       sluice --version\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n  --version      print the version and exit\n";
+const USAGE: &str = "usage: sluice --config FILE [--check | --takeover]\n       sluice --version\n\n  --config FILE  TOML configuration (see docs/config.md)\n  --check        validate the configuration and exit\n  --takeover     take the listening socket over from the sluice serving\n                 [proxy] upgrade_socket, which then drains (docs/upgrade.md)\n  --version      print the version and exit\n";
 
-fn parse_args() -> Result<(PathBuf, bool), String> {
+struct Args {
+    config: PathBuf,
+    check: bool,
+    takeover: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
     let mut args = std::env::args().skip(1);
     let mut config = None;
     let mut check = false;
+    let mut takeover = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--config" | "-c" => config = Some(PathBuf::from(args.next().ok_or("--config needs a file")?)),
             "--check" => check = true,
+            "--takeover" => takeover = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -29,11 +39,11 @@ fn parse_args() -> Result<(PathBuf, bool), String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok((config.ok_or("missing --config FILE")?, check))
+    Ok(Args { config: config.ok_or("missing --config FILE")?, check, takeover })
 }
 
 fn main() -> ExitCode {
-    let (path, check) = match parse_args() {
+    let Args { config: path, check, takeover } = match parse_args() {
         Ok(x) => x,
         Err(e) => {
             eprintln!("sluice: {e}\n{USAGE}");
@@ -97,23 +107,97 @@ fn main() -> ExitCode {
             eprintln!("sluice: no OS randomness: {e}");
             return ExitCode::from(1);
         }
-        let handle = match sluice::start_with_dispatch(TokioNet, cfg, u64::from_le_bytes(seed), dispatch).await {
-            Ok(h) => h,
+        let (handle, mut upgrades) = match start(cfg, takeover, u64::from_le_bytes(seed), dispatch).await {
+            Ok(x) => x,
             Err(e) => {
                 eprintln!("sluice: {e}");
                 return ExitCode::from(1);
             }
         };
         println!("sluice listening on {}", handle.local_addr());
-        wait_for_signal(&handle).await;
-        tracing::info!("shutting down: no new connections, waiting for running commands");
-        let left = handle.shutdown().await;
+        // Until a signal, or a new process took the listener over.
+        let handed_over = loop {
+            let takeover = async {
+                match upgrades.as_mut() {
+                    Some(s) => s.wait_for_takeover().await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                _ = wait_for_signal(&handle) => break false,
+                r = takeover => match r {
+                    Ok(()) => break true,
+                    Err(e) => {
+                        tracing::error!(error = %e, "the upgrade socket failed; no more hand-overs until restart");
+                        upgrades = None;
+                    }
+                },
+            }
+        };
+        drop(upgrades);
+        let left = if handed_over {
+            tracing::info!("a new process accepts on the listener: draining (sessions close as they fall idle outside a transaction)");
+            tokio::select! {
+                biased;
+                left = handle.drain() => left,
+                _ = wait_for_signal(&handle) => {
+                    tracing::info!("signal while draining: shutting down");
+                    handle.shutdown().await
+                }
+            }
+        } else {
+            tracing::info!("shutting down: no new connections, waiting for running commands");
+            handle.shutdown().await
+        };
         if left > 0 {
             tracing::warn!(sessions = left, "shutdown timeout reached with sessions still open");
         }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })
+}
+
+/// Starts the proxy: on the listener taken over from the running process (`--takeover`),
+/// on a listener of its own, and with the upgrade socket served when configured.
+async fn start(cfg: Config, takeover: bool, seed: u64, dispatch: Arc<dyn Dispatch<TokioNet>>) -> sluice::Result<(ProxyHandle, Option<upgrade::Server>)> {
+    let Some(path) = cfg.proxy.upgrade_socket.clone() else {
+        if takeover {
+            return Err(sluice::Error::Config("--takeover needs [proxy] upgrade_socket: the unix socket the running sluice serves".into()));
+        }
+        return Ok((sluice::start_with_dispatch(TokioNet, cfg, seed, dispatch).await?, None));
+    };
+    let upgrade_err = |e: std::io::Error| sluice::Error::Upgrade(e.to_string());
+    if !takeover {
+        let listener = TokioNet.bind(&cfg.proxy.listen).await.map_err(|e| sluice::Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen)))?;
+        let server = upgrade::Server::bind(&path, vec![(upgrade::CLIENT.into(), listener.try_clone_fd().map_err(upgrade_err)?)])?;
+        let handle = sluice::start_on_listener(TokioNet, cfg, seed, dispatch, listener).await?;
+        return Ok((handle, Some(server)));
+    }
+    // Connect first: with no process to take over from, fail before anything else.
+    let mut t = upgrade::Takeover::connect(&path).await?;
+    let fd = t.take(upgrade::CLIENT).ok_or_else(|| sluice::Error::Upgrade("the running process handed over no client listener".into()))?;
+    let std_listener = upgrade::tcp_listener(fd)?;
+    let addr = std_listener.local_addr().map_err(upgrade_err)?;
+    if addr.to_string() != cfg.proxy.listen {
+        tracing::info!(listener = %addr, config = %cfg.proxy.listen, "serving on the listener taken over; [proxy] listen applies at the next plain start");
+    }
+    let own = std::os::fd::OwnedFd::from(std_listener.try_clone().map_err(upgrade_err)?);
+    let listener = TokioListener::from_std(std_listener).map_err(upgrade_err)?;
+    // A failed start drops `t`: the running process keeps serving.
+    let handle = sluice::start_on_listener(TokioNet, cfg, seed, dispatch, listener).await?;
+    if let Err(e) = t.accepting().await {
+        tracing::warn!(error = %e, "the old process did not confirm the hand-over; serving anyway");
+    }
+    let server = match upgrade::Server::bind(&path, vec![(upgrade::CLIENT.into(), own)]) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot serve the upgrade socket: no further hand-over from this process");
+            None
+        }
+    };
+    tracing::info!(listener = %addr, "took the listener over; the old process drains");
+    Ok((handle, server))
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP re-reads the config file meanwhile (the outcome
@@ -160,16 +244,20 @@ mod pinned {
 
     pub struct Workers {
         workers: Vec<Worker>,
+        /// Sessions open on all workers together.
+        total: Arc<AtomicUsize>,
         /// Where the search for the least loaded worker starts (rotates, so ties spread).
         next: AtomicUsize,
     }
 
-    /// Counts a session as open on its worker until it ends or is dropped.
-    struct OpenGuard(Arc<AtomicUsize>);
+    /// Counts a session as open on its worker, and in the total, until it ends or is
+    /// dropped.
+    struct OpenGuard(Arc<AtomicUsize>, Arc<AtomicUsize>);
 
     impl Drop for OpenGuard {
         fn drop(&mut self) {
             self.0.fetch_sub(1, Ordering::Relaxed);
+            self.1.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
@@ -178,11 +266,12 @@ mod pinned {
         /// proxy's `max_connections` already bounds the sessions in flight).
         pub fn start(n: usize, queue: usize) -> std::io::Result<Workers> {
             let mut workers = Vec::with_capacity(n);
+            let total = Arc::new(AtomicUsize::new(0));
             for i in 0..n.max(1) {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 let (tx, mut rx) = tokio::sync::mpsc::channel::<Handoff>(queue.max(1));
                 let open = Arc::new(AtomicUsize::new(0));
-                let still_open = open.clone();
+                let still_open = total.clone();
                 std::thread::Builder::new().name(format!("sluice-worker-{i}")).spawn(move || {
                     rt.block_on(async move {
                         while let Some((stream, session)) = rx.recv().await {
@@ -193,8 +282,11 @@ mod pinned {
                                 Err(e) => tracing::warn!(error = %e, "cannot register a client connection with worker {i}"),
                             }
                         }
-                        // The accept loop has ended (shutdown). Dropping the runtime would
-                        // cancel the sessions, so keep running them until they end.
+                        // The accept loop has ended (shutdown, or a hand-over). Dropping
+                        // the runtime would cancel the sessions, so keep running them until
+                        // they end — those of every worker: a pooled backend connection
+                        // opened here may serve a session on another worker, and its I/O
+                        // stops with this runtime.
                         while still_open.load(Ordering::Relaxed) > 0 {
                             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
                         }
@@ -202,7 +294,7 @@ mod pinned {
                 })?;
                 workers.push(Worker { tx, open });
             }
-            Ok(Workers { workers, next: AtomicUsize::new(0) })
+            Ok(Workers { workers, total, next: AtomicUsize::new(0) })
         }
 
         /// The worker with the fewest open sessions; among equals, the search start
@@ -230,7 +322,8 @@ mod pinned {
                 }
             };
             worker.open.fetch_add(1, Ordering::Relaxed);
-            let guard = OpenGuard(worker.open.clone());
+            self.total.fetch_add(1, Ordering::Relaxed);
+            let guard = OpenGuard(worker.open.clone(), self.total.clone());
             let session: Session<TokioNet> = Box::new(move |s| {
                 Box::pin(async move {
                     let _guard = guard;
@@ -271,5 +364,50 @@ mod tests {
         }
         w.open_counter(1).fetch_add(3, Ordering::Relaxed);
         assert_eq!(w.least_loaded_index(), 2);
+    }
+    /// A pooled backend connection may be opened by a session on one worker and used by
+    /// a session on another: a worker whose own sessions have ended must keep its
+    /// runtime (which drives that connection's I/O) until every worker's sessions end.
+    #[test]
+    fn a_worker_keeps_its_runtime_until_the_sessions_of_every_worker_ended() {
+        use sluice::{Dispatch, Session};
+        use sluice::net::TokioNet;
+        use tokio::io::AsyncWriteExt;
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let w = Workers::start(2, 4).unwrap();
+            let (go_tx, go_rx) = tokio::sync::oneshot::channel::<()>();
+            let (conn_tx, conn_rx) = tokio::sync::oneshot::channel::<tokio::net::TcpStream>();
+            let (result_tx, result_rx) = std::sync::mpsc::channel();
+            // Worker 0: opens a connection (registered with worker 0's runtime), hands it
+            // on and ends.
+            let opener: Session<TokioNet> = Box::new(move |_client| {
+                Box::pin(async move {
+                    let _ = go_rx.await;
+                    let _ = conn_tx.send(tokio::net::TcpStream::connect(addr).await.unwrap());
+                })
+            });
+            // Worker 1: uses that connection after worker 0 has no session left.
+            let user: Session<TokioNet> = Box::new(move |_client| {
+                Box::pin(async move {
+                    let mut conn = conn_rx.await.unwrap();
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    let _ = result_tx.send(conn.write_all(b"still driven").await.map_err(|e| e.to_string()));
+                })
+            });
+            let client = || tokio::net::TcpStream::connect(addr);
+            w.dispatch(client().await.unwrap(), opener);
+            w.dispatch(client().await.unwrap(), user);
+            drop(w); // as when the accept loop ends
+            go_tx.send(()).unwrap();
+            let mut accepted = Vec::new();
+            for _ in 0..3 {
+                accepted.push(listener.accept().await.unwrap());
+            }
+            let result = tokio::task::spawn_blocking(move || result_rx.recv_timeout(std::time::Duration::from_secs(5))).await.unwrap();
+            assert_eq!(result, Ok(Ok(())), "the connection opened on worker 0 still works");
+        });
     }
 }

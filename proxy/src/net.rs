@@ -81,6 +81,24 @@ impl Net for TokioNet {
     }
 }
 
+/// Socket hand-over (`upgrade`): a listener made from a socket another process passed
+/// on, and a duplicate of this one's descriptor to pass on. Real sockets only: madsim's
+/// simulated network has no file descriptors.
+#[cfg(not(madsim))]
+impl TokioListener {
+    /// Takes over a listening socket (switched to non-blocking mode here).
+    pub fn from_std(listener: std::net::TcpListener) -> io::Result<TokioListener> {
+        listener.set_nonblocking(true)?;
+        Ok(TokioListener(tokio::net::TcpListener::from_std(listener)?))
+    }
+
+    /// A duplicate of the listening socket's descriptor (same socket, same accept queue).
+    pub fn try_clone_fd(&self) -> io::Result<std::os::fd::OwnedFd> {
+        use std::os::fd::AsFd;
+        self.0.as_fd().try_clone_to_owned()
+    }
+}
+
 impl Listener for TokioListener {
     type Stream = tokio::net::TcpStream;
 

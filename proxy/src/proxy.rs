@@ -1,5 +1,6 @@
 //! Assembling a running proxy: TLS material, the backend monitor, the listener and the
-//! accept loop, connection limits and graceful shutdown.
+//! accept loop, connection limits, graceful shutdown, and draining after the listener
+//! was handed to another process (`upgrade`).
 //!
 //! Everything a proxy instance uses (config, network, RNG) is passed in, so several
 //! proxies can live in one process or one simulation.
@@ -47,6 +48,9 @@ pub struct Shared<N: Net> {
     /// Users whose caching_sha2_password full authentication succeeded (fast path next time).
     pub sha2_cache: Mutex<BTreeSet<String>>,
     pub shutdown: Signal<bool>,
+    /// Another process accepts on the listener now: stop accepting, close sessions as
+    /// they fall idle outside a transaction (`[proxy] drain_idle_ms`).
+    pub draining: Signal<bool>,
     /// Pass-through mode: the backend's accounts.
     pub accounts: Accounts,
     /// When the account table in `accounts` was read (the start of that read).
@@ -229,6 +233,7 @@ pub struct ProxyHandle {
     admin_addr: Option<String>,
     http_addr: Option<String>,
     shutdown: Signal<bool>,
+    draining: Signal<bool>,
     sessions: Arc<Semaphore>,
     max_sessions: usize,
     timeout: Duration,
@@ -282,13 +287,40 @@ impl ProxyHandle {
         self.http_addr.as_deref()
     }
 
+    /// Client sessions open now (logging in or logged in).
+    pub fn open_sessions(&self) -> usize {
+        self.max_sessions - self.sessions.available_permits()
+    }
+
     /// Stops accepting, closes idle sessions, lets running commands finish up to the
     /// configured timeout. Returns the number of sessions still open at the deadline.
     pub async fn shutdown(&self) -> usize {
         self.shutdown.set(true);
-        let deadline = tokio::time::Instant::now() + self.timeout;
+        self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await
+    }
+
+    /// After the listener was handed to another process: stops accepting and lets the
+    /// sessions end on their own terms for up to the shutdown timeout — a session is
+    /// closed at a statement boundary once it has waited `[proxy] drain_idle_ms` for
+    /// its next command outside a transaction; a transaction runs to its end. At the
+    /// timeout, what is left is shut down as by [`ProxyHandle::shutdown`] (sessions
+    /// between statements close at once, running commands get one more second).
+    /// Returns the number of sessions still open then.
+    pub async fn drain(&self) -> usize {
+        self.draining.set(true);
+        let open = self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await;
+        if open == 0 {
+            self.shutdown.set(true);
+            return 0;
+        }
+        tracing::warn!(sessions = open, "drain timeout reached; closing the sessions left at their next statement boundary");
+        self.shutdown.set(true);
+        self.wait_for_sessions(tokio::time::Instant::now() + Duration::from_secs(1)).await
+    }
+
+    async fn wait_for_sessions(&self, deadline: tokio::time::Instant) -> usize {
         loop {
-            let open = self.max_sessions - self.sessions.available_permits();
+            let open = self.open_sessions();
             if open == 0 || tokio::time::Instant::now() >= deadline {
                 return open;
             }
@@ -326,20 +358,26 @@ impl<N: Net> Dispatch<N> for SpawnHere {
 /// Starts a proxy: discovers the backends, binds the listener and serves clients.
 /// `seed` seeds the proxy's RNG (nonces, RSA padding, key generation).
 pub async fn start<N: Net>(net: N, cfg: Config, seed: u64) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, Arc::new(NoFaults), Arc::new(SpawnHere)).await
+    start_inner(net, cfg, seed, Arc::new(NoFaults), Arc::new(SpawnHere), None).await
 }
 
 /// [`start`] with injected fault hooks (simulation only).
 pub async fn start_with_faults<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, faults, Arc::new(SpawnHere)).await
+    start_inner(net, cfg, seed, faults, Arc::new(SpawnHere), None).await
 }
 
 /// [`start`] with sessions run wherever `dispatch` puts them.
 pub async fn start_with_dispatch<N: Net>(net: N, cfg: Config, seed: u64, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
-    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch).await
+    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch, None).await
 }
 
-async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>, dispatch: Arc<dyn Dispatch<N>>) -> Result<ProxyHandle> {
+/// [`start_with_dispatch`] serving clients on `listener` (bound already, or handed over
+/// by another process) instead of binding `[proxy] listen`.
+pub async fn start_on_listener<N: Net>(net: N, cfg: Config, seed: u64, dispatch: Arc<dyn Dispatch<N>>, listener: N::Listener) -> Result<ProxyHandle> {
+    start_inner(net, cfg, seed, Arc::new(NoFaults), dispatch, Some(listener)).await
+}
+
+async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Faults>, dispatch: Arc<dyn Dispatch<N>>, listener: Option<N::Listener>) -> Result<ProxyHandle> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let acceptor = cfg.proxy.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     let backend_tls = cfg.backend.tls.as_ref().map(BackendTls::from_config).transpose()?;
@@ -353,6 +391,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let rng = Arc::new(Mutex::new(rng));
     let shutdown_tx = Signal::new(false);
     let shutdown_rx = shutdown_tx.clone();
+    let draining = Signal::new(false);
     let monitor_login = service_login(&cfg, backend_tls.clone());
     let (topology, directives) = Monitor::start_directed(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
     let (switchover, requests) = tokio::sync::mpsc::channel(4);
@@ -400,15 +439,24 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     };
     check_startup_topology(&topo).map_err(stop_monitor)?;
 
-    let listener = net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?;
+    // Taken over from a running process: that process still holds the admin
+    // listeners until it drains, so they are bound as soon as it lets them go.
+    let takeover = listener.is_some();
+    let listener = match listener {
+        Some(l) => l,
+        None => net.bind(&cfg.proxy.listen).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on {}: {e}", cfg.proxy.listen))))?,
+    };
     let local_addr = listener.local_addr().map_err(|e| stop_monitor(Error::Config(e.to_string())))?;
-    let mut admin_listeners = (None, None);
+    // `Err(address)`: to bind once the process handing over lets it go.
+    let mut admin_listeners: [Option<std::result::Result<N::Listener, String>>; 2] = [None, None];
     if let Some(a) = &cfg.admin {
-        if let Some(addr) = &a.listen {
-            admin_listeners.0 = Some(net.bind(addr).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on admin.listen {addr}: {e}"))))?);
-        }
-        if let Some(addr) = &a.http_listen {
-            admin_listeners.1 = Some(net.bind(addr).await.map_err(|e| stop_monitor(Error::Config(format!("cannot listen on admin.http_listen {addr}: {e}"))))?);
+        for (i, (key, addr)) in [("admin.listen", &a.listen), ("admin.http_listen", &a.http_listen)].into_iter().enumerate() {
+            let Some(addr) = addr else { continue };
+            admin_listeners[i] = Some(match net.bind(addr).await {
+                Ok(l) => Ok(l),
+                Err(e) if takeover && e.kind() == std::io::ErrorKind::AddrInUse => Err(addr.clone()),
+                Err(e) => return Err(stop_monitor(Error::Config(format!("cannot listen on {key} {addr}: {e}")))),
+            });
         }
     }
     let max_sessions = cfg.proxy.max_connections;
@@ -432,6 +480,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         rsa,
         sha2_cache: Mutex::new(BTreeSet::new()),
         shutdown: shutdown_rx,
+        draining: draining.clone(),
         accounts: Accounts::default(),
         accounts_loaded: Mutex::new(None),
         accounts_reading: tokio::sync::Mutex::new(()),
@@ -459,15 +508,40 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     }
     tokio::spawn(maintain_pools(shared.clone(), topo.clone()));
     let mut admin_addrs = (None, None);
-    if let Some(l) = admin_listeners.0 {
-        admin_addrs.0 = l.local_addr().ok();
-        tracing::info!(listen = ?admin_addrs.0, "admin interface is serving");
-        tokio::spawn(crate::admin::serve(shared.clone(), l));
+    let [admin_listener, http_listener] = admin_listeners;
+    match admin_listener {
+        Some(Ok(l)) => {
+            admin_addrs.0 = l.local_addr().ok();
+            tracing::info!(listen = ?admin_addrs.0, "admin interface is serving");
+            tokio::spawn(crate::admin::serve(shared.clone(), l));
+        }
+        Some(Err(addr)) => {
+            admin_addrs.0 = Some(addr.clone());
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Some(l) = bind_when_free(&shared, &addr).await {
+                    crate::admin::serve(shared, l).await;
+                }
+            });
+        }
+        None => {}
     }
-    if let Some(l) = admin_listeners.1 {
-        admin_addrs.1 = l.local_addr().ok();
-        tracing::info!(listen = ?admin_addrs.1, "admin HTTP interface is serving");
-        tokio::spawn(crate::admin::http::serve(shared.clone(), l));
+    match http_listener {
+        Some(Ok(l)) => {
+            admin_addrs.1 = l.local_addr().ok();
+            tracing::info!(listen = ?admin_addrs.1, "admin HTTP interface is serving");
+            tokio::spawn(crate::admin::http::serve(shared.clone(), l));
+        }
+        Some(Err(addr)) => {
+            admin_addrs.1 = Some(addr.clone());
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                if let Some(l) = bind_when_free(&shared, &addr).await {
+                    crate::admin::http::serve(shared, l).await;
+                }
+            });
+        }
+        None => {}
     }
     let stats_source = shared.clone();
     let reload = {
@@ -485,7 +559,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             failover: shared.failover_buffer.stats(),
         })
     };
-    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, sessions, max_sessions, timeout, stats, reload })
+    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, draining, sessions, max_sessions, timeout, stats, reload })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.
@@ -558,13 +632,13 @@ async fn refresh_accounts<N: Net>(shared: Arc<Shared<N>>) {
     }
 }
 
-/// The next connection `listener` accepts, or `None` once `shutdown` is set. Failed
+/// The next connection `listener` accepts, or `None` once `stop` completes. Failed
 /// accepts (e.g. out of file descriptors) are logged and retried after a pause.
-pub(crate) async fn accept_next<L: Listener>(listener: &mut L, shutdown: &Signal<bool>, what: &str) -> Option<(L::Stream, String)> {
+pub(crate) async fn accept_next<L: Listener, F: Future<Output = ()> + Unpin>(listener: &mut L, stop: &mut F, what: &str) -> Option<(L::Stream, String)> {
     loop {
         let accepted = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => return None,
+            _ = &mut *stop => return None,
             a = listener.accept() => a,
         };
         match accepted {
@@ -577,9 +651,46 @@ pub(crate) async fn accept_next<L: Listener>(listener: &mut L, shutdown: &Signal
     }
 }
 
-async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
+/// After a hand-over: binds `addr` (an admin listener the previous process still holds)
+/// as soon as it is free, retrying every 50 ms until shutdown.
+async fn bind_when_free<N: Net>(shared: &Shared<N>, addr: &str) -> Option<N::Listener> {
+    tracing::info!(listen = addr, "admin listener still held by the previous process: bound once it drains");
     let shutdown = shared.shutdown.clone();
-    while let Some((stream, peer)) = accept_next(&mut listener, &shutdown, "client").await {
+    loop {
+        match shared.net.bind(addr).await {
+            Ok(l) => {
+                tracing::info!(listen = addr, "admin listener bound");
+                return Some(l);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {}
+            Err(e) => {
+                tracing::error!(listen = addr, error = %e, "cannot bind the admin listener");
+                return None;
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = shutdown.wait_for(|s| *s) => return None,
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+    }
+}
+
+/// Completes when the instance shuts down or drains (after a hand-over): its listeners
+/// stop accepting.
+pub(crate) async fn stop_accepting<N: Net>(shared: &Shared<N>) {
+    let (shutdown, draining) = (shared.shutdown.clone(), shared.draining.clone());
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|s| *s) => {}
+        _ = draining.wait_for(|d| *d) => {}
+    }
+}
+
+async fn accept_loop<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener, sessions: Arc<Semaphore>, dispatch: Arc<dyn Dispatch<N>>) {
+    let stop = stop_accepting(&shared);
+    tokio::pin!(stop);
+    while let Some((stream, peer)) = accept_next(&mut listener, &mut stop, "client").await {
         match sessions.clone().try_acquire_owned() {
             Ok(permit) => {
                 let shared = shared.clone();

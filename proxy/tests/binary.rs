@@ -3,21 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
 use mysql_async::prelude::*;
-
-fn sluice_with(config: &str) -> (tempfile::TempDir, Command) {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("sluice.toml");
-    std::fs::write(&path, config).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
-    cmd.arg("--config").arg(&path).env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or("warn".into()));
-    (dir, cmd)
-}
 
 /// Runs the binary to completion; returns (exit code, stderr).
 fn run_to_exit(config: &str) -> (i32, String) {
@@ -31,12 +21,6 @@ fn with_nodes(nodes: &[String]) -> String {
     let line = text.lines().find(|l| l.starts_with("nodes = ")).unwrap().to_string();
     let list: Vec<String> = nodes.iter().map(|n| format!("\"{n}\"")).collect();
     text.replace(&line, &format!("nodes = [{}]\nconnect_timeout_ms = 1000", list.join(", ")))
-}
-
-fn free_port() -> u16 {
-    // Binding port 0 and dropping it gives a port with nothing listening.
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 fn assert_one_line_error(code: i32, stderr: &str, needle: &str) {
@@ -65,14 +49,6 @@ fn unreachable_nodes_and_missing_primary_stop_startup() {
     let replica = shared().cluster.replicas()[0].addr();
     let (code, err) = run_to_exit(&with_nodes(&[replica]));
     assert_one_line_error(code, &err, "no primary");
-}
-
-fn spawn_ready(cmd: &mut Command) -> (Child, String) {
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let addr = line.trim().strip_prefix("sluice listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
-    (child, addr)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

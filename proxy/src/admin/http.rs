@@ -25,15 +25,16 @@ const MAX_CONNECTIONS: usize = 32;
 
 /// Serves the HTTP listener until shutdown.
 pub async fn serve<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener) {
-    let shutdown = shared.shutdown.clone();
+    let stop = crate::proxy::stop_accepting(&shared);
+    tokio::pin!(stop);
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let permit = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = &mut stop => break,
             p = open.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
         };
-        let Some((stream, _peer)) = crate::proxy::accept_next(&mut listener, &shutdown, "admin HTTP").await else { break };
+        let Some((stream, _peer)) = crate::proxy::accept_next(&mut listener, &mut stop, "admin HTTP").await else { break };
         let shared = shared.clone();
         tokio::spawn(async move {
             let _ = tokio::time::timeout(HEAD_TIMEOUT * 2, connection(&shared, stream)).await;

@@ -46,10 +46,11 @@ pub fn server_version() -> String {
 
 /// Serves the MySQL-protocol admin listener until shutdown.
 pub async fn serve<N: Net>(shared: Arc<Shared<N>>, mut listener: N::Listener) {
-    let shutdown = shared.shutdown.clone();
+    let stop = crate::proxy::stop_accepting(&shared);
+    tokio::pin!(stop);
     let open = Arc::new(tokio::sync::Semaphore::new(MAX_ADMIN_SESSIONS));
     let mut next_id: u32 = 0;
-    while let Some((stream, peer)) = crate::proxy::accept_next(&mut listener, &shutdown, "admin").await {
+    while let Some((stream, peer)) = crate::proxy::accept_next(&mut listener, &mut stop, "admin").await {
         next_id = next_id.wrapping_add(1);
         let id = next_id;
         let shared = shared.clone();

@@ -429,6 +429,15 @@ impl<N: Net> Session<N> {
         tokio::pin!(stopping);
         let kill = killed.notified();
         tokio::pin!(kill);
+        // After a hand-over to a new process (`upgrade`): the session closes at a
+        // statement boundary once it has waited `drain_idle_ms` for its next command
+        // outside a transaction.
+        let draining_signal = self.shared.draining.clone();
+        let drain_starts = draining_signal.wait_for(|d| *d);
+        tokio::pin!(drain_starts);
+        let mut draining = false;
+        let drain_idle = Duration::from_millis(self.shared.cfg.proxy.drain_idle_ms);
+        let mut idle_since = Instant::now();
         // The client's own `wait_timeout`, recomputed when its SET log changes.
         let mut wait: (usize, u64, Option<Duration>) = (0, 0, None);
         loop {
@@ -449,10 +458,18 @@ impl<N: Net> Session<N> {
                 (a, b) => a.or(b),
             };
             let idle_why = if idle_limit.is_some() && idle_limit == pinned_limit { "idle while pinned (pool.pinned_idle_timeout_ms)" } else { "wait_timeout" };
+            let closable = self.state.txn_node().is_none();
             let read = tokio::select! {
                 biased;
                 _ = &mut kill => return End::Closed("killed"),
                 _ = &mut stopping => return End::Closed("proxy shutting down"),
+                _ = &mut drain_starts, if !draining => {
+                    draining = true;
+                    continue;
+                }
+                _ = tokio::time::sleep_until(idle_since + drain_idle), if draining && closable => {
+                    return End::Closed("idle while draining after a hand-over");
+                }
                 r = self.client.read_packet_idle() => r,
                 // As the server would: a session idle past the wait_timeout it set is
                 // closed (its pooled backend connections do not see its idleness).
@@ -539,6 +556,7 @@ impl<N: Net> Session<N> {
             }
             self.after_command().await;
             self.command_done(started);
+            idle_since = Instant::now();
         }
     }
 

@@ -120,6 +120,33 @@ pub async fn proxy() -> sluice::ProxyHandle {
     proxy_with("").await
 }
 
+/// The `sluice` binary with `config` written to a temporary `sluice.toml` (kept while
+/// the returned directory lives).
+pub fn sluice_with(config: &str) -> (tempfile::TempDir, Command) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    std::fs::write(&path, config).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    cmd.arg("--config").arg(&path).env("SLUICE_LOG", std::env::var("SLUICE_TEST_LOG").unwrap_or("warn".into()));
+    (dir, cmd)
+}
+
+/// Starts the binary and waits for its "sluice listening on ADDR" line; returns ADDR.
+pub fn spawn_ready(cmd: &mut Command) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let addr = line.trim().strip_prefix("sluice listening on ").unwrap_or_else(|| panic!("unexpected first line {line:?}")).to_string();
+    (child, addr)
+}
+
+/// A port of 127.0.0.1 with nothing listening (binding port 0 and dropping it).
+pub fn free_port() -> u16 {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap().port()
+}
+
 pub fn port_of(addr: &str) -> u16 {
     addr.rsplit_once(':').unwrap().1.parse().unwrap()
 }
