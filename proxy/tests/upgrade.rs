@@ -223,3 +223,37 @@ async fn a_transaction_left_open_is_closed_at_the_shutdown_timeout_and_rolled_ba
     assert!(rows.is_empty(), "the open transaction was rolled back, got {rows:?}");
     stop(new);
 }
+
+/// `GET /health` on `addr`: the status code, or `None` when nothing answers.
+fn health(addr: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /health HTTP/1.1\r\n\r\n").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    out.split(' ').nth(1)?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takeover_with_an_admin_interface_rebinds_its_listeners_once_the_old_process_lets_them_go() {
+    let sockdir = tempfile::tempdir().unwrap();
+    let socket = sockdir.path().join("upgrade.sock");
+    let http = format!("127.0.0.1:{}", free_port());
+    let text = format!("{}\n[admin]\nhttp_listen = \"{http}\"\n", upgrade_config(free_port(), &socket));
+    let (dir, mut cmd) = sluice_with(&text);
+    let (mut old, addr) = spawn(&mut cmd);
+    assert_eq!(health(&http), Some(200), "the old process serves /health");
+    let (new, new_addr) = tokio::task::block_in_place(|| spawn(&mut takeover_cmd(dir.path())));
+    assert_eq!(new_addr, addr);
+    let status = tokio::task::block_in_place(|| wait_exit(&mut old.0, Duration::from_secs(5))).expect("the old process drains and exits");
+    assert!(status.success(), "{status:?}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while health(&http) != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "the new process serves /health after the old one let the address go");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut c = mysql_async::Conn::new(opts(&addr, "app", "app", false)).await.unwrap();
+    assert_eq!(c.query_first::<i64, _>("SELECT 7").await.unwrap(), Some(7));
+    drop(c);
+    stop(new);
+}
