@@ -20,6 +20,7 @@ pub mod route;
 pub mod server;
 pub mod session;
 pub mod signal;
+pub mod sync;
 pub mod tls;
 
 pub use config::Config;
