@@ -188,6 +188,10 @@ struct Session<N: Net> {
 /// Serves one accepted client connection until it ends.
 pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
     let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
+    // A client that stops reading mid-result (or vanished without a FIN or RST) must
+    // not hold its session and backend connection for good: see `client_write_timeout_ms`.
+    let write_timeout = shared.cfg.proxy.client_write_timeout_ms;
+    client.set_write_stall((write_timeout > 0).then(|| Duration::from_millis(write_timeout)));
     let (id, killed, current, last) = shared.registry.register(String::new());
     let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
     let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
