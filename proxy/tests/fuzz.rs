@@ -737,110 +737,98 @@ async fn all_sessions_end(proxy: &sluice::ProxyHandle, watched: &Watched) {
     assert_eq!(watched.panics().await, 0, "a session task panicked");
 }
 
-#[test]
-fn proxy_answers_random_and_mutated_logins_with_an_error_or_a_close() {
+/// Runs `case` for every input of `strategy` against one proxy: after each case no
+/// session task panicked and another client is served; at the end every session has
+/// ended (none left for shutdown).
+fn fuzz_against_proxy<S: Strategy>(strategy: S, case: impl AsyncFn(&str, S::Value) -> Result<(), TestCaseError>) {
     let rt = rt();
     let (proxy, watched) = rt.block_on(fuzz_proxy());
     let addr = proxy.local_addr().to_string();
-    // What the client sends after the greeting: raw bytes, or a HandshakeResponse (built
-    // for the greeting's nonce, so an unmutated one logs in) mutated before framing.
-    let strategy = (prop_oneof![1 => prop::collection::vec(any::<u8>(), 0..200).prop_map(|b| (b, None)), 3 => (any::<u8>(), edits(), any::<bool>()).prop_map(|(f, e, lenenc)| (vec![f], Some((e, lenenc))))], any::<bool>());
     runner(8)
-        .run(&strategy, |((raw, mutation), framed)| {
+        .run(&strategy, |input| {
             rt.block_on(async {
-                let s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-                let mut conn = PacketConn::new(s, 1 << 24);
-                let hello = conn.read_packet().await.expect("greeting");
-                let nonce = ServerHandshake::parse(&hello.payload).expect("a valid greeting").nonce;
-                let mutated = mutation.is_some();
-                let bytes = match mutation {
-                    None => raw,
-                    Some((e, lenenc)) => {
-                        let caps = if lenenc { CLIENT_CAPS | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA } else { CLIENT_CAPS };
-                        let body = mutate(handshake_response(caps, &nonce).write(), &e);
-                        frames(&[(1, &body)])
-                    }
-                };
-                let wire = if framed && !mutated { frames(&[(1, &bytes)]) } else { bytes };
-                let _ = conn.write_raw(&wire).await;
-                let _ = conn.flush_raw().await;
-                // Half-close: a proxy waiting for the rest of a packet sees the end.
-                conn.shutdown().await;
-                let answer = answer(&mut conn, Duration::from_secs(5)).await;
-                prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets: {answer:?}");
-                drop(conn);
+                case(&addr, input).await?;
                 still_serving(&proxy, &watched).await
             })
         })
         .unwrap();
     rt.block_on(all_sessions_end(&proxy, &watched));
+}
+
+#[test]
+fn proxy_answers_random_and_mutated_logins_with_an_error_or_a_close() {
+    // What the client sends after the greeting: raw bytes, or a HandshakeResponse (built
+    // for the greeting's nonce, so an unmutated one logs in) mutated before framing.
+    let strategy = (prop_oneof![1 => prop::collection::vec(any::<u8>(), 0..200).prop_map(|b| (b, None)), 3 => (any::<u8>(), edits(), any::<bool>()).prop_map(|(f, e, lenenc)| (vec![f], Some((e, lenenc))))], any::<bool>());
+    fuzz_against_proxy(strategy, async |addr: &str, ((raw, mutation), framed): ((Vec<u8>, Option<(Vec<Edit>, bool)>), bool)| {
+        let s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut conn = PacketConn::new(s, 1 << 24);
+        let hello = conn.read_packet().await.expect("greeting");
+        let nonce = ServerHandshake::parse(&hello.payload).expect("a valid greeting").nonce;
+        let wire = match mutation {
+            None if framed => frames(&[(1, &raw)]),
+            None => raw,
+            Some((e, lenenc)) => {
+                let caps = if lenenc { CLIENT_CAPS | cap::PLUGIN_AUTH_LENENC_CLIENT_DATA } else { CLIENT_CAPS };
+                frames(&[(1, &mutate(handshake_response(caps, &nonce).write(), &e))])
+            }
+        };
+        let _ = conn.write_raw(&wire).await;
+        let _ = conn.flush_raw().await;
+        // Half-close: a proxy waiting for the rest of a packet sees the end.
+        conn.shutdown().await;
+        let answer = answer(&mut conn, Duration::from_secs(5)).await;
+        prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets: {answer:?}");
+        Ok(())
+    });
 }
 
 #[test]
 fn proxy_survives_random_commands_after_login() {
-    let rt = rt();
-    let (proxy, watched) = rt.block_on(fuzz_proxy());
-    let addr = proxy.local_addr().to_string();
     // Commands that act on the server or other sessions (shutdown, drop database, kill)
     // are left out; every other byte is fair.
     let cmd = any::<u8>().prop_filter("harmless", |c| ![com::SHUTDOWN, com::DROP_DB, com::PROCESS_KILL, com::CREATE_DB].contains(c));
     let strategy = prop::collection::vec((cmd, prop::collection::vec(any::<u8>(), 0..64), any::<u8>()), 1..4);
-    runner(8)
-        .run(&strategy, |commands| {
-            rt.block_on(async {
-                let mut c = common::raw(&addr, common::CAPS).await;
-                for (cmd, body, seq) in commands {
-                    let mut p = vec![cmd];
-                    p.extend_from_slice(&body);
-                    // Mostly sequence id 0, sometimes a wrong one.
-                    let seq = if seq < 200 { 0 } else { seq };
-                    if c.conn.send(seq, &p).await.is_err() {
-                        break;
-                    }
-                    let answer = answer(&mut c.conn, Duration::from_millis(250)).await;
-                    prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets");
-                }
-                drop(c);
-                still_serving(&proxy, &watched).await
-            })
-        })
-        .unwrap();
-    rt.block_on(all_sessions_end(&proxy, &watched));
+    fuzz_against_proxy(strategy, async |addr: &str, commands: Vec<(u8, Vec<u8>, u8)>| {
+        let mut c = common::raw(addr, common::CAPS).await;
+        for (cmd, body, seq) in commands {
+            let mut p = vec![cmd];
+            p.extend_from_slice(&body);
+            // Mostly sequence id 0, sometimes a wrong one.
+            let seq = if seq < 200 { 0 } else { seq };
+            if c.conn.send(seq, &p).await.is_err() {
+                break;
+            }
+            let answer = answer(&mut c.conn, Duration::from_millis(250)).await;
+            prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets");
+        }
+        Ok(())
+    });
 }
 
 #[test]
 fn proxy_survives_mutated_stmt_execute() {
-    let rt = rt();
-    let (proxy, watched) = rt.block_on(fuzz_proxy());
-    let addr = proxy.local_addr().to_string();
-    runner(8)
-        .run(&(edits(), any::<bool>()), |(e, cursor)| {
-            rt.block_on(async {
-                let mut c = common::raw(&addr, common::CAPS).await;
-                let mut prep = vec![com::STMT_PREPARE];
-                prep.extend_from_slice(b"SELECT ?, CONCAT(?, 'x')");
-                let r = common::roundtrip(&mut c, &prep, Expect::Prepare).await;
-                // PREPARE_OK: header, 0x00, statement id.
-                let id = u32::from_le_bytes(r[5..9].try_into().unwrap());
-                // id, flags, iterations, NULL bitmap, new-params-bound, types, values.
-                let mut exec = vec![com::STMT_EXECUTE];
-                exec.extend_from_slice(&id.to_le_bytes());
-                exec.push(u8::from(cursor));
-                exec.extend_from_slice(&1u32.to_le_bytes());
-                exec.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 0xFD, 0x00]);
-                exec.extend_from_slice(&42u64.to_le_bytes());
-                exec.extend_from_slice(b"\x05hello");
-                let exec = mutate(exec, &e);
-                if c.conn.send(0, &exec).await.is_ok() {
-                    let answer = answer(&mut c.conn, Duration::from_millis(250)).await;
-                    prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets");
-                }
-                drop(c);
-                still_serving(&proxy, &watched).await
-            })
-        })
-        .unwrap();
-    rt.block_on(all_sessions_end(&proxy, &watched));
+    fuzz_against_proxy((edits(), any::<bool>()), async |addr: &str, (e, cursor): (Vec<Edit>, bool)| {
+        let mut c = common::raw(addr, common::CAPS).await;
+        let mut prep = vec![com::STMT_PREPARE];
+        prep.extend_from_slice(b"SELECT ?, CONCAT(?, 'x')");
+        let r = common::roundtrip(&mut c, &prep, Expect::Prepare).await;
+        // PREPARE_OK: header, 0x00, statement id.
+        let id = u32::from_le_bytes(r[5..9].try_into().unwrap());
+        // id, flags, iterations, NULL bitmap, new-params-bound, types, values.
+        let mut exec = vec![com::STMT_EXECUTE];
+        exec.extend_from_slice(&id.to_le_bytes());
+        exec.push(u8::from(cursor));
+        exec.extend_from_slice(&1u32.to_le_bytes());
+        exec.extend_from_slice(&[0x00, 0x01, 0x08, 0x00, 0xFD, 0x00]);
+        exec.extend_from_slice(&42u64.to_le_bytes());
+        exec.extend_from_slice(b"\x05hello");
+        if c.conn.send(0, &mutate(exec, &e)).await.is_ok() {
+            let answer = answer(&mut c.conn, Duration::from_millis(250)).await;
+            prop_assert!(whole_packets_prefix(&answer), "the answer is not MySQL packets");
+        }
+        Ok(())
+    });
 }
 
 #[test]
