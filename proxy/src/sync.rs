@@ -35,26 +35,22 @@ impl<T: ?Sized> RwLocked<T> for RwLock<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn a_lock_poisoned_by_a_panic_is_still_usable() {
-        let m = std::sync::Arc::new(Mutex::new(1));
-        let m2 = m.clone();
+        let m = Arc::new(Mutex::new(1));
+        let rw = Arc::new(RwLock::new(1));
+        let (m2, rw2) = (m.clone(), rw.clone());
         let _ = std::thread::spawn(move || {
-            let _g = m2.lock().unwrap();
-            panic!("poison it");
+            let _a = m2.lock();
+            let _b = rw2.write();
+            panic!("poison both");
         })
         .join();
-        assert!(m.is_poisoned());
+        assert!(m.is_poisoned() && rw.is_poisoned());
         *m.locked() += 1;
         assert_eq!(*m.locked(), 2);
-        let rw = std::sync::Arc::new(RwLock::new(1));
-        let rw2 = rw.clone();
-        let _ = std::thread::spawn(move || {
-            let _g = rw2.write().unwrap();
-            panic!("poison it");
-        })
-        .join();
         *rw.write_locked() += 1;
         assert_eq!(*rw.read_locked(), 2);
     }

@@ -39,28 +39,45 @@ async fn open_sessions(proxy: &sluice::ProxyHandle, within: Duration) -> usize {
     }
 }
 
-/// One client: a write first (with `write`: the read then waits for its GTID on the
-/// replica), then a large result it leaves as `leave` says.
-async fn leave_mid_result(addr: &str, leave: Leave, write: bool) {
+/// A primary and a replica, and a proxy in the soak's setting: splitting on,
+/// consistency `session`, pooled connections, no read timeout (nothing else ends a
+/// stuck relay); `extra_proxy` lines go into `[proxy]`.
+async fn cluster_and_proxy(extra_proxy: &str) -> (chaos::Cluster, sluice::ProxyHandle) {
+    let cluster = chaos::Cluster::start(chaos::ClusterSpec { replicas: 1, ..Default::default() }).expect("start MariaDB");
+    let cfg = common::split_config(&cluster, "consistency = \"session\"")
+        .replace("[backend]\n", "[backend]\nread_timeout_ms = 0\n")
+        .replace("[proxy]\n", &format!("[proxy]\nshutdown_timeout_ms = 2000\n{extra_proxy}"));
+    let proxy = sluice::start(TokioNet, sluice::Config::parse(&cfg).unwrap(), 7).await.unwrap();
+    (cluster, proxy)
+}
+
+/// Logs in, runs (with `write`, after a write: the read then waits for its GTID on the
+/// replica) a SELECT of about 32 MiB in 256 KiB rows — far more than the sockets'
+/// buffers hold — and reads at least `read` bytes of its answer.
+async fn large_result_read_up_to(addr: &str, read: usize, write: bool) -> sluice::backend::conn::BackendConn<tokio::net::TcpStream> {
     let mut c = common::raw(addr, common::CAPS).await;
     if write {
         common::roundtrip(&mut c, &common::query("INSERT INTO test.leaves VALUES (1)"), sluice::protocol::response::Expect::Query).await;
     }
-    // About 32 MiB in 256 KiB rows: far more than the sockets' buffers hold.
-    let q = common::query("SELECT seq, REPEAT('x', 262144) FROM seq_1_to_128");
-    c.conn.send(0, &q).await.unwrap();
-    let want = match leave {
-        Leave::AfterReading(n) | Leave::QuitAfterReading(n) | Leave::HalfCloseAfterReading(n) => n,
-        Leave::SlowlyFor(_) => 0,
-    };
+    c.conn.send(0, &common::query("SELECT seq, REPEAT('x', 262144) FROM seq_1_to_128")).await.unwrap();
     let mut got = 0;
-    while got < want {
+    while got < read {
         let n = tokio::time::timeout(Duration::from_secs(10), c.conn.fill()).await.expect("result streams").unwrap();
         assert!(n > 0, "result ended early");
         let len = c.conn.buffered().len();
         got += len;
         c.conn.consume(len);
     }
+    c
+}
+
+/// One client: a large result (after a write, with `write`) it leaves as `leave` says.
+async fn leave_mid_result(addr: &str, leave: Leave, write: bool) {
+    let want = match leave {
+        Leave::AfterReading(n) | Leave::QuitAfterReading(n) | Leave::HalfCloseAfterReading(n) => n,
+        Leave::SlowlyFor(_) => 0,
+    };
+    let mut c = large_result_read_up_to(addr, want, write).await;
     match leave {
         Leave::AfterReading(_) => {}
         Leave::QuitAfterReading(_) => {
@@ -86,12 +103,7 @@ async fn leave_mid_result(addr: &str, leave: Leave, write: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_closing_mid_result_ends_its_session_every_time() {
     let rounds: usize = std::env::var("SLUICE_LEAVE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(36);
-    let spec = chaos::ClusterSpec { replicas: 1, ..Default::default() };
-    let cluster = chaos::Cluster::start(spec).expect("start MariaDB");
-    // The soak's setting: splitting on, consistency `session`, pooled connections,
-    // no read timeout to end a stuck relay for Sluice.
-    let cfg = common::split_config(&cluster, "consistency = \"session\"").replace("[backend]\n", "[backend]\nread_timeout_ms = 0\n").replace("[proxy]\n", "[proxy]\nshutdown_timeout_ms = 2000\n");
-    let proxy = sluice::start(TokioNet, sluice::Config::parse(&cfg).unwrap(), 7).await.unwrap();
+    let (_cluster, proxy) = cluster_and_proxy("").await;
     let addr = proxy.local_addr().to_string();
     // Warm up: one session, so pools and the monitor's connections exist before the
     // descriptors are counted.
@@ -147,27 +159,12 @@ async fn client_closing_mid_result_ends_its_session_every_time() {
 /// connection, and shutdown reported them still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_of_a_client_that_stopped_reading_mid_result_ends_after_the_write_timeout() {
-    let spec = chaos::ClusterSpec { replicas: 1, ..Default::default() };
-    let cluster = chaos::Cluster::start(spec).expect("start MariaDB");
-    let cfg = common::split_config(&cluster, "consistency = \"session\"")
-        .replace("[backend]\n", "[backend]\nread_timeout_ms = 0\n")
-        .replace("[proxy]\n", "[proxy]\nshutdown_timeout_ms = 2000\nclient_write_timeout_ms = 1000\n");
-    let proxy = sluice::start(TokioNet, sluice::Config::parse(&cfg).unwrap(), 7).await.unwrap();
+    let (_cluster, proxy) = cluster_and_proxy("client_write_timeout_ms = 1000\n").await;
     let addr = proxy.local_addr().to_string();
     let mut stalled = Vec::new();
     for read in [0usize, 100_000, 2 << 20] {
-        let mut c = common::raw(&addr, common::CAPS).await;
-        c.conn.send(0, &common::query("SELECT seq, REPEAT('x', 262144) FROM seq_1_to_128")).await.unwrap();
-        let mut got = 0;
-        while got < read {
-            let n = tokio::time::timeout(Duration::from_secs(10), c.conn.fill()).await.expect("result streams").unwrap();
-            assert!(n > 0, "result ended early");
-            let len = c.conn.buffered().len();
-            got += len;
-            c.conn.consume(len);
-        }
         // Stops reading; the socket stays open.
-        stalled.push(c);
+        stalled.push(large_result_read_up_to(&addr, read, false).await);
     }
     let left = open_sessions(&proxy, Duration::from_secs(15)).await;
     let open_at_shutdown = proxy.shutdown().await;
