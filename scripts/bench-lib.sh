@@ -150,7 +150,8 @@ start_cluster() {
 }
 
 # start_sluice NAME SCHEDULER WORKERS [EXTRA_TOML]: starts a Sluice in front of $NODES
-# (EXTRA_TOML is appended to its config), sets STARTED_PID and STARTED_PORT.
+# (EXTRA_TOML is appended to its config, $SLUICE_PROXY_EXTRA goes into its [proxy]
+# table), sets STARTED_PID and STARTED_PORT.
 start_sluice() {
     local name=$1 scheduler=$2 workers=$3 extra=${4:-} addr="" i
     cat >"$WORK/$name.toml" <<EOF
@@ -159,6 +160,7 @@ worker_threads = $workers
 scheduler = "$scheduler"
 listen = "127.0.0.1:0"
 shutdown_timeout_ms = 2000
+${SLUICE_PROXY_EXTRA:-}
 
 [[users]]
 name = "app"

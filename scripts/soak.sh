@@ -6,14 +6,17 @@
 #   - SOAK_LEAVERS PyMySQL clients in a loop: connect, start a large unbuffered SELECT
 #     (about 128 MiB), read a random few rows, then leave mid-result: by conn.close()
 #     (COM_QUIT, then close), by closing the socket outright (RST), or by stopping to
-#     read with the socket left open until Python's garbage collector closes it (ended
-#     by Sluice after proxy.client_write_timeout_ms if it takes that long);
+#     read with the socket left open (PyMySQL's conn._sock.close(): its buffered reader
+#     keeps the descriptor; these connections are held until 30 s after the load, so
+#     only Sluice's proxy.client_write_timeout_ms — SOAK_WRITE_TIMEOUT_MS, 5000 here —
+#     can end their sessions);
 #   - SOAK_SLOW slow readers: the same kind of SELECT (16 MiB), read at ~2 MiB/s to the
 #     end;
 #
 # and samples Sluice's RSS (/proc/PID/status VmRSS) and open descriptors (/proc/PID/fd)
-# every SOAK_SAMPLE seconds. At the end the load stops, Sluice gets 10 s to settle, is
-# sampled once more and stopped with SIGTERM. The run passes when
+# every SOAK_SAMPLE seconds. At the end the load stops, Sluice gets 15 s to settle, is
+# sampled once more and stopped with SIGTERM (while the stalled clients still hold
+# their sockets). The run passes when
 #   - RSS is flat: the last sample under load is within 25 % (+16 MiB) of the sample
 #     taken once the load had warmed up (after a tenth of the run);
 #   - descriptors come back: after the load, at most 8 more than before it;
@@ -25,6 +28,7 @@
 #   SOAK_THREADS  sysbench threads [8]
 #   SOAK_LEAVERS  clients leaving mid-result [4]
 #   SOAK_SLOW     slow readers [2]
+#   SOAK_WRITE_TIMEOUT_MS  Sluice's proxy.client_write_timeout_ms [5000]
 #   SOAK_OUT      report file [$TMPDIR/sluice-soak-DATE.txt]
 set -euo pipefail
 
@@ -46,9 +50,18 @@ SAMPLE=${SOAK_SAMPLE:-10}
 THREADS=${SOAK_THREADS:-8}
 LEAVERS=${SOAK_LEAVERS:-4}
 SLOW=${SOAK_SLOW:-2}
+WRITE_TIMEOUT_MS=${SOAK_WRITE_TIMEOUT_MS:-5000}
 OUT=${SOAK_OUT:-${TMPDIR:-/tmp}/sluice-soak-$(date +%Y%m%d-%H%M%S).txt}
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
+# The soak needs no HAProxy (bench-lib's list has it for the benchmarks).
+missing_packages() {
+    local need=()
+    command -v sysbench >/dev/null || need+=(sysbench)
+    command -v mariadb >/dev/null || command -v mysql >/dev/null || need+=(mariadb-client)
+    command -v mariadbd >/dev/null || command -v mysqld >/dev/null || need+=(mariadb-server)
+    echo "${need[@]:-}"
+}
 PIN_LOAD=()
 PIN_PROXY=()
 bench_setup
@@ -79,7 +92,7 @@ SB=(--mysql-user=app --mysql-password=app --mysql-db=sbtest --tables=4 --table-s
 sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB[@]}" prepare >"$WORK/sysbench-prepare.log" 2>&1 ||
     { cat "$WORK/sysbench-prepare.log" >&2; die "sysbench prepare failed"; }
 
-start_sluice sluice pinned 0 "[routing]
+SLUICE_PROXY_EXTRA="client_write_timeout_ms = $WRITE_TIMEOUT_MS" start_sluice sluice pinned 0 "[routing]
 read_write_split = true"
 SLUICE_PID=$STARTED_PID
 SLUICE_PORT=$STARTED_PORT
@@ -108,6 +121,7 @@ kind, port, seconds, seed = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), i
 rng = random.Random(seed)
 end = time.time() + seconds
 rounds = errors = 0
+held = []  # connections that stopped reading, sockets open
 while time.time() < end:
     try:
         conn = pymysql.connect(host="127.0.0.1", port=port, user="app", password="app", database="test",
@@ -125,9 +139,10 @@ while time.time() < end:
                 conn._rfile.close()  # gone without a word: the descriptor closes (RST)
                 conn._sock.close()
             else:
-                # PyMySQL's buffered reader keeps the descriptor open until the garbage
-                # collector frees the connection: a client that stopped reading.
+                # PyMySQL's buffered reader keeps the descriptor open: a client that
+                # stopped reading. Held (no garbage collection) until after the load.
                 conn._sock.close()
+                held.append(conn)
         else:
             cur.execute("SELECT seq, REPEAT('x', 65536) FROM seq_1_to_256")
             while cur.fetchone() is not None:
@@ -138,7 +153,9 @@ while time.time() < end:
         errors += 1
         print(f"{kind}: {type(e).__name__}: {e}", file=sys.stderr)
         time.sleep(0.5)
-print(f"{kind} rounds={rounds} errors={errors}")
+print(f"{kind} rounds={rounds} errors={errors} stalled={len(held)}", flush=True)
+if held:
+    time.sleep(30)
 EOF
 for ((i = 0; i < LEAVERS; i++)); do
     python3 "$WORK/clients.py" leave "$SLUICE_PORT" "$DURATION" "$i" >"$WORK/leave-$i.out" 2>"$WORK/leave-$i.err" &
@@ -164,19 +181,20 @@ while kill -0 "$SYSBENCH_PID" 2>/dev/null; do
 done
 wait "$SYSBENCH_PID" 2>/dev/null || true
 SYSBENCH_PID=
-for p in "${LOAD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
-LOAD_PIDS=()
 sample last-load
-log "load done; letting Sluice settle for 10 s"
-sleep 10
+log "load done; letting Sluice settle for 15 s (stalled clients still hold their sockets)"
+sleep 15
 sample after
 stop_pid "$SLUICE_PID" sluice 30
 SLUICE_PID=
+for p in "${LOAD_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+LOAD_PIDS=()
 
 {
     echo "Sluice soak: ${DURATION}s, sysbench $THREADS threads, $LEAVERS leavers, $SLOW slow readers; $(date -u +%Y-%m-%dT%H:%MZ)"
     echo "sysbench: $(parse_sysbench "$WORK/sysbench.log" | awk '{ printf "%s tps, %s qps, %s queries, avg %s ms, p95 %s ms, %s ignored errors", $1, $2, $3, $4, $5, $6 }')"
-    cat "$WORK"/leave-*.out "$WORK"/slow-*.out | awk '{ split($2, r, "="); split($3, e, "="); n[$1] += r[2]; err[$1] += e[2] } END { for (k in n) printf "%s: %d rounds, %d errors\n", k, n[k], err[k] }'
+    cat "$WORK"/leave-*.out "$WORK"/slow-*.out | awk '{ split($2, r, "="); split($3, e, "="); split($4, st, "="); n[$1] += r[2]; err[$1] += e[2]; s[$1] += st[2] } END { for (k in n) printf "%s: %d rounds (%d of them stopped reading, socket open), %d errors\n", k, n[k], s[k], err[k] }'
+    echo "sessions ended by client_write_timeout_ms ($WRITE_TIMEOUT_MS ms): $(grep -c 'read nothing for' "$WORK/sluice.log" || true)"
     awk '
         { rss[NR] = $3; fd[NR] = $4; lab[NR] = $2 }
         $2 == "before" { fd0 = $4; rss0 = $3 }
