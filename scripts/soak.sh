@@ -140,9 +140,10 @@ while time.time() < end:
                 conn._sock.close()
             else:
                 # PyMySQL's buffered reader keeps the descriptor open: a client that
-                # stopped reading. Held (no garbage collection) until after the load.
+                # stopped reading. The cursor is held too (dropping an unbuffered
+                # cursor reads the rest of its result), until after the load.
                 conn._sock.close()
-                held.append(conn)
+                held.append((conn, cur))
         else:
             cur.execute("SELECT seq, REPEAT('x', 65536) FROM seq_1_to_256")
             while cur.fetchone() is not None:
