@@ -17,7 +17,7 @@
 # every SOAK_SAMPLE seconds. At the end the load stops, Sluice gets 15 s to settle, is
 # sampled once more and stopped with SIGTERM (while the stalled clients still hold
 # their sockets). The run passes when
-#   - RSS is flat: the last sample under load is within 25 % (+16 MiB) of the sample
+#   - RSS is flat: the last sample under load is within 25 % (+4 MiB) of the sample
 #     taken once the load had warmed up (after a tenth of the run);
 #   - descriptors come back: after the load, at most 8 more than before it;
 #   - shutdown reports no session left open.
@@ -157,6 +157,9 @@ while time.time() < end:
 print(f"{kind} rounds={rounds} errors={errors} stalled={len(held)}", flush=True)
 if held:
     time.sleep(30)
+# Skip the destructors: dropping a held unbuffered cursor would read the rest of its result.
+import os
+os._exit(0)
 EOF
 for ((i = 0; i < LEAVERS; i++)); do
     python3 "$WORK/clients.py" leave "$SLUICE_PORT" "$DURATION" "$i" >"$WORK/leave-$i.out" 2>"$WORK/leave-$i.err" &
@@ -207,7 +210,7 @@ LOAD_PIDS=()
             if (rssw == "") rssw = rss[2]
             printf "RSS KiB: before %d, warm %d, last under load %d, after %d, max %d\n", rss0, rssw, rssl, rssa, rssmax
             printf "fds: before %d, after %d, max %d (samples: %d)\n", fd0, fda, fdmax, NR
-            rss_ok = (rssl <= rssw * 1.25 + 16384)
+            rss_ok = (rssl <= rssw * 1.25 + 4096)
             fd_ok = (fda <= fd0 + 8)
             printf "RSS flat: %s\nfds back: %s\n", rss_ok ? "yes" : "NO", fd_ok ? "yes" : "NO"
         }' "$WORK/samples.txt"
