@@ -171,6 +171,7 @@ write_sluice_config() {
     cat >"$1" <<EOF
 [proxy]
 $2
+${SLUICE_PROXY_EXTRA:-}
 
 [[users]]
 name = "app"

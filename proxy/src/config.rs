@@ -369,6 +369,11 @@ pub struct ProxyConfig {
     /// A client must complete its login within this time.
     #[serde(default = "defaults::handshake_timeout_ms")]
     pub handshake_timeout_ms: u64,
+    /// A write to a client that makes no progress this long (the client stopped
+    /// reading, or is gone without a FIN or RST reaching Sluice) ends the session, as
+    /// the server's `net_write_timeout` does; `0`: never.
+    #[serde(default = "defaults::client_write_timeout_ms")]
+    pub client_write_timeout_ms: u64,
     /// Server version announced to clients; default: the primary's own version string.
     #[serde(default)]
     pub server_version: Option<String>,
@@ -691,6 +696,9 @@ mod defaults {
     }
     pub fn drain_idle_ms() -> u64 {
         100
+    }
+    pub fn client_write_timeout_ms() -> u64 {
+        60_000
     }
     pub fn auth_plugin() -> String {
         crate::protocol::auth::NATIVE.to_string()

@@ -24,6 +24,7 @@ pub mod rules;
 pub mod server;
 pub mod session;
 pub mod signal;
+pub mod sync;
 pub mod tls;
 #[cfg(not(madsim))]
 pub mod upgrade;

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use crate::sync::Locked;
 
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -107,7 +108,7 @@ impl<N: Net> crate::pool::Opener<N::Stream> for Shared<N> {
 impl<N: Net> Shared<N> {
     /// The query rules and per-user limits in force.
     pub fn policy(&self) -> Arc<crate::session::rules::Policy> {
-        self.policy.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.policy.locked().clone()
     }
 
     /// Re-reads the config file and puts its live settings in force (`crate::reload`),
@@ -117,7 +118,7 @@ impl<N: Net> Shared<N> {
         let r = crate::reload::reload(&self.live, |next| {
             self.metrics.slow_ns.store(next.stats.slow_query_ms.saturating_mul(1_000_000), std::sync::atomic::Ordering::Relaxed);
             let policy = crate::session::rules::Policy::from_config(next, Some(&self.policy()));
-            *self.policy.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(policy);
+            *self.policy.locked() = Arc::new(policy);
         });
         match &r {
             Ok(p) => {
@@ -144,7 +145,7 @@ impl<N: Net> Shared<N> {
     pub fn primary(&self) -> Option<String> {
         let current = self.topology.with(|t| t.as_ref().and_then(|t| t.primary.clone()));
         if self.faults.ignore_promotion() {
-            let mut first = self.first_primary.lock().expect("first primary lock");
+            let mut first = self.first_primary.locked();
             if first.is_none() {
                 *first = current.clone();
             }
@@ -182,13 +183,13 @@ impl<N: Net> Shared<N> {
     /// sees it, and failed logins cost at most one account read at a time.
     pub async fn refresh_accounts_since(&self, since: tokio::time::Instant) -> bool {
         let _reading = self.accounts_reading.lock().await;
-        if self.accounts_loaded.lock().expect("accounts lock").is_some_and(|t| t >= since) {
+        if self.accounts_loaded.locked().is_some_and(|t| t >= since) {
             return true;
         }
         let started = tokio::time::Instant::now();
         match self.load_accounts().await {
             Ok(()) => {
-                *self.accounts_loaded.lock().expect("accounts lock") = Some(started);
+                *self.accounts_loaded.locked() = Some(started);
                 true
             }
             Err(e) => {
@@ -434,6 +435,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     };
     let first_wait = Duration::from_millis(cfg.backend.connect_timeout_ms.max(cfg.backend.monitor_timeout_ms) + 1000);
     let topo = match tokio::time::timeout(first_wait, topology.wait_for(|t| t.is_some())).await {
+        // cannot fail: the wait above returned because the value is `Some`.
         Ok(()) => topology.get().expect("some"),
         _ => return Err(stop_monitor(Error::Config("backend discovery did not finish in time".into()))),
     };
@@ -503,7 +505,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     if shared.cfg.proxy.auth_mode == AuthMode::Passthrough {
         let started = tokio::time::Instant::now();
         shared.load_accounts().await.map_err(|e| stop_monitor(Error::Config(format!("cannot read the backend's accounts for pass-through mode: {e}"))))?;
-        *shared.accounts_loaded.lock().expect("accounts lock") = Some(started);
+        *shared.accounts_loaded.locked() = Some(started);
         tokio::spawn(refresh_accounts(shared.clone()));
     }
     tokio::spawn(maintain_pools(shared.clone(), topo.clone()));

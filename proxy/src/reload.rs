@@ -14,6 +14,7 @@
 //! (new sessions), `[[admin.users]]`, `[stats] slow_query_ms`, `[[rules]]` and
 //! `[[limits]]` (every session's next statement).
 
+use crate::sync::Locked;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -34,7 +35,7 @@ impl Live {
 
     /// The config in force.
     pub fn get(&self) -> Arc<Config> {
-        self.cfg.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.cfg.locked().clone()
     }
 
     /// Bumped by every reload that changed a live setting.
@@ -43,7 +44,7 @@ impl Live {
     }
 
     fn set(&self, cfg: Config) {
-        *self.cfg.lock().unwrap_or_else(|e| e.into_inner()) = Arc::new(cfg);
+        *self.cfg.locked() = Arc::new(cfg);
         self.version.fetch_add(1, Ordering::Release);
     }
 }

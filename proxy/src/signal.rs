@@ -7,6 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use crate::sync::Locked;
 
 use tokio::sync::Notify;
 
@@ -31,7 +32,7 @@ impl<T> Signal<T> {
 
     /// Replaces the value and wakes every waiter.
     pub fn set(&self, value: T) {
-        *self.inner.0.lock().expect("signal lock") = value;
+        *self.inner.0.locked() = value;
         self.version.fetch_add(1, Ordering::Release);
         self.inner.1.notify_waiters();
     }
@@ -43,7 +44,7 @@ impl<T> Signal<T> {
 
     /// Runs `f` on the current value.
     pub fn with<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.inner.0.lock().expect("signal lock"))
+        f(&self.inner.0.locked())
     }
 
     /// Waits until `pred` holds for the value.

@@ -196,9 +196,9 @@ queue_timeout_ms = 300
     assert_eq!(c.query_first::<i32, _>("SELECT 2").await.unwrap(), Some(2), "statements the rule does not match run");
     let mut a = first.await.unwrap().expect("the first one ran");
     // Its slot is free again: one waits its turn and runs.
-    let t = tokio::spawn(async move { a.query_first::<i32, _>("SELECT SLEEP(0.4)").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(b.query_first::<i32, _>("SELECT SLEEP(0.01)").await.unwrap(), Some(0), "queued, then ran");
+    let t = tokio::spawn(async move { a.query_first::<i32, _>("SELECT SLEEP(0.15)").await });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(b.query_first::<i32, _>("SELECT SLEEP(0.01)").await.unwrap(), Some(0), "queued (about 100 ms of its 300), then ran");
     t.await.unwrap().unwrap();
     let rows = rule_rows(&p).await;
     assert_eq!(rows["one-at-a-time"]["throttled"], "1", "{rows:?}");

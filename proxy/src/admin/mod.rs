@@ -15,6 +15,7 @@ pub mod commands;
 pub mod http;
 pub mod tables;
 
+use crate::sync::Locked;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -297,7 +298,7 @@ async fn kill<N: Net>(shared: &Shared<N>, id: u64, query: bool) -> Answer {
     let Some(entry) = u32::try_from(id).ok().and_then(|i| shared.registry.get(i)) else {
         return Answer::Err(err::ER_NO_SUCH_THREAD, "HY000", format!("Unknown thread id: {id}"));
     };
-    let running = entry.current.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let running = entry.current.locked().clone();
     if let Some((addr, thread)) = running {
         let sql = format!("KILL {}{thread}", if query { "QUERY " } else { "" });
         match crate::session::run_as_service(shared, &addr, &sql).await {

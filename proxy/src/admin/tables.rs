@@ -2,6 +2,7 @@
 //! one reading of the instance's topology, registry, pools and counters (synchronous;
 //! no backend is asked).
 
+use crate::sync::Locked;
 use std::sync::atomic::Ordering;
 
 use super::Answer;
@@ -70,8 +71,8 @@ pub fn sessions<N: Net>(shared: &Shared<N>) -> Answer {
         .snapshot()
         .into_iter()
         .map(|(id, e)| {
-            let current = e.current.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let a = e.activity.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let current = e.current.locked().clone();
+            let a = e.activity.locked().clone();
             let (state, statement, age) = match (&a.statement, &a.command, a.since) {
                 (Some((d, t)), _, _) => ("query", d.text.to_string(), ms(now - *t)),
                 (None, Some((c, t)), _) => (*c, String::new(), ms(now - *t)),

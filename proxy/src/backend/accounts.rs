@@ -13,6 +13,7 @@
 //! most specific host first (<https://mariadb.com/kb/en/create-user/#host-name-component>).
 
 use std::sync::RwLock;
+use crate::sync::RwLocked;
 
 use crate::error::Result;
 use crate::net::Stream;
@@ -113,14 +114,14 @@ pub struct Accounts {
 
 impl Accounts {
     pub fn set_resolves_names(&self, on: bool) {
-        *self.resolves_names.write().expect("accounts lock") = on;
+        *self.resolves_names.write_locked() = on;
     }
 
     /// The client's host as the server names it in messages ("Access denied for user
     /// 'u'@'host'"): a server that resolves names calls the loopback address
     /// `localhost` (other addresses would need DNS and are shown as they are).
     pub fn host_as_server_names_it<'a>(&self, host: &'a str) -> &'a str {
-        if *self.resolves_names.read().expect("accounts lock") && is_loopback(host) {
+        if *self.resolves_names.read_locked() && is_loopback(host) {
             "localhost"
         } else {
             host
@@ -136,11 +137,11 @@ impl Accounts {
                 .then_with(|| a.user.is_empty().cmp(&b.user.is_empty()))
                 .then_with(|| a.user.cmp(&b.user))
         });
-        *self.list.write().expect("accounts lock") = list;
+        *self.list.write_locked() = list;
     }
 
     pub fn len(&self) -> usize {
-        self.list.read().expect("accounts lock").len()
+        self.list.read_locked().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -150,7 +151,7 @@ impl Accounts {
     /// The account a connection from `host` as `user` logs in to: the first whose host
     /// matches and whose user is `user` or anonymous (`''` matches any user name).
     pub fn find(&self, user: &str, host: &str) -> Option<Account> {
-        self.list.read().expect("accounts lock").iter().find(|a| (a.user == user || a.user.is_empty()) && host_matches(&a.host, host)).cloned()
+        self.list.read_locked().iter().find(|a| (a.user == user || a.user.is_empty()) && host_matches(&a.host, host)).cloned()
     }
 }
 
@@ -164,9 +165,14 @@ pub async fn load<S: Stream>(conn: &mut BackendConn<S>) -> Result<Vec<Account>> 
     };
     let r = conn.query(sql).await?;
     let text = |v: &Option<Vec<u8>>| v.as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+    // A row without the four columns asked for (a server answering something else) is
+    // no account: skipped rather than indexed past its end.
     Ok(r.rows
         .iter()
-        .map(|row| Account { user: text(&row[0]), host: text(&row[1]), plugin: text(&row[2]), auth_string: text(&row[3]) })
+        .filter_map(|row| match row.as_slice() {
+            [user, host, plugin, auth_string, ..] => Some(Account { user: text(user), host: text(host), plugin: text(plugin), auth_string: text(auth_string) }),
+            _ => None,
+        })
         .collect())
 }
 

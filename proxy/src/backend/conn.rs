@@ -10,6 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use crate::sync::Locked;
 
 use rand_chacha::ChaCha8Rng;
 
@@ -27,6 +28,10 @@ use crate::tls::BackendTls;
 /// Largest packet accepted from a backend when read whole (results stream through
 /// without this limit).
 const BACKEND_MAX_PACKET: usize = 1 << 30;
+
+/// Most columns a result of the proxy's own queries may announce (servers allow 4096 a
+/// table; a join or a function list may exceed that a little, never this).
+const MAX_COLUMNS: u64 = 1 << 16;
 
 pub use crate::protocol::authflow::Secret;
 
@@ -211,7 +216,7 @@ async fn run_auth<S: crate::net::Stream>(
     loop {
         let p: Packet = conn.read_packet().await.map_err(|e| read_err(addr, true, e))?;
         let step = {
-            let mut rng = rng.lock().expect("rng lock");
+            let mut rng = rng.locked();
             auth.on_packet(&p.payload, &mut *rng)
         };
         match step {
@@ -242,6 +247,12 @@ impl<S: crate::net::Stream> BackendConn<S> {
                 _ => {
                     let mut r = Reader::new(&p.payload);
                     let n = r.lenenc().ok_or_else(|| Error::backend_protocol(&self.addr, "bad column count"))?;
+                    // The count comes from the wire: a server never sends more than a
+                    // table can have (4096 in MySQL), so a larger one is a protocol error
+                    // rather than an allocation or a loop of that size.
+                    if n > MAX_COLUMNS {
+                        return Err(Error::backend_protocol(&self.addr, "column count out of range"));
+                    }
                     // With cached metadata a flag byte says whether definitions follow
                     // (as in the response tracker, a missing flag is a protocol error).
                     let defs = if self.ext_caps & cap::ext::CACHE_METADATA == 0 {
@@ -275,7 +286,8 @@ impl<S: crate::net::Stream> BackendConn<S> {
                             }
                             _ => {
                                 let mut r = Reader::new(&row.payload);
-                                let mut vals = Vec::with_capacity(n as usize);
+                                // cannot truncate: n <= MAX_COLUMNS; a row holds at least one byte a value.
+                                let mut vals = Vec::with_capacity((n as usize).min(row.payload.len()));
                                 for _ in 0..n {
                                     if r.peek() == Some(0xFB) {
                                         r.u8();

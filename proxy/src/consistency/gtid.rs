@@ -165,6 +165,7 @@ impl GtidSet {
     /// The MariaDB part as `MASTER_GTID_WAIT` takes it: `d-s-n` by domain, comma separated.
     pub fn mariadb_text(&self) -> String {
         let mut s = String::new();
+        // cannot fail: `fmt::Write` for `String` never errors.
         self.write_mariadb(&mut s).expect("writing to a String");
         s
     }
@@ -173,6 +174,7 @@ impl GtidSet {
     /// sources as `uuid:tag:1-5`), comma separated.
     pub fn mysql_text(&self) -> String {
         let mut s = String::new();
+        // cannot fail: `fmt::Write` for `String` never errors.
         self.write_mysql(&mut s).expect("writing to a String");
         s
     }

@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
+use crate::sync::Locked;
 
 use super::gtid::GtidSet;
 use super::level::Written;
@@ -48,7 +49,7 @@ pub fn executed(g: &Gtid) -> GtidSet {
 impl Positions {
     /// Takes the positions of topology `version` unless already done.
     pub fn observe(&self, version: u64, topo: &Topology) {
-        let mut k = self.known.lock().expect("positions lock");
+        let mut k = self.known.locked();
         if k.version.is_some_and(|v| v >= version) {
             return;
         }
@@ -58,35 +59,35 @@ impl Positions {
 
     /// `node` has applied `gtids` (a wait there succeeded).
     pub fn reached(&self, node: &str, gtids: &GtidSet) {
-        let mut k = self.known.lock().expect("positions lock");
+        let mut k = self.known.locked();
         k.nodes.entry(node.to_string()).or_default().merge(gtids);
     }
 
     /// Whether `node` is known to have applied `gtids`.
     pub fn has(&self, node: &str, gtids: &GtidSet) -> bool {
-        let k = self.known.lock().expect("positions lock");
+        let k = self.known.locked();
         k.nodes.get(node).is_some_and(|p| p.contains(gtids))
     }
 
     /// The known position of `node` (diagnostics).
     pub fn of(&self, node: &str) -> Option<GtidSet> {
-        self.known.lock().expect("positions lock").nodes.get(node).cloned()
+        self.known.locked().nodes.get(node).cloned()
     }
 
     /// Records GTIDs acknowledged through this Sluice on `node` (`current`: the
     /// primary as the monitor sees it now; see [`Written::record`]).
     pub fn written(&self, node: &str, current: Option<&str>, gtids: &GtidSet) {
-        self.instance.lock().expect("instance lock").record(node, current, gtids);
+        self.instance.locked().record(node, current, gtids);
     }
 
     /// A write acknowledged through this Sluice whose GTID it did not see.
     pub fn written_unknown(&self, node: &str, current: Option<&str>) {
-        self.instance.lock().expect("instance lock").record_unknown(node, current);
+        self.instance.locked().record_unknown(node, current);
     }
 
     /// The primary's own position, read for a read that needed it.
     pub fn resolve_unknown(&self, primary: &str, position: &GtidSet) {
-        let mut i = self.instance.lock().expect("instance lock");
+        let mut i = self.instance.locked();
         if i.unknown && i.primary.as_deref() == Some(primary) {
             i.resolve_unknown(primary, position);
         }
@@ -94,7 +95,7 @@ impl Positions {
 
     /// What every session of this Sluice has written.
     pub fn instance(&self) -> Written {
-        self.instance.lock().expect("instance lock").clone()
+        self.instance.locked().clone()
     }
 }
 

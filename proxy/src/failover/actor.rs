@@ -271,6 +271,7 @@ impl<N: Net> Actor<N> {
         let Some(best) = manager::choose(&facts).map(|f| f.addr.clone()) else {
             return Err((format!("no replica of {} can be promoted", plan.old), back(nodes, kept)));
         };
+        // cannot fail: `best` is the address of one of `nodes`' facts.
         let i = nodes.iter().position(|(c, _)| c.addr == best).expect("chosen among them");
         // Apply the relay log: stop receiving, wait for what was received.
         let r: Result<(), String> = async {

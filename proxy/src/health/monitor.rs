@@ -105,6 +105,7 @@ async fn probe_loop<N: Net>(
             if prober.is_none() {
                 prober = Some(Prober::new(connect(&net, &addr, &login, &rng).await?));
             }
+            // cannot fail: set just above when it was `None`.
             prober.as_mut().expect("connected").probe().await
         };
         let outcome = tokio::select! {

@@ -6,6 +6,7 @@
 //! are folded into one "other" row: memory never grows past the bound, the digests that
 //! cost the most time stay, and the totals stay exact.
 
+use crate::sync::Locked;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
@@ -88,7 +89,7 @@ impl Digests {
         }
         let now = Instant::now();
         let shard = &self.shards[(digest.hash as usize) & (self.shards.len() - 1)];
-        let mut m = shard.lock().expect("digests lock");
+        let mut m = shard.locked();
         if let Some((_, s)) = m.get_mut(&digest.hash) {
             s.add(ns, rows, error, now);
             return;
@@ -97,7 +98,7 @@ impl Digests {
             // Room is made by folding the digest that cost the least time into "other".
             if let Some(&victim) = m.iter().min_by_key(|(_, (_, s))| s.total_ns).map(|(k, _)| k) {
                 if let Some((_, s)) = m.remove(&victim) {
-                    let mut o = self.other.lock().expect("digests other lock");
+                    let mut o = self.other.locked();
                     match o.as_mut() {
                         Some(o) => o.merge(&s),
                         None => *o = Some(s),
@@ -115,12 +116,12 @@ impl Digests {
     pub fn top(&self, n: usize) -> Vec<DigestRow> {
         let mut rows: Vec<DigestRow> = Vec::new();
         for shard in self.shards.iter() {
-            let m = shard.lock().expect("digests lock");
+            let m = shard.locked();
             rows.extend(m.values().map(|(d, s)| DigestRow { digest: Some(d.clone()), stats: s.clone() }));
         }
         rows.sort_by(|a, b| b.stats.total_ns.cmp(&a.stats.total_ns).then_with(|| a.digest.as_ref().map(|d| d.hash).cmp(&b.digest.as_ref().map(|d| d.hash))));
         rows.truncate(n);
-        if let Some(o) = self.other.lock().expect("digests other lock").clone() {
+        if let Some(o) = self.other.locked().clone() {
             rows.push(DigestRow { digest: None, stats: o });
         }
         rows
@@ -128,7 +129,7 @@ impl Digests {
 
     /// Digests held (not counting "other").
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().expect("digests lock").len()).sum()
+        self.shards.iter().map(|s| s.locked().len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,9 +139,9 @@ impl Digests {
     /// Forgets every digest (`SLUICE RESET DIGESTS`).
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.lock().expect("digests lock").clear();
+            s.locked().clear();
         }
-        *self.other.lock().expect("digests other lock") = None;
+        *self.other.locked() = None;
     }
 }
 

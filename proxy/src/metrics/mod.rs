@@ -11,6 +11,7 @@
 pub mod digests;
 mod render;
 
+use crate::sync::Locked;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,13 +61,13 @@ const MAX_ERROR_CODES: usize = 256;
 
 impl ErrorCounts {
     pub fn add(&self, code: u16) {
-        let mut m = self.0.lock().expect("error counts lock");
+        let mut m = self.0.locked();
         let code = if m.len() >= MAX_ERROR_CODES && !m.contains_key(&code) { 0 } else { code };
         *m.entry(code).or_default() += 1;
     }
 
     pub fn snapshot(&self) -> BTreeMap<u16, u64> {
-        self.0.lock().expect("error counts lock").clone()
+        self.0.locked().clone()
     }
 }
 
@@ -174,7 +175,7 @@ impl Metrics {
 
     /// The counters of `user` (made on first use).
     pub fn user(&self, user: &str) -> Arc<UserMetrics> {
-        let mut m = self.users.lock().expect("user metrics lock");
+        let mut m = self.users.locked();
         if let Some(u) = m.get(user) {
             return u.clone();
         }
@@ -184,7 +185,7 @@ impl Metrics {
 
     /// Every user's counters.
     pub fn users(&self) -> Vec<(String, Arc<UserMetrics>)> {
-        self.users.lock().expect("user metrics lock").iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+        self.users.locked().iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

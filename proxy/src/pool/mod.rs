@@ -28,6 +28,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use crate::sync::Locked;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
@@ -225,14 +226,14 @@ impl<S: Stream> Pools<S> {
     }
 
     fn node(&self, addr: &str) -> Arc<NodePool> {
-        let mut g = self.nodes.lock().expect("pools lock");
+        let mut g = self.nodes.locked();
         g.entry(addr.to_string()).or_insert_with(|| Arc::new(NodePool::new())).clone()
     }
 
     /// Counters of `addr`'s pool.
     pub fn stats(&self, addr: &str) -> PoolStats {
         let n = self.node(addr);
-        let idle = self.idle.lock().expect("idle lock").get(addr).map_or(0, |v| v.len());
+        let idle = self.idle.locked().get(addr).map_or(0, |v| v.len());
         PoolStats {
             max: n.max.load(Ordering::Relaxed),
             open: n.open.load(Ordering::Relaxed),
@@ -257,7 +258,7 @@ impl<S: Stream> Pools<S> {
 
     /// Records what a connection opened with `login` to `addr` answered at login.
     fn record_template(&self, addr: &str, login: &Login, conn: &BackendConn<S>) {
-        let mut t = self.templates.lock().expect("templates lock");
+        let mut t = self.templates.locked();
         let key = (addr.to_string(), ConnKey::of(login));
         if !t.contains_key(&key) {
             t.insert(key, (conn.login_ok.clone(), conn.caps, conn.ext_caps));
@@ -269,18 +270,18 @@ impl<S: Stream> Pools<S> {
     /// was opened, and `login`'s database (if any) was accepted by the server lately.
     pub fn login_template(&self, addr: &str, login: &Login) -> Option<(Vec<u8>, u32, u32)> {
         if let Some(db) = &login.database {
-            let d = self.databases.lock().expect("databases lock");
+            let d = self.databases.locked();
             let seen = d.get(&(addr.to_string(), login.user.clone(), db.clone()))?;
             if seen.elapsed() > DATABASE_TTL {
                 return None;
             }
         }
-        self.templates.lock().expect("templates lock").get(&(addr.to_string(), ConnKey::of(login))).cloned()
+        self.templates.locked().get(&(addr.to_string(), ConnKey::of(login))).cloned()
     }
 
     /// The server accepted `db` for `user` on `addr` (a login or a COM_INIT_DB).
     pub fn database_accepted(&self, addr: &str, user: &str, db: &[u8]) {
-        let mut d = self.databases.lock().expect("databases lock");
+        let mut d = self.databases.locked();
         if d.len() > 10_000 {
             d.retain(|_, t| t.elapsed() <= DATABASE_TTL);
         }
@@ -300,7 +301,7 @@ impl<S: Stream> Pools<S> {
         }
         let key = ConnKey::of(login);
         {
-            let mut last = self.last_login.lock().expect("login lock");
+            let mut last = self.last_login.locked();
             if last.get(addr).is_none_or(|l| ConnKey::of(l) != key || l.database != login.database) {
                 last.insert(addr.to_string(), login.clone());
             }
@@ -336,7 +337,7 @@ impl<S: Stream> Pools<S> {
             // An idle connection of the key, or room for a new one (closing an idle one
             // of another key when the node is full).
             let (taken, evicted) = {
-                let mut idle = self.idle.lock().expect("idle lock");
+                let mut idle = self.idle.locked();
                 let list = idle.entry(addr.to_string()).or_default();
                 let mut best: Option<(usize, u32)> = None;
                 for (i, c) in list.iter().enumerate().rev() {
@@ -422,7 +423,7 @@ impl<S: Stream> Pools<S> {
         let idle = Idle { key: lease.key.clone(), conn, state, uid: lease.uid, born: lease.born, since: Instant::now() };
         // The connection stays counted in `open` as an idle one.
         lease.counted = false;
-        self.idle.lock().expect("idle lock").entry(addr.to_string()).or_default().push(idle);
+        self.idle.locked().entry(addr.to_string()).or_default().push(idle);
         drop(lease);
     }
 
@@ -453,7 +454,7 @@ impl<S: Stream> Pools<S> {
         let uid = self.uid();
         let now = Instant::now();
         let state = ConnState { schema: login.database.clone(), last_insert_id: Some(0), ..ConnState::default() };
-        self.idle.lock().expect("idle lock").entry(addr.to_string()).or_default().push(Idle { key: ConnKey::of(login), conn, state, uid, born: now, since: now });
+        self.idle.locked().entry(addr.to_string()).or_default().push(Idle { key: ConnKey::of(login), conn, state, uid, born: now, since: now });
         node.max.store(max, Ordering::Release);
         node.sem.add_permits(max);
         Ok(())
@@ -466,9 +467,9 @@ impl<S: Stream> Pools<S> {
         let idle_limit = Duration::from_millis(self.cfg.idle_timeout_ms);
         let lifetime = (self.cfg.max_lifetime_ms > 0).then(|| Duration::from_millis(self.cfg.max_lifetime_ms));
         let mut close = Vec::new();
-        let addrs: Vec<String> = self.nodes.lock().expect("pools lock").keys().cloned().collect();
+        let addrs: Vec<String> = self.nodes.locked().keys().cloned().collect();
         {
-            let mut idle = self.idle.lock().expect("idle lock");
+            let mut idle = self.idle.locked();
             for (addr, list) in idle.iter_mut() {
                 let mut keep = Vec::with_capacity(list.len());
                 let mut kept = 0usize;
@@ -498,9 +499,9 @@ impl<S: Stream> Pools<S> {
             if max == 0 {
                 continue;
             }
-            let Some(login) = self.last_login.lock().expect("login lock").get(&addr).cloned() else { continue };
+            let Some(login) = self.last_login.locked().get(&addr).cloned() else { continue };
             loop {
-                let idle = self.idle.lock().expect("idle lock").get(&addr).map_or(0, |v| v.len());
+                let idle = self.idle.locked().get(&addr).map_or(0, |v| v.len());
                 if idle >= self.cfg.min_idle.min(max) || !self.reserve_place(&node, max) {
                     break;
                 }
@@ -509,7 +510,7 @@ impl<S: Stream> Pools<S> {
                         node.created.fetch_add(1, Ordering::Relaxed);
                         let now = Instant::now();
                         let state = ConnState { schema: login.database.clone(), last_insert_id: Some(0), ..ConnState::default() };
-                        self.idle.lock().expect("idle lock").entry(addr.clone()).or_default().push(Idle { key: ConnKey::of(&login), conn, state, uid: self.uid(), born: now, since: now });
+                        self.idle.locked().entry(addr.clone()).or_default().push(Idle { key: ConnKey::of(&login), conn, state, uid: self.uid(), born: now, since: now });
                     }
                     Err(e) => {
                         node.open.fetch_sub(1, Ordering::Relaxed);
@@ -532,7 +533,7 @@ impl<S: Stream> Pools<S> {
         if node.max.load(Ordering::Acquire) == 0 {
             self.size(opener, addr, &node, login).await?;
         }
-        self.last_login.lock().expect("login lock").insert(addr.to_string(), login.clone());
+        self.last_login.locked().insert(addr.to_string(), login.clone());
         self.maintain(opener).await;
         Ok(())
     }
@@ -540,7 +541,7 @@ impl<S: Stream> Pools<S> {
     /// Closes every idle connection (shutdown).
     pub async fn close_idle(&self) {
         let all: Vec<(String, Idle<S>)> = {
-            let mut idle = self.idle.lock().expect("idle lock");
+            let mut idle = self.idle.locked();
             std::mem::take(&mut *idle).into_iter().flat_map(|(a, v)| v.into_iter().map(move |c| (a.clone(), c))).collect()
         };
         for (addr, c) in all {

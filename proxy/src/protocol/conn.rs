@@ -150,11 +150,53 @@ pub struct PacketConn<S> {
     /// Bytes read from and written to the socket so far (for metrics).
     pub bytes_read: u64,
     pub bytes_written: u64,
+    /// A write that makes no progress this long fails with `TimedOut` (see
+    /// [`Self::set_write_stall`]); `None`: writes wait as long as the peer does.
+    write_stall: Option<std::time::Duration>,
 }
 
 impl<S: Stream> PacketConn<S> {
     pub fn new(stream: S, max_packet: usize) -> Self {
-        PacketConn { io: Transport::Plain(stream), rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::new(), max_packet, bytes_read: 0, bytes_written: 0 }
+        PacketConn { io: Transport::Plain(stream), rbuf: BytesMut::with_capacity(READ_CHUNK), wbuf: BytesMut::new(), max_packet, write_stall: None, bytes_read: 0, bytes_written: 0 }
+    }
+
+    /// Bounds how long a write may make no progress: a peer that stopped reading (or
+    /// whose host is gone without a FIN or RST) fails the write with `TimedOut` after
+    /// `stall` instead of holding it for good. A slow reader that takes some bytes
+    /// within every `stall` is waited for.
+    pub fn set_write_stall(&mut self, stall: Option<std::time::Duration>) {
+        self.write_stall = stall;
+    }
+
+    /// `write_all` on the transport, within the write stall bound.
+    async fn write_all_bounded(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let Some(stall) = self.write_stall else { return self.io.write_all(bytes).await };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            match tokio::time::timeout(stall, self.io.write(rest)).await {
+                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => rest = &rest[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(stalled(stall)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `flush` (or, with `shutdown`, `shutdown`) on the transport, within the write
+    /// stall bound (TLS may have bytes of its own to write).
+    async fn flush_bounded(&mut self, shutdown: bool) -> io::Result<()> {
+        let op = async {
+            if shutdown {
+                self.io.shutdown().await
+            } else {
+                self.io.flush().await
+            }
+        };
+        match self.write_stall {
+            None => op.await,
+            Some(stall) => tokio::time::timeout(stall, op).await.map_err(|_| stalled(stall))?,
+        }
     }
 
     pub fn is_tls(&self) -> bool {
@@ -259,7 +301,7 @@ impl<S: Stream> PacketConn<S> {
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
             let out = self.wbuf.split();
-            self.io.write_all(&out).await?;
+            self.write_all_bounded(&out).await?;
             self.bytes_written += out.len() as u64;
             if self.wbuf.capacity() < out.capacity() && out.capacity() <= 4 * READ_CHUNK {
                 // Reuse the allocation for the next write.
@@ -268,7 +310,7 @@ impl<S: Stream> PacketConn<S> {
                 self.wbuf = out;
             }
         }
-        self.io.flush().await
+        self.flush_bounded(false).await
     }
 
     /// Queues a packet and flushes.
@@ -282,16 +324,16 @@ impl<S: Stream> PacketConn<S> {
     pub async fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
         if !self.wbuf.is_empty() {
             let out = self.wbuf.split();
-            self.io.write_all(&out).await?;
+            self.write_all_bounded(&out).await?;
             self.bytes_written += out.len() as u64;
         }
-        self.io.write_all(bytes).await?;
+        self.write_all_bounded(bytes).await?;
         self.bytes_written += bytes.len() as u64;
         Ok(())
     }
 
     pub async fn flush_raw(&mut self) -> io::Result<()> {
-        self.io.flush().await
+        self.flush_bounded(false).await
     }
 
     /// Switches to TLS as the server side (after the client's SSLRequest).
@@ -349,6 +391,11 @@ impl<S: Stream> PacketConn<S> {
     /// Closes the write side.
     pub async fn shutdown(&mut self) {
         let _ = self.flush().await;
-        let _ = self.io.shutdown().await;
+        let _ = self.flush_bounded(true).await;
     }
+}
+
+/// The error of a write that made no progress for `stall`.
+fn stalled(stall: std::time::Duration) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, format!("the peer read nothing for {} ms (a write stalled)", stall.as_millis()))
 }

@@ -49,6 +49,7 @@ impl ServerHandshake {
             let auth_len = r.u8()? as usize;
             let reserved = r.take(10)?; // MariaDB keeps extended capabilities in the last 4
             if caps & cap::LONG_PASSWORD == 0 {
+                // cannot fail: `take(10)` returned exactly ten bytes.
                 ext_caps = u32::from_le_bytes(reserved[6..10].try_into().expect("4 bytes"));
             }
             if caps & cap::SECURE_CONNECTION != 0 {
@@ -121,6 +122,7 @@ impl HandshakeResponse {
         let max_packet = r.u32()?;
         let charset = r.u8()?;
         let filler = r.take(23)?;
+        // cannot fail: `take(23)` returned exactly 23 bytes.
         let ext_caps = if caps & cap::LONG_PASSWORD == 0 { u32::from_le_bytes(filler[19..23].try_into().expect("4 bytes")) } else { 0 };
         let user = r.null_terminated()?.to_vec();
         let auth_response = if caps & cap::PLUGIN_AUTH_LENENC_CLIENT_DATA != 0 {

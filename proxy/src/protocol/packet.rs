@@ -100,13 +100,15 @@ pub fn frame_packet(buf: &[u8], limit: usize) -> Result<Framed, FrameError> {
 }
 
 /// Copies the payload of a framed logical packet (as found by [`frame_packet`]) out of
-/// `wire`, dropping the frame headers.
+/// `wire`, dropping the frame headers. Bytes that are not a whole framed packet yield
+/// what they hold (never a panic).
 pub fn join_payload(wire: &[u8], payload_len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload_len);
+    let mut out = Vec::with_capacity(payload_len.min(wire.len()));
     let mut pos = 0;
     loop {
-        let (len, _) = parse_header(&wire[pos..]).expect("framed packet");
-        out.extend_from_slice(&wire[pos + HEADER_LEN..pos + HEADER_LEN + len]);
+        let Some((len, _)) = wire.get(pos..).and_then(parse_header) else { return out };
+        let Some(frame) = wire.get(pos + HEADER_LEN..pos + HEADER_LEN + len) else { return out };
+        out.extend_from_slice(frame);
         pos += HEADER_LEN + len;
         if len < MAX_FRAME {
             return out;
@@ -163,6 +165,7 @@ impl<'a> Reader<'a> {
         self.take(4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     }
     pub fn u64(&mut self) -> Option<u64> {
+        // cannot fail: `take(8)` returned exactly eight bytes.
         self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     /// A length-encoded integer. `None` for the NULL marker (0xFB), the ERR/EOF markers

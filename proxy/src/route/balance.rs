@@ -119,6 +119,7 @@ fn least(
         }
     }
     let ties: Vec<usize> = (0..cands.len()).filter(|&i| same(&cands[i], &cands[best])).collect();
+    // cannot fail: `pick`, the only caller, returns earlier without candidates, so `best` itself is in `ties`.
     Some(ties[(turn % ties.len() as u64) as usize])
 }
 

@@ -11,6 +11,7 @@
 //! The rule set is rebuilt by a config reload (`crate::reload`); counters of rules
 //! whose name stays carry over.
 
+use crate::sync::Locked;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -235,7 +236,7 @@ impl Limits {
     pub fn take_statement(&self, user: &str, now: tokio::time::Instant) -> bool {
         let Some(rate) = self.by_user.get(user).and_then(|l| l.statements_per_second) else { return true };
         let rate = f64::from(rate);
-        let mut b = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut b = self.buckets.locked();
         let (tokens, last) = b.entry(user.to_string()).or_insert((rate, now));
         *tokens = (*tokens + now.saturating_duration_since(*last).as_secs_f64() * rate).min(rate);
         *last = now;

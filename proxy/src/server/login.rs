@@ -8,6 +8,7 @@
 //! <https://dev.mysql.com/doc/dev/mysql-server/latest/page_caching_sha2_authentication_exchanges.html>.
 
 use rand::Rng;
+use crate::sync::Locked;
 
 use crate::backend::accounts::Verifier;
 use crate::backend::conn::Secret;
@@ -44,7 +45,7 @@ pub struct ClientLogin {
 
 /// A 20-byte nonce of printable characters, as servers generate them.
 pub fn new_nonce<N: Net>(shared: &Shared<N>) -> Vec<u8> {
-    let mut rng = shared.rng.lock().expect("rng lock");
+    let mut rng = shared.rng.locked();
     (0..20)
         .map(|_| loop {
             let b: u8 = rng.gen_range(33..127);
@@ -332,7 +333,7 @@ pub async fn verify<N: Net>(
         return Ok(auth::native_verify(stage2.as_ref(), nonce, response));
     }
     // caching_sha2_password, driven through its state machine.
-    let cached = shared.cfg.proxy.caching_sha2_cache && shared.sha2_cache.lock().expect("cache lock").contains(user);
+    let cached = shared.cfg.proxy.caching_sha2_cache && shared.sha2_cache.locked().contains(user);
     let mut flow = Sha2Server::new(pw, nonce, conn.is_tls(), &shared.rsa);
     let mut step = flow.start(response, cached);
     loop {
@@ -343,7 +344,7 @@ pub async fn verify<N: Net>(
                     *seq = conn.send(*seq, &last).await.map_err(Error::ClientIo)?;
                 }
                 if flow.proved_by_full_auth() && shared.cfg.proxy.caching_sha2_cache {
-                    shared.sha2_cache.lock().expect("cache lock").insert(user.to_string());
+                    shared.sha2_cache.locked().insert(user.to_string());
                 }
                 return Ok(true);
             }

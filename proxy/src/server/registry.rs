@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use crate::sync::Locked;
 
 use tokio::sync::Notify;
 
@@ -87,7 +88,7 @@ struct Inner {
 
 impl Registry {
     pub fn register(&self, user: String, peer: &str) -> (u32, Arc<Notify>, Current, LastUsed, Activity) {
-        let mut g = self.inner.lock().expect("registry lock");
+        let mut g = self.inner.locked();
         loop {
             g.next = g.next.wrapping_add(1).max(FIRST_ID);
             let id = g.next;
@@ -103,14 +104,14 @@ impl Registry {
     }
 
     pub fn set_user(&self, id: u32, user: &str) {
-        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+        if let Some(e) = self.inner.locked().sessions.get_mut(&id) {
             e.user = user.to_string();
         }
     }
 
     /// The session opened a backend connection.
     pub fn add_backend(&self, id: u32, addr: &str, thread: u32) {
-        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+        if let Some(e) = self.inner.locked().sessions.get_mut(&id) {
             e.backends.retain(|(a, _)| a != addr);
             e.backends.push((addr.to_string(), thread));
         }
@@ -118,40 +119,40 @@ impl Registry {
 
     /// The session closed its backend connection to `addr`.
     pub fn remove_backend(&self, id: u32, addr: &str) {
-        if let Some(e) = self.inner.lock().expect("registry lock").sessions.get_mut(&id) {
+        if let Some(e) = self.inner.locked().sessions.get_mut(&id) {
             e.backends.retain(|(a, _)| a != addr);
         }
     }
 
     pub fn get(&self, id: u32) -> Option<Entry> {
-        self.inner.lock().expect("registry lock").sessions.get(&id).cloned()
+        self.inner.locked().sessions.get(&id).cloned()
     }
 
     /// The session served by backend thread `thread` on `addr`, if it is one of ours.
     pub fn by_backend_thread(&self, addr: &str, thread: u64) -> Option<(u32, Entry)> {
-        let g = self.inner.lock().expect("registry lock");
+        let g = self.inner.locked();
         g.sessions
             .iter()
             .find(|(_, e)| e.backends.iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
             .or_else(|| {
                 // Multiplexed sessions hold no connection of their own: the one that last
                 // ran a statement on that backend connection.
-                g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.last.lock().expect("last lock").iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
+                g.sessions.iter().find(|(_, e)| e.backends.is_empty() && e.last.locked().iter().any(|(a, t)| a == addr && u64::from(*t) == thread))
             })
             .map(|(id, e)| (*id, e.clone()))
     }
 
     /// Every session, by id.
     pub fn snapshot(&self) -> Vec<(u32, Entry)> {
-        self.inner.lock().expect("registry lock").sessions.iter().map(|(id, e)| (*id, e.clone())).collect()
+        self.inner.locked().sessions.iter().map(|(id, e)| (*id, e.clone())).collect()
     }
 
     pub fn remove(&self, id: u32) {
-        self.inner.lock().expect("registry lock").sessions.remove(&id);
+        self.inner.locked().sessions.remove(&id);
     }
 
     pub fn len(&self) -> usize {
-        self.inner.lock().expect("registry lock").sessions.len()
+        self.inner.locked().sessions.len()
     }
 
     pub fn is_empty(&self) -> bool {

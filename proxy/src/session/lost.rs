@@ -61,6 +61,7 @@ impl<N: Net> Session<N> {
                 }
             }
         }
+        // cannot fail: the buffer admitted the statement above (`self.buffered` set) or returned.
         let deadline = self.buffered.as_ref().expect("admitted").1;
         let now = Instant::now();
         if now >= deadline {
@@ -247,6 +248,7 @@ impl<N: Net> Session<N> {
     /// Runs the kept statements on `node` (ready); `Ok(false)` when an answer differed.
     async fn replay_on(&mut self, node: &str, entries: &[failover::replay::Entry]) -> Result<bool, Error> {
         let timeout = self.read_timeout;
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         let mut last_status = None;
         for (i, e) in entries.iter().enumerate() {

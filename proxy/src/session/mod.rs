@@ -29,6 +29,7 @@ pub mod state;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use crate::sync::Locked;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -101,6 +102,13 @@ fn command(cmd: u8) -> Command {
         com::CHANGE_USER => Command::ChangeUser,
         _ => Command::Unsupported,
     }
+}
+
+/// The little-endian `u32` after a command byte (a statement or connection id), if
+/// the client sent four bytes of it.
+fn u32_after_command(payload: &[u8]) -> Option<u32> {
+    let b: [u8; 4] = payload.get(1..5)?.try_into().ok()?;
+    Some(u32::from_le_bytes(b))
 }
 
 /// Why a session ends.
@@ -198,6 +206,10 @@ struct Session<N: Net> {
 /// Serves one accepted client connection until it ends.
 pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String) {
     let mut client = PacketConn::new(stream, shared.cfg.proxy.max_allowed_packet);
+    // A client that stops reading mid-result (or vanished without a FIN or RST) must
+    // not hold its session and backend connection for good: see `client_write_timeout_ms`.
+    let write_timeout = shared.cfg.proxy.client_write_timeout_ms;
+    client.set_write_stall((write_timeout > 0).then(|| Duration::from_millis(write_timeout)));
     let (id, killed, current, last, activity) = shared.registry.register(String::new(), &peer);
     let host = peer.rsplit_once(':').map(|(h, _)| h).unwrap_or(&peer).trim_matches(['[', ']']).to_string();
     let handshake = std::time::Duration::from_millis(shared.cfg.proxy.handshake_timeout_ms);
@@ -222,7 +234,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     let user_metrics = shared.metrics.user(&login.user);
     user_metrics.logins.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let _open = observe::OpenSession::new(user_metrics.clone());
-    activity.lock().expect("activity lock").since = Some(Instant::now());
+    activity.locked().since = Some(Instant::now());
     // A login during a failover waits for a primary like a statement would (the
     // failover buffer's window and statement bound), rather than failing at once.
     let login_deadline = Instant::now() + shared.failover_buffer.limits().window;
@@ -279,7 +291,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     state.consistency = level;
     state.consistency_timeout_ms = crate::config::RoutingConfig::wait_limit_ms(live.routing.consistency_timeout_ms, shared.cfg.backend.read_timeout_ms);
     state.consistency_fallback = live.routing.consistency_fallback;
-    let seed = shared.rng.lock().expect("rng lock").gen::<u64>();
+    let seed = shared.rng.locked().gen::<u64>();
     let bugs = Bugs { writes_to_replica: shared.faults.route_writes_to_replica(), session_bound_reads_to_replica: shared.faults.route_session_bound_reads_to_replica() };
     let read_timeout = (shared.cfg.backend.read_timeout_ms > 0).then(|| Duration::from_millis(shared.cfg.backend.read_timeout_ms));
     let login_seq = login.seq;
@@ -379,6 +391,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     let (login_ok, bcaps, thread, baddr) = match (template, s.nodes.get(&primary)) {
         (_, Some(nc)) => (nc.conn.login_ok.clone(), nc.conn.caps, nc.conn.thread_id, nc.conn.addr.clone()),
         (Some((ok, caps, _)), None) => (ok, caps, 0, primary.clone()),
+        // cannot fail: without a template, `ready(&primary)` succeeded (checked above) and holds its connection.
         (None, None) => unreachable!("ready() holds the primary's connection"),
     };
     if let Some(db) = &s.login.database {
@@ -387,7 +400,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         }
     }
     if thread != 0 {
-        *s.current.lock().expect("current lock") = Some((baddr.clone(), thread));
+        *s.current.locked() = Some((baddr.clone(), thread));
     }
     s.state.login_status = crate::protocol::packets::Ok::parse(&login_ok, bcaps).map(|o| o.status).unwrap_or(status::AUTOCOMMIT);
     let login_ok = login_ok_for(&login_ok, bcaps, s.login.database.as_deref());
@@ -521,8 +534,8 @@ impl<N: Net> Session<N> {
                     self.send_err(1, err::ER_UNKNOWN_COM_ERROR, "08S01", "Unknown command").await;
                     Ok(())
                 }
-                Command::ProcessKill => match payload.get(1..5) {
-                    Some(b) => self.kill(Kill::Connection(u32::from_le_bytes(b.try_into().expect("4 bytes")) as u64)).await,
+                Command::ProcessKill => match u32_after_command(payload) {
+                    Some(id) => self.kill(Kill::Connection(u64::from(id))).await,
                     None => {
                         self.send_err(1, err::ER_MALFORMED_PACKET, "HY000", "Malformed communication packet.").await;
                         Ok(())
@@ -635,9 +648,9 @@ impl<N: Net> Session<N> {
         let previous = self.state.previous.clone();
         // The session holds no backend connection any more: a KILL of it has none to
         // stop (the pooled one may serve another session next).
-        *self.current.lock().expect("current lock") = None;
+        *self.current.locked() = None;
         if !self.nodes.is_empty() {
-            let mut last = self.last.lock().expect("last lock");
+            let mut last = self.last.locked();
             for (node, nc) in &self.nodes {
                 match last.iter_mut().find(|(a, _)| a == node) {
                     Some(e) => e.1 = nc.conn.thread_id,
@@ -749,6 +762,7 @@ impl<N: Net> Session<N> {
         let primary = self.primary.clone().ok_or(Error::NoBackend("primary"))?;
         self.ready(&primary).await?;
         let timeout = self.read_timeout;
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(&primary).expect("ready");
         let mysql = nc.mysql;
         let sql = consistency::position_sql(mysql);
@@ -946,6 +960,7 @@ impl<N: Net> Session<N> {
         }
         let lid = self.want_lid.then_some(self.state.last_insert_id);
         let found_rows = self.want_found_rows.take();
+        // cannot fail: checked present (`contains_key` / `ready`) just before.
         let nc = self.nodes.get_mut(node).expect("present");
         let track = track && nc.conn.caps & cap::SESSION_TRACK != 0;
         if nc.needs_sync(&self.state, track, lid) || found_rows.is_some() {
@@ -1040,7 +1055,7 @@ impl<N: Net> Session<N> {
 
     fn set_current(&self, node: &str) {
         if let Some(nc) = self.nodes.get(node) {
-            let mut cur = self.current.lock().expect("current lock");
+            let mut cur = self.current.locked();
             if cur.as_ref().is_none_or(|(a, t)| a != node || *t != nc.conn.thread_id) {
                 *cur = Some((node.to_string(), nc.conn.thread_id));
             }
@@ -1066,6 +1081,7 @@ impl<N: Net> Session<N> {
         // transaction is open.
         let keep = self.shared.cfg.failover.transaction_replay;
         let query = payload.first() == Some(&com::QUERY);
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         nc.cut = cut;
         nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
@@ -1095,6 +1111,7 @@ impl<N: Net> Session<N> {
     async fn relay_on_node(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, wait: Option<&GtidSet>, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
         self.set_current(node);
         let rewrite = self.ok_rewrite(&self.nodes[node]);
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         self.nodes.get_mut(node).expect("ready").rewrite = rewrite;
         if let Some(g) = wait {
             return self.relay_after_wait(node, payload, expect, read, g, patch).await;
@@ -1119,6 +1136,7 @@ impl<N: Net> Session<N> {
             s.start(read);
         }
         let started = Instant::now();
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         let mut r = backends::relay(nc, &mut self.client, payload, expect, self.read_timeout, patch).await;
         if let Err(RelayError { forwarded: false, backend_lost: true, error: Error::BackendIo { .. } }) = &r {
@@ -1127,6 +1145,7 @@ impl<N: Net> Session<N> {
                 // have been applied, on a new connection.
                 self.drop_node(node).await;
                 if self.ready(node).await.is_ok() {
+                    // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
                     let nc = self.nodes.get_mut(node).expect("ready");
                     r = backends::relay(nc, &mut self.client, payload, expect, self.read_timeout, patch).await;
                 }
@@ -1156,6 +1175,7 @@ impl<N: Net> Session<N> {
             s.start(read);
         }
         let started = Instant::now();
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         let (before, after) = (consistency::untracking_sql(nc.mysql), consistency::tracking_sql(nc.mysql));
         let r = backends::relay_between(nc, &mut self.client, before, payload, after, expect, self.read_timeout, patch).await;
@@ -1164,6 +1184,7 @@ impl<N: Net> Session<N> {
         }
         match r {
             Ok((relayed, tracking)) => {
+                // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
                 let nc = self.nodes.get_mut(node).expect("ready");
                 nc.tracking = tracking;
                 if !read {
@@ -1193,6 +1214,7 @@ impl<N: Net> Session<N> {
         }
         let started = Instant::now();
         let timeout_ms = self.state.consistency_timeout_ms;
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         let sql = consistency::wait_sql(nc.mysql, g, timeout_ms);
         // The wait's answer is due within its timeout; a margin of a monitor timeout (at
@@ -1683,10 +1705,12 @@ impl<N: Net> Session<N> {
     /// Makes sure statement `id` is prepared on the session's connection to `node`
     /// (taking one from the pool if needed); returns the server's id there.
     async fn prepared_on(&mut self, id: u32, node: &str) -> Result<u32, Error> {
+        // cannot fail: callers pass an id resolved in `self.stmts`.
         let stmt = self.stmts.get(id).expect("known statement");
         let (prepare, key, schema) = (stmt.prepare.clone(), stmt.key.clone(), stmt.schema.clone());
         self.ready(node).await?;
         let timeout = self.read_timeout;
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(node).expect("ready");
         if let Some(c) = nc.stmts.get(&key) {
             return Ok(c.id);
@@ -1735,9 +1759,10 @@ impl<N: Net> Session<N> {
     /// COM_STMT_EXECUTE: routed by the statement's SQL (classified at prepare time).
     async fn execute(&mut self, payload: &[u8]) -> Result<(), Error> {
         let started = Instant::now();
-        let Some(id) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)) else {
+        let Some(id) = u32_after_command(payload).and_then(|i| self.stmts.resolve(i)) else {
             return self.unknown_statement(payload, "mysqld_stmt_execute").await;
         };
+        // cannot fail: the id was resolved in `self.stmts` just before.
         let stmt = self.stmts.get(id).expect("resolved");
         let mut class = stmt.class.clone();
         self.statement_started(&class, started);
@@ -1831,9 +1856,12 @@ impl<N: Net> Session<N> {
                     return Err(e);
                 }
             }
+            // cannot fail: the id was resolved in `self.stmts` just before.
             let key = self.stmts.get(id).expect("resolved").key.clone();
+            // cannot fail: the id was resolved in `self.stmts` just before.
             let stmt = self.stmts.get_mut(id).expect("resolved");
             self.execute_shows_tracking = consistency::may_show_tracking(&stmt.prepare[1..]);
+            // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
             let nc = self.nodes.get_mut(&routed.node).expect("ready");
             let out = match nc.stmts.get(&key) {
                 Some(server) => prepared::execute_for_conn(stmt, server, payload).into_owned(),
@@ -1891,7 +1919,7 @@ impl<N: Net> Session<N> {
     /// the primary, so the session's diagnostics area holds the error as it would
     /// directly (`@@warning_count` 1, `SHOW ERRORS`).
     async fn unknown_statement(&mut self, payload: &[u8], command: &str) -> Result<(), Error> {
-        let id = payload.get(1..5).map_or(0, |b| u32::from_le_bytes(b.try_into().expect("4 bytes")));
+        let id = u32_after_command(payload).unwrap_or(0);
         let msg = format!("Unknown prepared statement handler ({id}) given to {command}");
         self.answer_via_backend(Some((err::ER_UNKNOWN_STMT_HANDLER, "HY000", &msg))).await
     }
@@ -1899,7 +1927,8 @@ impl<N: Net> Session<N> {
     /// COM_STMT_FETCH / COM_STMT_RESET: where the statement last ran (a cursor keeps
     /// that connection with the session).
     async fn on_statement_node(&mut self, payload: &[u8], expect: Expect) -> Result<(), Error> {
-        let target = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).map(|id| {
+        let target = u32_after_command(payload).and_then(|i| self.stmts.resolve(i)).map(|id| {
+            // cannot fail: the id was resolved in `self.stmts` just before.
             let s = self.stmts.get(id).expect("resolved");
             (id, s.last_node.clone().or_else(|| self.primary.clone()))
         });
@@ -1949,11 +1978,12 @@ impl<N: Net> Session<N> {
     async fn send_long_data(&mut self, payload: &[u8]) -> Result<(), Error> {
         self.refresh_topology();
         let Some(primary) = self.primary.clone() else { return Ok(()) };
-        let id = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i));
+        let id = u32_after_command(payload).and_then(|i| self.stmts.resolve(i));
         let node = id.and_then(|i| self.stmts.get(i)).and_then(|s| s.long_data_on.clone()).unwrap_or(primary);
         let out = match id {
             Some(i) => {
                 let Ok(nid) = self.prepared_on(i, &node).await else { return Ok(()) };
+                // cannot fail: the id was resolved in `self.stmts` just before.
                 self.stmts.get_mut(i).expect("known").long_data_on = Some(node.clone());
                 prepared::with_id(payload, nid).into_owned()
             }
@@ -1964,6 +1994,7 @@ impl<N: Net> Session<N> {
                 payload.to_vec()
             }
         };
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let nc = self.nodes.get_mut(&node).expect("ready");
         nc.conn.conn.send(0, &out).await.map(|_| ()).map_err(|source| Error::BackendIo { addr: node, sent: true, source })
     }
@@ -1973,7 +2004,7 @@ impl<N: Net> Session<N> {
     /// One left with long data or an open cursor is reset first (COM_STMT_RESET, whose
     /// answer is read here).
     async fn close_statement(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let Some(stmt) = payload.get(1..5).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes"))).and_then(|i| self.stmts.resolve(i)).and_then(|i| self.stmts.remove(i)) else {
+        let Some(stmt) = u32_after_command(payload).and_then(|i| self.stmts.resolve(i)).and_then(|i| self.stmts.remove(i)) else {
             return Ok(());
         };
         let dirty_on = stmt.long_data_on.clone().or_else(|| stmt.cursor.then(|| stmt.last_node.clone()).flatten());
@@ -2091,7 +2122,7 @@ impl<N: Net> Session<N> {
             // owners apart, so Sluice checks ownership itself.
             return self.answer_via_backend(Some((err::ER_KILL_DENIED_ERROR, "HY000", &format!("You are not owner of thread {id}")))).await;
         }
-        let running = entry.current.lock().expect("current lock").clone();
+        let running = entry.current.locked().clone();
         if running.is_none() && passthrough && entry.user != self.login.user && !self.may_kill_others().await? {
             // A multiplexed session between statements holds no backend thread the server
             // could judge the kill on: Sluice applies the server's rule (another account's
@@ -2104,6 +2135,7 @@ impl<N: Net> Session<N> {
             let result = if own {
                 // On the session's own backend connection, as the client's own account:
                 // the server applies its privilege rules (CONNECTION ADMIN, owner).
+                // cannot fail: checked present (`contains_key` / `ready`) just before.
                 self.nodes.get_mut(addr).expect("present").conn.query(&sql).await.map(|_| ())
             } else {
                 run_as_service(&self.shared, addr, &sql).await
@@ -2140,6 +2172,7 @@ impl<N: Net> Session<N> {
         self.ready(&primary).await?;
         let sql = "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE IN ('SUPER', 'CONNECTION ADMIN') \
                    AND GRANTEE = CONCAT(QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', 1)), '@', QUOTE(SUBSTRING_INDEX(CURRENT_USER(), '@', -1)))";
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         let r = self.nodes.get_mut(&primary).expect("ready").conn.query(sql).await?;
         Ok(r.rows.first().and_then(|row| row.first().cloned().flatten()).is_some_and(|v| v != b"0"))
     }
@@ -2203,6 +2236,7 @@ impl<N: Net> Session<N> {
                     bext,
                     None,
                 );
+                // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
                 match self.nodes.get_mut(&home).expect("ready").conn.change_user(&refused, cu.charset.unwrap_or(self.login.charset as u16), &self.shared.rng).await {
                     // The server refuses the command itself after too many failed
                     // attempts on one connection (ER_UNKNOWN_COM_ERROR): its answer wins.
@@ -2227,6 +2261,7 @@ impl<N: Net> Session<N> {
         let database = (!cu.database.is_empty()).then(|| cu.database.clone());
         let charset = cu.charset.unwrap_or(self.login.charset as u16);
         let blogin = self.shared.backend_login(&backend_user, &secret, database.clone(), charset as u8, bcaps, bext, cu.attrs.clone());
+        // cannot fail: `ready(node)` succeeded just before and put the node's connection in `self.nodes`; nothing since removed it.
         match self.nodes.get_mut(&home).expect("ready").conn.change_user(&blogin, charset, &self.shared.rng).await {
             Ok(ok_payload) => {
                 let ok_payload = ok_for_client(&ok_payload, bcaps, self.login.caps, Strip::default()).unwrap_or(ok_payload);

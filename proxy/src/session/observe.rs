@@ -4,6 +4,7 @@
 //! looked up once are touched per statement; the session's own activity cell is
 //! locked by the session and, rarely, by the admin interface.
 
+use crate::sync::Locked;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
@@ -41,7 +42,7 @@ impl<N: Net> Session<N> {
 
     /// A command arrived (for `SHOW SLUICE SESSIONS`).
     pub(super) fn command_started(&self, cmd: u8, started: Instant) {
-        let mut a = self.activity.lock().expect("activity lock");
+        let mut a = self.activity.locked();
         a.command = Some((crate::protocol::constants::com::name(cmd), started));
         a.commands += 1;
     }
@@ -49,14 +50,14 @@ impl<N: Net> Session<N> {
     /// The command is a statement (text or prepared), classified as `c`.
     pub(super) fn statement_started(&self, c: &Classified, started: Instant) {
         if let Some(d) = &c.digest.0 {
-            self.activity.lock().expect("activity lock").statement = Some((d.clone(), started));
+            self.activity.locked().statement = Some((d.clone(), started));
         }
     }
 
     /// A command was answered: the user's command count, latency and bytes.
     pub(super) fn command_done(&mut self, started: Instant) {
         {
-            let mut a = self.activity.lock().expect("activity lock");
+            let mut a = self.activity.locked();
             a.statement = None;
             a.command = None;
             a.pin = self.pinned.map(|p| p.name());

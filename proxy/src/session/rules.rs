@@ -4,6 +4,7 @@
 //! statement's hint (or a node for reads); its concurrency slot and statement timer
 //! live in a [`RuleGuard`] the statement holds until its answer ends.
 
+use crate::sync::Locked;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -76,7 +77,7 @@ impl Timer {
             };
             // The session holds its backend connection until `disarm` returns, so the
             // thread in `current` runs this statement (or has just finished it).
-            let running = if fire { current.lock().unwrap_or_else(|e| e.into_inner()).clone() } else { None };
+            let running = if fire { current.locked().clone() } else { None };
             if let Some((node, thread)) = running {
                 counters.timed_out.fetch_add(1, Ordering::Relaxed);
                 tracing::info!(conn, node = %node, thread, after_ms = after.as_millis() as u64, "statement timeout: killing the statement");

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
+use crate::sync::Locked;
 
 use crate::config::RouteMode;
 use crate::consistency::level::{Fallback, Level, Written};
@@ -139,16 +140,16 @@ pub struct PinCounters {
 
 impl PinCounters {
     pub fn count(&self, user: &str, pin: Pin) {
-        *self.counts.lock().expect("pins lock").entry((user.to_string(), pin)).or_default() += 1;
+        *self.counts.locked().entry((user.to_string(), pin)).or_default() += 1;
     }
 
     /// Every `(user, reason) → count`.
     pub fn snapshot(&self) -> BTreeMap<(String, Pin), u64> {
-        self.counts.lock().expect("pins lock").clone()
+        self.counts.locked().clone()
     }
 
     pub fn get(&self, user: &str, pin: Pin) -> u64 {
-        self.counts.lock().expect("pins lock").get(&(user.to_string(), pin)).copied().unwrap_or(0)
+        self.counts.locked().get(&(user.to_string(), pin)).copied().unwrap_or(0)
     }
 }
 

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
+use crate::sync::Locked;
 
 use crate::route::class::Classified;
 
@@ -64,7 +65,7 @@ impl Cache {
     }
 
     pub fn get(&self, hash: u64, key: &[u8]) -> Option<Arc<Classified>> {
-        let mut shard = self.shard(hash).lock().unwrap_or_else(|e| e.into_inner());
+        let mut shard = self.shard(hash).locked();
         let idx = *shard.map.get(&hash)? as usize;
         let slot = &mut shard.slots[idx];
         if &*slot.key != key {
@@ -75,7 +76,7 @@ impl Cache {
     }
 
     pub fn insert(&self, hash: u64, key: Box<[u8]>, value: Arc<Classified>) {
-        let mut guard = self.shard(hash).lock().unwrap_or_else(|e| e.into_inner());
+        let mut guard = self.shard(hash).locked();
         let shard = &mut *guard;
         if let Some(&idx) = shard.map.get(&hash) {
             // Same hash: the same key (a concurrent miss) or a collision; either way the
@@ -110,7 +111,7 @@ impl Cache {
 
     /// Entries held.
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).slots.len()).sum()
+        self.shards.iter().map(|s| s.locked().slots.len()).sum()
     }
 }
 

@@ -540,6 +540,7 @@ impl NameIndex {
         loop {
             match self.slots[slot] {
                 0 => return false,
+                // cannot fail: slot values are 1 + an index into `names` (0 is matched above).
                 n if self.names[n as usize - 1].as_bytes() == lower_name => return true,
                 _ => slot = (slot + 1) % INDEX_SLOTS,
             }

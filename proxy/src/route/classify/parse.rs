@@ -44,6 +44,7 @@ pub(crate) fn render(src: &[u8], toks: &[Tok]) -> Option<String> {
     }
     let mut out = String::with_capacity(toks.len() * 6);
     for t in toks {
+        // cannot fail: the lexer's tokens are byte ranges inside `src`.
         let text = &src[t.start as usize..t.end as usize];
         if !out.is_empty() {
             out.push(' ');

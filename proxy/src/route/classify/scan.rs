@@ -567,6 +567,7 @@ pub(crate) fn normalise(src: &[u8], out: &mut Vec<u8>) -> Result<(), NoKey> {
     let mut lx = Lexer::new(src, Mode::DEFAULT);
     let mut part_start = true;
     while let Some(tok) = lx.next_tok() {
+        // cannot fail: the lexer's tokens are byte ranges inside `src`.
         let text = &src[tok.start as usize..tok.end as usize];
         if tok.cond {
             out.push(K_COND);
