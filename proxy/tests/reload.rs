@@ -139,3 +139,27 @@ async fn reload_under_load_changes_accounts_and_routing_with_zero_client_errors(
     assert_eq!(errors.load(Ordering::Relaxed), 0, "no client saw an error during the reloads");
     p.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_makes_the_sluice_binary_reload_its_config_file() {
+    let cluster = chaos::Cluster::start(chaos::ClusterSpec { replicas: 0, ..Default::default() }).expect("cluster");
+    let base = common::split_config(&cluster, "");
+    let (dir, mut cmd) = common::sluice_with(&base);
+    let (mut child, addr) = tokio::task::block_in_place(|| common::spawn_ready(&mut cmd));
+    let mut app = mysql_async::Conn::new(opts(&addr, "app", "app")).await.unwrap();
+    assert!(mysql_async::Conn::new(opts(&addr, "late", "latepw")).await.is_err());
+    std::fs::write(dir.path().join("sluice.toml"), base.replace("[backend]", "[[users]]\nname = \"late\"\npassword = \"latepw\"\n[backend]")).unwrap();
+    let _ = std::process::Command::new("kill").args(["-HUP", &child.id().to_string()]).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match mysql_async::Conn::new(opts(&addr, "late", "latepw")).await {
+            Ok(_) => break,
+            Err(e) => assert!(std::time::Instant::now() < deadline, "the account added to the file logs in after SIGHUP: {e}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(app.query_first::<i32, _>("SELECT 1").await.unwrap(), Some(1), "the open session was not dropped");
+    assert!(child.try_wait().unwrap().is_none(), "SIGHUP does not stop the process");
+    let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = child.wait();
+}
