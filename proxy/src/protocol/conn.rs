@@ -101,6 +101,16 @@ impl<S: Stream> AsyncWrite for Transport<S> {
     }
 }
 
+/// Polls `fut` once (with a waker that does nothing): its output when it is ready at
+/// once. A pending future is dropped or polled again with a real waker by the caller.
+fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(fut).poll(&mut cx) {
+        std::task::Poll::Ready(r) => Some(r),
+        std::task::Poll::Pending => None,
+    }
+}
+
 /// One whole logical packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
@@ -173,11 +183,15 @@ impl<S: Stream> PacketConn<S> {
         let Some(stall) = self.write_stall else { return self.io.write_all(bytes).await };
         let mut rest = bytes;
         while !rest.is_empty() {
-            match tokio::time::timeout(stall, self.io.write(rest)).await {
-                Ok(Ok(0)) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(Ok(n)) => rest = &rest[n..],
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Err(stalled(stall)),
+            // Most writes complete at once: only a write that has to wait arms a timer.
+            let written = match poll_once(self.io.write(rest)) {
+                Some(r) => r,
+                None => tokio::time::timeout(stall, self.io.write(rest)).await.map_err(|_| stalled(stall))?,
+            };
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => rest = &rest[n..],
+                Err(e) => return Err(e),
             }
         }
         Ok(())
@@ -193,10 +207,13 @@ impl<S: Stream> PacketConn<S> {
                 self.io.flush().await
             }
         };
-        match self.write_stall {
-            None => op.await,
-            Some(stall) => tokio::time::timeout(stall, op).await.map_err(|_| stalled(stall))?,
+        let Some(stall) = self.write_stall else { return op.await };
+        let mut op = std::pin::pin!(op);
+        // A flush with nothing left to write (plain TCP: always) needs no timer.
+        if let Some(r) = poll_once(op.as_mut()) {
+            return r;
         }
+        tokio::time::timeout(stall, op).await.map_err(|_| stalled(stall))?
     }
 
     pub fn is_tls(&self) -> bool {
