@@ -132,6 +132,7 @@ impl Conn {
                     t.resume_after_infile(last);
                 }
                 Event::More => self.fill().await?,
+                Event::Capped => return Err(anyhow!("response capped without a cap")),
             }
         }
     }

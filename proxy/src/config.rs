@@ -105,6 +105,12 @@ pub struct RuleConfig {
     /// How many statements may wait under `max_concurrency` at once.
     #[serde(default = "defaults::rule_max_queue")]
     pub max_queue: u32,
+    /// A read's answer may carry this many rows (of all its result sets), at most;
+    /// instead of the next row the client gets `error_code` (default 1104).
+    pub max_rows: Option<u64>,
+    /// A read's answer may carry this many bytes (packet headers included), at most;
+    /// rows are never split.
+    pub max_bytes: Option<u64>,
 }
 
 /// The statement kinds a rule can match.

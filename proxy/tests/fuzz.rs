@@ -396,9 +396,9 @@ fn response_tracker_survives_mutated_server_responses() {
     let expects = prop::sample::select(vec![Expect::Query, Expect::Execute, Expect::ExecuteCursor, Expect::Prepare, Expect::Fetch, Expect::FieldList, Expect::OnePacket]);
     let caps = prop::sample::select(vec![CLIENT_CAPS, CLIENT_CAPS & !cap::DEPRECATE_EOF]);
     runner(1)
-        .run(&(bytes_like(valid), expects, caps, any::<bool>(), 1usize..64), |(b, expect, caps, cached, step)| {
+        .run(&(bytes_like(valid), expects, caps, any::<bool>(), 1usize..64, prop::option::of(0u64..4), prop::option::of(4u64..200)), |(b, expect, caps, cached, step, max_rows, max_bytes)| {
             let ext = if cached { cap::ext::CACHE_METADATA } else { 0 };
-            let mut t = ResponseTracker::new(expect, caps).with_ext_caps(ext).mark_oks();
+            let mut t = ResponseTracker::new(expect, caps).with_ext_caps(ext).mark_oks().with_cap(max_rows, max_bytes);
             // Bytes arrive `step` at a time; what the tracker consumed is gone.
             let mut buf: Vec<u8> = Vec::new();
             let mut fed = 0;
@@ -415,6 +415,10 @@ fn response_tracker_survives_mutated_server_responses() {
                 match ev {
                     Event::Done => return Ok(()),
                     Event::LocalInfile => t.resume_after_infile(1),
+                    Event::Capped => {
+                        prop_assert!(t.at_packet_boundary(), "capped inside a packet");
+                        t.lift_cap();
+                    }
                     Event::More => {
                         if fed >= b.len() {
                             return Ok(()); // wants more than the server sent

@@ -1,6 +1,6 @@
 //! Query rules and per-user limits against a real MariaDB primary and replicas: a test
 //! per action (block with a configured error, route to primary / replica / a node,
-//! statement timeout, concurrency limit) and per limit (connections, statements per
+//! statement timeout, concurrency limit, row and byte limits) and per limit (connections, statements per
 //! second), rules matched on user, schema, digest, regular expression and kind, their
 //! counters in `SHOW SLUICE RULES` and `/metrics`, and rules changed by a reload.
 
@@ -169,6 +169,117 @@ timeout_ms = 300
     assert_eq!(app.query_first::<i32, _>("SELECT SLEEP(0.5)").await.unwrap(), Some(0), "a later statement runs whole");
     let rows = rule_rows(&p).await;
     assert_eq!(rows["short"]["timed_out"], "1", "{rows:?}");
+    p.shutdown().await;
+}
+
+/// Rows a text query passes before its error (or the end): `(rows, error code)`.
+async fn rows_until_error(c: &mut mysql_async::Conn, sql: &str) -> (usize, Option<u16>) {
+    let mut n = 0;
+    let mut r = match c.query_iter(sql).await {
+        Ok(r) => r,
+        Err(e) => return (0, code(&e)),
+    };
+    loop {
+        match r.next().await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => return (n, None),
+            Err(e) => return (n, code(&e)),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row_and_byte_limits_cut_a_read_with_the_rules_error_and_the_session_goes_on() {
+    let cluster = cluster(1);
+    let rules = r#"
+[[rules]]
+name = "few-rows"
+match = "seq_1_to_"
+max_rows = 5
+[[rules]]
+name = "few-bytes"
+match = "(?i)repeat"
+max_bytes = 2000
+error_code = 1105
+error_message = "result too large for this proxy"
+"#;
+    let p = proxy(&config(&cluster, rules)).await;
+    let mut app = connect(&p, "app").await;
+    // Text protocol: five rows, then the rule's error instead of the sixth.
+    assert_eq!(
+        rows_until_error(&mut app, "SELECT seq FROM seq_1_to_100").await,
+        (5, Some(1104))
+    );
+    assert_eq!(
+        app.query_first::<i32, _>("SELECT 1").await.unwrap(),
+        Some(1),
+        "the session goes on"
+    );
+    // A result within the limit is untouched.
+    let all: Vec<u64> = app.query("SELECT seq FROM seq_1_to_5").await.unwrap();
+    assert_eq!(all, vec![1, 2, 3, 4, 5]);
+    // Binary protocol (a prepared statement) is cut the same way.
+    let stmt = app
+        .prep("SELECT seq FROM seq_1_to_100 WHERE seq > ?")
+        .await
+        .unwrap();
+    let mut n = 0;
+    let mut r = app.exec_iter(&stmt, (0,)).await.unwrap();
+    let err = loop {
+        match r.next().await {
+            Ok(Some(_)) => n += 1,
+            Ok(None) => panic!("the prepared read ended after {n} rows, uncut"),
+            Err(e) => break e,
+        }
+    };
+    drop(r);
+    assert_eq!((n, code(&err)), (5, Some(1104)), "{err}");
+    let kept: Vec<u64> = app.exec(&stmt, (97,)).await.unwrap();
+    assert_eq!(
+        kept,
+        vec![98, 99, 100],
+        "the statement runs again within the limit"
+    );
+    // A statement with a huge answer is killed on its backend rather than read to the end.
+    let t0 = Instant::now();
+    assert_eq!(
+        rows_until_error(&mut app, "SELECT a.seq FROM seq_1_to_1000000000 a").await,
+        (5, Some(1104))
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(10),
+        "the rest of the answer was not waited for: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(
+        app.query_first::<i32, _>("SELECT SLEEP(0.3)")
+            .await
+            .unwrap(),
+        Some(0),
+        "the next statement is not killed"
+    );
+    // Bytes: whole rows while the answer stays within 2000 bytes, then the configured error.
+    let (rows, err_code) =
+        rows_until_error(&mut app, "SELECT REPEAT('x', 100) FROM seq_0_to_999").await;
+    assert_eq!(err_code, Some(1105));
+    assert!(
+        (10..19).contains(&rows),
+        "about 2000 / 105 rows of 105 bytes: {rows}"
+    );
+    // Writes are never cut: what they did would be hidden.
+    app.query_drop("CREATE TABLE test.s (id BIGINT PRIMARY KEY)")
+        .await
+        .unwrap();
+    app.query_drop("INSERT INTO test.s SELECT seq FROM seq_1_to_50")
+        .await
+        .unwrap();
+    let rows = rule_rows(&p).await;
+    assert_eq!(rows["few-rows"]["capped"], "3", "{rows:?}");
+    assert_eq!(rows["few-bytes"]["capped"], "1", "{rows:?}");
+    assert!(
+        rows["few-rows"]["action"].contains("max_rows=5"),
+        "{rows:?}"
+    );
     p.shutdown().await;
 }
 

@@ -145,7 +145,7 @@ pub fn metrics_text<N: Net>(shared: &Shared<N>) -> String {
             .iter()
             .map(|r| {
                 let k = &r.counters;
-                let v = [&k.hits, &k.blocked, &k.timed_out, &k.queued, &k.throttled].map(|c| c.load(Ordering::Relaxed));
+                let v = [&k.hits, &k.blocked, &k.timed_out, &k.queued, &k.throttled, &k.capped].map(|c| c.load(Ordering::Relaxed));
                 (r.name.clone(), v)
             })
             .collect(),

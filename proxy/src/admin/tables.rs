@@ -117,7 +117,7 @@ pub fn pools<N: Net>(shared: &Shared<N>) -> Answer {
 /// `SHOW SLUICE RULES`: the query rules in force, in evaluation order, with their
 /// counters, then the per-user limits.
 pub fn rules<N: Net>(shared: &Shared<N>) -> Answer {
-    let cols = names(&["rule", "match", "action", "hits", "blocked", "timed_out", "queued", "throttled"]);
+    let cols = names(&["rule", "match", "action", "hits", "blocked", "timed_out", "queued", "throttled", "capped"]);
     let policy = shared.policy();
     let mut rows: Vec<Vec<String>> = policy
         .rules
@@ -150,9 +150,15 @@ pub fn rules<N: Net>(shared: &Shared<N>) -> Answer {
             if let Some(n) = c.max_concurrency {
                 a.push(format!("max_concurrency={n} (queue {}, wait {} ms)", c.max_queue, c.queue_timeout_ms));
             }
+            if c.max_rows.is_some() || c.max_bytes.is_some() {
+                let (code, _, _) = r.cap_error();
+                let rows = c.max_rows.map(|n| format!("max_rows={n} ")).unwrap_or_default();
+                let bytes = c.max_bytes.map(|n| format!("max_bytes={n} ")).unwrap_or_default();
+                a.push(format!("{rows}{bytes}(error {code})"));
+            }
             let k = &r.counters;
             let n = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed).to_string();
-            vec![r.name.clone(), if m.is_empty() { "any".into() } else { m.join(" ") }, a.join(", "), n(&k.hits), n(&k.blocked), n(&k.timed_out), n(&k.queued), n(&k.throttled)]
+            vec![r.name.clone(), if m.is_empty() { "any".into() } else { m.join(" ") }, a.join(", "), n(&k.hits), n(&k.blocked), n(&k.timed_out), n(&k.queued), n(&k.throttled), n(&k.capped)]
         })
         .collect();
     for l in &shared.live.get().limits {

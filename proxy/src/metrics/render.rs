@@ -29,8 +29,8 @@ pub struct Sources<'a> {
     /// Nodes drained by `SLUICE NODE … DRAIN`.
     pub drained: Vec<String>,
     pub uptime_s: u64,
-    /// Per query rule: `(name, hits, blocked, timed out, queued, throttled)`.
-    pub rules: Vec<(String, [u64; 5])>,
+    /// Per query rule: `(name, hits, blocked, timed out, queued, throttled, capped)`.
+    pub rules: Vec<(String, [u64; 6])>,
 }
 
 /// Escapes a label value.
@@ -208,12 +208,13 @@ pub fn render(s: &Sources<'_>) -> String {
     }
 
     // Query rules.
-    let rule_rows: [(&str, &str); 5] = [
+    let rule_rows: [(&str, &str); 6] = [
         ("sluice_rule_hits_total", "Statements the query rule matched."),
         ("sluice_rule_blocked_total", "Statements the query rule blocked."),
         ("sluice_rule_timeouts_total", "Statements killed at the query rule's timeout."),
         ("sluice_rule_queued_total", "Statements that waited for a slot under the rule's max_concurrency."),
         ("sluice_rule_throttled_total", "Statements refused: the rule's queue was full or the wait too long."),
+        ("sluice_rule_capped_total", "Answers cut at the rule's max_rows or max_bytes."),
     ];
     for (i, (name, help)) in rule_rows.iter().enumerate() {
         header(o, name, "counter", help);
@@ -257,7 +258,7 @@ mod tests {
             in_flight: BTreeMap::new(),
             drained: Vec::new(),
             uptime_s: 5,
-            rules: vec![("no-deletes".to_string(), [3, 3, 0, 0, 0])],
+            rules: vec![("no-deletes".to_string(), [3, 3, 0, 0, 0, 0])],
         };
         let text = render(&s);
         assert!(text.contains("sluice_node_statements_total{node=\"db1:3306\",reason=\"read\"} 1\n"));

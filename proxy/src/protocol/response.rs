@@ -112,6 +112,10 @@ pub enum Event {
     /// The server asked for a LOCAL INFILE: forward the consumed bytes, relay the client's
     /// file packets to the server, then call [`ResponseTracker::resume_after_infile`].
     LocalInfile,
+    /// The next packet is a row beyond the cap ([`ResponseTracker::with_cap`]): forward the
+    /// consumed bytes and no more; the stream is at a packet boundary. Call
+    /// [`ResponseTracker::lift_cap`] to go on following the rest.
+    Capped,
 }
 
 /// A backend violated the protocol (the response cannot be followed).
@@ -139,6 +143,12 @@ pub struct ResponseTracker {
     /// `(start, end)` of the OK-format packets (header included) within the buffer of
     /// the latest `advance` call.
     oks: Vec<(usize, usize)>,
+    /// Rows and bytes the response may carry, at most ([`ResponseTracker::with_cap`]).
+    cap: Option<(Option<u64>, Option<u64>)>,
+    /// Rows of all the response's result sets so far.
+    rows_total: u64,
+    /// Bytes consumed by earlier `advance` calls (the caller consumes what each returns).
+    consumed: u64,
 }
 
 impl ResponseTracker {
@@ -149,7 +159,22 @@ impl ResponseTracker {
             Expect::Fetch | Expect::FieldList => State::Rows,
             Expect::OnePacket => State::OnePacket,
         };
-        ResponseTracker { caps, cache_metadata: false, expect, state, frame_left: 0, continuing: false, last_seq: None, summary: Summary::default(), mark_oks: false, saw_ok: false, oks: Vec::new() }
+        ResponseTracker {
+            caps,
+            cache_metadata: false,
+            expect,
+            state,
+            frame_left: 0,
+            continuing: false,
+            last_seq: None,
+            summary: Summary::default(),
+            mark_oks: false,
+            saw_ok: false,
+            oks: Vec::new(),
+            cap: None,
+            rows_total: 0,
+            consumed: 0,
+        }
     }
 
     /// Makes [`ResponseTracker::advance`] record where each OK-format packet (an OK,
@@ -165,6 +190,30 @@ impl ResponseTracker {
     /// OK packets are small: each lies whole within the consumed bytes.
     pub fn oks(&self) -> &[(usize, usize)] {
         &self.oks
+    }
+
+    /// Stops at the first row that would take the response past `max_rows` rows (of all
+    /// its result sets) or `max_bytes` bytes (frame headers included), with
+    /// [`Event::Capped`] before it. Rows are never split: a row is let through whole or
+    /// not at all, so the bytes passed on stay within `max_bytes`.
+    pub fn with_cap(mut self, max_rows: Option<u64>, max_bytes: Option<u64>) -> Self {
+        self.cap = (max_rows.is_some() || max_bytes.is_some()).then_some((max_rows, max_bytes));
+        self
+    }
+
+    /// After [`Event::Capped`]: follow the rest of the response without a cap.
+    pub fn lift_cap(&mut self) {
+        self.cap = None;
+    }
+
+    /// Whether a row whose first frame has `len` payload bytes and starts `pos` bytes into
+    /// the current buffer goes past the cap.
+    fn over_cap(&self, pos: usize, len: usize) -> bool {
+        let Some((rows, bytes)) = self.cap else {
+            return false;
+        };
+        rows.is_some_and(|m| self.rows_total >= m)
+            || bytes.is_some_and(|m| self.consumed + (pos + HEADER_LEN + len) as u64 > m)
     }
 
     /// `ext_caps` are the MariaDB extended capabilities negotiated on the connection.
@@ -214,6 +263,12 @@ impl ResponseTracker {
     /// Consumes as much of `buf` as belongs to the response and can be judged now.
     /// Returns the number of bytes consumed and what to do next.
     pub fn advance(&mut self, buf: &[u8]) -> Result<(usize, Event), Malformed> {
+        let r = self.advance_in(buf)?;
+        self.consumed += r.0 as u64;
+        Ok(r)
+    }
+
+    fn advance_in(&mut self, buf: &[u8]) -> Result<(usize, Event), Malformed> {
         self.oks.clear();
         let mut pos = 0;
         loop {
@@ -259,6 +314,9 @@ impl ResponseTracker {
                     return Ok((pos, ev));
                 }
             } else {
+                if self.state == State::Rows && self.over_cap(pos, len) {
+                    return Ok((pos, Event::Capped));
+                }
                 if len <= WHOLE_UP_TO && body.len() < len {
                     // Small packets go through whole, so that the stream is at a packet
                     // boundary whenever the backend stops (and an ERR can still follow).
@@ -289,7 +347,10 @@ impl ResponseTracker {
             State::ColumnDefs { left } => {
                 self.state = if left > 1 { State::ColumnDefs { left: left - 1 } } else { self.after_column_defs() };
             }
-            State::Rows => self.summary.rows += 1,
+            State::Rows => {
+                self.summary.rows += 1;
+                self.rows_total += 1;
+            }
             State::PrepareParams { left, cols } => {
                 self.state = if left > 1 {
                     State::PrepareParams { left: left - 1, cols }
@@ -694,6 +755,77 @@ mod tests {
         assert!(t.at_packet_boundary());
         let (n, ev) = t.advance(&w.buf[row_start..]).unwrap();
         assert_eq!((n, ev), (10, Event::More));
+    }
+
+    /// Feeds `wire` in chunks of `chunk` bytes until [`Event::Capped`] or the end;
+    /// returns the bytes consumed before it and whether it came.
+    fn run_to_cap(t: &mut ResponseTracker, wire: &[u8], chunk: usize) -> (usize, bool) {
+        let (mut avail, mut consumed) = (0, 0);
+        loop {
+            avail = (avail + chunk).min(wire.len());
+            let (n, ev) = t.advance(&wire[consumed..avail]).unwrap();
+            consumed += n;
+            match ev {
+                Event::Capped => return (consumed, true),
+                Event::Done => return (consumed, false),
+                _ if avail == wire.len() && n == 0 => return (consumed, false),
+                _ => {}
+            }
+        }
+    }
+
+    #[test]
+    fn row_cap_stops_before_the_row_past_it_and_the_rest_follows_once_lifted() {
+        let mut w = Wire::new();
+        w.p(&[1]).coldef().p(b"\x011").p(b"\x012");
+        let two_rows = w.buf.len();
+        w.p(b"\x013").ok(0xFE, 2);
+        for chunk in [1, 2, 3, 7, w.buf.len()] {
+            let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS).with_cap(Some(2), None);
+            let (n, capped) = run_to_cap(&mut t, &w.buf, chunk);
+            assert!(capped, "chunk {chunk}");
+            assert_eq!(
+                n, two_rows,
+                "chunk {chunk}: two rows pass, the third does not"
+            );
+            assert!(t.at_packet_boundary());
+            t.lift_cap();
+            let (rest, ev) = run(&mut t, &w.buf[n..], chunk);
+            assert_eq!(
+                (n + rest, ev.last()),
+                (w.buf.len(), Some(&Event::Done)),
+                "chunk {chunk}"
+            );
+            assert_eq!(t.summary().rows, 3);
+        }
+        // At the cap exactly, nothing is cut.
+        let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS).with_cap(Some(3), None);
+        assert_eq!(run_to_cap(&mut t, &w.buf, 5), (w.buf.len(), false));
+    }
+
+    #[test]
+    fn byte_cap_passes_only_whole_rows_within_it_and_counts_rows_of_every_result_set() {
+        let mut w = Wire::new();
+        w.p(&[1])
+            .coldef()
+            .p(b"\x011")
+            .ok(0xFE, status::MORE_RESULTS_EXISTS);
+        let first_set = w.buf.len();
+        w.p(&[1]).coldef();
+        let before_row = w.buf.len();
+        w.p(b"\x0512345").ok(0xFE, 2);
+        // A cap that ends inside the second set's row: the row is held back whole.
+        let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS)
+            .with_cap(None, Some(before_row as u64 + 5));
+        assert_eq!(run_to_cap(&mut t, &w.buf, 3), (before_row, true));
+        // Rows count over the result sets: one row allowed stops at the second set's row.
+        let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS).with_cap(Some(1), None);
+        let (n, capped) = run_to_cap(&mut t, &w.buf, 64);
+        assert!(capped && n == before_row && n > first_set);
+        // A cap the whole response fits in never fires.
+        let mut t = ResponseTracker::new(Expect::Query, DEP_CAPS)
+            .with_cap(Some(10), Some(w.buf.len() as u64));
+        assert_eq!(run_to_cap(&mut t, &w.buf, 2), (w.buf.len(), false));
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct RuleCounters {
     pub throttled: AtomicU64,
     /// Statements that had to wait for their turn.
     pub queued: AtomicU64,
+    /// Answers cut at `max_rows` / `max_bytes`.
+    pub capped: AtomicU64,
 }
 
 /// One compiled rule.
@@ -82,6 +84,8 @@ pub fn kind_of(c: &Classified) -> RuleKind {
 
 /// The default error of a blocking rule.
 pub const BLOCK_CODE: u16 = 1105;
+/// The default error of an answer cut by `max_rows` / `max_bytes`: ER_TOO_BIG_SELECT.
+pub const CAP_CODE: u16 = 1104;
 
 /// An ordered rule set.
 #[derive(Debug, Default)]
@@ -115,21 +119,46 @@ impl Rules {
                 Some(d) => return bad(format!("digest {d:?} is not 16 hex digits")),
                 None => None,
             };
-            let route = match c.route.as_deref() {
-                None => None,
-                Some("primary") => Some(RouteTo::Primary),
-                Some("replica") => Some(RouteTo::Replica),
-                Some(n) if n.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) => Some(RouteTo::Node(n.to_string())),
-                Some(other) => return bad(format!("route {other:?}: use \"primary\", \"replica\" or a node's \"host:port\"")),
-            };
-            if c.block && (route.is_some() || c.timeout_ms.is_some() || c.max_concurrency.is_some()) {
+            let route =
+                match c.route.as_deref() {
+                    None => None,
+                    Some("primary") => Some(RouteTo::Primary),
+                    Some("replica") => Some(RouteTo::Replica),
+                    Some(n)
+                        if n.rsplit_once(':')
+                            .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok()) =>
+                    {
+                        Some(RouteTo::Node(n.to_string()))
+                    }
+                    Some(other) => return bad(format!(
+                        "route {other:?}: use \"primary\", \"replica\" or a node's \"host:port\""
+                    )),
+                };
+            let caps = c.max_rows.is_some() || c.max_bytes.is_some();
+            if c.block
+                && (route.is_some()
+                    || c.timeout_ms.is_some()
+                    || c.max_concurrency.is_some()
+                    || caps)
+            {
                 return bad("block cannot be combined with other actions".into());
             }
-            if !c.block && route.is_none() && c.timeout_ms.is_none() && c.max_concurrency.is_none() {
-                return bad("no action: set block, route, timeout_ms or max_concurrency".into());
+            if !c.block
+                && route.is_none()
+                && c.timeout_ms.is_none()
+                && c.max_concurrency.is_none()
+                && !caps
+            {
+                return bad("no action: set block, route, timeout_ms, max_concurrency, max_rows or max_bytes".into());
             }
-            if (c.error_code.is_some() || c.error_message.is_some()) && !c.block {
-                return bad("error_code / error_message only go with block = true".into());
+            if (c.error_code.is_some() || c.error_message.is_some()) && !c.block && !caps {
+                return bad(
+                    "error_code / error_message only go with block = true, max_rows or max_bytes"
+                        .into(),
+                );
+            }
+            if c.max_bytes.is_some_and(|b| b < 4) {
+                return bad("max_bytes must be at least 4 (one packet header)".into());
             }
             if c.error_code.is_some_and(|e| e < 1000) {
                 return bad("error_code must be a MySQL error number (1000 or more)".into());
@@ -185,6 +214,25 @@ impl Rule {
         let code = self.cfg.error_code.unwrap_or(BLOCK_CODE);
         let msg = self.cfg.error_message.clone().unwrap_or_else(|| format!("Statement blocked by Sluice query rule '{}'", self.name));
         (code, if code == 1142 || code == 1227 { "42000" } else { "HY000" }, msg)
+    }
+
+    /// The error an answer cut at `max_rows` / `max_bytes` ends with: `(code, SQL
+    /// state, message)`; by default the server's "too big a SELECT" (1104, 42000).
+    pub fn cap_error(&self) -> (u16, &'static str, String) {
+        let code = self.cfg.error_code.unwrap_or(CAP_CODE);
+        let what = match (self.cfg.max_rows, self.cfg.max_bytes) {
+            (Some(r), Some(b)) => format!("more than {r} rows or {b} bytes"),
+            (Some(r), None) => format!("more than {r} rows"),
+            (None, Some(b)) => format!("more than {b} bytes"),
+            (None, None) => "too much".to_string(),
+        };
+        let msg = self.cfg.error_message.clone().unwrap_or_else(|| {
+            format!(
+                "Sluice query rule '{}': the result has {what}; the rest was not sent",
+                self.name
+            )
+        });
+        (code, if code == CAP_CODE { "42000" } else { "HY000" }, msg)
     }
 
     /// Waits for a slot under `max_concurrency` (bounded wait and queue). `Ok(None)`
@@ -299,15 +347,47 @@ mod tests {
     }
 
     #[test]
+    fn row_and_byte_limits_answer_with_too_big_a_select_unless_configured() {
+        let r = rule("[[rules]]\nname = \"big\"\nmax_rows = 10\n[[rules]]\nmax_bytes = 4096\nerror_code = 1105\nerror_message = \"too much\"").unwrap();
+        assert_eq!(
+            r.list[0].cap_error(),
+            (
+                CAP_CODE,
+                "42000",
+                "Sluice query rule 'big': the result has more than 10 rows; the rest was not sent"
+                    .to_string()
+            )
+        );
+        assert_eq!(
+            r.list[1].cap_error(),
+            (1105, "HY000", "too much".to_string())
+        );
+    }
+
+    #[test]
     fn bad_rules_are_refused_with_the_reason() {
         for (text, want) in [
             ("[[rules]]\nmatch = \"(\"\nblock = true", "match"),
             ("[[rules]]\nuser = \"a\"", "no action"),
             ("[[rules]]\ndigest = \"xyz\"\nblock = true", "16 hex"),
             ("[[rules]]\nroute = \"somewhere\"", "route"),
-            ("[[rules]]\nblock = true\nroute = \"primary\"", "cannot be combined"),
-            ("[[rules]]\nerror_code = 1234\ntimeout_ms = 5", "only go with block"),
-            ("[[rules]]\nname = \"x\"\nblock = true\n[[rules]]\nname = \"x\"\nblock = true", "two rules"),
+            (
+                "[[rules]]\nblock = true\nroute = \"primary\"",
+                "cannot be combined",
+            ),
+            (
+                "[[rules]]\nerror_code = 1234\ntimeout_ms = 5",
+                "only go with block",
+            ),
+            (
+                "[[rules]]\nname = \"x\"\nblock = true\n[[rules]]\nname = \"x\"\nblock = true",
+                "two rules",
+            ),
+            (
+                "[[rules]]\nblock = true\nmax_rows = 5",
+                "cannot be combined",
+            ),
+            ("[[rules]]\nmax_bytes = 2", "at least 4"),
         ] {
             let e = rule(text).unwrap_err();
             assert!(e.contains(want), "{text}: {e}");

@@ -61,7 +61,28 @@ pub struct NodeConn<S> {
     /// session (its last statement here left some): reset before another session
     /// uses it, or that session's `SHOW WARNINGS` would show them.
     pub diagnostics: bool,
+    /// Set while a statement a query rule caps (`max_rows`, `max_bytes`) runs.
+    pub cap: Option<ResultCap>,
 }
+
+/// A query rule's bound on what one statement's answer may carry
+/// (`[[rules]] max_rows`, `max_bytes`; `crate::rules`). Rows within it pass through;
+/// instead of the first row past it the client gets `error` (an ERR packet may replace
+/// a row, as the server's own for a statement killed mid-result). The rest of the
+/// answer is read and dropped, so the connection stays usable; when it does not end
+/// within [`KILL_CAPPED_AFTER`], `kill` (a `KILL QUERY` for the statement) runs.
+pub struct ResultCap {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+    /// `(code, SQL state, message)` for the client.
+    pub error: (u16, &'static str, String),
+    pub kill: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+    pub counters: std::sync::Arc<crate::rules::RuleCounters>,
+}
+
+/// How long the rest of a capped answer may take to arrive before its statement is
+/// killed (most capped answers are already in flight whole, and need no kill).
+pub const KILL_CAPPED_AFTER: Duration = Duration::from_millis(50);
 
 /// Ends a wait for a primary's answer once the monitor has published another node as
 /// the primary (the old one was declared dead or hung and replaced, so its answer, if it
@@ -129,8 +150,26 @@ pub struct OkRewrite {
 
 impl<S: Stream> NodeConn<S> {
     pub fn new(conn: BackendConn<S>, schema: Option<Vec<u8>>, state: &SessionState) -> Self {
-        let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version)) == crate::health::Flavour::MySql;
-        NodeConn { conn, applied: 0, generation: state.replay_generation, schema, set_option: None, tracking: false, mysql, rewrite: None, last_insert_id: Some(0), stmts: StmtCache::default(), lease: None, reset_first: false, cut: None, digest: None, diagnostics: false }
+        let mysql = crate::health::Flavour::of(&String::from_utf8_lossy(&conn.server_version))
+            == crate::health::Flavour::MySql;
+        NodeConn {
+            conn,
+            applied: 0,
+            generation: state.replay_generation,
+            schema,
+            set_option: None,
+            tracking: false,
+            mysql,
+            rewrite: None,
+            last_insert_id: Some(0),
+            stmts: StmtCache::default(),
+            lease: None,
+            reset_first: false,
+            cut: None,
+            digest: None,
+            diagnostics: false,
+            cap: None,
+        }
     }
 
     /// A connection lent by a pool, matched against the session's state: if what it
@@ -332,6 +371,10 @@ pub async fn relay_response<S: Stream, C: Stream>(
     if rewrite.is_some() || node.digest.is_some() {
         t = t.mark_oks();
     }
+    let mut cap = node.cap.take();
+    if let Some(c) = &cap {
+        t = t.with_cap(c.max_rows, c.max_bytes);
+    }
     let mut forwarded = false;
     let mut patched = false;
     loop {
@@ -368,6 +411,16 @@ pub async fn relay_response<S: Stream, C: Stream>(
                 client.flush_raw().await.map_err(RelayError::client)?;
                 relay_infile(node, client, &mut t).await?;
             }
+            Event::Capped => {
+                let Some(c) = cap.take() else {
+                    return Err(RelayError {
+                        error: Error::backend_protocol(&addr, "capped answer without a cap"),
+                        forwarded,
+                        backend_lost: true,
+                    });
+                };
+                return finish_capped(node, client, t, c, timeout).await;
+            }
             Event::More => {
                 client.flush_raw().await.map_err(RelayError::client)?;
                 match fill(&mut node.conn.conn, client, timeout, node.cut.as_ref()).await {
@@ -386,6 +439,117 @@ pub async fn relay_response<S: Stream, C: Stream>(
             }
         }
     }
+}
+
+/// A capped answer ([`ResultCap`]): the client gets the cap's error in place of the next
+/// row, then the rest of the answer is read and dropped — with the statement killed if
+/// it does not end within [`KILL_CAPPED_AFTER`] — so that the backend connection ends
+/// in step. The summary is the backend's, with the cap's error.
+async fn finish_capped<S: Stream, C: Stream>(
+    node: &mut NodeConn<S>,
+    client: &mut PacketConn<C>,
+    mut t: ResponseTracker,
+    cap: ResultCap,
+    timeout: Option<Duration>,
+) -> Result<Relayed, RelayError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let addr = node.conn.addr.clone();
+    let (code, state, message) = cap.error;
+    cap.counters.capped.fetch_add(1, Ordering::Relaxed);
+    let seq = t.last_seq().map_or(1, |s| s.wrapping_add(1));
+    client
+        .send(
+            seq,
+            &crate::protocol::packets::err_payload(code, state, &message),
+        )
+        .await
+        .map_err(RelayError::client)?;
+    t.lift_cap();
+    // The kill starts after the grace period; once started it is seen through, so the
+    // connection is not given back while a KILL for it is on its way.
+    let started = AtomicBool::new(false);
+    let kill = cap.kill;
+    let kill_stage = async {
+        tokio::time::sleep(KILL_CAPPED_AFTER).await;
+        started.store(true, Ordering::Release);
+        kill.await;
+    };
+    tokio::pin!(kill_stage);
+    let mut killed = false;
+    let deadline = async {
+        match timeout {
+            Some(d) => tokio::time::sleep(d).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let lost = |source: std::io::Error| RelayError {
+        error: Error::BackendIo {
+            addr: addr.clone(),
+            sent: true,
+            source,
+        },
+        forwarded: true,
+        backend_lost: true,
+    };
+    let result = loop {
+        let (n, ev) = match t.advance(node.conn.conn.buffered()) {
+            Ok(x) => x,
+            Err(m) => {
+                break Err(RelayError {
+                    error: Error::backend_protocol(&addr, m.0),
+                    forwarded: true,
+                    backend_lost: true,
+                })
+            }
+        };
+        node.conn.conn.consume(n);
+        match ev {
+            Event::Done => break Ok(()),
+            Event::LocalInfile | Event::Capped => {
+                break Err(RelayError {
+                    error: Error::backend_protocol(
+                        &addr,
+                        "unexpected packet after a capped answer",
+                    ),
+                    forwarded: true,
+                    backend_lost: true,
+                })
+            }
+            Event::More => {}
+        }
+        let filled = loop {
+            tokio::select! {
+                biased;
+                r = node.conn.conn.fill() => break Some(r),
+                _ = &mut kill_stage, if !killed => killed = true,
+                _ = &mut deadline => break None,
+            }
+        };
+        match filled {
+            Some(Ok(0)) => break Err(lost(std::io::ErrorKind::UnexpectedEof.into())),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => break Err(lost(e)),
+            None => {
+                break Err(RelayError {
+                    error: Error::BackendTimeout {
+                        addr: addr.clone(),
+                        what: "reading the rest of a capped answer (backend.read_timeout_ms)",
+                    },
+                    forwarded: true,
+                    backend_lost: true,
+                })
+            }
+        }
+    };
+    if started.load(Ordering::Acquire) && !killed {
+        kill_stage.await;
+    }
+    result?;
+    let mut summary = t.into_summary();
+    summary.error = Some(code);
+    summary.error_detail = Some((state.to_string(), message));
+    Ok(Relayed { summary })
 }
 
 /// Whether a node's probe error (as the monitor published it) says its server is gone:
@@ -736,7 +900,18 @@ async fn read_response_up_to<S: Stream>(node: &mut NodeConn<S>, expect: Expect, 
         }
         match ev {
             Event::Done => return Ok(t.into_summary()),
-            Event::LocalInfile => return Err(Error::backend_protocol(&addr, "LOCAL INFILE request to a command of Sluice's own")),
+            Event::LocalInfile => {
+                return Err(Error::backend_protocol(
+                    &addr,
+                    "LOCAL INFILE request to a command of Sluice's own",
+                ))
+            }
+            Event::Capped => {
+                return Err(Error::backend_protocol(
+                    &addr,
+                    "capped answer without a cap",
+                ))
+            }
             Event::More => {
                 let read = node.conn.conn.fill();
                 let n = match timeout {

@@ -199,6 +199,9 @@ struct Session<N: Net> {
     policy: Arc<rules::Policy>,
     /// A query rule's node for the statement being routed (reads only).
     rule_node: Option<String>,
+    /// A query rule's `max_rows` / `max_bytes` for the statement being run (set by
+    /// `apply_rules`, for single-statement reads only).
+    rule_cap: Option<rules::CapRule>,
     /// Client bytes `(read, written)` already counted in `user_metrics`.
     bytes_counted: (u64, u64),
 }
@@ -336,6 +339,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         live_version,
         policy,
         rule_node: None,
+        rule_cap: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
     // client's login): the server checks the database the client asked for, and its
@@ -1085,11 +1089,32 @@ impl<N: Net> Session<N> {
         let nc = self.nodes.get_mut(node).expect("ready");
         nc.cut = cut;
         nc.digest = (keep && query).then(crate::failover::replay::Digester::default);
+        nc.cap = match &self.rule_cap {
+            Some(r) if query || payload.first() == Some(&com::STMT_EXECUTE) => {
+                let (shared, conn, addr, thread) = (
+                    self.shared.clone(),
+                    self.id,
+                    node.to_string(),
+                    nc.conn.thread_id,
+                );
+                Some(backends::ResultCap {
+                    max_rows: r.max_rows,
+                    max_bytes: r.max_bytes,
+                    error: r.error.clone(),
+                    kill: Box::pin(async move {
+                        kill_backend_query(&shared, conn, &addr, thread).await
+                    }),
+                    counters: r.counters.clone(),
+                })
+            }
+            _ => None,
+        };
         let (t0, w0) = (Instant::now(), self.client.bytes_written);
         let r = self.relay_on_node(node, payload, expect, read, wait, patch).await;
         self.node_done(node, t0, payload.len(), w0, r.as_ref().ok());
         let digester = self.nodes.get_mut(node).and_then(|nc| {
             nc.cut = None;
+            nc.cap = None;
             nc.digest.take()
         });
         if keep {
@@ -1588,6 +1613,7 @@ impl<N: Net> Session<N> {
         self.want_found_rows = self.found_rows_to_carry(&c, sql);
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
         guard.finish().await;
+        self.rule_cap = None;
         self.want_lid = false;
         self.want_found_rows = None;
         let r = r?;
@@ -1894,6 +1920,7 @@ impl<N: Net> Session<N> {
             }
         };
         guard.finish().await;
+        self.rule_cap = None;
         self.want_lid = false;
         self.statement_done(&class, started, Some((&routed.node, &summary)));
         if let Some(stmt) = self.stmts.get_mut(id) {

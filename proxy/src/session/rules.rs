@@ -41,6 +41,15 @@ impl Policy {
     }
 }
 
+/// A rule's bound on a statement's answer (`max_rows`, `max_bytes`).
+#[derive(Clone)]
+pub(super) struct CapRule {
+    pub max_rows: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub error: (u16, &'static str, String),
+    pub counters: Arc<RuleCounters>,
+}
+
 /// What a statement holds because of a rule: its concurrency slot and its timer.
 #[derive(Default)]
 pub(super) struct RuleGuard {
@@ -112,6 +121,7 @@ impl<N: Net> Session<N> {
     /// run. `c` gets the rule's routing hint.
     pub(super) async fn apply_rules(&mut self, c: &mut Arc<Classified>, sql: &[u8], started: tokio::time::Instant) -> Result<Option<RuleGuard>, Error> {
         let policy = self.policy.clone();
+        self.rule_cap = None;
         if !policy.limits.take_statement(&self.login.user, started) {
             let rate = policy.limits.of(&self.login.user).and_then(|l| l.statements_per_second).unwrap_or(0);
             let msg = format!("User '{}' has exceeded the 'statements_per_second' resource (current value: {rate})", self.login.user);
@@ -146,7 +156,28 @@ impl<N: Net> Session<N> {
             Some(RouteTo::Node(n)) if c.is_read() => self.rule_node = Some(n.clone()),
             _ => {}
         }
-        let timer = rule.cfg.timeout_ms.map(|ms| Timer::arm(self.shared.clone(), self.current.clone(), Duration::from_millis(ms), self.id, rule.counters.clone()));
+        if (rule.cfg.max_rows.is_some() || rule.cfg.max_bytes.is_some())
+            && c.is_read()
+            && c.statements <= 1
+        {
+            // Reads only: dropping the rest of a read's answer changes nothing else;
+            // a write's or a multi-statement's later effects would be hidden.
+            self.rule_cap = Some(CapRule {
+                max_rows: rule.cfg.max_rows,
+                max_bytes: rule.cfg.max_bytes,
+                error: rule.cap_error(),
+                counters: rule.counters.clone(),
+            });
+        }
+        let timer = rule.cfg.timeout_ms.map(|ms| {
+            Timer::arm(
+                self.shared.clone(),
+                self.current.clone(),
+                Duration::from_millis(ms),
+                self.id,
+                rule.counters.clone(),
+            )
+        });
         Ok(Some(RuleGuard { _slot: slot, timer }))
     }
 }

@@ -237,6 +237,7 @@ pub async fn roundtrip(c: &mut BackendConn<tokio::net::TcpStream>, payload: &[u8
         match ev {
             Event::Done => return out,
             Event::LocalInfile => panic!("unexpected LOCAL INFILE request"),
+            Event::Capped => panic!("no cap was set"),
             Event::More => {
                 let got = tokio::time::timeout(Duration::from_secs(30), c.conn.fill()).await.expect("response in time").expect("read");
                 assert!(got > 0, "connection closed mid-response");
