@@ -65,7 +65,10 @@ pub struct Shared<N: Net> {
     /// Statement classifier with its cache, shared by every session.
     pub classifier: Classifier,
     /// Per-node counters (in flight, latency, routed statements), by address.
-    pub node_stats: BTreeMap<String, Arc<NodeStats>>,
+    pub node_stats: crate::sync::NodeMap<NodeStats>,
+    /// The configured backend nodes; a reload may change them (the monitor and the
+    /// failover actor follow).
+    pub node_list: Signal<Vec<String>>,
     /// Turn counter of the load balancer (round robin, tie breaks).
     pub turn: AtomicU64,
     /// Known GTID positions of the nodes, and what was written through this Sluice.
@@ -115,13 +118,27 @@ impl<N: Net> Shared<N> {
     /// logging what changed and what needs a restart. A file that does not load changes
     /// nothing (logged, and returned).
     pub fn reload(&self) -> Result<crate::reload::Plan> {
-        let r = crate::reload::reload(&self.live, |next| {
+        let primary = self.primary();
+        let r = crate::reload::reload(&self.live, primary.as_deref(), |next| {
             self.metrics.slow_ns.store(next.stats.slow_query_ms.saturating_mul(1_000_000), std::sync::atomic::Ordering::Relaxed);
             let policy = crate::session::rules::Policy::from_config(next, Some(&self.policy()));
             *self.policy.locked() = Arc::new(policy);
+            // Counters first, so that a node is counted from its first statement; the
+            // monitor then probes added nodes (they join the topology once probed).
+            let nodes = &next.backend.nodes;
+            self.node_stats.set_nodes(nodes);
+            self.metrics.nodes.set_nodes(nodes);
+            if self.node_list.with(|n| n != nodes) {
+                self.node_list.set(nodes.clone());
+            }
+            self.pools.set_nodes(nodes);
+            self.pools.reconfigure(next.pool.clone());
         });
         match &r {
             Ok(p) => {
+                if let Some(kept) = &p.kept_primary {
+                    tracing::error!(node = %kept, "the reloaded file leaves out the current primary; it stays a node (switch over first, then reload)");
+                }
                 tracing::warn!(changed = ?p.changed, "configuration reloaded");
                 if !p.restart_needed.is_empty() {
                     tracing::warn!(settings = ?p.restart_needed, "these settings changed in the file but only take effect after a restart; running values kept");
@@ -394,7 +411,8 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let shutdown_rx = shutdown_tx.clone();
     let draining = Signal::new(false);
     let monitor_login = service_login(&cfg, backend_tls.clone());
-    let (topology, directives) = Monitor::start_directed(net.clone(), cfg.backend.nodes.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
+    let node_list = Signal::new(cfg.backend.nodes.clone());
+    let (topology, directives) = Monitor::start_directed(net.clone(), node_list.clone(), monitor_login, MonitorSettings::from_config(&cfg), rng.clone(), shutdown_rx.clone());
     let (switchover, requests) = tokio::sync::mpsc::channel(4);
     let failover_counters = Arc::new(crate::failover::actor::Counters::default());
     {
@@ -407,7 +425,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         let interval = Duration::from_millis(cfg.backend.monitor_interval_ms);
         let actor = crate::failover::actor::Actor {
             net: net.clone(),
-            nodes: cfg.backend.nodes.clone(),
+            nodes: node_list.clone(),
             login,
             settings: crate::failover::actor::Settings {
                 builtin: f.manager == crate::config::FailoverManager::Builtin,
@@ -467,10 +485,10 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let classifier_capacity = cfg.routing.classifier_cache;
     let pool_cfg = cfg.pool.clone();
     let cfg_failover_limits = cfg.failover.limits();
-    let node_list = cfg.backend.nodes.clone();
+    let first_nodes = cfg.backend.nodes.clone();
     let stats_cfg = cfg.stats.clone();
     let live_cfg = cfg.clone();
-    let node_stats = cfg.backend.nodes.iter().map(|n| (n.clone(), Arc::new(NodeStats::default()))).collect();
+    let node_stats = crate::sync::NodeMap::new(&cfg.backend.nodes);
     let shared = Arc::new(Shared {
         cfg,
         net,
@@ -490,6 +508,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         first_primary: Mutex::new(None),
         classifier: Classifier::new(classifier_capacity),
         node_stats,
+        node_list,
         turn: AtomicU64::new(0),
         positions: Default::default(),
         pools: crate::pool::Pools::new(pool_cfg),
@@ -497,7 +516,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         failover_buffer: crate::failover::Buffer::new(cfg_failover_limits),
         switchover,
         failover_counters,
-        metrics: crate::metrics::Metrics::new(&node_list, stats_cfg.max_digests, stats_cfg.slow_query_ms),
+        metrics: crate::metrics::Metrics::new(&first_nodes, stats_cfg.max_digests, stats_cfg.slow_query_ms),
         started: tokio::time::Instant::now(),
         policy: Mutex::new(Arc::new(crate::session::rules::Policy::from_config(&live_cfg, None))),
         live: crate::reload::Live::new(live_cfg),
@@ -555,7 +574,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
     let stats = {
         let shared = stats_source;
         Arc::new(move || ProxyStats {
-            pools: shared.cfg.backend.nodes.iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
+            pools: shared.node_list.get().iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
             pins: shared.pins.snapshot(),
             sessions: shared.registry.len(),
             failover: shared.failover_buffer.stats(),

@@ -10,9 +10,11 @@
 //!
 //! Live: `[[users]]` (new logins; open sessions keep their login), `[routing]` except
 //! `classifier_cache` and `max_replica_lag_ms` (per-user defaults for new sessions;
-//! load-balancing policy and weights for every session's next read), `pool.multiplex`
-//! (new sessions), `[[admin.users]]`, `[stats] slow_query_ms`, `[[rules]]` and
-//! `[[limits]]` (every session's next statement).
+//! load-balancing policy and weights for every session's next read), `backend.nodes`
+//! (added nodes are probed and join the topology; removed ones get no new statements;
+//! the primary cannot be removed), `[pool]` except `statement_cache` (sizes resize the
+//! pools now; `multiplex` applies to new sessions), `[[admin.users]]`, `[stats]
+//! slow_query_ms`, `[[rules]]` and `[[limits]]` (every session's next statement).
 
 use crate::sync::Locked;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,14 +59,16 @@ pub struct Plan {
     /// Settings that differ but only change with a restart (dotted keys); they keep
     /// their running values.
     pub restart_needed: Vec<String>,
+    /// The new file leaves out the current primary: it stays a node.
+    pub kept_primary: Option<String>,
 }
 
 /// Dotted keys whose value can change live (a key matches when it is one of these or
 /// lies under one).
-const LIVE: [&str; 7] = ["users", "routing", "pool.multiplex", "admin.users", "stats.slow_query_ms", "rules", "limits"];
+const LIVE: [&str; 8] = ["users", "routing", "backend.nodes", "pool", "admin.users", "stats.slow_query_ms", "rules", "limits"];
 
 /// Under [`LIVE`] but fixed at start.
-const FIXED_UNDER_LIVE: [&str; 2] = ["routing.classifier_cache", "routing.max_replica_lag_ms"];
+const FIXED_UNDER_LIVE: [&str; 3] = ["routing.classifier_cache", "routing.max_replica_lag_ms", "pool.statement_cache"];
 
 fn is_live(key: &str) -> bool {
     let under = |k: &str, p: &str| k == p || k.starts_with(&format!("{p}.")) || k.starts_with(&format!("{p}["));
@@ -101,7 +105,9 @@ pub fn flatten(cfg: &Config) -> std::collections::BTreeMap<String, String> {
 
 /// Compares the running config with a new one: the config to put in force (`running`
 /// with the live sections of `new`) and what changes.
-pub fn plan(running: &Config, new: &Config) -> (Config, Plan) {
+/// `primary`: the node that is the primary now; a new file without it keeps it (a
+/// primary is replaced by a switchover, not a reload) and says so in the plan.
+pub fn plan(running: &Config, new: &Config, primary: Option<&str>) -> (Config, Plan) {
     let (a, b) = (flatten(running), flatten(new));
     let mut changed = Vec::new();
     let mut restart_needed = Vec::new();
@@ -121,25 +127,38 @@ pub fn plan(running: &Config, new: &Config) -> (Config, Plan) {
     next.routing = new.routing.clone();
     next.routing.classifier_cache = cache;
     next.routing.max_replica_lag_ms = lag;
-    next.pool.multiplex = new.pool.multiplex;
+    let statement_cache = next.pool.statement_cache;
+    next.pool = new.pool.clone();
+    next.pool.statement_cache = statement_cache;
+    next.backend.nodes = new.backend.nodes.clone();
+    let mut kept_primary = None;
+    if let Some(p) = primary {
+        if running.backend.nodes.iter().any(|n| n == p) && !next.backend.nodes.iter().any(|n| n == p) {
+            next.backend.nodes.push(p.to_string());
+            kept_primary = Some(p.to_string());
+        }
+    }
     if let (Some(n), Some(r)) = (&mut next.admin, &new.admin) {
         n.users = r.users.clone();
     }
     next.stats.slow_query_ms = new.stats.slow_query_ms;
     next.rules = new.rules.clone();
     next.limits = new.limits.clone();
-    (next, Plan { changed, restart_needed })
+    if next.backend.nodes == running.backend.nodes {
+        changed.retain(|k| !k.starts_with("backend.nodes"));
+    }
+    (next, Plan { changed, restart_needed, kept_primary })
 }
 
 /// Reads the file the running config came from and puts its live settings in force.
 /// `Err` (nothing changed) when there is no file or it does not load.
-pub fn reload(live: &Live, on_change: impl FnOnce(&Config)) -> Result<Plan> {
+pub fn reload(live: &Live, primary: Option<&str>, on_change: impl FnOnce(&Config)) -> Result<Plan> {
     let running = live.get();
     let Some(path) = running.source.clone() else {
         return Err(Error::Config("this instance was not started from a config file: nothing to reload".into()));
     };
     let new = Config::load(&path)?;
-    let (next, plan) = plan(&running, &new);
+    let (next, plan) = plan(&running, &new, primary);
     if !plan.changed.is_empty() {
         on_change(&next);
         live.set(next);
@@ -169,7 +188,7 @@ mod tests {
     fn users_and_routing_change_live_and_the_listener_needs_a_restart() {
         let running = Config::parse(BASE).unwrap();
         let new = Config::parse(&BASE.replace("3307", "4000").replace("read_write_split = false", "read_write_split = true\npolicy = \"random\"").replace("[backend]", "[[users]]\nname = \"new\"\npassword = \"n\"\n[backend]")).unwrap();
-        let (next, p) = plan(&running, &new);
+        let (next, p) = plan(&running, &new, None);
         assert_eq!(p.restart_needed, vec!["proxy.listen".to_string()]);
         assert!(p.changed.contains(&"routing.read_write_split".to_string()), "{p:?}");
         assert!(p.changed.contains(&"users[1].name".to_string()), "{p:?}");
@@ -183,7 +202,7 @@ mod tests {
     fn fixed_routing_settings_keep_their_running_values() {
         let running = Config::parse(BASE).unwrap();
         let new = Config::parse(&BASE.replace("read_write_split = false", "read_write_split = false\nmax_replica_lag_ms = 99\nclassifier_cache = 7")).unwrap();
-        let (next, p) = plan(&running, &new);
+        let (next, p) = plan(&running, &new, None);
         assert!(p.changed.is_empty(), "{p:?}");
         assert_eq!(p.restart_needed, vec!["routing.classifier_cache".to_string(), "routing.max_replica_lag_ms".to_string()]);
         assert_eq!(next.routing.max_replica_lag_ms, running.routing.max_replica_lag_ms);
@@ -191,10 +210,28 @@ mod tests {
     }
 
     #[test]
+    fn nodes_and_pool_sizes_change_live_but_the_primary_stays_a_node() {
+        let running = Config::parse(BASE).unwrap();
+        let text = BASE.replace(r#"nodes = ["127.0.0.1:3306", "127.0.0.1:3308"]"#, r#"nodes = ["127.0.0.1:3306", "127.0.0.1:3309"]"#) + "\n[pool]\nmax_per_node = 7\nstatement_cache = 9\n";
+        let new = Config::parse(&text).unwrap();
+        let (next, p) = plan(&running, &new, Some("127.0.0.1:3306"));
+        assert_eq!(next.backend.nodes, vec!["127.0.0.1:3306".to_string(), "127.0.0.1:3309".to_string()]);
+        assert_eq!(next.pool.max_per_node, 7);
+        assert_eq!(next.pool.statement_cache, running.pool.statement_cache, "fixed at start");
+        assert!(p.changed.contains(&"backend.nodes".to_string()) && p.changed.contains(&"pool.max_per_node".to_string()), "{p:?}");
+        assert_eq!(p.restart_needed, vec!["pool.statement_cache".to_string()]);
+        assert_eq!(p.kept_primary, None);
+        // A file without the primary: it stays, and the plan says so.
+        let (next, p) = plan(&running, &new, Some("127.0.0.1:3308"));
+        assert_eq!(next.backend.nodes, vec!["127.0.0.1:3306".to_string(), "127.0.0.1:3309".to_string(), "127.0.0.1:3308".to_string()]);
+        assert_eq!(p.kept_primary.as_deref(), Some("127.0.0.1:3308"));
+    }
+
+    #[test]
     fn an_identical_file_changes_nothing() {
         let running = Config::parse(BASE).unwrap();
-        let (_, p) = plan(&running, &Config::parse(BASE).unwrap());
-        assert_eq!(p, Plan { changed: vec![], restart_needed: vec![] });
+        let (_, p) = plan(&running, &Config::parse(BASE).unwrap(), None);
+        assert_eq!(p, Plan { changed: vec![], restart_needed: vec![], kept_primary: None });
     }
 
     #[test]
@@ -205,11 +242,11 @@ mod tests {
         std::fs::write(&path, BASE).unwrap();
         let live = Live::new(Config::load(&path).unwrap());
         std::fs::write(&path, BASE.replace("[routing]", "[routing]\nbogus = 1")).unwrap();
-        let e = reload(&live, |_| panic!("nothing applies")).unwrap_err();
+        let e = reload(&live, None, |_| panic!("nothing applies")).unwrap_err();
         assert!(e.to_string().contains("bogus"), "{e}");
         assert_eq!(live.version(), 0);
         std::fs::write(&path, BASE.replace("read_write_split = false", "read_write_split = true")).unwrap();
-        let p = reload(&live, |_| {}).unwrap();
+        let p = reload(&live, None, |_| {}).unwrap();
         assert_eq!(p.changed, vec!["routing.read_write_split".to_string()]);
         assert_eq!(live.version(), 1);
         assert!(live.get().routing.read_write_split);

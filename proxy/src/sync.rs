@@ -55,3 +55,55 @@ mod tests {
         assert_eq!(*rw.read_locked(), 2);
     }
 }
+
+/// Values kept per backend node, for a node set a config reload may change. Readers
+/// take a snapshot (one short lock and an `Arc` clone) and may keep it: sessions hold
+/// one and take a new one after a reload, so the hot path takes no lock.
+/// [`NodeMap::set_nodes`] publishes a new snapshot that keeps the values of the nodes
+/// that stay.
+#[derive(Debug, Default)]
+pub struct NodeMap<T> {
+    map: Mutex<std::sync::Arc<std::collections::BTreeMap<String, std::sync::Arc<T>>>>,
+}
+
+impl<T: Default> NodeMap<T> {
+    pub fn new(nodes: &[String]) -> Self {
+        let m = nodes.iter().map(|n| (n.clone(), std::sync::Arc::new(T::default()))).collect();
+        NodeMap { map: Mutex::new(std::sync::Arc::new(m)) }
+    }
+
+    /// The values now.
+    pub fn snapshot(&self) -> std::sync::Arc<std::collections::BTreeMap<String, std::sync::Arc<T>>> {
+        self.map.locked().clone()
+    }
+
+    /// `node`'s value, if it is one of the nodes.
+    pub fn get(&self, node: &str) -> Option<std::sync::Arc<T>> {
+        self.map.locked().get(node).cloned()
+    }
+
+    /// The node set becomes `nodes`: new ones start from the default, removed ones go.
+    pub fn set_nodes(&self, nodes: &[String]) {
+        let mut g = self.map.locked();
+        let m = nodes.iter().map(|n| (n.clone(), g.get(n).cloned().unwrap_or_default())).collect();
+        *g = std::sync::Arc::new(m);
+    }
+}
+
+#[cfg(test)]
+mod node_map_tests {
+    use super::NodeMap;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    #[test]
+    fn set_nodes_keeps_the_values_of_nodes_that_stay_and_old_snapshots_stay_valid() {
+        let m: NodeMap<AtomicU64> = NodeMap::new(&["a".into(), "b".into()]);
+        m.get("a").unwrap().store(5, Ordering::Relaxed);
+        let before = m.snapshot();
+        m.set_nodes(&["a".into(), "c".into()]);
+        assert_eq!(m.get("a").unwrap().load(Ordering::Relaxed), 5);
+        assert!(m.get("b").is_none());
+        assert_eq!(m.get("c").unwrap().load(Ordering::Relaxed), 0);
+        assert!(before.contains_key("b"), "a snapshot taken before is unchanged");
+    }
+}

@@ -163,3 +163,112 @@ async fn sighup_makes_the_sluice_binary_reload_its_config_file() {
     let _ = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
     let _ = child.wait();
 }
+
+/// The servers 40 reads of `reader` ran on.
+async fn servers(reader: &mut mysql_async::Conn) -> std::collections::BTreeSet<u32> {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(reader.query_first::<u32, _>("SELECT @@server_id").await.unwrap().unwrap());
+    }
+    seen
+}
+
+/// `SHOW SLUICE POOLS` (or `NODES`) as node → column → value.
+async fn admin_rows(admin: &mut mysql_async::Conn, what: &str) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>> {
+    let rows: Vec<mysql_async::Row> = admin.query(format!("SHOW SLUICE {what}")).await.unwrap();
+    rows.into_iter()
+        .map(|r| {
+            let cols: Vec<String> = r.columns_ref().iter().map(|c| c.name_str().into_owned()).collect();
+            let m: std::collections::BTreeMap<String, String> = cols.into_iter().enumerate().map(|(i, n)| (n, r.get::<Option<String>, _>(i).flatten().unwrap_or_default())).collect();
+            (m["node"].clone(), m)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_adds_and_removes_nodes_and_resizes_pools_with_zero_client_errors() {
+    let cluster = chaos::Cluster::start(chaos::ClusterSpec { replicas: 2, ..Default::default() }).expect("cluster");
+    cluster.app_sql(0, "CREATE TABLE IF NOT EXISTS test.rn (id INT PRIMARY KEY AUTO_INCREMENT, v INT)").unwrap();
+    cluster.wait_replicas_caught_up(Duration::from_secs(30)).unwrap();
+    let addrs: Vec<String> = cluster.nodes().iter().map(|n| n.addr()).collect();
+    let ids: Vec<u32> = (0..3).map(|i| cluster.node(i).server_id()).collect();
+    let all = common::split_config(&cluster, "");
+    let nodes_line = |list: &[&String]| format!("nodes = [{}]", list.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "));
+    let full_line = nodes_line(&addrs.iter().collect::<Vec<_>>());
+    assert!(all.contains(&full_line));
+    let with = |list: &[&String], pool: &str| format!("{}{ADMIN}\n[pool]\n{pool}\n", all.replace(&full_line, &nodes_line(list)));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sluice.toml");
+    // Start with the primary and the first replica; pools of 6.
+    std::fs::write(&path, with(&[&addrs[0], &addrs[1]], "max_per_node = 6")).unwrap();
+    let p = sluice::start(TokioNet, sluice::Config::load(&path).unwrap(), 9).await.expect("proxy");
+    let addr = p.local_addr().to_string();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..4u64 {
+        let (addr, stop, errors, done) = (addr.clone(), stop.clone(), errors.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = mysql_async::Conn::new(opts(&addr, "app", "app")).await.expect("login");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let r = async {
+                    if n % 4 == i % 4 {
+                        c.exec_drop("INSERT INTO rn (v) VALUES (?)", (n as i64,)).await?;
+                    }
+                    c.query_drop("SELECT COUNT(*) FROM rn").await
+                }
+                .await;
+                if let Err(e) = r {
+                    eprintln!("statement failed: {e}");
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+                n += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            c.disconnect().await.ok();
+        }));
+    }
+    let mut reader = mysql_async::Conn::new(opts(&addr, "app", "app")).await.unwrap();
+    let mut admin = mysql_async::Conn::new(mysql_async::OptsBuilder::default().ip_or_hostname("127.0.0.1").tcp_port(common::port_of(p.admin_addr().unwrap())).user(Some("ops")).pass(Some("opspw")).prefer_socket(false)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(servers(&mut reader).await, [ids[1]].into_iter().collect(), "reads go to the one configured replica");
+    assert_eq!(admin_rows(&mut admin, "POOLS").await[&addrs[0]]["max"], "6");
+
+    // 1. The second replica added, pools made smaller.
+    std::fs::write(&path, with(&[&addrs[0], &addrs[1], &addrs[2]], "max_per_node = 3")).unwrap();
+    let plan = p.reload().expect("reload");
+    assert!(plan.changed.iter().any(|k| k.starts_with("backend.nodes")) && plan.changed.contains(&"pool.max_per_node".to_string()), "{plan:?}");
+    assert!(plan.restart_needed.is_empty(), "{plan:?}");
+    let t0 = std::time::Instant::now();
+    while !servers(&mut reader).await.contains(&ids[2]) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "the added replica never got reads");
+    }
+    let pools = admin_rows(&mut admin, "POOLS").await;
+    assert_eq!(pools[&addrs[0]]["max"], "3", "{pools:?}");
+    assert!(admin_rows(&mut admin, "NODES").await.contains_key(&addrs[2]));
+
+    // 2. The first replica removed: no new statements go to it; pools larger again.
+    std::fs::write(&path, with(&[&addrs[0], &addrs[2]], "max_per_node = 8")).unwrap();
+    admin.query_drop("SLUICE RELOAD").await.expect("reload");
+    assert_eq!(servers(&mut reader).await, [ids[2]].into_iter().collect(), "reads leave the removed replica at once");
+    assert!(!admin_rows(&mut admin, "NODES").await.contains_key(&addrs[1]));
+    assert_eq!(admin_rows(&mut admin, "POOLS").await[&addrs[0]]["max"], "8");
+
+    // 3. A file without the primary: the primary stays (and says so); writes go on.
+    std::fs::write(&path, with(&[&addrs[2]], "max_per_node = 8")).unwrap();
+    let plan = p.reload().expect("reload");
+    assert_eq!(plan.kept_primary.as_deref(), Some(addrs[0].as_str()));
+    reader.exec_drop("INSERT INTO rn (v) VALUES (?)", (-1,)).await.expect("the primary still takes writes");
+
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(done.load(Ordering::Relaxed) > 100, "the load ran ({} statements)", done.load(Ordering::Relaxed));
+    assert_eq!(errors.load(Ordering::Relaxed), 0, "no client saw an error during the reloads");
+    p.shutdown().await;
+}

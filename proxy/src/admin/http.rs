@@ -129,14 +129,14 @@ pub fn metrics_text<N: Net>(shared: &Shared<N>) -> String {
     render(&Sources {
         metrics: &shared.metrics,
         topology: topology.as_ref(),
-        pools: shared.cfg.backend.nodes.iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
+        pools: shared.node_list.get().iter().map(|n| (n.clone(), shared.pools.stats(n))).collect(),
         pins: shared.pins.snapshot(),
         failover: shared.failover_buffer.stats(),
         failover_actor: (a.failovers.load(Ordering::Relaxed), a.switchovers.load(Ordering::Relaxed), a.fenced.load(Ordering::Relaxed), a.failed_attempts.load(Ordering::Relaxed)),
         classifier: shared.classifier.stats(),
         sessions: shared.registry.len(),
-        in_flight: shared.node_stats.iter().map(|(n, s)| (n.clone(), s.in_flight.load(Ordering::Relaxed))).collect(),
-        drained: shared.node_stats.iter().filter(|(_, s)| s.drained.load(Ordering::Relaxed)).map(|(n, _)| n.clone()).collect(),
+        in_flight: shared.node_stats.snapshot().iter().map(|(n, s)| (n.clone(), s.in_flight.load(Ordering::Relaxed))).collect(),
+        drained: shared.node_stats.snapshot().iter().filter(|(_, s)| s.drained.load(Ordering::Relaxed)).map(|(n, _)| n.clone()).collect(),
         uptime_s: shared.started.elapsed().as_secs(),
         rules: shared
             .policy()

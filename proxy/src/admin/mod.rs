@@ -280,7 +280,7 @@ fn variables(names: &[String]) -> Answer {
 /// SWITCHOVER`).
 fn drain<N: Net>(shared: &Shared<N>, node: &str, drained: bool) -> Answer {
     let Some(stats) = shared.node_stats.get(node) else {
-        let known = shared.cfg.backend.nodes.join(", ");
+        let known = shared.node_list.get().join(", ");
         return Answer::Err(err::ER_UNKNOWN_ERROR, "HY000", format!("Unknown node '{node}' (nodes: {known})"));
     };
     if drained && shared.primary().as_deref() == Some(node) {

@@ -27,9 +27,10 @@ pub fn nodes<N: Net>(shared: &Shared<N>) -> Answer {
     ]);
     let topo = shared.topology.get();
     let mut rows = Vec::new();
-    for addr in &shared.cfg.backend.nodes {
+    for addr in &shared.node_list.get() {
         let n = topo.as_ref().and_then(|t| t.nodes.get(addr)).cloned().unwrap_or_default();
         let stats = shared.node_stats.get(addr);
+        let stats = stats.as_ref();
         let metrics = shared.metrics.node(addr);
         let gtid = match &n.gtid {
             Some(Gtid::MariaDb { current_pos, .. }) => current_pos.clone(),
@@ -101,9 +102,8 @@ pub fn sessions<N: Net>(shared: &Shared<N>) -> Answer {
 pub fn pools<N: Net>(shared: &Shared<N>) -> Answer {
     let cols = names(&["node", "max", "open", "idle", "waiting", "created", "closed", "leases", "waits", "timeouts", "refused", "pings_failed", "found_closed"]);
     let rows = shared
-        .cfg
-        .backend
-        .nodes
+        .node_list
+        .get()
         .iter()
         .map(|n| {
             let p = shared.pools.stats(n);

@@ -60,7 +60,8 @@ pub struct Settings {
 pub struct Actor<N: Net> {
     pub net: N,
     /// Every configured node.
-    pub nodes: Vec<String>,
+    /// The configured nodes (a reload may change them).
+    pub nodes: crate::signal::Signal<Vec<String>>,
     pub login: Login,
     pub settings: Settings,
     pub rng: Arc<Mutex<ChaCha8Rng>>,
@@ -190,12 +191,13 @@ impl<N: Net> Actor<N> {
                 }
             }
         }
-        let need = self.nodes.len() / 2 + 1;
+        let all = self.nodes.with(|n| n.len());
+        let need = all / 2 + 1;
         if held.len() < need {
             let n = held.len();
             self.release(held).await;
             let busy = if busy.is_empty() { String::new() } else { format!("; held elsewhere on {}", busy.join(", ")) };
-            return Err(format!("coordination lock '{}' taken on {n} of {} nodes, a majority is {need}{busy}", self.settings.lock_name, self.nodes.len()));
+            return Err(format!("coordination lock '{}' taken on {n} of {} nodes, a majority is {need}{busy}", self.settings.lock_name, all));
         }
         Ok(held)
     }
@@ -220,7 +222,7 @@ impl<N: Net> Actor<N> {
 
     /// Promotes a replica of the dead primary `plan.old`.
     async fn failover(&mut self, manager: &mut Manager, plan: &Plan) -> Result<String, String> {
-        let reach: Vec<String> = self.nodes.iter().filter(|a| **a != plan.old).cloned().collect();
+        let reach: Vec<String> = self.nodes.get().into_iter().filter(|a| *a != plan.old).collect();
         let conns = self.lock(&reach).await?;
         match self.failover_locked(manager, plan, conns).await {
             Ok((msg, conns)) => {
@@ -424,7 +426,7 @@ impl<N: Net> Actor<N> {
         let old = topo.primary.clone().ok_or("no primary to switch over from")?;
         let target = match target {
             Some(t) => {
-                let t = self.nodes.iter().find(|a| manager::same_node(a, &t)).cloned().ok_or_else(|| format!("{t} is not a configured node"))?;
+                let t = self.nodes.get().into_iter().find(|a| manager::same_node(a, &t)).ok_or_else(|| format!("{t} is not a configured node"))?;
                 let n = topo.nodes.get(&t).ok_or_else(|| format!("{t} is unknown"))?;
                 if t == old {
                     return Err(format!("{t} is already the primary"));
@@ -440,7 +442,7 @@ impl<N: Net> Actor<N> {
                 manager::choose(&facts).map(|f| f.addr.clone()).ok_or("no healthy replica to switch over to")?
             }
         };
-        let conns = self.lock(&self.nodes.clone()).await?;
+        let conns = self.lock(&self.nodes.get()).await?;
         let started = Instant::now();
         let _ = self.directives.send(Directive::Hold(true)).await;
         let r = self.switchover_locked(manager, &old, &target, conns).await;

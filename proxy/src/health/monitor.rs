@@ -7,7 +7,12 @@
 //! the aggregator over a bounded channel; the aggregator feeds the [`Tracker`], logs each
 //! change once and publishes the topology on a [`Signal`]. Every task returns when the
 //! proxy's shutdown signal is set; the probers close their connections with COM_QUIT.
+//!
+//! The node set is a [`Signal`] too: when a config reload changes it, the aggregator
+//! starts a prober for each added node (which joins the topology once probed) and stops
+//! the prober of each removed one (which leaves the topology at once).
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,14 +67,15 @@ impl Monitor {
         rng: Arc<Mutex<ChaCha8Rng>>,
         shutdown: Signal<bool>,
     ) -> Signal<Option<Topology>> {
-        Self::start_directed(net, nodes, login, settings, rng, shutdown).0
+        Self::start_directed(net, Signal::new(nodes), login, settings, rng, shutdown).0
     }
 
     /// [`Monitor::start`], also returning the sender of the failover actor's
     /// directives to the aggregator.
+    /// The node set is `nodes` (followed as it changes).
     pub fn start_directed<N: Net>(
         net: N,
-        nodes: Vec<String>,
+        nodes: Signal<Vec<String>>,
         login: Login,
         settings: Settings,
         rng: Arc<Mutex<ChaCha8Rng>>,
@@ -77,17 +83,53 @@ impl Monitor {
     ) -> (Signal<Option<Topology>>, mpsc::Sender<Directive>) {
         let topology = Signal::new(None);
         let (dir_tx, dir_rx) = mpsc::channel::<Directive>(8);
-        let (obs_tx, obs_rx) = mpsc::channel::<(String, Sample)>(nodes.len().max(1) * 4);
-        for addr in nodes.iter().cloned() {
-            let prober = probe_loop(net.clone(), addr, login.clone(), settings, rng.clone(), obs_tx.clone(), shutdown.clone());
-            tokio::spawn(prober);
-        }
-        drop(obs_tx);
-        tokio::spawn(aggregate(Tracker::new(&nodes, settings.decide), obs_rx, dir_rx, topology.clone(), shutdown));
+        let first = nodes.get();
+        let (obs_tx, obs_rx) = mpsc::channel::<(String, Sample)>(first.len().max(1) * 4);
+        let probers = Probers { net, login, settings, rng, tx: obs_tx, shutdown: shutdown.clone(), stops: BTreeMap::new() };
+        tokio::spawn(aggregate(Tracker::new(&first, settings.decide), probers, nodes, obs_rx, dir_rx, topology.clone(), shutdown));
         (topology, dir_tx)
     }
 }
 
+/// Starts and stops the probe tasks (one per node).
+struct Probers<N: Net> {
+    net: N,
+    login: Login,
+    settings: Settings,
+    rng: Arc<Mutex<ChaCha8Rng>>,
+    tx: mpsc::Sender<(String, Sample)>,
+    shutdown: Signal<bool>,
+    /// Per node: set to stop its prober.
+    stops: BTreeMap<String, Signal<bool>>,
+}
+
+impl<N: Net> Probers<N> {
+    fn start(&mut self, addr: &str) {
+        if self.stops.contains_key(addr) {
+            return;
+        }
+        let stop = Signal::new(false);
+        self.stops.insert(addr.to_string(), stop.clone());
+        tokio::spawn(probe_loop(self.net.clone(), addr.to_string(), self.login.clone(), self.settings, self.rng.clone(), self.tx.clone(), self.shutdown.clone(), stop));
+    }
+
+    fn stop(&mut self, addr: &str) {
+        if let Some(s) = self.stops.remove(addr) {
+            s.set(true);
+        }
+    }
+}
+
+/// Returns once the proxy shuts down or this prober is stopped.
+async fn ended(shutdown: &Signal<bool>, stop: &Signal<bool>) {
+    tokio::select! {
+        biased;
+        _ = shutdown.wait_for(|s| *s) => {}
+        _ = stop.wait_for(|s| *s) => {}
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn probe_loop<N: Net>(
     net: N,
     addr: String,
@@ -96,6 +138,7 @@ async fn probe_loop<N: Net>(
     rng: Arc<Mutex<ChaCha8Rng>>,
     tx: mpsc::Sender<(String, Sample)>,
     shutdown: Signal<bool>,
+    stop: Signal<bool>,
 ) {
     let mut prober: Option<Prober<N::Stream>> = None;
     let mut next = Instant::now();
@@ -110,7 +153,7 @@ async fn probe_loop<N: Net>(
         };
         let outcome = tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = ended(&shutdown, &stop) => break,
             r = tokio::time::timeout(settings.timeout, attempt) => r,
         };
         let result = match outcome {
@@ -129,7 +172,7 @@ async fn probe_loop<N: Net>(
         let sample = Sample { at, latency: at.elapsed(), result };
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = ended(&shutdown, &stop) => break,
             sent = tx.send((addr.clone(), sample)) => if sent.is_err() { break },
         }
         next += settings.interval;
@@ -139,7 +182,7 @@ async fn probe_loop<N: Net>(
         }
         tokio::select! {
             biased;
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = ended(&shutdown, &stop) => break,
             _ = tokio::time::sleep_until(next) => {}
         }
     }
@@ -149,18 +192,40 @@ async fn probe_loop<N: Net>(
     }
 }
 
-async fn aggregate(
+async fn aggregate<N: Net>(
     mut tracker: Tracker,
+    mut probers: Probers<N>,
+    nodes: Signal<Vec<String>>,
     mut rx: mpsc::Receiver<(String, Sample)>,
     mut directives: mpsc::Receiver<Directive>,
     topology: Signal<Option<Topology>>,
     shutdown: Signal<bool>,
 ) {
+    let mut current = nodes.get();
+    for addr in &current {
+        probers.start(addr);
+    }
     let mut directed = true;
     loop {
         let changes = tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => return,
+            _ = nodes.wait_for(|n| *n != current) => {
+                let new = nodes.get();
+                let mut changes = Vec::new();
+                for addr in new.iter().filter(|a| !current.contains(a)) {
+                    tracing::info!(node = %addr, "backend node added: probing it");
+                    tracker.add_node(addr);
+                    probers.start(addr);
+                }
+                for addr in current.iter().filter(|a| !new.contains(a)) {
+                    tracing::info!(node = %addr, "backend node removed: no new statements go to it");
+                    probers.stop(addr);
+                    changes.extend(tracker.remove_node(addr));
+                }
+                current = new;
+                changes
+            }
             d = directives.recv(), if directed => match d {
                 Some(d) => {
                     tracing::info!(directive = ?d, "monitor directed by the failover actor");

@@ -150,6 +150,25 @@ struct Node {
     last_seen_up: Option<Instant>,
 }
 
+impl Node {
+    /// Not probed yet.
+    fn unknown() -> Self {
+        Node {
+            class: None,
+            readable: Debounced::new(false),
+            failed: 0,
+            seen_up: false,
+            last_error: String::new(),
+            latest: None,
+            raw_unreadable: None,
+            lag_ms: None,
+            probe_latency: None,
+            last_probe: None,
+            last_seen_up: None,
+        }
+    }
+}
+
 /// Fed probe results, decides and publishes the topology.
 #[derive(Debug, Clone)]
 pub struct Tracker {
@@ -165,25 +184,7 @@ pub struct Tracker {
 
 impl Tracker {
     pub fn new(nodes: &[String], settings: Settings) -> Self {
-        let nodes = nodes
-            .iter()
-            .map(|a| {
-                let n = Node {
-                    class: None,
-                    readable: Debounced::new(false),
-                    failed: 0,
-                    seen_up: false,
-                    last_error: String::new(),
-                    latest: None,
-                    raw_unreadable: None,
-                    lag_ms: None,
-                    probe_latency: None,
-                    last_probe: None,
-                    last_seen_up: None,
-                };
-                (a.clone(), n)
-            })
-            .collect();
+        let nodes = nodes.iter().map(|a| (a.clone(), Node::unknown())).collect();
         Tracker { settings: Settings { failures: settings.failures.max(1), debounce: settings.debounce.max(1), ..settings }, nodes, published: None, hold: false, promoted: None }
     }
 
@@ -208,6 +209,23 @@ impl Tracker {
                 }
                 self.promoted = Some(new);
             }
+        }
+        self.publish()
+    }
+
+    /// A node added by a config reload: it joins the published topology once probed.
+    pub fn add_node(&mut self, addr: &str) {
+        self.nodes.entry(addr.to_string()).or_insert_with(Node::unknown);
+    }
+
+    /// A node removed by a config reload leaves the published topology now; returns
+    /// what changed. (The caller keeps the primary from being removed.)
+    pub fn remove_node(&mut self, addr: &str) -> Vec<Change> {
+        if self.nodes.remove(addr).is_none() {
+            return Vec::new();
+        }
+        if self.promoted.as_deref() == Some(addr) {
+            self.promoted = None;
         }
         self.publish()
     }
@@ -274,11 +292,13 @@ impl Tracker {
     }
 
     fn publish(&mut self) -> Vec<Change> {
-        if self.nodes.values().any(|n| n.class.is_none()) {
+        // The first topology waits for every node; a node added later (a reload) is
+        // left out of it until its first probe.
+        if self.published.is_none() && self.nodes.values().any(|n| n.class.is_none()) {
             return Vec::new();
         }
         let class = |n: &Node| n.class.as_ref().map_or(Class::Down, |c| c.value);
-        let writable: Vec<&String> = self.nodes.iter().filter(|(_, n)| class(n) == Class::Writable).map(|(a, _)| a).collect();
+        let writable: Vec<&String> = self.nodes.iter().filter(|(_, n)| n.class.as_ref().is_some_and(|c| c.value == Class::Writable)).map(|(a, _)| a).collect();
         let primary = if self.hold {
             None
         } else if writable.len() == 1 {
@@ -292,6 +312,7 @@ impl Tracker {
         let nodes = self
             .nodes
             .iter()
+            .filter(|(_, n)| n.class.is_some())
             .map(|(addr, n)| {
                 let (role, role_reason) = match class(n) {
                     Class::Down => (Role::Down, format!("down: {}", n.last_error)),
@@ -465,6 +486,22 @@ mod tests {
         assert!(t.topology().is_none());
         let changes = t.observe("b", ok(replica()));
         assert_eq!(changes, vec![Change::Discovered { primary: Some("a".into()), roles: vec![("a".into(), Role::Primary), ("b".into(), Role::Replica)] }]);
+    }
+
+    #[test]
+    fn a_node_added_later_joins_once_probed_and_a_removed_node_leaves_at_once() {
+        let mut t = cluster(primary(), replica(), replica());
+        t.add_node("d");
+        assert!(t.observe("b", ok(replica())).is_empty());
+        assert!(!topo(&t).nodes.contains_key("d"), "not probed yet: left out, the others still published");
+        t.observe("d", ok(replica()));
+        assert_eq!(topo(&t).nodes["d"].role, Role::Replica);
+        assert_eq!(topo(&t).readable().map(|(a, _)| a).collect::<Vec<_>>(), vec!["b", "c", "d"]);
+        t.remove_node("b");
+        assert_eq!(topo(&t).readable().map(|(a, _)| a).collect::<Vec<_>>(), vec!["c", "d"]);
+        assert!(t.observe("b", ok(replica())).is_empty(), "a removed node's late probe is ignored");
+        assert!(!topo(&t).nodes.contains_key("b"));
+        assert_eq!(topo(&t).primary.as_deref(), Some("a"));
     }
 
     #[test]

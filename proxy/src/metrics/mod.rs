@@ -136,8 +136,8 @@ const MAX_USERS: usize = 4096;
 /// An instance's counters.
 #[derive(Debug)]
 pub struct Metrics {
-    /// Per node address (the configured nodes).
-    nodes: BTreeMap<String, Arc<NodeMetrics>>,
+    /// Per node address (the configured nodes; a reload may change them).
+    pub nodes: crate::sync::NodeMap<NodeMetrics>,
     /// Per user name; looked up once per login.
     users: Mutex<BTreeMap<String, Arc<UserMetrics>>>,
     /// Statement digests.
@@ -154,7 +154,7 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(nodes: &[String], max_digests: usize, slow_ms: u64) -> Self {
         Metrics {
-            nodes: nodes.iter().map(|n| (n.clone(), Arc::new(NodeMetrics::default()))).collect(),
+            nodes: crate::sync::NodeMap::new(nodes),
             users: Mutex::new(BTreeMap::new()),
             digests: digests::Digests::new(max_digests),
             slow_ns: AtomicU64::new(slow_ms.saturating_mul(1_000_000)),
@@ -164,13 +164,13 @@ impl Metrics {
     }
 
     /// The counters of `node`, if it is configured.
-    pub fn node(&self, node: &str) -> Option<&Arc<NodeMetrics>> {
+    pub fn node(&self, node: &str) -> Option<Arc<NodeMetrics>> {
         self.nodes.get(node)
     }
 
     /// Every node's counters.
-    pub fn nodes(&self) -> &BTreeMap<String, Arc<NodeMetrics>> {
-        &self.nodes
+    pub fn nodes(&self) -> Arc<BTreeMap<String, Arc<NodeMetrics>>> {
+        self.nodes.snapshot()
     }
 
     /// The counters of `user` (made on first use).

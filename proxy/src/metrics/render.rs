@@ -110,7 +110,7 @@ pub fn render(s: &Sources<'_>) -> String {
 
     // Nodes: statements.
     header(o, "sluice_node_statements_total", "counter", "Statements routed to the node, by routing reason.");
-    for (addr, n) in m.nodes() {
+    for (addr, n) in m.nodes().iter() {
         for r in Reason::ALL {
             let c = n.routed[r.index()].load(Ordering::Relaxed);
             if c > 0 {
@@ -119,21 +119,21 @@ pub fn render(s: &Sources<'_>) -> String {
         }
     }
     header(o, "sluice_node_errors_total", "counter", "Error packets the node answered statements with, by error code.");
-    for (addr, n) in m.nodes() {
+    for (addr, n) in m.nodes().iter() {
         for (code, c) in n.errors.snapshot() {
             let _ = writeln!(o, "sluice_node_errors_total{{node=\"{}\",code=\"{code}\"}} {c}", esc(addr));
         }
     }
     header(o, "sluice_node_bytes_in_total", "counter", "Statement bytes sent to the node.");
-    for (addr, n) in m.nodes() {
+    for (addr, n) in m.nodes().iter() {
         let _ = writeln!(o, "sluice_node_bytes_in_total{{node=\"{}\"}} {}", esc(addr), n.bytes_in.load(Ordering::Relaxed));
     }
     header(o, "sluice_node_bytes_out_total", "counter", "Response bytes relayed from the node to clients.");
-    for (addr, n) in m.nodes() {
+    for (addr, n) in m.nodes().iter() {
         let _ = writeln!(o, "sluice_node_bytes_out_total{{node=\"{}\"}} {}", esc(addr), n.bytes_out.load(Ordering::Relaxed));
     }
     header(o, "sluice_node_statement_seconds", "histogram", "Response time of statements on the node.");
-    for (addr, n) in m.nodes() {
+    for (addr, n) in m.nodes().iter() {
         histogram(o, "sluice_node_statement_seconds", &format!("node=\"{}\"", esc(addr)), &n.latency);
     }
 

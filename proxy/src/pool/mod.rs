@@ -107,6 +107,12 @@ pub struct Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        // The pool shrank while this lease was out: its permit is not given back.
+        if let Some(p) = self._permit.take() {
+            if self.node.debt.fetch_update(Ordering::AcqRel, Ordering::Acquire, |d| d.checked_sub(1)).is_ok() {
+                p.forget();
+            }
+        }
         if self.counted {
             self.node.open.fetch_sub(1, Ordering::Relaxed);
             self.node.closed.fetch_add(1, Ordering::Relaxed);
@@ -157,6 +163,14 @@ struct NodePool {
     found_closed: AtomicU64,
     /// Held while the pool's size is being found out.
     sizing: tokio::sync::Mutex<()>,
+    /// The server's `max_connections` (0 before the first connection).
+    server_max: AtomicUsize,
+    /// Permits to drop as leases come back, after the pool was made smaller than the
+    /// connections lent out.
+    debt: AtomicUsize,
+    /// The node was removed from the config: connections coming back are closed, and
+    /// idle ones close at the next [`Pools::maintain`].
+    retired: std::sync::atomic::AtomicBool,
 }
 
 impl NodePool {
@@ -176,6 +190,9 @@ impl NodePool {
             pings_failed: AtomicU64::new(0),
             found_closed: AtomicU64::new(0),
             sizing: tokio::sync::Mutex::new(()),
+            server_max: AtomicUsize::new(0),
+            debt: AtomicUsize::new(0),
+            retired: std::sync::atomic::AtomicBool::new(false),
         }
     }
 }
@@ -194,7 +211,8 @@ pub type Fit<'a> = dyn Fn(u64, &ConnState) -> Option<u32> + Send + Sync + 'a;
 
 /// Every node's pool of one Sluice instance.
 pub struct Pools<S> {
-    cfg: PoolConfig,
+    /// Replaced by a reload ([`Pools::reconfigure`]).
+    cfg: Mutex<Arc<PoolConfig>>,
     nodes: Mutex<BTreeMap<String, Arc<NodePool>>>,
     idle: Mutex<BTreeMap<String, Vec<Idle<S>>>>,
     next_uid: AtomicU64,
@@ -218,11 +236,74 @@ pub trait Opener<S>: Send + Sync {
 
 impl<S: Stream> Pools<S> {
     pub fn new(cfg: PoolConfig) -> Self {
-        Pools { cfg, nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()), templates: Mutex::new(BTreeMap::new()), databases: Mutex::new(BTreeMap::new()) }
+        Pools { cfg: Mutex::new(Arc::new(cfg)), nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()), templates: Mutex::new(BTreeMap::new()), databases: Mutex::new(BTreeMap::new()) }
     }
 
-    pub fn config(&self) -> &PoolConfig {
-        &self.cfg
+    /// The settings in force.
+    pub fn config(&self) -> Arc<PoolConfig> {
+        self.cfg.locked().clone()
+    }
+
+    /// A node's size under `cfg`, given its server's `max_connections`.
+    fn size_for(cfg: &PoolConfig, server_max: usize) -> usize {
+        if cfg.max_per_node > 0 {
+            cfg.max_per_node
+        } else {
+            server_max.saturating_sub(cfg.reserve_connections).max(1)
+        }
+    }
+
+    /// The configured nodes are now `nodes` (a config reload): the pools of the others
+    /// close their connections as they come back or sit idle.
+    pub fn set_nodes(&self, nodes: &[String]) {
+        for (addr, n) in self.nodes.locked().iter() {
+            n.retired.store(!nodes.contains(addr), Ordering::Release);
+        }
+    }
+
+    /// Puts new settings in force (a config reload): waits, timeouts and lifetimes apply
+    /// from the next use; every sized node is resized now. A node made smaller than
+    /// what it has lent out shrinks as those connections come back (their permits are
+    /// dropped), and its surplus idle connections are closed by the next
+    /// [`Pools::maintain`]. Nothing lent out is taken away.
+    pub fn reconfigure(&self, cfg: PoolConfig) {
+        let nodes: Vec<(String, Arc<NodePool>)> = self.nodes.locked().iter().map(|(a, n)| (a.clone(), n.clone())).collect();
+        for (addr, node) in nodes {
+            let _g = match node.sizing.try_lock() {
+                Ok(g) => g,
+                // Being sized now: it reads the new settings once they are stored.
+                Err(_) => continue,
+            };
+            let old = node.max.load(Ordering::Acquire);
+            if old == 0 {
+                continue;
+            }
+            let new = Self::size_for(&cfg, node.server_max.load(Ordering::Acquire));
+            if new > old {
+                let mut grow = new - old;
+                // Permits still owed cancel against the growth first.
+                while grow > 0 {
+                    let d = node.debt.load(Ordering::Acquire);
+                    if d == 0 {
+                        break;
+                    }
+                    let take = d.min(grow);
+                    if node.debt.compare_exchange(d, d - take, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+                        grow -= take;
+                    }
+                }
+                node.sem.add_permits(grow);
+            } else if new < old {
+                let shrink = old - new;
+                let forgotten = node.sem.forget_permits(shrink);
+                node.debt.fetch_add(shrink - forgotten, Ordering::AcqRel);
+            }
+            node.max.store(new, Ordering::Release);
+            if new != old {
+                tracing::info!(node = %addr, from = old, to = new, "backend pool resized");
+            }
+        }
+        *self.cfg.locked() = Arc::new(cfg);
     }
 
     fn node(&self, addr: &str) -> Arc<NodePool> {
@@ -253,7 +334,7 @@ impl<S: Stream> Pools<S> {
     /// Prepared statements a connection to `addr` may keep.
     pub fn stmt_cache_size(&self, addr: &str) -> usize {
         let n = self.node(addr).stmt_cache.load(Ordering::Relaxed);
-        if n == 0 { self.cfg.statement_cache } else { n }
+        if n == 0 { self.config().statement_cache } else { n }
     }
 
     /// Records what a connection opened with `login` to `addr` answered at login.
@@ -309,14 +390,15 @@ impl<S: Stream> Pools<S> {
         let permit = match node.sem.clone().try_acquire_owned() {
             Ok(p) => p,
             Err(_) => {
+                let cfg = self.config();
                 let waiting = node.waiting.fetch_add(1, Ordering::Relaxed);
-                if waiting >= self.cfg.max_queue {
+                if waiting >= cfg.max_queue {
                     node.waiting.fetch_sub(1, Ordering::Relaxed);
                     node.refused.fetch_add(1, Ordering::Relaxed);
                     return Err(Error::PoolExhausted { addr: addr.to_string(), detail: format!("{waiting} statements already wait for one of its {} connections (pool.max_queue)", node.max.load(Ordering::Relaxed)) });
                 }
                 node.waits.fetch_add(1, Ordering::Relaxed);
-                let limit = Duration::from_millis(self.cfg.acquire_timeout_ms);
+                let limit = Duration::from_millis(cfg.acquire_timeout_ms);
                 let r = tokio::time::timeout(limit, node.sem.clone().acquire_owned()).await;
                 node.waiting.fetch_sub(1, Ordering::Relaxed);
                 match r {
@@ -326,7 +408,7 @@ impl<S: Stream> Pools<S> {
                         node.timeouts.fetch_add(1, Ordering::Relaxed);
                         return Err(Error::PoolExhausted {
                             addr: addr.to_string(),
-                            detail: format!("no connection came free within {} ms (pool.acquire_timeout_ms; {} connections)", self.cfg.acquire_timeout_ms, node.max.load(Ordering::Relaxed)),
+                            detail: format!("no connection came free within {} ms (pool.acquire_timeout_ms; {} connections)", cfg.acquire_timeout_ms, node.max.load(Ordering::Relaxed)),
                         });
                     }
                 }
@@ -396,7 +478,7 @@ impl<S: Stream> Pools<S> {
             // timeout) is seen closed here, before anything is written to it: the
             // statement then provably never reached that server.
             let gone = conn.conn.peer_gone();
-            if gone || (c.since.elapsed() >= Duration::from_millis(self.cfg.check_idle_after_ms) && !ping(&mut conn, login.timeout).await) {
+            if gone || (c.since.elapsed() >= Duration::from_millis(self.config().check_idle_after_ms) && !ping(&mut conn, login.timeout).await) {
                 if gone {
                     node.found_closed.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -414,8 +496,9 @@ impl<S: Stream> Pools<S> {
     /// Gives a connection back with what it now holds. One past its lifetime, or with
     /// unread bytes, is closed instead.
     pub async fn put(&self, addr: &str, conn: BackendConn<S>, mut lease: Lease, state: ConnState) {
-        let lifetime = self.cfg.max_lifetime_ms;
-        if (lifetime > 0 && lease.born.elapsed() >= Duration::from_millis(lifetime)) || !conn.conn.buffered().is_empty() {
+        let lifetime = self.config().max_lifetime_ms;
+        let retired = lease.node.retired.load(Ordering::Acquire);
+        if retired || (lifetime > 0 && lease.born.elapsed() >= Duration::from_millis(lifetime)) || !conn.conn.buffered().is_empty() {
             drop(lease);
             conn.quit().await;
             return;
@@ -445,9 +528,11 @@ impl<S: Stream> Pools<S> {
             ),
             Err(_) => (151, 16382),
         };
-        let max = if self.cfg.max_per_node > 0 { self.cfg.max_per_node } else { max_conns.saturating_sub(self.cfg.reserve_connections).max(1) };
+        let cfg = self.config();
+        let max = Self::size_for(&cfg, max_conns);
+        node.server_max.store(max_conns, Ordering::Release);
         // Keep every connection's statements within the server's global limit.
-        let per_conn = (max_stmts / max.max(1)).max(1).min(self.cfg.statement_cache.max(1));
+        let per_conn = (max_stmts / max.max(1)).max(1).min(cfg.statement_cache.max(1));
         node.stmt_cache.store(per_conn, Ordering::Relaxed);
         tracing::info!(node = addr, max, max_connections = max_conns, statements_per_connection = per_conn, "backend pool sized");
         node.open.fetch_add(1, Ordering::Relaxed);
@@ -464,20 +549,40 @@ impl<S: Stream> Pools<S> {
     /// `min_idle` per node), and opens connections up to `min_idle` with the login last
     /// used on the node. Run periodically.
     pub async fn maintain(&self, opener: &dyn Opener<S>) {
-        let idle_limit = Duration::from_millis(self.cfg.idle_timeout_ms);
-        let lifetime = (self.cfg.max_lifetime_ms > 0).then(|| Duration::from_millis(self.cfg.max_lifetime_ms));
+        let cfg = self.config();
+        let idle_limit = Duration::from_millis(cfg.idle_timeout_ms);
+        let lifetime = (cfg.max_lifetime_ms > 0).then(|| Duration::from_millis(cfg.max_lifetime_ms));
         let mut close = Vec::new();
         let addrs: Vec<String> = self.nodes.locked().keys().cloned().collect();
+        // Connections open beyond a node's size (it was made smaller): idle ones close.
+        let surpluses: BTreeMap<String, usize> = self
+            .nodes
+            .locked()
+            .iter()
+            .map(|(a, n)| {
+                let max = n.max.load(Ordering::Acquire);
+                let surplus = if n.retired.load(Ordering::Acquire) {
+                    usize::MAX
+                } else if max == 0 {
+                    0
+                } else {
+                    n.open.load(Ordering::Relaxed).saturating_sub(max)
+                };
+                (a.clone(), surplus)
+            })
+            .collect();
         {
             let mut idle = self.idle.locked();
             for (addr, list) in idle.iter_mut() {
                 let mut keep = Vec::with_capacity(list.len());
                 let mut kept = 0usize;
+                let mut surplus = surpluses.get(addr).copied().unwrap_or(0);
                 // Newest first: the ones kept for `min_idle` are the most recently used.
                 for c in std::mem::take(list).into_iter().rev() {
                     let expired = lifetime.is_some_and(|l| c.born.elapsed() >= l);
-                    let stale = c.since.elapsed() >= idle_limit && kept >= self.cfg.min_idle;
-                    if expired || stale {
+                    let stale = c.since.elapsed() >= idle_limit && kept >= cfg.min_idle;
+                    if expired || stale || surplus > 0 {
+                        surplus = surplus.saturating_sub(1);
                         close.push((addr.clone(), c));
                     } else {
                         kept += 1;
@@ -496,13 +601,13 @@ impl<S: Stream> Pools<S> {
         for addr in addrs {
             let node = self.node(&addr);
             let max = node.max.load(Ordering::Acquire);
-            if max == 0 {
+            if max == 0 || node.retired.load(Ordering::Acquire) {
                 continue;
             }
             let Some(login) = self.last_login.locked().get(&addr).cloned() else { continue };
             loop {
                 let idle = self.idle.locked().get(&addr).map_or(0, |v| v.len());
-                if idle >= self.cfg.min_idle.min(max) || !self.reserve_place(&node, max) {
+                if idle >= cfg.min_idle.min(max) || !self.reserve_place(&node, max) {
                     break;
                 }
                 match opener.open(&addr, &login).await {

@@ -199,6 +199,9 @@ struct Session<N: Net> {
     policy: Arc<rules::Policy>,
     /// A query rule's node for the statement being routed (reads only).
     rule_node: Option<String>,
+    /// Per-node counters as of `live_version` (a reload may change the nodes).
+    node_stats: Arc<std::collections::BTreeMap<String, Arc<crate::route::balance::NodeStats>>>,
+    node_metrics: Arc<std::collections::BTreeMap<String, Arc<crate::metrics::NodeMetrics>>>,
     /// A query rule's `max_rows` / `max_bytes` for the statement being run (set by
     /// `apply_rules`, for single-statement reads only).
     rule_cap: Option<rules::CapRule>,
@@ -339,6 +342,8 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         live_version,
         policy,
         rule_node: None,
+        node_stats: shared.node_stats.snapshot(),
+        node_metrics: shared.metrics.nodes(),
         rule_cap: None,
     };
     // The login takes a connection to the primary from its pool (or opens one with the
@@ -465,8 +470,8 @@ impl<N: Net> Session<N> {
             // `pool.pinned_idle_timeout_ms` it is closed (a client that vanished
             // without a FIN must not hold a pool's connection for good).
             let pinned_limit = match self.pinned {
-                Some(p) if p != Pin::MultiplexOff && !self.nodes.is_empty() && self.shared.cfg.pool.pinned_idle_timeout_ms > 0 => {
-                    Some(Duration::from_millis(self.shared.cfg.pool.pinned_idle_timeout_ms))
+                Some(p) if p != Pin::MultiplexOff && !self.nodes.is_empty() && self.live.pool.pinned_idle_timeout_ms > 0 => {
+                    Some(Duration::from_millis(self.live.pool.pinned_idle_timeout_ms))
                 }
                 _ => None,
             };
@@ -529,6 +534,8 @@ impl<N: Net> Session<N> {
                 self.live_version = self.shared.live.version();
                 self.live = self.shared.live.get();
                 self.policy = self.shared.policy();
+                self.node_stats = self.shared.node_stats.snapshot();
+                self.node_metrics = self.shared.metrics.nodes();
                 self.apply_config_defaults();
             }
             let outcome = match command(cmd) {
@@ -891,7 +898,7 @@ impl<N: Net> Session<N> {
             if weight == 0 || self.avoid.contains_key(addr) || !(is_primary || n.readable) || keep.is_some_and(|k| !k(addr, is_primary)) {
                 continue;
             }
-            let stats = self.shared.node_stats.get(addr);
+            let stats = self.node_stats.get(addr);
             // Drained by the admin (`SLUICE NODE … DRAIN`): no new reads.
             if stats.is_some_and(|s| s.drained.load(std::sync::atomic::Ordering::Relaxed)) {
                 continue;
@@ -1156,7 +1163,7 @@ impl<N: Net> Session<N> {
         if shows_tracking {
             return self.relay_untracked(node, payload, expect, read, patch).await;
         }
-        let stats = self.shared.node_stats.get(node).cloned();
+        let stats = self.node_stats.get(node).cloned();
         if let Some(s) = &stats {
             s.start(read);
         }
@@ -1195,7 +1202,7 @@ impl<N: Net> Session<N> {
     /// after, in one round trip. Whatever GTID the statement itself made is not
     /// reported, so the session's position becomes unknown if it may have written.
     async fn relay_untracked(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
-        let stats = self.shared.node_stats.get(node).cloned();
+        let stats = self.node_stats.get(node).cloned();
         if let Some(s) = &stats {
             s.start(read);
         }
@@ -1233,7 +1240,7 @@ impl<N: Net> Session<N> {
     /// Runs Sluice's GTID wait for `g` and then the read on replica `node`, in one round
     /// trip; the read's answer reaches the client only if the replica got there in time.
     async fn relay_after_wait(&mut self, node: &str, payload: &[u8], expect: Expect, read: bool, g: &GtidSet, patch: &mut (dyn FnMut(&mut [u8], &Summary) + Send)) -> Result<Summary, RelayError> {
-        let stats = self.shared.node_stats.get(node).cloned();
+        let stats = self.node_stats.get(node).cloned();
         if let Some(s) = &stats {
             s.start(read);
         }

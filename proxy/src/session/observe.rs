@@ -78,7 +78,7 @@ impl<N: Net> Session<N> {
         if let Some(code) = error {
             self.user_metrics.errors.add(code);
         }
-        if let Some(m) = self.shared.metrics.node(node) {
+        if let Some(m) = self.node_metrics.get(node) {
             let out = self.client.bytes_written - written_before;
             m.statement(self.reason, started.elapsed().as_nanos() as u64, sent as u64, out, error);
         }
