@@ -248,6 +248,18 @@ async fn reload_under_load_adds_and_removes_nodes_and_resizes_pools_with_zero_cl
     }
     let pools = admin_rows(&mut admin, "POOLS").await;
     assert_eq!(pools[&addrs[0]]["max"], "3", "{pools:?}");
+    // Connections beyond the new size close as they come back or sit idle; the load
+    // goes on within three.
+    let t0 = std::time::Instant::now();
+    loop {
+        let pools = admin_rows(&mut admin, "POOLS").await;
+        let open: usize = pools[&addrs[0]]["open"].parse().unwrap();
+        if open <= 3 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(10), "the primary's pool stays above its new size: {pools:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     assert!(admin_rows(&mut admin, "NODES").await.contains_key(&addrs[2]));
 
     // 2. The first replica removed: no new statements go to it; pools larger again.

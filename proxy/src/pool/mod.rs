@@ -267,6 +267,7 @@ impl<S: Stream> Pools<S> {
     /// dropped), and its surplus idle connections are closed by the next
     /// [`Pools::maintain`]. Nothing lent out is taken away.
     pub fn reconfigure(&self, cfg: PoolConfig) {
+        *self.cfg.locked() = Arc::new(cfg.clone());
         let nodes: Vec<(String, Arc<NodePool>)> = self.nodes.locked().iter().map(|(a, n)| (a.clone(), n.clone())).collect();
         for (addr, node) in nodes {
             let _g = match node.sizing.try_lock() {
@@ -303,7 +304,6 @@ impl<S: Stream> Pools<S> {
                 tracing::info!(node = %addr, from = old, to = new, "backend pool resized");
             }
         }
-        *self.cfg.locked() = Arc::new(cfg);
     }
 
     fn node(&self, addr: &str) -> Arc<NodePool> {
