@@ -60,6 +60,10 @@ pub struct AdminConfig {
     /// Accounts of the MySQL-protocol admin listener.
     #[serde(default)]
     pub users: Vec<AdminUser>,
+    /// An admin session idle this long is closed (as the server's `wait_timeout`);
+    /// `0`: never.
+    #[serde(default = "defaults::admin_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
 }
 
 /// `[[admin.users]]`.
@@ -676,6 +680,9 @@ pub struct BackendTlsConfig {
 }
 
 mod defaults {
+    pub fn admin_idle_timeout_ms() -> u64 {
+        8 * 3600 * 1000
+    }
     pub fn rule_queue_timeout_ms() -> u64 {
         1000
     }

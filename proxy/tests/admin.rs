@@ -328,3 +328,19 @@ async fn admin_listener_that_cannot_bind_is_a_startup_error() {
     let e = sluice::Config::parse(&bad).err().expect("admin.listen without accounts is refused");
     assert!(e.to_string().contains("admin.users"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_admin_session_is_closed_after_the_admin_idle_timeout() {
+    let cluster = cluster();
+    let text = format!("{}{}", common::split_config(&cluster, ""), ADMIN.replace("http_listen = \"127.0.0.1:0\"", "http_listen = \"127.0.0.1:0\"\nidle_timeout_ms = 400"));
+    let p = sluice::start(TokioNet, sluice::Config::parse(&text).expect("config"), 3).await.expect("proxy starts");
+    let mut busy = admin(&p).await;
+    let mut idle = admin(&p).await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        busy.query_drop("SHOW SLUICE VERSION").await.expect("a session in use stays open");
+    }
+    assert!(idle.query_drop("SHOW SLUICE VERSION").await.is_err(), "the idle session was closed");
+    assert!(admin(&p).await.query_drop("SHOW SLUICE VERSION").await.is_ok(), "new admin sessions are served");
+    p.shutdown().await;
+}

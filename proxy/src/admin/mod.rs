@@ -155,11 +155,22 @@ async fn session<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
     }
     tracing::info!(%peer, user = %login.user, "admin session opened");
     let shutdown = shared.shutdown.clone();
+    let idle = shared.cfg.admin.as_ref().map_or(0, |a| a.idle_timeout_ms);
     loop {
+        let idle_for = async {
+            match idle {
+                0 => std::future::pending::<()>().await,
+                ms => tokio::time::sleep(Duration::from_millis(ms)).await,
+            }
+        };
         let p = tokio::select! {
             biased;
             _ = shutdown.wait_for(|s| *s) => break,
             p = conn.read_packet_idle() => p,
+            _ = idle_for => {
+                tracing::info!(%peer, user = %login.user, idle_ms = idle, "admin session idle past [admin] idle_timeout_ms: closed");
+                break;
+            }
         };
         let Ok(p) = p else { break };
         let reply = p.next_seq();
