@@ -48,6 +48,9 @@
 #   BENCH_SLUICE_WORKERS    proxy.worker_threads of both Sluices [0 = one per CPU]
 #   BENCH_SLUICE_SCHEDULER  proxy.scheduler of both Sluices [pinned]
 #   BENCH_PAUSE         seconds of idle between runs [1]
+#   BENCH_PIN           1 = every mariadbd on the last CPU, the proxies and sysbench on
+#                       the others (taskset): the nodes' caches are not shared with the
+#                       proxy's and the load's work, as on separate hosts [0]
 #
 # Needs root (or a delegated cgroup hierarchy) for the CPU quota. The default run takes
 # about 5 minutes plus the build. See docs/benchmarks.md.
@@ -58,6 +61,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 export PATH="$PATH:/usr/sbin:/sbin"
 
 BENCH_CPU_QUOTA=${BENCH_CPU_QUOTA:-0.25}
+BENCH_PIN=${BENCH_PIN:-0}
 BENCH_REPLICAS=${BENCH_REPLICAS:-2}
 BENCH_THREADS=${BENCH_THREADS:-64}
 BENCH_SECONDS=${BENCH_SECONDS:-20}
@@ -112,6 +116,18 @@ case " $BENCH_TARGETS " in *" direct "*) ;; *) die "BENCH_TARGETS must include d
 bench_setup
 PIN_LOAD=()
 PIN_PROXY=()
+PIN_CLIENT=()
+PIN_DESC="none (every process free to use every CPU)"
+if [ "$BENCH_PIN" = 1 ]; then
+    ncpu=$(nproc)
+    [ "$ncpu" -ge 2 ] || die "BENCH_PIN=1 needs at least 2 CPUs"
+    last=$((ncpu - 1))
+    others="0-$((ncpu - 2))"
+    PIN_LOAD=(taskset -c "$last")   # bench-lib starts the cluster with it
+    PIN_PROXY=(taskset -c "$others")
+    PIN_CLIENT=(taskset -c "$others")
+    PIN_DESC="taskset: every mariadbd on CPU $last; proxies and sysbench on CPU $others"
+fi
 
 # ---------------------------------------------------------------------------------------
 # Work directory and teardown.
@@ -302,7 +318,7 @@ for ((round = 1; round <= BENCH_ROUNDS; round++)); do
         read -r sel0 q0 us0 < <(snapshot)
         t0=$(date +%s%N)
         set +e
-        sysbench "$BENCH_WORKLOAD" --mysql-host=127.0.0.1 --mysql-port="$port" \
+        "${PIN_CLIENT[@]}" sysbench "$BENCH_WORKLOAD" --mysql-host=127.0.0.1 --mysql-port="$port" \
             "${SB_COMMON[@]}" --threads="$BENCH_THREADS" --time="$BENCH_SECONDS" \
             --db-ps-mode="$BENCH_PS_MODE" --skip_trx="$BENCH_SKIP_TRX" --report-interval=0 \
             run >"$logf" 2>&1 &
@@ -397,7 +413,7 @@ report() {
     echo
     echo "- Machine: $(nproc) CPU ($cpu_model), Linux $(uname -r), load average before the runs: $LOAD_BEFORE, after: $(cut -d' ' -f1-3 /proc/loadavg)"
     echo "- Versions: $(sysbench --version), $(haproxy -v 2>/dev/null | head -1 | cut -d' ' -f1-3), $(mariadbd --version 2>/dev/null | sed 's/.*Ver \([^ ]*\).*/MariaDB \1/'), Sluice at $rev$dirty"
-    echo "- Cluster: 1 primary + $BENCH_REPLICAS replicas; CPU quota: $QUOTA_DESC"
+    echo "- Cluster: 1 primary + $BENCH_REPLICAS replicas; CPU quota: $QUOTA_DESC; CPU pinning: $PIN_DESC"
     echo "- Workload: sysbench $BENCH_WORKLOAD, $BENCH_THREADS threads, ${BENCH_SECONDS}s per run, $BENCH_ROUNDS round(s), $BENCH_TABLES x $BENCH_TABLE_SIZE rows, --db-ps-mode=$BENCH_PS_MODE, --skip_trx=$BENCH_SKIP_TRX (on: no BEGIN/COMMIT around the reads, for every target; a transaction would go to the primary as a whole)"
     echo "- Sluice: scheduler = $BENCH_SLUICE_SCHEDULER, worker_threads = $BENCH_SLUICE_WORKERS; split: read_write_split = true, consistency = $BENCH_CONSISTENCY, policy = $BENCH_POLICY, primary_read_weight = $BENCH_PRIMARY_READ_WEIGHT; passthru: read_write_split = false"
     echo "- Proxy CPU per query: utime+stime of the proxy process over the run (/proc/PID/stat) / queries sysbench completed. Node CPU: CPU time of each node's cgroup over the run / wall time, in CPUs."
