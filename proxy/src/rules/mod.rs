@@ -274,6 +274,24 @@ impl Limits {
         Limits { by_user: list.iter().map(|l| (l.user.clone(), l.clone())).collect(), buckets: Mutex::default() }
     }
 
+    /// Built from `list` (a reload), keeping the token buckets of users whose
+    /// `statements_per_second` stays: a reload does not hand a throttled user a fresh
+    /// second of burst.
+    pub fn rebuild(list: &[UserLimit], old: &Limits) -> Self {
+        let new = Limits::new(list);
+        {
+            let kept: BTreeMap<String, (f64, tokio::time::Instant)> = old
+                .buckets
+                .locked()
+                .iter()
+                .filter(|(u, _)| new.by_user.get(*u).and_then(|l| l.statements_per_second) == old.by_user.get(*u).and_then(|l| l.statements_per_second))
+                .map(|(u, b)| (u.clone(), *b))
+                .collect();
+            *new.buckets.locked() = kept;
+        }
+        new
+    }
+
     /// The limits of `user`, if any.
     pub fn of(&self, user: &str) -> Option<&UserLimit> {
         self.by_user.get(user)
@@ -403,6 +421,22 @@ mod tests {
         assert!(l.take_statement("app", t0 + Duration::from_millis(200)), "one token back after 1/5 s");
         assert!(!l.take_statement("app", t0 + Duration::from_millis(200)));
         assert!((0..100).all(|_| l.take_statement("other", t0)), "users without limits are not counted");
+    }
+
+    #[test]
+    fn a_reload_keeps_the_budget_of_a_user_whose_rate_stays_and_resets_a_changed_one() {
+        let lim = |app: u32, bi: u32| {
+            vec![
+                UserLimit { user: "app".into(), max_connections: None, statements_per_second: Some(app) },
+                UserLimit { user: "bi".into(), max_connections: None, statements_per_second: Some(bi) },
+            ]
+        };
+        let l = Limits::new(&lim(2, 2));
+        let t0 = tokio::time::Instant::now();
+        assert!((0..2).all(|_| l.take_statement("app", t0) && l.take_statement("bi", t0)));
+        let r = Limits::rebuild(&lim(2, 3), &l);
+        assert!(!r.take_statement("app", t0), "app's spent budget survives the reload");
+        assert!((0..3).all(|_| r.take_statement("bi", t0)), "bi's rate changed: a fresh bucket at the new rate");
     }
 
     #[tokio::test]

@@ -1595,6 +1595,17 @@ impl<N: Net> Session<N> {
             _ => {}
         }
         let Some(guard) = self.apply_rules(&mut c, sql, started).await? else { return Ok(()) };
+        let r = self.query_run(payload, c, started).await;
+        // On every path: a kill the rule's timer started is waited for before the
+        // session's connections can go back to the pool (after the command).
+        guard.finish().await;
+        self.rule_cap = None;
+        r
+    }
+
+    /// COM_QUERY after classification and query rules.
+    async fn query_run(&mut self, payload: &[u8], c: Arc<Classified>, started: Instant) -> Result<(), Error> {
+        let sql = &payload[1..];
         if c.kind == Kind::Diagnostics {
             if let Some(name) = local::row_count_query(sql) {
                 // The connection that ran the previous statement is gone back to the
@@ -1619,8 +1630,6 @@ impl<N: Net> Session<N> {
         self.want_lid = wants_last_insert_id(&c, sql);
         self.want_found_rows = self.found_rows_to_carry(&c, sql);
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
-        guard.finish().await;
-        self.rule_cap = None;
         self.want_lid = false;
         self.want_found_rows = None;
         let r = r?;
@@ -1801,6 +1810,17 @@ impl<N: Net> Session<N> {
         self.statement_started(&class, started);
         let sql = stmt.prepare.clone();
         let Some(guard) = self.apply_rules(&mut class, &sql[1..], started).await? else { return Ok(()) };
+        let r = self.execute_run(payload, id, class, started).await;
+        // On every path: a kill the rule's timer started is waited for before the
+        // session's connections can go back to the pool (after the command).
+        guard.finish().await;
+        self.rule_cap = None;
+        r
+    }
+
+    /// COM_STMT_EXECUTE of a known statement, after query rules.
+    async fn execute_run(&mut self, payload: &[u8], id: u32, class: Arc<Classified>, started: Instant) -> Result<(), Error> {
+        // cannot fail: the id was resolved in `self.stmts` by the caller.
         let stmt = self.stmts.get(id).expect("resolved");
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
@@ -1926,8 +1946,6 @@ impl<N: Net> Session<N> {
                 Err(e) => return Err(e.error),
             }
         };
-        guard.finish().await;
-        self.rule_cap = None;
         self.want_lid = false;
         self.statement_done(&class, started, Some((&routed.node, &summary)));
         if let Some(stmt) = self.stmts.get_mut(id) {

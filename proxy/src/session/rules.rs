@@ -37,7 +37,11 @@ impl Policy {
             tracing::error!(error = %e, "query rules refused; none apply");
             crate::rules::Rules::default()
         });
-        Policy { rules, limits: crate::rules::Limits::new(&cfg.limits) }
+        let limits = match old {
+            Some(o) => crate::rules::Limits::rebuild(&cfg.limits, &o.limits),
+            None => crate::rules::Limits::new(&cfg.limits),
+        };
+        Policy { rules, limits }
     }
 }
 
