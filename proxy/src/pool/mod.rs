@@ -213,6 +213,10 @@ pub type Fit<'a> = dyn Fn(u64, &ConnState) -> Option<u32> + Send + Sync + 'a;
 pub struct Pools<S> {
     /// Replaced by a reload ([`Pools::reconfigure`]).
     cfg: Mutex<Arc<PoolConfig>>,
+    /// `cfg.max_lifetime_ms` and `cfg.check_idle_after_ms`, read on every lease and
+    /// return without taking the lock.
+    lifetime_ms: AtomicU64,
+    check_idle_after_ms: AtomicU64,
     nodes: Mutex<BTreeMap<String, Arc<NodePool>>>,
     idle: Mutex<BTreeMap<String, Vec<Idle<S>>>>,
     next_uid: AtomicU64,
@@ -236,7 +240,7 @@ pub trait Opener<S>: Send + Sync {
 
 impl<S: Stream> Pools<S> {
     pub fn new(cfg: PoolConfig) -> Self {
-        Pools { cfg: Mutex::new(Arc::new(cfg)), nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()), templates: Mutex::new(BTreeMap::new()), databases: Mutex::new(BTreeMap::new()) }
+        Pools { lifetime_ms: AtomicU64::new(cfg.max_lifetime_ms), check_idle_after_ms: AtomicU64::new(cfg.check_idle_after_ms), cfg: Mutex::new(Arc::new(cfg)), nodes: Mutex::new(BTreeMap::new()), idle: Mutex::new(BTreeMap::new()), next_uid: AtomicU64::new(1), last_login: Mutex::new(BTreeMap::new()), templates: Mutex::new(BTreeMap::new()), databases: Mutex::new(BTreeMap::new()) }
     }
 
     /// The settings in force.
@@ -268,6 +272,8 @@ impl<S: Stream> Pools<S> {
     /// [`Pools::maintain`]. Nothing lent out is taken away.
     pub fn reconfigure(&self, cfg: PoolConfig) {
         *self.cfg.locked() = Arc::new(cfg.clone());
+        self.lifetime_ms.store(cfg.max_lifetime_ms, Ordering::Relaxed);
+        self.check_idle_after_ms.store(cfg.check_idle_after_ms, Ordering::Relaxed);
         let nodes: Vec<(String, Arc<NodePool>)> = self.nodes.locked().iter().map(|(a, n)| (a.clone(), n.clone())).collect();
         for (addr, node) in nodes {
             let _g = match node.sizing.try_lock() {
@@ -478,7 +484,7 @@ impl<S: Stream> Pools<S> {
             // timeout) is seen closed here, before anything is written to it: the
             // statement then provably never reached that server.
             let gone = conn.conn.peer_gone();
-            if gone || (c.since.elapsed() >= Duration::from_millis(self.config().check_idle_after_ms) && !ping(&mut conn, login.timeout).await) {
+            if gone || (c.since.elapsed() >= Duration::from_millis(self.check_idle_after_ms.load(Ordering::Relaxed)) && !ping(&mut conn, login.timeout).await) {
                 if gone {
                     node.found_closed.fetch_add(1, Ordering::Relaxed);
                 } else {
@@ -496,7 +502,7 @@ impl<S: Stream> Pools<S> {
     /// Gives a connection back with what it now holds. One past its lifetime, or with
     /// unread bytes, is closed instead.
     pub async fn put(&self, addr: &str, conn: BackendConn<S>, mut lease: Lease, state: ConnState) {
-        let lifetime = self.config().max_lifetime_ms;
+        let lifetime = self.lifetime_ms.load(Ordering::Relaxed);
         let retired = lease.node.retired.load(Ordering::Acquire);
         if retired || (lifetime > 0 && lease.born.elapsed() >= Duration::from_millis(lifetime)) || !conn.conn.buffered().is_empty() {
             drop(lease);

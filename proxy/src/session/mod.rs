@@ -1808,8 +1808,9 @@ impl<N: Net> Session<N> {
         let stmt = self.stmts.get(id).expect("resolved");
         let mut class = stmt.class.clone();
         self.statement_started(&class, started);
-        let sql = stmt.prepare.clone();
-        let Some(guard) = self.apply_rules(&mut class, &sql[1..], started).await? else { return Ok(()) };
+        // The text is only matched when there are rules: no copy per execute otherwise.
+        let sql = if self.policy.rules.is_empty() { Vec::new() } else { stmt.prepare.clone() };
+        let Some(guard) = self.apply_rules(&mut class, sql.get(1..).unwrap_or_default(), started).await? else { return Ok(()) };
         let r = self.execute_run(payload, id, class, started).await;
         // On every path: a kill the rule's timer started is waited for before the
         // session's connections can go back to the pool (after the command).
