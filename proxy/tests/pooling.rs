@@ -155,6 +155,21 @@ async fn last_insert_id_and_row_count_are_each_clients_own_without_pinning() {
     let v: i64 = b.query_first("select row_count() AS `n`").await.unwrap().unwrap();
     assert_eq!(v, 0);
     assert_eq!(one::<i64>(&mut b, "SELECT ROW_COUNT()").await, -1, "after a SELECT, as the server says");
+    // Inside a larger expression the statement runs on the shared connection, which
+    // `a`'s UPDATE used last: Sluice sets the client's value there first (-1 after a
+    // result set, 0 after a statement that changed no rows), keeping FOUND_ROWS().
+    for binary in [false, true] {
+        b.query_drop("SELECT 1 UNION ALL SELECT 2").await.unwrap();
+        a.query_drop("UPDATE rows3 SET v = v + 1").await.unwrap();
+        let sql = "SELECT ROW_COUNT() + 0, FOUND_ROWS()";
+        let v: (i64, u64) = if binary { b.exec_first(sql, ()).await.unwrap().unwrap() } else { b.query_first(sql).await.unwrap().unwrap() };
+        assert_eq!(v, (-1, 2), "{sql} after a SELECT (binary: {binary})");
+        b.query_drop("SET @@session.sql_notes = 1").await.unwrap();
+        a.query_drop("UPDATE rows3 SET v = v + 1").await.unwrap();
+        let sql = "SELECT IF(ROW_COUNT() = 0, 'none', 'some')";
+        let v: String = if binary { b.exec_first(sql, ()).await.unwrap().unwrap() } else { b.query_first(sql).await.unwrap().unwrap() };
+        assert_eq!(v, "none", "{sql} after a SET (binary: {binary})");
+    }
     let pins = proxy.stats().pins;
     assert!(!pins.keys().any(|(_, p)| *p != Pin::Diagnostics), "no pin but diagnostics: {pins:?}");
 }

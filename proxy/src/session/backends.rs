@@ -63,6 +63,9 @@ pub struct NodeConn<S> {
     pub diagnostics: bool,
     /// Set while a statement a query rule caps (`max_rows`, `max_bytes`) runs.
     pub cap: Option<ResultCap>,
+    /// The connection's `ROW_COUNT()` is the session's: it ran the session's last
+    /// statement and nothing since (or Sluice set it there, [`row_count_sql`]).
+    pub row_count_own: bool,
 }
 
 /// A query rule's bound on what one statement's answer may carry
@@ -114,6 +117,18 @@ impl CutWhenDeposed {
                 })
             })
             .await
+    }
+}
+
+/// A statement that leaves `ROW_COUNT()` at `n` on a connection and changes nothing
+/// else the session can see, where one exists: `DO 0` for 0 (any statement that is
+/// neither DML nor a result set), a `SELECT` keeping `FOUND_ROWS()` at `found_rows`
+/// for -1. An affected-row count cannot be made without changing data (`None`).
+pub fn row_count_sql(n: i64, found_rows: u64) -> Option<String> {
+    match n {
+        0 => Some("DO 0".into()),
+        -1 => Some(found_rows_sql(found_rows)),
+        _ => None,
     }
 }
 
@@ -169,6 +184,7 @@ impl<S: Stream> NodeConn<S> {
             digest: None,
             diagnostics: false,
             cap: None,
+            row_count_own: false,
         }
     }
 
@@ -774,7 +790,10 @@ pub async fn exchange<S: Stream>(node: &mut NodeConn<S>, payload: &[u8], expect:
 /// With `track`, the connection is also made to report the GTID of each of its
 /// transactions in OK packets ([`crate::consistency::level::tracking_sql`]), after the
 /// replayed `SET`s (which may change what it tracks).
-pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, lid: Option<u64>, found_rows: Option<u64>, timeout: Option<Duration>) -> Result<(), Error> {
+/// `row_count`: the statement about to run reads `ROW_COUNT()`; the session's value,
+/// set on the connection when it does not hold it or the sync's own commands change it.
+#[allow(clippy::too_many_arguments)]
+pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track: bool, lid: Option<u64>, found_rows: Option<u64>, row_count: Option<i64>, timeout: Option<Duration>) -> Result<(), Error> {
     if node.generation != state.replay_generation {
         // The log was rewritten: start over. Re-applying a prefix is harmless (each
         // entry assigns a value; the last assignment wins).
@@ -824,6 +843,22 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
         p.push(com::QUERY);
         p.extend_from_slice(sql.as_bytes());
         cmds.push(p);
+    }
+    if let Some(n) = row_count.filter(|_| !node.row_count_own || !cmds.is_empty()) {
+        // Last, after every `SET` above (each leaves 0). A held connection whose
+        // `FOUND_ROWS()` Sluice does not know (after SQL_CALC_FOUND_ROWS) keeps it.
+        let keep_found_rows = found_rows.is_none() && node.row_count_own && state.found_rows_pending;
+        match row_count_sql(n, found_rows.unwrap_or(state.found_rows)) {
+            Some(sql) if !keep_found_rows => {
+                let mut p = vec![com::QUERY];
+                p.extend_from_slice(sql.as_bytes());
+                cmds.push(p);
+                node.row_count_own = true;
+            }
+            _ => node.row_count_own = false,
+        }
+    } else if !cmds.is_empty() {
+        node.row_count_own = false;
     }
     if cmds.is_empty() {
         return Ok(());

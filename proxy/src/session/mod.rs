@@ -179,6 +179,9 @@ struct Session<N: Net> {
     /// The statement about to run reads `FOUND_ROWS()`: the connection gets the
     /// session's value first.
     want_found_rows: Option<u64>,
+    /// The statement about to run reads `ROW_COUNT()`: the connection gets the
+    /// session's value first where it can (`backends::row_count_sql`).
+    want_row_count: bool,
     /// The statement waiting in the failover buffer, and until when.
     buffered: Option<(crate::failover::Ticket, Instant)>,
     /// The open transaction on the primary, kept for `[failover] transaction_replay`.
@@ -328,6 +331,7 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         want_lid: false,
         fresh_next: false,
         want_found_rows: None,
+        want_row_count: false,
         buffered: None,
         txn_log: crate::failover::replay::TxnLog::new(crate::failover::replay::ReplayLimits {
             max_statements: shared.cfg.failover.transaction_replay_max_statements,
@@ -971,11 +975,12 @@ impl<N: Net> Session<N> {
         }
         let lid = self.want_lid.then_some(self.state.last_insert_id);
         let found_rows = self.want_found_rows.take();
+        let row_count = self.want_row_count.then_some(self.state.row_count);
         // cannot fail: checked present (`contains_key` / `ready`) just before.
         let nc = self.nodes.get_mut(node).expect("present");
         let track = track && nc.conn.caps & cap::SESSION_TRACK != 0;
-        if nc.needs_sync(&self.state, track, lid) || found_rows.is_some() {
-            if let Err(e) = backends::sync(nc, &self.state, track, lid, found_rows, self.read_timeout).await {
+        if nc.needs_sync(&self.state, track, lid) || found_rows.is_some() || (row_count.is_some() && !nc.row_count_own) {
+            if let Err(e) = backends::sync(nc, &self.state, track, lid, found_rows, row_count, self.read_timeout).await {
                 self.drop_node(node).await;
                 return Err(e);
             }
@@ -1333,6 +1338,15 @@ fn wants_last_insert_id(c: &Classified, sql: &[u8]) -> bool {
     }
 }
 
+/// The statement may read `ROW_COUNT()` (a read that does is classified
+/// [`Kind::Diagnostics`]; writes are scanned).
+fn reads_row_count(c: &Classified, sql: &[u8]) -> bool {
+    match c.kind {
+        Kind::Read | Kind::Use | Kind::Begin { .. } | Kind::TransactionControl | Kind::SluiceSet | Kind::SluiceShow => false,
+        _ => contains_ci(sql, b"row_count"),
+    }
+}
+
 /// `sql` calls `LAST_INSERT_ID(expr)` (with an argument: it sets the value).
 fn sets_last_insert_id(sql: &[u8]) -> bool {
     let needle = b"last_insert_id";
@@ -1536,6 +1550,12 @@ impl<N: Net> Session<N> {
             Some(_) => self.state.diagnostics_pending = left,
             None => self.state.diagnostics_pending |= left,
         }
+        if kind.is_some() {
+            // `ROW_COUNT()` is now this statement's, on its connection only.
+            for (n, nc) in self.nodes.iter_mut() {
+                nc.row_count_own = n == node;
+            }
+        }
         // The connection keeps its own diagnostics after the session's move elsewhere
         // (the next statement on another node): it goes back to its pool marked so.
         if let Some(nc) = self.nodes.get_mut(node) {
@@ -1545,10 +1565,13 @@ impl<N: Net> Session<N> {
                 None => nc.diagnostics |= left,
             }
         }
-        self.state.row_count = match (summary.error, summary.affected_rows) {
-            (None, Some(n)) => n as i64,
-            _ => -1,
-        };
+        if kind.is_some() {
+            // Commands that are not statements (prepare, reset, ping) leave it.
+            self.state.row_count = match (summary.error, summary.affected_rows) {
+                (None, Some(n)) => n as i64,
+                _ => -1,
+            };
+        }
         if summary.error.is_none() && summary.affected_rows.is_none() && summary.result_sets > 0 {
             self.state.found_rows = summary.rows;
             // With `LIMIT offset, n` the server's FOUND_ROWS() counts the skipped rows
@@ -1610,7 +1633,7 @@ impl<N: Net> Session<N> {
             if let Some(name) = local::row_count_query(sql) {
                 // The connection that ran the previous statement is gone back to the
                 // pool: the session's own ROW_COUNT() answers.
-                let held = self.state.previous.as_ref().is_some_and(|n| self.nodes.contains_key(n));
+                let held = self.state.previous.as_ref().and_then(|n| self.nodes.get(n)).is_some_and(|nc| nc.row_count_own);
                 if !held {
                     return self.answer_row_count(&name).await;
                 }
@@ -1629,9 +1652,11 @@ impl<N: Net> Session<N> {
         let read = c.is_read();
         self.want_lid = wants_last_insert_id(&c, sql);
         self.want_found_rows = self.found_rows_to_carry(&c, sql);
+        self.want_row_count = reads_row_count(&c, sql);
         let r = self.run_routed(routed, payload, Expect::Query, read, &mut |_, _| {}).await;
         self.want_lid = false;
         self.want_found_rows = None;
+        self.want_row_count = false;
         let r = r?;
         self.statement_done(&c, started, r.as_ref().map(|(routed, summary)| (routed.node.as_str(), summary)));
         if let Some((routed, summary)) = r {
@@ -1812,6 +1837,7 @@ impl<N: Net> Session<N> {
         let sql = if self.policy.rules.is_empty() { Vec::new() } else { stmt.prepare.clone() };
         let Some(guard) = self.apply_rules(&mut class, sql.get(1..).unwrap_or_default(), started).await? else { return Ok(()) };
         let r = self.execute_run(payload, id, class, started).await;
+        self.want_row_count = false;
         // On every path: a kill the rule's timer started is waited for before the
         // session's connections can go back to the pool (after the command).
         guard.finish().await;
@@ -1825,6 +1851,7 @@ impl<N: Net> Session<N> {
         let stmt = self.stmts.get(id).expect("resolved");
         let long_data = stmt.long_data_on.clone();
         self.want_lid = wants_last_insert_id(&class, &stmt.prepare[1..]);
+        self.want_row_count = reads_row_count(&class, &stmt.prepare[1..]);
         let found_rows = self.found_rows_to_carry(&class, &stmt.prepare[1..]);
         let limit_offset = limit_has_offset(&stmt.prepare[1..]);
         let mut routed = match long_data {
