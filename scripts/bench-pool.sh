@@ -14,7 +14,8 @@
 #   4. sysbench: oltp_read_write at SLUICE_POOL_THREADS [256] threads for
 #                SLUICE_POOL_SB_SECONDS [30]: directly (256 connections), through Sluice
 #                (32 backend connections) and through HAProxy, in one run, with
-#                MariaDB's CPU per transaction. SLUICE_POOL_CPU_QUOTA [0 = none]: CPUs
+#                MariaDB's CPU per transaction; SLUICE_POOL_SB_ROUNDS [1] rounds, the
+#                order rotating, with the median and range of the tps ratios. SLUICE_POOL_CPU_QUOTA [0 = none]: CPUs
 #                for mariadbd (cgroup `cpu` controller, as in bench-routing.sh), so
 #                MariaDB is the bottleneck as on a host of its own.
 #
@@ -51,6 +52,7 @@ IDLE=${SLUICE_POOL_IDLE:-50000}
 STORM=${SLUICE_POOL_STORM:-5000}
 THREADS=${SLUICE_POOL_THREADS:-256}
 SB_SECONDS=${SLUICE_POOL_SB_SECONDS:-30}
+SB_ROUNDS=${SLUICE_POOL_SB_ROUNDS:-1}
 POOL=32
 CPU_QUOTA=${SLUICE_POOL_CPU_QUOTA:-0}
 
@@ -159,21 +161,39 @@ if [[ ,$only, == *,sysbench,* ]]; then
     log "sysbench prepare"
     sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$PRIMARY_PORT" "${SB[@]}" prepare >"$WORK/sb-prepare.log" 2>&1 || die "sysbench prepare failed"
     start_haproxy "$PRIMARY"
-    for target in direct sluice haproxy; do
-        case $target in direct) port=$PRIMARY_PORT ;; sluice) port=$SLUICE_PORT ;; haproxy) port=$HAPROXY_PORT ;; esac
-        t0=$(cpu_ticks "$MARIADB_PID")
-        sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$port" "${SB[@]}" --threads="$THREADS" --time="$SB_SECONDS" \
-            --report-interval=0 --mysql-ignore-errors=1213,1205 run >"$WORK/sb-$target.log" 2>&1 || true
-        t1=$(cpu_ticks "$MARIADB_PID")
-        if stats=$(parse_sysbench "$WORK/sb-$target.log"); then
-            read -r tps qps q avg p95 errs <<<"$stats"
-            txns=$(awk -v t="$tps" -v s="$SB_SECONDS" 'BEGIN { printf "%d", t * s }')
-            echo "sysbench oltp_read_write threads=$THREADS $target: tps=$tps qps=$qps avg_ms=$avg p95_ms=$p95 errors=$errs mariadb_cpu_ms_per_txn=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.3f", n ? d * 1000 / hz / n : 0 }')"
-        else
-            echo "sysbench $target: failed: $(tail -3 "$WORK/sb-$target.log" | tr '\n' ' ')"
+    targets=(direct sluice haproxy)
+    : >"$WORK/sb-ratios.tsv"
+    for ((round = 1; round <= SB_ROUNDS; round++)); do
+        declare -A TPS=()
+        for ((k = 0; k < 3; k++)); do
+            # The order rotates from round to round (each target runs first once in three).
+            target=${targets[$(( (k + round - 1) % 3 ))]}
+            case $target in direct) port=$PRIMARY_PORT ;; sluice) port=$SLUICE_PORT ;; haproxy) port=$HAPROXY_PORT ;; esac
+            t0=$(cpu_ticks "$MARIADB_PID")
+            sysbench oltp_read_write --mysql-host=127.0.0.1 --mysql-port="$port" "${SB[@]}" --threads="$THREADS" --time="$SB_SECONDS" \
+                --report-interval=0 --mysql-ignore-errors=1213,1205 run >"$WORK/sb-$target-$round.log" 2>&1 || true
+            t1=$(cpu_ticks "$MARIADB_PID")
+            if stats=$(parse_sysbench "$WORK/sb-$target-$round.log"); then
+                read -r tps qps q avg p95 errs <<<"$stats"
+                TPS[$target]=$tps
+                txns=$(awk -v t="$tps" -v s="$SB_SECONDS" 'BEGIN { printf "%d", t * s }')
+                echo "sysbench oltp_read_write threads=$THREADS round=$round $target: tps=$tps qps=$qps avg_ms=$avg p95_ms=$p95 errors=$errs mariadb_cpu_ms_per_txn=$(awk -v d=$((t1 - t0)) -v hz="$CLK_TCK" -v n="$txns" 'BEGIN { printf "%.3f", n ? d * 1000 / hz / n : 0 }')"
+            else
+                echo "sysbench round=$round $target: failed: $(tail -3 "$WORK/sb-$target-$round.log" | tr '\n' ' ')"
+            fi
+            sleep 3
+        done
+        if [ -n "${TPS[direct]:-}" ] && [ -n "${TPS[sluice]:-}" ] && [ -n "${TPS[haproxy]:-}" ]; then
+            awk -v d="${TPS[direct]}" -v s="${TPS[sluice]}" -v h="${TPS[haproxy]}" 'BEGIN { printf "%.3f\t%.3f\n", s / d, h / d }' >>"$WORK/sb-ratios.tsv"
         fi
-        sleep 3
+        unset TPS
     done
+    if [ -s "$WORK/sb-ratios.tsv" ]; then
+        read -r m lo hi n <<<"$(cut -f1 "$WORK/sb-ratios.tsv" | median_range)"
+        echo "sysbench: sluice / direct tps over $n round(s): median $m (lowest $lo, highest $hi)"
+        read -r m lo hi n <<<"$(cut -f2 "$WORK/sb-ratios.tsv" | median_range)"
+        echo "sysbench: haproxy / direct tps over $n round(s): median $m (lowest $lo, highest $hi)"
+    fi
 fi
 if [[ ,$only, == *,storm,* ]]; then
     sleep 3

@@ -257,6 +257,8 @@ pub struct ProxyHandle {
     timeout: Duration,
     stats: Arc<dyn Fn() -> ProxyStats + Send + Sync>,
     reload: Arc<dyn Fn() -> Result<crate::reload::Plan> + Send + Sync>,
+    /// Wakes every session to look at `shutdown` / `draining` (`Registry::wake_all`).
+    wake_sessions: Arc<dyn Fn() + Send + Sync>,
 }
 
 /// A snapshot of an instance's pools and pin counters (what the admin interface and
@@ -314,6 +316,7 @@ impl ProxyHandle {
     /// configured timeout. Returns the number of sessions still open at the deadline.
     pub async fn shutdown(&self) -> usize {
         self.shutdown.set(true);
+        (self.wake_sessions)();
         self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await
     }
 
@@ -326,13 +329,16 @@ impl ProxyHandle {
     /// Returns the number of sessions still open then.
     pub async fn drain(&self) -> usize {
         self.draining.set(true);
+        (self.wake_sessions)();
         let open = self.wait_for_sessions(tokio::time::Instant::now() + self.timeout).await;
         if open == 0 {
             self.shutdown.set(true);
+            (self.wake_sessions)();
             return 0;
         }
         tracing::warn!(sessions = open, "drain timeout reached; closing the sessions left at their next statement boundary");
         self.shutdown.set(true);
+        (self.wake_sessions)();
         self.wait_for_sessions(tokio::time::Instant::now() + Duration::from_secs(1)).await
     }
 
@@ -565,6 +571,10 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
         None => {}
     }
     let stats_source = shared.clone();
+    let wake_sessions: Arc<dyn Fn() + Send + Sync> = {
+        let shared = shared.clone();
+        Arc::new(move || shared.registry.wake_all())
+    };
     let reload = {
         let shared = shared.clone();
         Arc::new(move || shared.reload())
@@ -580,7 +590,7 @@ async fn start_inner<N: Net>(net: N, cfg: Config, seed: u64, faults: Arc<dyn Fau
             failover: shared.failover_buffer.stats(),
         })
     };
-    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, draining, sessions, max_sessions, timeout, stats, reload })
+    Ok(ProxyHandle { local_addr, admin_addr: admin_addrs.0, http_addr: admin_addrs.1, shutdown: shutdown_tx, draining, sessions, max_sessions, timeout, stats, reload, wake_sessions })
 }
 
 /// Startup refuses to run when no node answers or none is the primary.

@@ -1,13 +1,17 @@
 //! Per-digest statement statistics (`SHOW SLUICE QUERY DIGESTS`), bounded.
 //!
-//! At most `capacity` digests are kept, spread over up to 16 shards by hash (each
-//! behind its own mutex, so sessions rarely wait for each other). A new digest arriving
-//! at a full shard replaces the shard's digest with the least total time, whose figures
-//! are folded into one "other" row: memory never grows past the bound, the digests that
-//! cost the most time stay, and the totals stay exact.
+//! At most `capacity` digests are kept, spread over up to 16 shards by hash, each behind
+//! its own mutex. The mutex is taken only to find or add a digest: a digest's figures
+//! live in a [`DigestCell`] of atomics, which a session keeps a handle to
+//! ([`DigestHandles`]) and updates without any lock. A new digest arriving at a full
+//! shard replaces the shard's digest with the least total time, whose figures are folded
+//! into one "other" row: memory never grows past the bound, the digests that cost the
+//! most time stay, and the totals stay exact (but for a statement ending in the instant
+//! its digest is folded away: its figures may be missed).
 
 use crate::sync::Locked;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use tokio::time::Instant;
@@ -31,20 +35,6 @@ pub struct DigestStats {
 }
 
 impl DigestStats {
-    fn new(now: Instant) -> Self {
-        DigestStats { count: 0, errors: 0, rows: 0, total_ns: 0, min_ns: u64::MAX, max_ns: 0, first_seen: now, last_seen: now }
-    }
-
-    fn add(&mut self, ns: u64, rows: u64, error: bool, now: Instant) {
-        self.count += 1;
-        self.errors += error as u64;
-        self.rows += rows;
-        self.total_ns += ns;
-        self.min_ns = self.min_ns.min(ns);
-        self.max_ns = self.max_ns.max(ns);
-        self.last_seen = self.last_seen.max(now);
-    }
-
     fn merge(&mut self, o: &DigestStats) {
         self.count += o.count;
         self.errors += o.errors;
@@ -57,6 +47,78 @@ impl DigestStats {
     }
 }
 
+/// One digest's figures, updated by every session running it with relaxed atomics.
+#[derive(Debug)]
+pub struct DigestCell {
+    count: AtomicU64,
+    errors: AtomicU64,
+    rows: AtomicU64,
+    total_ns: AtomicU64,
+    min_ns: AtomicU64,
+    max_ns: AtomicU64,
+    first_seen: Instant,
+    /// Nanoseconds from `first_seen` to the last execution's end.
+    last_seen_ns: AtomicU64,
+    /// Folded into "other" or cleared: handles to it are dropped and looked up again.
+    gone: AtomicBool,
+}
+
+impl DigestCell {
+    fn new(now: Instant) -> Self {
+        DigestCell {
+            count: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            rows: AtomicU64::new(0),
+            total_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
+            max_ns: AtomicU64::new(0),
+            first_seen: now,
+            last_seen_ns: AtomicU64::new(0),
+            gone: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts one execution that took `ns` and ended at `now`.
+    pub fn add(&self, ns: u64, rows: u64, error: bool, now: Instant) {
+        self.count.fetch_add(1, Ordering::Relaxed);
+        if error {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        if rows > 0 {
+            self.rows.fetch_add(rows, Ordering::Relaxed);
+        }
+        self.total_ns.fetch_add(ns, Ordering::Relaxed);
+        // Loads first: the extremes rarely change, and a load does not take the line.
+        if ns < self.min_ns.load(Ordering::Relaxed) {
+            self.min_ns.fetch_min(ns, Ordering::Relaxed);
+        }
+        if ns > self.max_ns.load(Ordering::Relaxed) {
+            self.max_ns.fetch_max(ns, Ordering::Relaxed);
+        }
+        let since = now.saturating_duration_since(self.first_seen).as_nanos() as u64;
+        if since > self.last_seen_ns.load(Ordering::Relaxed) {
+            self.last_seen_ns.fetch_max(since, Ordering::Relaxed);
+        }
+    }
+
+    pub fn is_gone(&self) -> bool {
+        self.gone.load(Ordering::Relaxed)
+    }
+
+    fn snapshot(&self) -> DigestStats {
+        DigestStats {
+            count: self.count.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+            rows: self.rows.load(Ordering::Relaxed),
+            total_ns: self.total_ns.load(Ordering::Relaxed),
+            min_ns: self.min_ns.load(Ordering::Relaxed),
+            max_ns: self.max_ns.load(Ordering::Relaxed),
+            first_seen: self.first_seen,
+            last_seen: self.first_seen + std::time::Duration::from_nanos(self.last_seen_ns.load(Ordering::Relaxed)),
+        }
+    }
+}
+
 /// One row of [`Digests::top`]: `None` digest = the "other" row.
 #[derive(Debug, Clone)]
 pub struct DigestRow {
@@ -64,9 +126,11 @@ pub struct DigestRow {
     pub stats: DigestStats,
 }
 
+type Shard = HashMap<u64, (Arc<DigestId>, Arc<DigestCell>)>;
+
 #[derive(Debug)]
 pub struct Digests {
-    shards: Box<[Mutex<HashMap<u64, (Arc<DigestId>, DigestStats)>>]>,
+    shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
     other: Mutex<Option<DigestStats>>,
 }
@@ -82,22 +146,31 @@ impl Digests {
         }
     }
 
-    /// Counts one execution of `digest`.
+    /// Counts one execution of `digest` (looking its cell up: sessions keep the cell,
+    /// [`DigestHandles`]).
     pub fn record(&self, digest: &Arc<DigestId>, ns: u64, rows: u64, error: bool) {
-        if self.per_shard == 0 {
-            return;
-        }
         let now = Instant::now();
+        if let Some(c) = self.cell(digest, now) {
+            c.add(ns, rows, error, now);
+        }
+    }
+
+    /// The cell of `digest`, added if new (`None` when digests are not kept).
+    pub fn cell(&self, digest: &Arc<DigestId>, now: Instant) -> Option<Arc<DigestCell>> {
+        if self.per_shard == 0 {
+            return None;
+        }
         let shard = &self.shards[(digest.hash as usize) & (self.shards.len() - 1)];
         let mut m = shard.locked();
-        if let Some((_, s)) = m.get_mut(&digest.hash) {
-            s.add(ns, rows, error, now);
-            return;
+        if let Some((_, c)) = m.get(&digest.hash) {
+            return Some(c.clone());
         }
         if m.len() >= self.per_shard {
             // Room is made by folding the digest that cost the least time into "other".
-            if let Some(&victim) = m.iter().min_by_key(|(_, (_, s))| s.total_ns).map(|(k, _)| k) {
-                if let Some((_, s)) = m.remove(&victim) {
+            if let Some(&victim) = m.iter().min_by_key(|(_, (_, c))| c.total_ns.load(Ordering::Relaxed)).map(|(k, _)| k) {
+                if let Some((_, c)) = m.remove(&victim) {
+                    c.gone.store(true, Ordering::Relaxed);
+                    let s = c.snapshot();
                     let mut o = self.other.locked();
                     match o.as_mut() {
                         Some(o) => o.merge(&s),
@@ -106,9 +179,9 @@ impl Digests {
                 }
             }
         }
-        let mut s = DigestStats::new(now);
-        s.add(ns, rows, error, now);
-        m.insert(digest.hash, (digest.clone(), s));
+        let c = Arc::new(DigestCell::new(now));
+        m.insert(digest.hash, (digest.clone(), c.clone()));
+        Some(c)
     }
 
     /// The `n` digests with the most total time, then the "other" row if anything was
@@ -117,8 +190,10 @@ impl Digests {
         let mut rows: Vec<DigestRow> = Vec::new();
         for shard in self.shards.iter() {
             let m = shard.locked();
-            rows.extend(m.values().map(|(d, s)| DigestRow { digest: Some(d.clone()), stats: s.clone() }));
+            rows.extend(m.values().map(|(d, c)| DigestRow { digest: Some(d.clone()), stats: c.snapshot() }));
         }
+        // A digest added but not yet counted has nothing to show.
+        rows.retain(|r| r.stats.count > 0);
         rows.sort_by(|a, b| b.stats.total_ns.cmp(&a.stats.total_ns).then_with(|| a.digest.as_ref().map(|d| d.hash).cmp(&b.digest.as_ref().map(|d| d.hash))));
         rows.truncate(n);
         if let Some(o) = self.other.locked().clone() {
@@ -139,9 +214,46 @@ impl Digests {
     /// Forgets every digest (`SLUICE RESET DIGESTS`).
     pub fn clear(&self) {
         for s in self.shards.iter() {
-            s.locked().clear();
+            for (_, (_, c)) in s.locked().drain() {
+                c.gone.store(true, Ordering::Relaxed);
+            }
         }
         *self.other.locked() = None;
+    }
+}
+
+/// A session's handles to the cells of the digests it ran lately: a statement whose
+/// digest is here is counted with atomics only; the table is looked up (its shard
+/// locked) the first time, and again once the cell was folded away or cleared.
+#[derive(Debug, Default)]
+pub struct DigestHandles {
+    cells: Vec<(u64, Arc<DigestCell>)>,
+    /// Where the next new handle goes once `cells` is full.
+    next: usize,
+}
+
+/// Handles a session keeps (a workload's distinct statements usually fit).
+const HANDLES: usize = 16;
+
+impl DigestHandles {
+    /// Counts one execution of `digest` in `table`.
+    pub fn record(&mut self, table: &Digests, digest: &Arc<DigestId>, ns: u64, rows: u64, error: bool, now: Instant) {
+        if let Some(i) = self.cells.iter().position(|(h, _)| *h == digest.hash) {
+            let c = &self.cells[i].1;
+            if !c.is_gone() {
+                c.add(ns, rows, error, now);
+                return;
+            }
+            self.cells.swap_remove(i);
+        }
+        let Some(c) = table.cell(digest, now) else { return };
+        c.add(ns, rows, error, now);
+        if self.cells.len() < HANDLES {
+            self.cells.push((digest.hash, c));
+        } else {
+            self.cells[self.next % HANDLES] = (digest.hash, c);
+            self.next = self.next.wrapping_add(1);
+        }
     }
 }
 
@@ -193,6 +305,31 @@ mod tests {
         }
         let top = d.top(1);
         assert_eq!(top[0].digest.as_ref().map(|d| d.hash), Some(u64::MAX));
+    }
+
+    #[test]
+    fn sessions_count_through_their_handles_and_see_folds_and_clears() {
+        let d = Digests::new(1);
+        let (mut a, mut b) = (DigestHandles::default(), DigestHandles::default());
+        let x = id(1);
+        for _ in 0..3 {
+            a.record(&d, &x, 10, 1, false, Instant::now());
+            b.record(&d, &x, 20, 0, true, Instant::now());
+        }
+        let s = &d.top(1)[0].stats;
+        assert_eq!((s.count, s.errors, s.rows, s.total_ns, s.min_ns, s.max_ns), (6, 3, 3, 90, 10, 20));
+        // A costlier digest takes the only place: x is folded into "other", and the
+        // handles to it are dropped, not counted into a cell nobody shows.
+        let y = id(2);
+        b.record(&d, &y, 1_000, 0, false, Instant::now());
+        a.record(&d, &x, 5, 0, false, Instant::now());
+        let rows = d.top(10);
+        let total: u64 = rows.iter().map(|r| r.stats.count).sum();
+        assert_eq!(total, 8, "{rows:?}");
+        d.clear();
+        assert!(d.top(10).is_empty());
+        a.record(&d, &y, 7, 0, false, Instant::now());
+        assert_eq!(d.top(10)[0].stats.total_ns, 7);
     }
 
     #[test]

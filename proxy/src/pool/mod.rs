@@ -504,12 +504,13 @@ impl<S: Stream> Pools<S> {
     pub async fn put(&self, addr: &str, conn: BackendConn<S>, mut lease: Lease, state: ConnState) {
         let lifetime = self.lifetime_ms.load(Ordering::Relaxed);
         let retired = lease.node.retired.load(Ordering::Acquire);
-        if retired || (lifetime > 0 && lease.born.elapsed() >= Duration::from_millis(lifetime)) || !conn.conn.buffered().is_empty() {
+        let now = Instant::now();
+        if retired || (lifetime > 0 && now.saturating_duration_since(lease.born) >= Duration::from_millis(lifetime)) || !conn.conn.buffered().is_empty() {
             drop(lease);
             conn.quit().await;
             return;
         }
-        let idle = Idle { key: lease.key.clone(), conn, state, uid: lease.uid, born: lease.born, since: Instant::now() };
+        let idle = Idle { key: lease.key.clone(), conn, state, uid: lease.uid, born: lease.born, since: now };
         // The connection stays counted in `open` as an idle one.
         lease.counted = false;
         self.idle.locked().entry(addr.to_string()).or_default().push(idle);

@@ -297,6 +297,11 @@ impl Limits {
         self.by_user.get(user)
     }
 
+    /// No user has a limit (the default): nothing to check per statement.
+    pub fn is_empty(&self) -> bool {
+        self.by_user.is_empty()
+    }
+
     /// Takes one statement from `user`'s budget; `false` when the user is over its
     /// `statements_per_second`.
     pub fn take_statement(&self, user: &str, now: tokio::time::Instant) -> bool {

@@ -27,7 +27,8 @@ pub struct Entry {
     pub last: LastUsed,
     /// Every backend connection the session holds, `(address, thread id)`.
     pub backends: Vec<(String, u32)>,
-    /// Notified when the session is killed with `KILL CONNECTION`.
+    /// Notified when the session is killed with `KILL CONNECTION`, and by
+    /// [`Registry::wake_all`] (the session tells the two apart by the proxy's signals).
     pub killed: Arc<Notify>,
     /// The client's address.
     pub peer: String,
@@ -100,6 +101,14 @@ impl Registry {
                 g.sessions.insert(id, Entry { user, current: current.clone(), last: last.clone(), backends: Vec::new(), killed: killed.clone(), peer: peer.to_string(), activity: activity.clone() });
                 return (id, killed, current, last, activity);
             }
+        }
+    }
+
+    /// Wakes every session's wait for its next command (the proxy started shutting
+    /// down or draining): each then reads the proxy's signals.
+    pub fn wake_all(&self) {
+        for e in self.inner.locked().sessions.values() {
+            e.killed.notify_one();
         }
     }
 

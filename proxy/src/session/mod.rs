@@ -194,6 +194,13 @@ struct Session<N: Net> {
     reason: Reason,
     /// What the session is doing, for the admin interface.
     activity: crate::server::registry::Activity,
+    /// Cells of the digests this session ran lately (counted without a lock).
+    digest_handles: crate::metrics::digests::DigestHandles,
+    /// When the command being served arrived.
+    cmd_started: Instant,
+    /// When the command's last backend response ended (one clock read shared by the
+    /// counters of the node, the digest and the command).
+    ended: Option<Instant>,
     /// The config in force for live settings (`crate::reload`) as of `live_version`;
     /// re-read before a command when a reload bumped the version.
     live: Arc<crate::config::Config>,
@@ -342,6 +349,9 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
         reason: Reason::Unknown,
         bytes_counted: (0, 0),
         activity,
+        digest_handles: Default::default(),
+        cmd_started: Instant::now(),
+        ended: None,
         live,
         live_version,
         policy,
@@ -446,27 +456,32 @@ pub async fn run<N: Net>(shared: Arc<Shared<N>>, stream: N::Stream, peer: String
 
 impl<N: Net> Session<N> {
     async fn serve(&mut self) -> End {
-        let shutdown = self.shared.shutdown.clone();
+        // One wait, the session's own: a kill notifies it, and so does the proxy when
+        // it shuts down or starts draining (`Registry::wake_all`; the flags are read
+        // from the signals' versions). Waiting on the shared signals themselves would
+        // lock their waiter lists, shared by every session, on each poll.
         let killed = self.killed.clone();
-        // Both waits are registered once for the whole session rather than once per
-        // command: the shutdown signal is shared by every session, and registering a
-        // waiter locks it.
-        let stopping = shutdown.wait_for(|s| *s);
-        tokio::pin!(stopping);
         let kill = killed.notified();
         tokio::pin!(kill);
+        let (shutdown, draining_signal) = (self.shared.shutdown.clone(), self.shared.draining.clone());
+        let mut seen = (u64::MAX, u64::MAX);
         // After a hand-over to a new process (`upgrade`): the session closes at a
         // statement boundary once it has waited `drain_idle_ms` for its next command
         // outside a transaction.
-        let draining_signal = self.shared.draining.clone();
-        let drain_starts = draining_signal.wait_for(|d| *d);
-        tokio::pin!(drain_starts);
         let mut draining = false;
         let drain_idle = Duration::from_millis(self.shared.cfg.proxy.drain_idle_ms);
         let mut idle_since = Instant::now();
         // The client's own `wait_timeout`, recomputed when its SET log changes.
         let mut wait: (usize, u64, Option<Duration>) = (0, 0, None);
         loop {
+            let now_seen = (shutdown.version(), draining_signal.version());
+            if now_seen != seen {
+                seen = now_seen;
+                if shutdown.with(|s| *s) {
+                    return End::Closed("proxy shutting down");
+                }
+                draining |= draining_signal.with(|d| *d);
+            }
             if (self.state.replay.len(), self.state.replay_generation) != (wait.0, wait.1) {
                 wait = (self.state.replay.len(), self.state.replay_generation, state::client_wait_timeout(&self.state.replay));
             }
@@ -487,11 +502,13 @@ impl<N: Net> Session<N> {
             let closable = self.state.txn_node().is_none();
             let read = tokio::select! {
                 biased;
-                _ = &mut kill => return End::Closed("killed"),
-                _ = &mut stopping => return End::Closed("proxy shutting down"),
-                _ = &mut drain_starts, if !draining => {
-                    draining = true;
-                    continue;
+                _ = &mut kill => {
+                    if (shutdown.version(), draining_signal.version()) != seen {
+                        // Woken for a proxy-wide change (looked at above), not a kill.
+                        kill.set(killed.notified());
+                        continue;
+                    }
+                    return End::Closed("killed");
                 }
                 _ = tokio::time::sleep_until(idle_since + drain_idle), if draining && closable => {
                     return End::Closed("idle while draining after a hand-over");
@@ -532,6 +549,8 @@ impl<N: Net> Session<N> {
             };
             let payload = &p.payload[..];
             let started = Instant::now();
+            self.cmd_started = started;
+            self.ended = None;
             self.command_started(cmd, started);
             if self.shared.live.version() != self.live_version {
                 // A reload: load balancing and `DEFAULT` settings follow it from now on.
@@ -583,8 +602,7 @@ impl<N: Net> Session<N> {
                 return End::Failed(e);
             }
             self.after_command().await;
-            self.command_done(started);
-            idle_since = Instant::now();
+            idle_since = self.command_done(started);
         }
     }
 
@@ -1608,7 +1626,7 @@ impl<N: Net> Session<N> {
 
     /// COM_QUERY.
     async fn query(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let started = Instant::now();
+        let started = self.cmd_started;
         let sql = &payload[1..];
         let mut c = self.shared.classifier.classify(sql);
         self.statement_started(&c, started);
@@ -1825,7 +1843,7 @@ impl<N: Net> Session<N> {
 
     /// COM_STMT_EXECUTE: routed by the statement's SQL (classified at prepare time).
     async fn execute(&mut self, payload: &[u8]) -> Result<(), Error> {
-        let started = Instant::now();
+        let started = self.cmd_started;
         let Some(id) = u32_after_command(payload).and_then(|i| self.stmts.resolve(i)) else {
             return self.unknown_statement(payload, "mysqld_stmt_execute").await;
         };

@@ -1,8 +1,10 @@
 //! What a session reports about itself: per-user and per-node counters
 //! (`crate::metrics`), statement digests, the slow log, and the activity the admin
 //! interface's `SHOW SLUICE SESSIONS` shows. Only atomics of structures the session
-//! looked up once are touched per statement; the session's own activity cell is
-//! locked by the session and, rarely, by the admin interface.
+//! looked up once are touched per statement (digests through the session's
+//! [`crate::metrics::digests::DigestHandles`]); the session's own activity cell is
+//! locked by the session and, rarely, by the admin interface (never by another
+//! session).
 
 use crate::sync::Locked;
 use std::sync::atomic::Ordering;
@@ -54,8 +56,10 @@ impl<N: Net> Session<N> {
         }
     }
 
-    /// A command was answered: the user's command count, latency and bytes.
-    pub(super) fn command_done(&mut self, started: Instant) {
+    /// A command was answered: the user's command count, latency and bytes. Returns
+    /// the time it ended.
+    pub(super) fn command_done(&mut self, started: Instant) -> Instant {
+        let now = self.ended.take().unwrap_or_else(Instant::now);
         {
             let mut a = self.activity.locked();
             a.statement = None;
@@ -64,36 +68,40 @@ impl<N: Net> Session<N> {
         }
         let m = &self.user_metrics;
         m.statements.fetch_add(1, Ordering::Relaxed);
-        m.latency.observe_ns(started.elapsed().as_nanos() as u64);
+        m.latency.observe_ns(now.saturating_duration_since(started).as_nanos() as u64);
         let (r, w) = (self.client.bytes_read, self.client.bytes_written);
         m.bytes_in.fetch_add(r - self.bytes_counted.0, Ordering::Relaxed);
         m.bytes_out.fetch_add(w - self.bytes_counted.1, Ordering::Relaxed);
         self.bytes_counted = (r, w);
+        now
     }
 
     /// A statement's response from `node` ended (or failed): the node's counters, and
     /// the error for the user.
-    pub(super) fn node_done(&self, node: &str, started: Instant, sent: usize, written_before: u64, summary: Option<&Summary>) {
+    pub(super) fn node_done(&mut self, node: &str, started: Instant, sent: usize, written_before: u64, summary: Option<&Summary>) {
+        let now = Instant::now();
+        self.ended = Some(now);
         let error = summary.and_then(|s| s.error);
         if let Some(code) = error {
             self.user_metrics.errors.add(code);
         }
         if let Some(m) = self.node_metrics.get(node) {
             let out = self.client.bytes_written - written_before;
-            m.statement(self.reason, started.elapsed().as_nanos() as u64, sent as u64, out, error);
+            m.statement(self.reason, now.saturating_duration_since(started).as_nanos() as u64, sent as u64, out, error);
         }
     }
 
     /// A statement (text or prepared) ended: its digest's figures, and the slow log.
     /// `ran` is where it ran and its summary, `None` when Sluice answered it with an
     /// error of its own.
-    pub(super) fn statement_done(&self, c: &Classified, started: Instant, ran: Option<(&str, &Summary)>) {
+    pub(super) fn statement_done(&mut self, c: &Classified, started: Instant, ran: Option<(&str, &Summary)>) {
         let Some(digest) = &c.digest.0 else { return };
-        let ns = started.elapsed().as_nanos() as u64;
+        let now = self.ended.unwrap_or_else(Instant::now);
+        let ns = now.saturating_duration_since(started).as_nanos() as u64;
         let rows = ran.map_or(0, |(_, s)| s.affected_rows.unwrap_or(s.rows));
         let error = ran.is_none_or(|(_, s)| s.error.is_some());
         let m = &self.shared.metrics;
-        m.digests.record(digest, ns, rows, error);
+        self.digest_handles.record(&m.digests, digest, ns, rows, error, now);
         let slow_ns = m.slow_ns.load(Ordering::Relaxed);
         if slow_ns > 0 && ns >= slow_ns {
             m.slow_statements.fetch_add(1, Ordering::Relaxed);

@@ -124,8 +124,12 @@ impl<N: Net> Session<N> {
     /// be routed. `Ok(None)`: it was answered here (blocked, throttled) and must not
     /// run. `c` gets the rule's routing hint.
     pub(super) async fn apply_rules(&mut self, c: &mut Arc<Classified>, sql: &[u8], started: tokio::time::Instant) -> Result<Option<RuleGuard>, Error> {
-        let policy = self.policy.clone();
         self.rule_cap = None;
+        if self.policy.rules.is_empty() && self.policy.limits.is_empty() {
+            // The default: no rule, no limit (and no reference count touched).
+            return Ok(Some(RuleGuard::default()));
+        }
+        let policy = self.policy.clone();
         if !policy.limits.take_statement(&self.login.user, started) {
             let rate = policy.limits.of(&self.login.user).and_then(|l| l.statements_per_second).unwrap_or(0);
             let msg = format!("User '{}' has exceeded the 'statements_per_second' resource (current value: {rate})", self.login.user);
