@@ -101,13 +101,14 @@ impl<S: Stream> AsyncWrite for Transport<S> {
     }
 }
 
-/// Polls `fut` once (with a waker that does nothing): its output when it is ready at
-/// once. A pending future is dropped or polled again with a real waker by the caller.
-fn poll_once<F: std::future::Future>(fut: F) -> Option<F::Output> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(fut).poll(&mut cx) {
-        std::task::Poll::Ready(r) => Some(r),
-        std::task::Poll::Pending => None,
+/// Runs one poll of an I/O operation with a waker that does nothing: most writes and
+/// flushes complete at once, and those need no timer (the caller arms one and polls
+/// again with the task's waker when this returns `None`).
+fn try_now<T>(f: impl FnOnce(&mut Context<'_>) -> Poll<T>) -> Option<T> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match f(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
     }
 }
 
@@ -184,7 +185,7 @@ impl<S: Stream> PacketConn<S> {
         let mut rest = bytes;
         while !rest.is_empty() {
             // Most writes complete at once: only a write that has to wait arms a timer.
-            let written = match poll_once(self.io.write(rest)) {
+            let written = match try_now(|cx| Pin::new(&mut self.io).poll_write(cx, rest)) {
                 Some(r) => r,
                 None => tokio::time::timeout(stall, self.io.write(rest)).await.map_err(|_| stalled(stall))?,
             };
@@ -200,20 +201,26 @@ impl<S: Stream> PacketConn<S> {
     /// `flush` (or, with `shutdown`, `shutdown`) on the transport, within the write
     /// stall bound (TLS may have bytes of its own to write).
     async fn flush_bounded(&mut self, shutdown: bool) -> io::Result<()> {
-        let op = async {
-            if shutdown {
-                self.io.shutdown().await
-            } else {
-                self.io.flush().await
+        if let Some(stall) = self.write_stall {
+            // A flush with nothing left to write (plain TCP: always) needs no timer.
+            let io = &mut self.io;
+            if let Some(r) = try_now(|cx| if shutdown { Pin::new(io).poll_shutdown(cx) } else { Pin::new(io).poll_flush(cx) }) {
+                return r;
             }
-        };
-        let Some(stall) = self.write_stall else { return op.await };
-        let mut op = std::pin::pin!(op);
-        // A flush with nothing left to write (plain TCP: always) needs no timer.
-        if let Some(r) = poll_once(op.as_mut()) {
-            return r;
+            let op = async {
+                if shutdown {
+                    self.io.shutdown().await
+                } else {
+                    self.io.flush().await
+                }
+            };
+            return tokio::time::timeout(stall, op).await.map_err(|_| stalled(stall))?;
         }
-        tokio::time::timeout(stall, op).await.map_err(|_| stalled(stall))?
+        if shutdown {
+            self.io.shutdown().await
+        } else {
+            self.io.flush().await
+        }
     }
 
     pub fn is_tls(&self) -> bool {

@@ -499,7 +499,7 @@ impl<N: Net> Session<N> {
                 (a, b) => a.or(b),
             };
             let idle_why = if idle_limit.is_some() && idle_limit == pinned_limit { "idle while pinned (pool.pinned_idle_timeout_ms)" } else { "wait_timeout" };
-            let closable = self.state.txn_node().is_none();
+            let closable = draining && self.state.txn_node().is_none();
             let read = tokio::select! {
                 biased;
                 _ = &mut kill => {
@@ -510,13 +510,15 @@ impl<N: Net> Session<N> {
                     }
                     return End::Closed("killed");
                 }
-                _ = tokio::time::sleep_until(idle_since + drain_idle), if draining && closable => {
+                // (Async blocks: a disabled branch's future is still built, and a bare
+                // `sleep` registers nothing but reads the clock.)
+                _ = async { tokio::time::sleep_until(idle_since + drain_idle).await }, if closable => {
                     return End::Closed("idle while draining after a hand-over");
                 }
                 r = self.client.read_packet_idle() => r,
                 // As the server would: a session idle past the wait_timeout it set is
                 // closed (its pooled backend connections do not see its idleness).
-                _ = tokio::time::sleep(idle_limit.unwrap_or_default()), if idle_limit.is_some() => {
+                _ = async { tokio::time::sleep(idle_limit.unwrap_or_default()).await }, if idle_limit.is_some() => {
                     tracing::info!(conn = self.id, pin = ?self.pinned, why = idle_why, "idle session closed");
                     return End::Closed(idle_why);
                 }
@@ -1639,7 +1641,9 @@ impl<N: Net> Session<N> {
         let r = self.query_run(payload, c, started).await;
         // On every path: a kill the rule's timer started is waited for before the
         // session's connections can go back to the pool (after the command).
-        guard.finish().await;
+        if !guard.idle() {
+            guard.finish().await;
+        }
         self.rule_cap = None;
         r
     }
@@ -1858,7 +1862,9 @@ impl<N: Net> Session<N> {
         self.want_row_count = false;
         // On every path: a kill the rule's timer started is waited for before the
         // session's connections can go back to the pool (after the command).
-        guard.finish().await;
+        if !guard.idle() {
+            guard.finish().await;
+        }
         self.rule_cap = None;
         r
     }

@@ -65,6 +65,11 @@ impl RuleGuard {
     /// The statement's answer ended: stops the timer, or waits for the kill it started
     /// (so the backend connection is not given back while a KILL for it is on its
     /// way).
+    /// Nothing to wait for (no timer): the default when no rule matched.
+    pub(super) fn idle(&self) -> bool {
+        self.timer.is_none()
+    }
+
     pub(super) async fn finish(mut self) {
         if let Some(t) = self.timer.take() {
             t.disarm().await;

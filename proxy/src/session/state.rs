@@ -366,9 +366,17 @@ impl SessionState {
             }
         }
         if let Some(s) = status {
-            self.status.insert(node.to_string(), s);
+            // Updated in place: no key allocated per statement.
+            match self.status.get_mut(node) {
+                Some(v) => *v = s,
+                None => {
+                    self.status.insert(node.to_string(), s);
+                }
+            }
         }
-        self.previous = Some(node.to_string());
+        if self.previous.as_deref() != Some(node) {
+            self.previous = Some(node.to_string());
+        }
         self.track(session_state);
         if let (Some(k), true) = (kind, ok) {
             self.found_rows_pending = false;
