@@ -47,16 +47,10 @@ usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 }
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --out) OUT=${2:?--out needs a file}; shift 2 ;;
-        --out=*) OUT=${1#--out=}; shift ;;
-        --no-install) DO_INSTALL=0; shift ;;
-        --no-build) DO_BUILD=0; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench-instructions: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-    esac
-done
+BENCH_TAG=bench-instructions
+# shellcheck source=scripts/bench-lib.sh
+. "$ROOT/scripts/bench-lib.sh"
+bench_args "$@"
 
 read -r -a EVENTS <<<"$INSTR_EVENTS"
 [ "${#EVENTS[@]}" = 2 ] && [ "${EVENTS[1]}" -gt "${EVENTS[0]}" ] || {
@@ -68,9 +62,6 @@ read -r -a EVENTS <<<"$INSTR_EVENTS"
     exit 2
 }
 
-BENCH_TAG=bench-instructions
-# shellcheck source=scripts/bench-lib.sh
-. "$ROOT/scripts/bench-lib.sh"
 bench_setup
 command -v valgrind >/dev/null || die "valgrind not found (apt-get install valgrind)"
 PIN_LOAD=()
@@ -107,27 +98,15 @@ ir_total() {
 # the instructions Sluice executed while sysbench ran (read from the live process
 # before and after, so startup and shutdown are left out).
 count() {
-    local bin=$1 label=$2 workload=$3 mode=$4 events=$5 name addr="" i out total queries before after
+    local bin=$1 label=$2 workload=$3 mode=$4 events=$5 name total queries before after
     name="$label-$workload-$mode-$events"
-    write_sluice_config "$WORK/$name.toml" "worker_threads = $INSTR_WORKERS
-listen = \"127.0.0.1:0\"
-shutdown_timeout_ms = 2000" "${INSTR_EXTRA_TOML:-}"
-    out="$WORK/$name.callgrind"
-    : >"$WORK/$name-stdout.log"
-    valgrind --tool=callgrind --callgrind-out-file="$out" --dump-instr=no --collect-jumps=no \
-        "$bin" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
-    VG_PID=$!
-    for ((i = 0; i < 1200; i++)); do
-        addr=$(sed -n 's/^sluice listening on //p' "$WORK/$name-stdout.log")
-        [ -n "$addr" ] && break
-        kill -0 "$VG_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at startup"; }
-        sleep 0.1
-    done
-    [ -n "$addr" ] || die "$name did not report its address"
-    wait_sql "${addr##*:}" app app 120 || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
+    SLUICE_WRAP=(valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.callgrind" --dump-instr=no --collect-jumps=no)
+    SLUICE_START_WAIT=120
+    SLUICE_BIN_FOR_START=$bin start_sluice "$name" pinned "$INSTR_WORKERS" "${INSTR_EXTRA_TOML:-}"
+    VG_PID=$STARTED_PID
     sleep 2
     before=$(ir_total "$VG_PID")
-    sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="${addr##*:}" "${SB_COMMON[@]}" \
+    sysbench "$workload" --mysql-host=127.0.0.1 --mysql-port="$STARTED_PORT" "${SB_COMMON[@]}" \
         --db-ps-mode="$mode" --skip_trx=on --threads="$INSTR_THREADS" --events="$events" --time=0 \
         --report-interval=0 run >"$WORK/$name-sysbench.log" 2>&1 ||
         { cat "$WORK/$name-sysbench.log" >&2; die "sysbench failed through $name"; }
@@ -138,7 +117,7 @@ shutdown_timeout_ms = 2000" "${INSTR_EXTRA_TOML:-}"
     [ "$before" -gt 0 ] && [ "$total" -gt 0 ] || die "no instruction count from callgrind_control for $name"
     queries=$(parse_sysbench "$WORK/$name-sysbench.log" | awk '{ print $3 }')
     [ -n "$total" ] && [ -n "$queries" ] || die "no count for $name"
-    rm -f "$out"
+    rm -f "$WORK/$name.callgrind"
     echo "$total $queries" >"$WORK/count"
 }
 

@@ -10,6 +10,8 @@
 #   PIN_LOAD     array: command prefix for load generators and MariaDB (may be empty)
 #   PIN_PROXY    array: command prefix for the proxies (may be empty)
 # and calls bench_setup once, which sets MYSQL_CLIENT, SLUICE_BIN, CHAOS_BIN and CLK_TCK.
+# Optional: SLUICE_WRAP (array: a command Sluice runs under, e.g. valgrind) and
+# SLUICE_START_WAIT (seconds to wait for a started Sluice to answer, 30).
 
 log() { printf '%s: %s\n' "${BENCH_TAG:-bench}" "$*" >&2; }
 die() { printf '%s: error: %s\n' "${BENCH_TAG:-bench}" "$*" >&2; exit 1; }
@@ -47,6 +49,21 @@ install_deps() {
     fi
     need=$(missing_packages)
     [ -z "$need" ] || die "still missing after install: $need"
+}
+
+# bench_args "$@": the options every benchmark script takes: --out FILE (sets OUT),
+# --no-install, --no-build, -h (runs the caller's `usage`).
+bench_args() {
+    while [ $# -gt 0 ]; do
+        case "$1" in
+            --out) OUT=${2:?--out needs a file}; shift 2 ;;
+            --out=*) OUT=${1#--out=}; shift ;;
+            --no-install) DO_INSTALL=0; shift ;;
+            --no-build) DO_BUILD=0; shift ;;
+            -h|--help) usage; exit 0 ;;
+            *) echo "$BENCH_TAG: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+        esac
+    done
 }
 
 # Installs what is missing, builds the release binaries (unless DO_BUILD=0) and finds
@@ -200,9 +217,10 @@ shutdown_timeout_ms = 2000" "$extra"
     # Created before the start: the background child opens it only when it runs, and
     # the loop below may look first.
     : >"$WORK/$name-stdout.log"
-    "${PIN_PROXY[@]}" "$bin" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
+    "${PIN_PROXY[@]}" ${SLUICE_WRAP[@]+"${SLUICE_WRAP[@]}"} "$bin" --config "$WORK/$name.toml" >"$WORK/$name-stdout.log" 2>"$WORK/$name.log" &
     STARTED_PID=$!
-    for ((i = 0; i < 300; i++)); do
+    local wait_s=${SLUICE_START_WAIT:-30}
+    for ((i = 0; i < wait_s * 10; i++)); do
         addr=$(sed -n 's/^sluice listening on //p' "$WORK/$name-stdout.log")
         [ -n "$addr" ] && break
         kill -0 "$STARTED_PID" 2>/dev/null || { cat "$WORK/$name.log" >&2; die "$name exited at startup"; }
@@ -210,7 +228,7 @@ shutdown_timeout_ms = 2000" "$extra"
     done
     [ -n "$addr" ] || die "$name did not report its address"
     STARTED_PORT=${addr##*:}
-    wait_sql "$STARTED_PORT" app app 15 || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
+    wait_sql "$STARTED_PORT" app app "$wait_s" || { cat "$WORK/$name.log" >&2; die "no MySQL answer through $name"; }
     log "$name (scheduler = $scheduler, worker_threads = $workers) on $addr (pid $STARTED_PID)"
 }
 

@@ -73,20 +73,10 @@ usage() {
     sed -n '2,/^$/{s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"
 }
 
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --out) OUT=${2:?--out needs a file}; shift 2 ;;
-        --out=*) OUT=${1#--out=}; shift ;;
-        --no-install) DO_INSTALL=0; shift ;;
-        --no-build) DO_BUILD=0; shift ;;
-        -h|--help) usage; exit 0 ;;
-        *) echo "bench: unknown argument: $1" >&2; usage >&2; exit 2 ;;
-    esac
-done
-
 BENCH_TAG=bench
 # shellcheck source=scripts/bench-lib.sh
 . "$ROOT/scripts/bench-lib.sh"
+bench_args "$@"
 bench_setup
 
 # ---------------------------------------------------------------------------------------
