@@ -844,6 +844,9 @@ pub async fn sync<S: Stream>(node: &mut NodeConn<S>, state: &SessionState, track
         p.extend_from_slice(sql.as_bytes());
         cmds.push(p);
     }
+    // Any statement clears the diagnostics area: while the session's warnings or error
+    // wait on this connection (its last statement ran here), nothing is added.
+    let row_count = row_count.filter(|_| !state.diagnostics_pending);
     if let Some(n) = row_count.filter(|_| !node.row_count_own || !cmds.is_empty()) {
         // Last, after every `SET` above (each leaves 0). A held connection whose
         // `FOUND_ROWS()` Sluice does not know (after SQL_CALC_FOUND_ROWS) keeps it.

@@ -1655,7 +1655,8 @@ impl<N: Net> Session<N> {
             if let Some(name) = local::row_count_query(sql) {
                 // The connection that ran the previous statement is gone back to the
                 // pool: the session's own ROW_COUNT() answers.
-                let held = self.state.previous.as_ref().and_then(|n| self.nodes.get(n)).is_some_and(|nc| nc.row_count_own);
+                // (Kept while its diagnostics wait there: that connection answers.)
+                let held = self.state.previous.as_ref().and_then(|n| self.nodes.get(n)).is_some_and(|nc| nc.row_count_own || self.state.diagnostics_pending);
                 if !held {
                     return self.answer_row_count(&name).await;
                 }
@@ -2295,7 +2296,19 @@ impl<N: Net> Session<N> {
         let mut payload = Vec::with_capacity(1 + sql.len());
         payload.push(com::QUERY);
         payload.extend_from_slice(sql.as_bytes());
-        self.on_primary(&payload, Expect::Query).await.map(|_| ())
+        if let Some(summary) = self.on_primary(&payload, Expect::Query).await? {
+            // A statement ran there: the connection's ROW_COUNT() is the session's now.
+            self.state.row_count = match (summary.error, summary.affected_rows) {
+                (None, Some(n)) => n as i64,
+                _ => -1,
+            };
+            if let Some(node) = self.state.previous.clone() {
+                for (n, nc) in self.nodes.iter_mut() {
+                    nc.row_count_own = *n == node;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// COM_CHANGE_USER: re-authenticate the client against the config, then reset the
