@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 
 use sluice::net::TokioNet;
 
+/// The tests of this file run one at a time: the first counts the process's open
+/// descriptors, which another test's cluster and proxy would change meanwhile.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").map(|d| d.count()).unwrap_or(0)
 }
@@ -102,6 +106,7 @@ async fn leave_mid_result(addr: &str, leave: Leave, write: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_closing_mid_result_ends_its_session_every_time() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let rounds: usize = std::env::var("SLUICE_LEAVE_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(36);
     let (_cluster, proxy) = cluster_and_proxy("").await;
     let addr = proxy.local_addr().to_string();
@@ -159,6 +164,7 @@ async fn client_closing_mid_result_ends_its_session_every_time() {
 /// connection, and shutdown reported them still open.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_of_a_client_that_stopped_reading_mid_result_ends_after_the_write_timeout() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let (_cluster, proxy) = cluster_and_proxy("client_write_timeout_ms = 1000\n").await;
     let addr = proxy.local_addr().to_string();
     let mut stalled = Vec::new();
