@@ -1358,6 +1358,15 @@ fn wants_last_insert_id(c: &Classified, sql: &[u8]) -> bool {
     }
 }
 
+/// What `ROW_COUNT()` returns after a statement answered with `summary`: the affected
+/// rows of an OK, -1 after a result set or an error.
+fn row_count_after(summary: &Summary) -> i64 {
+    match (summary.error, summary.affected_rows) {
+        (None, Some(n)) => n as i64,
+        _ => -1,
+    }
+}
+
 /// The statement may read `ROW_COUNT()` (a read that does is classified
 /// [`Kind::Diagnostics`]; writes are scanned).
 fn reads_row_count(c: &Classified, sql: &[u8]) -> bool {
@@ -1587,10 +1596,7 @@ impl<N: Net> Session<N> {
         }
         if kind.is_some() {
             // Commands that are not statements (prepare, reset, ping) leave it.
-            self.state.row_count = match (summary.error, summary.affected_rows) {
-                (None, Some(n)) => n as i64,
-                _ => -1,
-            };
+            self.state.row_count = row_count_after(summary);
         }
         if summary.error.is_none() && summary.affected_rows.is_none() && summary.result_sets > 0 {
             self.state.found_rows = summary.rows;
@@ -2298,10 +2304,7 @@ impl<N: Net> Session<N> {
         payload.extend_from_slice(sql.as_bytes());
         if let Some(summary) = self.on_primary(&payload, Expect::Query).await? {
             // A statement ran there: the connection's ROW_COUNT() is the session's now.
-            self.state.row_count = match (summary.error, summary.affected_rows) {
-                (None, Some(n)) => n as i64,
-                _ => -1,
-            };
+            self.state.row_count = row_count_after(&summary);
             if let Some(node) = self.state.previous.clone() {
                 for (n, nc) in self.nodes.iter_mut() {
                     nc.row_count_own = *n == node;
